@@ -1,0 +1,5 @@
+import sys
+
+from hostctl.cli import main
+
+sys.exit(main())

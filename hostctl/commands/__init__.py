@@ -1,0 +1,1 @@
+"""Command groups of the ``hostctl`` command line, one module each."""

@@ -1,0 +1,1 @@
+"""The simulated bench: networks, edge device models, the circuit solver and learning rules."""
