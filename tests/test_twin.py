@@ -45,9 +45,9 @@ def small_eta_case(n_nodes, n_targets, seed):
     n_edges = min(n_nodes * (n_nodes - 1) // 2, int(rng.integers(n_nodes, 3 * n_nodes)))
     net = roles(random_connected(n_nodes, n_edges, seed=seed), 2, n_targets, seed)
     eta = 1e-5
-    twin = linear_twin(net, seed, rule=CoupledLearning(alpha=1e-9, eta=eta), nudge=Nudge(eta=eta))
+    twin = linear_twin(net, seed, rule=CoupledLearning(alpha=1e-6, eta=eta), nudge=Nudge(eta=eta))
     x = rng.uniform(0, 0.45, 2)
-    desired = twin.outputs(x) + rng.uniform(-0.05, 0.05, n_targets)
+    desired = twin.outputs(x) + rng.choice([-1.0, 1.0], n_targets) * rng.uniform(0.01, 0.05, n_targets)
     return twin, x, desired
 
 
@@ -59,7 +59,7 @@ def coupled_update(twin, x, desired):
     return update
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(st.integers(6, 30), st.integers(0, 2**31 - 1))
 def test_small_eta_update_points_down_the_gradient_of_the_output_error(n_nodes, seed):
     twin, x, desired = small_eta_case(n_nodes, 1, seed)
@@ -70,11 +70,13 @@ def test_small_eta_update_points_down_the_gradient_of_the_output_error(n_nodes, 
         return 0.5 * float(d @ d)
 
     grad = finite_difference_gradient(twin, cost)
-    assume(np.linalg.norm(grad) > 0)  # an output no conductance can move has no descent direction
+    # An output that no conductance can move (a target hanging off a source through a dead
+    # end) has no descent direction; its finite-difference gradient is rounding noise.
+    assume(np.max(np.abs(grad * twin.state)) > 1e-6 * np.sqrt(2 * cost(twin.state)))
     assert cosine(coupled_update(twin, x, desired), -grad) >= 0.99
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(st.integers(8, 30), st.integers(2, 3), st.integers(0, 2**31 - 1))
 def test_with_several_targets_the_update_descends_the_response_weighted_error(n_nodes, n_targets, seed):
     # Clamping several targets at once weighs their errors by the inverse of the free
@@ -96,7 +98,9 @@ def test_with_several_targets_the_update_descends_the_response_weighted_error(n_
         return 0.5 * float(d @ metric @ d)
 
     grad = finite_difference_gradient(twin, cost)
-    assume(np.linalg.norm(grad) > 0)  # an output no conductance can move has no descent direction
+    # An output that no conductance can move (a target hanging off a source through a dead
+    # end) has no descent direction; its finite-difference gradient is rounding noise.
+    assume(np.max(np.abs(grad * twin.state)) > 1e-6 * np.sqrt(2 * cost(twin.state)))
     assert cosine(coupled_update(twin, x, desired), -grad) >= 0.99
 
 
