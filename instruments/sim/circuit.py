@@ -2,13 +2,30 @@
 
 Some nodes are *fixed* (held by ideal voltage sources: sources, ground, and on the clamped
 twin the targets); the rest are unknown. For linear edges the unknown voltages solve the
-reduced Laplacian system ``K_uu v_u = -K_uf v_f``; for nonlinear edges Newton's method solves
-the current balance, with step limiting and backtracking as safeguards.
+reduced Laplacian system ``K_uu v_u = -K_uf v_f`` (plus one round of iterative refinement);
+for nonlinear edges Newton's method solves the current balance.
 
-:class:`DCSolver` is the general solver used by the netlist tools and as the reference for
-the fast kernels of :mod:`instruments.sim.twin`: it factorises densely for small systems and
+The Newton iteration, and why each safeguard is there:
+
+* each node's step is limited to ``max_step_v`` on its own (SPICE's voltage limiting). A node
+  whose edges are all saturated with it as the drain, or cut off, has an (almost) zero
+  Jacobian row and so an enormous Newton step; scaling the whole step down to it would
+  freeze every other node and stall the iteration;
+* when the Newton step needs limiting, the chord (Picard) step, the linear solve at the
+  present chord conductances ``I / dV``, is tried first: it puts such a node between its
+  neighbours, where it belongs;
+* each step is halved until the largest node imbalance falls (backtracking); if no fraction
+  of either step does, the first is taken whole, as SPICE does;
+* the Jacobian gets a rounding-level conductance to ground on its diagonal to stay regular,
+  not a GMIN of 1e-12 S, which would swamp nodes held only by deep-subthreshold edges
+  (1e-14 S) and make Newton crawl towards them.
+
+:class:`DCSolver` is the general solver used by the netlist tools and the reference for the
+fast kernels of :mod:`instruments.sim.kernels`: it factorises densely for small systems and
 with a sparse direct solver for large ones, and checks the topology once (a node with no
 path to a fixed node is reported by name, never returned as NaN).
+
+Units: voltages in V, conductances in S, currents in A.
 """
 
 from __future__ import annotations
@@ -26,13 +43,21 @@ from .network import Network
 
 #: Systems with at most this many unknowns are factorised densely.
 DENSE_MAX_UNKNOWNS = 200
-#: Conductance (S) added from every unknown node to ground in the Newton Jacobian only, so
-#: that an edge in cut-off cannot make it singular; the residual stays exact.
+#: Conductance (S) that stands in for an edge in cut-off: the floor of the small-signal
+#: conductances Newton's method starts from, and the GMIN the compiled kernels add to their
+#: Jacobian diagonal. Residuals never include it.
 GMIN_S = 1e-12
+#: Halvings of a Newton step tried before the whole (limited) step is taken regardless.
+_MAX_HALVINGS = 30
+_EPS = np.finfo(float).eps
 
 
 class FloatingNodeError(ValueError):
-    """Some nodes have no conducting path to any fixed-voltage node."""
+    """Some nodes have no conducting path to any fixed-voltage node.
+
+    Attributes:
+        nodes: the names of all such nodes, in node order.
+    """
 
     def __init__(self, nodes: list[str]):
         self.nodes = nodes
@@ -41,22 +66,40 @@ class FloatingNodeError(ValueError):
 
 
 class ConvergenceError(RuntimeError):
-    """Newton's method did not reach the tolerance."""
+    """Newton's method did not reach the tolerance.
 
-    def __init__(self, iterations: int, node: str, residual_a: float):
+    Attributes:
+        iterations: Newton iterations taken.
+        node: name of the node with the largest current imbalance at the last iterate.
+        residual_a: that imbalance (A).
+    """
+
+    def __init__(self, iterations: int, node: str, residual_a: float, reason: str = ""):
         self.iterations = iterations
         self.node = node
         self.residual_a = residual_a
         super().__init__(
             f"DC solve did not converge in {iterations} iterations: worst node {node}, "
-            f"residual {residual_a:.3e} A"
+            f"residual {residual_a:.3e} A" + (f" ({reason})" if reason else "")
         )
 
 
 @dataclass(frozen=True)
 class Tolerances:
-    """Newton stopping rule: every node's current imbalance below ``abs_a + rel * scale``
-    (``scale``: the largest edge current), or the last step below ``step_v`` volts."""
+    """Newton stopping rule and safeguards.
+
+    Converged when every unknown node's current imbalance is below ``abs_a + rel * scale``
+    (A; ``scale``: the largest edge current), or when the applied step falls below ``step_v``
+    (V) with the imbalance within 1000 times that bound (the rounding floor).
+
+    Attributes:
+        abs_a: absolute current tolerance (A).
+        rel: tolerance relative to the largest edge current.
+        step_v: smallest useful step (V).
+        max_iter: most Newton iterations.
+        max_step_v: largest change of any one node voltage in one iteration (V); each node's
+            step is limited on its own, as SPICE limits junction voltages.
+    """
 
     abs_a: float = 1e-18
     rel: float = 1e-12
@@ -68,12 +111,23 @@ class Tolerances:
 class DCSolver:
     """Node voltages of ``network`` with the nodes ``fixed`` held at given voltages.
 
+    Parallel edges (two edges joining the same pair of nodes) are legal: their conductances
+    add, as for parallel resistors.
+
     Args:
         network: the topology.
-        fixed: indices of the fixed-voltage nodes (at least one).
+        fixed: indices of the fixed-voltage nodes (at least one, each once).
+        tol: Newton tolerances, for nonlinear devices.
+
+    Attributes:
+        unknown: indices of the unknown nodes, in node order.
+        dense: True when systems are factorised densely (at most
+            :data:`DENSE_MAX_UNKNOWNS` unknowns), else with a sparse LU.
+        iterations: Newton iterations of the last nonlinear solve (0 after a linear one).
 
     Raises:
         FloatingNodeError: some node has no path to a fixed node.
+        ValueError: a fixed index is out of range or repeated.
     """
 
     def __init__(self, network: Network, fixed, tol: Tolerances = Tolerances()):
@@ -82,6 +136,8 @@ class DCSolver:
         fixed = np.asarray(fixed, dtype=np.int64).ravel()
         if fixed.size == 0:
             raise FloatingNodeError(list(network.nodes))
+        if fixed.min() < 0 or fixed.max() >= network.n_nodes:
+            raise ValueError(f"fixed node index outside 0..{network.n_nodes - 1}: {fixed.tolist()}")
         if np.unique(fixed).size != fixed.size:
             raise ValueError("a node is fixed twice")
         self.fixed = fixed
@@ -94,9 +150,11 @@ class DCSolver:
         self.fpos[fixed] = np.arange(fixed.size)
         check_floating(network, fixed)
         inc = network.incidence().tocsc()
+        self._inc = inc.tocsr()  # (E, N)
         self._a_u = inc[:, self.unknown].tocsr()  # (E, U)
         self._a_f = inc[:, fixed].tocsr()  # (E, F)
-        self._dense = self.unknown.size <= DENSE_MAX_UNKNOWNS
+        self.dense = self.unknown.size <= DENSE_MAX_UNKNOWNS
+        self.iterations = 0
 
     # -- linear edges ---------------------------------------------------------------------
     def _reduced(self, k: np.ndarray):
@@ -115,25 +173,47 @@ class DCSolver:
         vf = np.asarray(v_fixed, float)
         batch = vf.ndim == 2
         vf2 = vf if batch else vf[None, :]
-        k_uu, k_uf = self._reduced(k)
-        rhs = -(k_uf @ vf2.T)  # (U, B)
-        if self.unknown.size == 0:
-            vu = np.zeros((0, vf2.shape[0]))
-        elif self._dense:
-            vu = sla.cho_solve(sla.cho_factor(k_uu.toarray()), rhs)
-        else:
-            vu = spla.splu(k_uu, permc_spec="MMD_AT_PLUS_A").solve(np.ascontiguousarray(rhs))
+        self.iterations = 0
         out = np.empty((vf2.shape[0], self.network.n_nodes))
-        out[:, self.unknown] = vu.T
         out[:, self.fixed] = vf2
+        if self.unknown.size == 0:
+            return out if batch else out[0]
+        k_uu, k_uf = self._reduced(k)
+        if self.dense:
+            factor = sla.cho_factor(k_uu.toarray())
+
+            def solve(rhs):
+                return sla.cho_solve(factor, rhs)
+        else:
+            lu = spla.splu(k_uu, permc_spec="MMD_AT_PLUS_A")
+
+            def solve(rhs):
+                return lu.solve(np.ascontiguousarray(rhs))
+
+        out[:, self.unknown] = solve(-(k_uf @ vf2.T)).T
+        # One round of iterative refinement with the residual summed from edge currents:
+        # the Laplacian form leaves an imbalance of order eps * (largest conductance) * V,
+        # far above the edge currents when conductances span many decades; one round brings
+        # it down to the rounding of the node voltages themselves.
+        i = k * (self._inc @ out.T).T  # (B, E) edge currents a -> b
+        out[:, self.unknown] -= solve(self._a_u.T @ i.T).T
         return out if batch else out[0]
 
     # -- any edges --------------------------------------------------------------------------
     def residual(self, device: EdgeDevice, state, v: np.ndarray, twin: int = 0) -> np.ndarray:
-        """Net current (A) flowing out of every node through the edges, shape (N,)."""
+        """Net current (A) flowing out of every node through the edges, shape (N,).
+
+        Zero at the unknown nodes of a solution; at a fixed node it is the current its
+        source delivers into the network.
+        """
         e = self.network.edges
         i, _, _ = device.current(state, v[e[:, 0]], v[e[:, 1]], twin)
-        return np.bincount(e[:, 0], i, self.network.n_nodes) - np.bincount(e[:, 1], i, self.network.n_nodes)
+        return self._net_out(i)
+
+    def _net_out(self, i: np.ndarray) -> np.ndarray:
+        e = self.network.edges
+        n = self.network.n_nodes
+        return np.bincount(e[:, 0], i, n) - np.bincount(e[:, 1], i, n)
 
     def solve(
         self,
@@ -146,8 +226,11 @@ class DCSolver:
         """Node voltages (V, shape (N,)) for any edge device.
 
         Linear devices take one factorisation; nonlinear ones take Newton's method started
-        from ``v0`` (a previous solution, shape (N,)) or from the linear solution at the
-        small-signal conductances.
+        from ``v0`` (a previous solution, shape (N,); its fixed entries are replaced by
+        ``v_fixed``) or from the linear solution at the small-signal conductances.
+
+        Raises:
+            ConvergenceError: Newton's method did not converge.
         """
         vf = np.asarray(v_fixed, float)
         if device.linear:
@@ -162,45 +245,98 @@ class DCSolver:
     def _newton(self, device, state, v, twin):
         e = self.network.edges
         a, b = e[:, 0], e[:, 1]
-        n = self.network.n_nodes
         u = self.unknown
         pa, pb = self.pos[a], self.pos[b]
         tol = self.tol
-        f_norm = np.inf
-        for it in range(1, tol.max_iter + 1):
-            i, ga, gb = device.current(state, v[a], v[b], twin)
-            f = (np.bincount(a, i, n) - np.bincount(b, i, n))[u]
-            scale = float(np.max(np.abs(i), initial=0.0))
-            f_norm = float(np.max(np.abs(f), initial=0.0))
-            if f_norm <= tol.abs_a + tol.rel * scale:
-                return v
-            jac = self._jacobian(pa, pb, ga, gb)
-            dv = -self._lin_solve(jac, f)
-            big = float(np.max(np.abs(dv), initial=0.0))
-            if big > tol.max_step_v:
-                dv *= tol.max_step_v / big
-            # backtracking: halve the step until the residual falls
-            step = 1.0
-            for _ in range(30):
-                trial = v.copy()
-                trial[u] += step * dv
-                ti, _, _ = device.current(state, trial[a], trial[b], twin)
-                tf = (np.bincount(a, ti, n) - np.bincount(b, ti, n))[u]
-                if np.max(np.abs(tf), initial=0.0) < f_norm or step * big < tol.step_v:
-                    break
-                step *= 0.5
-            v = trial
-            if step * big < tol.step_v:
-                i, _, _ = device.current(state, v[a], v[b], twin)
-                f = (np.bincount(a, i, n) - np.bincount(b, i, n))[u]
-                f_norm = float(np.max(np.abs(f), initial=0.0))
-                if f_norm <= 1e3 * (tol.abs_a + tol.rel * max(scale, 1e-30)):
-                    return v
-        worst = int(np.argmax(np.abs(f))) if f.size else 0
-        raise ConvergenceError(tol.max_iter, self.network.nodes[u[worst]], f_norm)
+        lim = tol.max_step_v
 
-    def _jacobian(self, pa, pb, ga, gb):
-        """d(net current out of unknown node)/d(unknown voltage), with GMIN on the diagonal."""
+        def evaluate(x):
+            """Imbalance at the unknown nodes (A), its max norm, the largest edge current (A)
+            and the edge derivatives (S)."""
+            i, ga, gb = device.current(state, x[a], x[b], twin)
+            f = self._net_out(i)[u]
+            return f, float(np.max(np.abs(f), initial=0.0)), float(np.max(np.abs(i), initial=0.0)), ga, gb
+
+        def converged(f_norm, scale, slack=1.0):
+            return f_norm <= slack * (tol.abs_a + tol.rel * scale)
+
+        def fail(iterations, f, f_norm, reason=""):
+            worst = int(np.argmax(np.abs(f))) if f.size else 0
+            name = self.network.nodes[u[worst]] if u.size else "-"
+            return ConvergenceError(iterations, name, f_norm, reason)
+
+        def solve(ga, gb, f):
+            """-J^-1 f, with a rounding-level conductance to ground on the diagonal: enough to
+            keep J regular, too small to slow a node held only by subthreshold edges (a GMIN
+            of 1e-12 S would swamp their 1e-14 S and make Newton crawl)."""
+            g_max = max(float(np.max(np.abs(ga), initial=0.0)), float(np.max(np.abs(gb), initial=0.0)))
+            return -self._lin_solve(self._jacobian(pa, pb, ga, gb, _EPS * max(g_max, GMIN_S)), f)
+
+        now = evaluate(v)
+        for it in range(tol.max_iter):
+            f, f_norm, scale, ga, gb = now
+            self.iterations = it
+            if converged(f_norm, scale):
+                return v
+            self.iterations = it + 1
+            newton = solve(ga, gb, f)
+
+            def newton_limited():
+                # Limit each node on its own, as SPICE limits junction voltages; scaling the
+                # whole step down to its largest entry would freeze every other node.
+                return np.clip(newton, -lim, lim)
+
+            def chord():
+                # the Picard step: the linear solve at the present chord conductances I/dV
+                k = np.maximum(device.conductance(state, v[a], v[b], twin), 0.0)
+                return np.clip(solve(k, -k, f), -lim, lim)
+
+            # A Newton step beyond the limit comes from a node whose edges are all saturated
+            # (as its drain) or cut off: its Jacobian row is almost zero. The chord step knows
+            # where such a node belongs, between its neighbours; try it first there.
+            if np.max(np.abs(newton), initial=0.0) > lim:
+                candidates = (chord, newton_limited)
+            else:
+                candidates = (newton_limited, chord)
+            first = None
+            for make in candidates:
+                dv = make()
+                first = dv if first is None else first
+                big = float(np.max(np.abs(dv), initial=0.0))
+                # backtracking: halve the step until the residual falls
+                step = 1.0
+                for _ in range(_MAX_HALVINGS + 1):
+                    trial = v.copy()
+                    trial[u] += step * dv
+                    after = evaluate(trial)
+                    if after[1] < f_norm or step * big < tol.step_v:
+                        break
+                    step *= 0.5
+                if after[1] < f_norm:
+                    break
+            if after[1] < f_norm:
+                v, now = trial, after
+                if step * big < tol.step_v and converged(after[1], max(after[2], 1e-30), 1e3):
+                    return v  # the rounding floor
+                continue
+            if float(np.max(np.abs(first), initial=0.0)) < tol.step_v:
+                if converged(f_norm, max(scale, 1e-30), 1e3):
+                    return v  # the rounding floor
+                raise fail(it + 1, f, f_norm, f"stalled: step below {tol.step_v:g} V")
+            # No fraction of either step lowers the residual: take the first one whole, as
+            # SPICE does, rather than creep along it.
+            v = v.copy()
+            v[u] += first
+            now = evaluate(v)
+        f, f_norm, scale, _, _ = now
+        self.iterations = tol.max_iter
+        if converged(f_norm, scale):
+            return v
+        raise fail(tol.max_iter, f, f_norm)
+
+    def _jacobian(self, pa, pb, ga, gb, gmin_s=GMIN_S):
+        """d(net current out of unknown node)/d(unknown voltage), with ``gmin_s`` (S) added
+        on the diagonal."""
         nu = self.unknown.size
         rows, cols, vals = [], [], []
         # current i_ab leaves a and enters b
@@ -212,13 +348,13 @@ class DCSolver:
                 vals.append(sign * g[m])
         rows.append(np.arange(nu))
         cols.append(np.arange(nu))
-        vals.append(np.full(nu, GMIN_S))
+        vals.append(np.full(nu, gmin_s))
         return sp.csc_matrix(
             (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(nu, nu)
         )
 
     def _lin_solve(self, jac, f):
-        if self._dense:
+        if self.dense:
             return sla.lu_solve(sla.lu_factor(jac.toarray()), f)
         return spla.splu(jac).solve(f)
 
@@ -242,7 +378,8 @@ def solve_dc(
     state,
     fixed_v: dict[str, float],
     twin: int = 0,
+    tol: Tolerances = Tolerances(),
 ) -> np.ndarray:
     """One-shot DC solve: node voltages (V) with the named nodes held at ``fixed_v`` (V)."""
     idx = np.array([network.index(n) for n in fixed_v], dtype=np.int64)
-    return DCSolver(network, idx).solve(device, state, np.array(list(fixed_v.values()), float), twin)
+    return DCSolver(network, idx, tol).solve(device, state, np.array(list(fixed_v.values()), float), twin)

@@ -43,14 +43,19 @@ def spread(
     n_edges: int,
     rel_spread: float = 0.0,
     twin_mismatch: float = 0.0,
-    rng: np.random.Generator | None = None,
+    rng: np.random.Generator | int | None = None,
 ) -> np.ndarray:
     """Per-edge and per-twin parameter values around ``nominal``, shape ``(2, E)``.
 
     Each edge draws a factor ``1 + rel_spread * N(0, 1)`` shared by its two twins; each twin
     then draws its own factor ``1 + twin_mismatch * N(0, 1)``. Both are relative (0.01 = 1 %).
+    The result has the unit of ``nominal``.
+
+    Args:
+        rng: a generator, or a seed (the same seed gives the same values), or None for a
+            fresh unseeded generator.
     """
-    rng = rng or np.random.default_rng()
+    rng = np.random.default_rng(rng)
     per_edge = 1.0 + rel_spread * rng.standard_normal(n_edges)
     per_twin = 1.0 + twin_mismatch * rng.standard_normal((2, n_edges))
     return nominal * per_edge[None, :] * per_twin
@@ -95,18 +100,29 @@ class EdgeDevice:
         return np.clip(state, self.state_min, self.state_max, out=out)
 
     def check_state(self, state: np.ndarray) -> np.ndarray:
-        """``state`` as a float array of shape ``(E,)``; ValueError if it is out of limits."""
+        """``state`` as a float array of shape ``(E,)``; ValueError naming the first edge whose
+        state is out of limits (or not whole, for integer states)."""
         s = np.asarray(state, dtype=float)
         if s.shape != (self.n_edges,):
             raise ValueError(f"{self.kind} state must have shape ({self.n_edges},), got {s.shape}")
+        problem = self._state_problem(s)
+        if problem:
+            j, why = problem
+            raise ValueError(f"{self.kind} state of edge {j} {why}")
+        return s
+
+    def _state_problem(self, s: np.ndarray) -> tuple[int, str] | None:
+        """The first edge whose state is not allowed and why, or None."""
         bad = np.flatnonzero(~np.isfinite(s) | (s < self.state_min) | (s > self.state_max))
         if bad.size:
             j = int(bad[0])
-            raise ValueError(
-                f"{self.kind} state of edge {j} is {s[j]:g} {self.state_unit}, outside "
-                f"[{self.state_min:g}, {self.state_max:g}]"
-            )
-        return s
+            return j, f"is {s[j]:g} {self.state_unit}, outside [{self.state_min:g}, {self.state_max:g}]"
+        if self.integer_state:
+            bad = np.flatnonzero(s != np.rint(s))
+            if bad.size:
+                j = int(bad[0])
+                return j, f"is {s[j]:g}, not a whole number of {self.state_unit}s"
+        return None
 
     def conductance(self, state, va=None, vb=None, twin: int = 0) -> np.ndarray:
         raise NotImplementedError
@@ -152,6 +168,8 @@ class Digipot(EdgeDevice):
     Tap ``t`` has resistance ``r_max_ohm * (r_min_ohm / r_max_ohm) ** (t / (n_taps - 1))``:
     taps are log-spaced and conductance rises with the tap number, so "one tap up" means
     "more conductance", the direction coupled learning asks for when (dV_F)^2 > (dV_C)^2.
+    A state between taps counts as the nearest tap, and one beyond the ends as the end tap
+    (the wiper of the real part stops there).
 
     Attributes:
         n_taps: number of taps (>= 2), default 100.
@@ -182,17 +200,12 @@ class Digipot(EdgeDevice):
         return (self.gain,)
 
     def conductance(self, state, va=None, vb=None, twin: int = 0) -> np.ndarray:
-        taps = np.asarray(state).astype(np.int64)
+        """Conductance (S) of each edge at its tap; the voltages are ignored."""
+        taps = np.clip(np.rint(np.asarray(state, float)), 0, self.n_taps - 1).astype(np.int64)
         return self.gain[twin] / self.tap_resistance_ohm[taps]
 
     def clip(self, state, out=None):
         return np.clip(np.rint(state), self.state_min, self.state_max, out=out)
-
-    def check_state(self, state):
-        s = super().check_state(state)
-        if not np.array_equal(s, np.rint(s)):
-            raise ValueError("digipot taps must be whole numbers")
-        return s
 
 
 @dataclass(eq=False)
@@ -210,7 +223,9 @@ class Mosfet(EdgeDevice):
     ``KP W / L = S``, ``LAMBDA = GAMMA = 0`` (no current for ``Vov <= 0``). With it, the
     overdrive below ``v_join = 2 subthreshold_v / ln 10`` (87 mV for 0.1 V/decade) is
     replaced by ``v_join 10^((Vov - v_join) / (2 subthreshold_v))``, which joins the square
-    law with matching value and slope, so the current is smooth and never exactly zero.
+    law with matching value and slope, so the current is smooth and never exactly zero. In
+    saturation the current then falls tenfold per ``subthreshold_v``; at small ``Vds`` (the
+    triode form, ``I ~ S Veff Vds``) the conductance falls tenfold per ``2 subthreshold_v``.
 
     Attributes:
         s_a_per_v2: ``(2, E)`` transconductance factor S (A/V^2), default 8.5e-4.
@@ -340,13 +355,13 @@ class MixedEdges(EdgeDevice):
             res[idx] = dev.clip(res[idx])
         return res
 
-    def check_state(self, state):
-        s = np.asarray(state, dtype=float)
-        if s.shape != (self.n_edges,):
-            raise ValueError(f"mixed state must have shape ({self.n_edges},), got {s.shape}")
+    def _state_problem(self, s):
         for dev, idx in self.parts:
-            dev.check_state(s[idx])
-        return s
+            problem = dev._state_problem(s[idx])
+            if problem:
+                j, why = problem
+                return int(idx[j]), f"({dev.kind}) {why}"
+        return None
 
     def conductance(self, state, va=None, vb=None, twin: int = 0):
         state = np.asarray(state, float)
@@ -360,6 +375,8 @@ class MixedEdges(EdgeDevice):
 
     def current(self, state, va, vb, twin: int = 0):
         state = np.asarray(state, float)
+        va = np.asarray(va, float)
+        vb = np.asarray(vb, float)
         out = np.empty((3, self.n_edges))
         for dev, idx in self.parts:
             i, ga, gb = dev.current(state[idx], va[idx], vb[idx], twin)

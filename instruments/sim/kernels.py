@@ -1012,6 +1012,7 @@ class _MosState:
         self.gb = np.zeros(len(edges))
         self.warm = False
         self.iterations = 0
+        self.general = None
         if self.dense:
             self.jac = np.zeros((nu, nu))
         else:
@@ -1057,11 +1058,13 @@ class MosfetTwinSolver:
     state, the first after :meth:`reset` or after a failure starts from the linear solution
     at the small-signal conductances, as DCSolver does. The iteration is DCSolver's (same
     tolerances, GMIN on the Jacobian diagonal only, the step scaled to at most
-    ``max_step_v``, backtracking on max |residual|), with one addition: when a warm-started
-    solve does not converge it is retried once from the cold start before
-    :class:`ConvergenceError` is raised (``iterations`` then counts both attempts), and an
-    attempt stops early when 30 halvings of the step all fail to lower the residual (DCSolver
-    then keeps taking the same 2^-30 step until ``max_iter``).
+    ``max_step_v``, backtracking on max |residual|): fast, and enough for almost every step
+    of training. When a warm-started solve does not converge it is retried once from the
+    cold start; an attempt stops early when 30 halvings of the step all fail to lower the
+    residual. If the cold start fails too, the state is solved by DCSolver's more careful
+    iteration (per-node step limits, a chord step for nodes held only by saturated or cut-off
+    edges, a rounding-level diagonal), which raises :class:`ConvergenceError` if it also
+    fails; ``iterations`` counts every attempt.
     """
 
     def __init__(self, edges, n_nodes: int, fixed, targets, s_a_per_v2=GEN2_S_A_PER_V2,
@@ -1138,13 +1141,30 @@ class MosfetTwinSolver:
             it += it2
         st.iterations = it
         if status != 0:
+            # Last resort: the general solver's safeguarded Newton (per-node step limits, a
+            # chord step for nodes held only by saturated or cut-off edges), which raises
+            # ConvergenceError itself when it fails too.
             st.warm = False
-            node = int(st.unk[worst]) if st.unk.size else -1
-            name = self.node_names[node] if self.node_names is not None else node
-            raise ConvergenceError(it, name, float(res))
+            v = self._general(st).solve(self._device, vg, st.v[st.fixed].copy(), twin)
+            st.v[:] = v
+            st.iterations = it + getattr(st.general, "iterations", 0)
         st.warm = True
         st.out[:] = st.v
         return st.out
+
+    def _general(self, st: _MosState):
+        """The :class:`~instruments.sim.circuit.DCSolver` of one state (built on first use)."""
+        if st.general is None:
+            from .circuit import DCSolver
+            from .edges import Mosfet
+            from .network import Network, Role
+
+            names = self.node_names or tuple(f"node {i}" for i in range(self.n_nodes))
+            net = Network(names, self.edges, (Role.HIDDEN,) * self.n_nodes, name="mosfet-kernel")
+            self._device = Mosfet(self.n_edges, s_a_per_v2=self.s, vt_v=self.vt,
+                                  subthreshold_v=self.subthreshold_v, state_min=-np.inf, state_max=np.inf)
+            st.general = DCSolver(net, st.fixed, self.tol)
+        return st.general
 
     def _newton(self, st: _MosState, vg, twin: int, cold: bool):
         if not st.dense:

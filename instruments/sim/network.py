@@ -15,6 +15,7 @@ Built-in topologies: :func:`gen2_lattice` (the 4 x 4 periodic lattice of the Gen
 from __future__ import annotations
 
 import enum
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
@@ -31,12 +32,17 @@ class Role(str, enum.Enum):
 
 
 class NetworkError(ValueError):
-    """A network description is inconsistent (unknown node, self-loop, duplicate edge...)."""
+    """A network description is inconsistent (unknown node, self-loop, bad index...)."""
 
 
 @dataclass(frozen=True, eq=False)
 class Network:
     """Nodes, edges and node roles of one network (both twins share it).
+
+    Parallel edges (two or more edges joining the same pair of nodes, in either direction)
+    are legal, as parallel resistors are in a circuit: each is a device of its own with its
+    own state, and the solvers add their currents. Self-loops are not (an edge from a node to
+    itself carries no current and has no voltage drop to learn from).
 
     Attributes:
         nodes: node names, in index order, e.g. ``("n0", "n1", ...)``.
@@ -56,37 +62,46 @@ class Network:
     positions: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        edges = np.asarray(self.edges, dtype=np.int64).reshape(-1, 2)
+        edges = _edge_array(self.edges)
         edges.setflags(write=False)
         object.__setattr__(self, "edges", edges)
         object.__setattr__(self, "nodes", tuple(str(n) for n in self.nodes))
-        object.__setattr__(self, "roles", tuple(Role(r) for r in self.roles))
+        names = self.nodes + tuple(f"#{i}" for i in range(len(self.nodes), len(self.roles)))
+        object.__setattr__(self, "roles", tuple(_role(r, x) for r, x in zip(self.roles, names)))
         if not self.edge_names:
             object.__setattr__(self, "edge_names", tuple(f"e{j}" for j in range(len(edges))))
         else:
             object.__setattr__(self, "edge_names", tuple(str(n) for n in self.edge_names))
         n = len(self.nodes)
         if len(set(self.nodes)) != n:
-            dup = sorted({x for x in self.nodes if self.nodes.count(x) > 1})
-            raise NetworkError(f"duplicate node names: {', '.join(dup)}")
+            raise NetworkError(f"duplicate node names: {', '.join(_duplicates(self.nodes))}")
         if len(self.roles) != n:
             raise NetworkError(f"{len(self.roles)} roles given for {n} nodes")
         if len(self.edge_names) != len(edges):
             raise NetworkError(f"{len(self.edge_names)} edge names given for {len(edges)} edges")
         if len(set(self.edge_names)) != len(self.edge_names):
-            raise NetworkError("duplicate edge names")
-        if edges.size and (edges.min() < 0 or edges.max() >= n):
-            raise NetworkError(f"edge refers to node index outside 0..{n - 1}")
+            raise NetworkError(f"duplicate edge names: {', '.join(_duplicates(self.edge_names))}")
+        bad = np.flatnonzero((edges < 0).any(axis=1) | (edges >= n).any(axis=1))
+        if bad.size:
+            j = int(bad[0])
+            raise NetworkError(
+                f"edge {self.edge_names[j]} refers to node index {edges[j].tolist()}, outside 0..{n - 1}"
+            )
         loops = np.flatnonzero(edges[:, 0] == edges[:, 1])
         if loops.size:
             j = int(loops[0])
             raise NetworkError(f"edge {self.edge_names[j]} joins node {self.nodes[edges[j, 0]]} to itself")
-        if sum(r is Role.GROUND for r in self.roles) > 1:
-            raise NetworkError("more than one ground node")
+        grounds = [x for x, r in zip(self.nodes, self.roles) if r is Role.GROUND]
+        if len(grounds) > 1:
+            raise NetworkError(f"more than one ground node: {', '.join(grounds)}")
         if self.positions is not None:
-            pos = np.asarray(self.positions, dtype=float).reshape(n, 2)
+            pos = np.asarray(self.positions, dtype=float)
+            if pos.shape != (n, 2):
+                raise NetworkError(f"positions must have shape ({n}, 2), got {pos.shape}")
+            pos = pos.copy()
             pos.setflags(write=False)
             object.__setattr__(self, "positions", pos)
+        object.__setattr__(self, "_index", {x: i for i, x in enumerate(self.nodes)})
 
     # -- sizes and index sets ---------------------------------------------------------------
     @property
@@ -112,18 +127,20 @@ class Network:
 
     @property
     def hidden(self) -> np.ndarray:
+        """Indices of hidden nodes, in node order."""
         return self._where(Role.HIDDEN)
 
     @property
     def ground(self) -> int | None:
+        """Index of the ground node, or None if there is none."""
         g = self._where(Role.GROUND)
         return int(g[0]) if g.size else None
 
     def index(self, name: str) -> int:
         """Index of the node called ``name``; :class:`NetworkError` if there is none."""
         try:
-            return self.nodes.index(name)
-        except ValueError:
+            return self._index[name]
+        except KeyError:
             raise NetworkError(f"no node named {name!r}") from None
 
     def with_roles(
@@ -132,15 +149,24 @@ class Network:
         targets: Iterable[str | int] = (),
         ground: str | int | None = None,
     ) -> "Network":
-        """A copy with the given nodes as sources, targets and ground; all others hidden."""
+        """A copy with the given nodes as sources, targets and ground; all others hidden.
+
+        Nodes are given by name or index; a single name may stand for a list of one.
+        """
         roles = [Role.HIDDEN] * self.n_nodes
 
         def idx(x: str | int) -> int:
-            return int(x) if isinstance(x, (int, np.integer)) else self.index(x)
+            if isinstance(x, (int, np.integer)):
+                if not 0 <= x < self.n_nodes:
+                    raise NetworkError(f"node index {int(x)} outside 0..{self.n_nodes - 1}")
+                return int(x)
+            return self.index(x)
 
         for role, members in ((Role.SOURCE, sources), (Role.TARGET, targets)):
-            for m in members:
+            for m in [members] if isinstance(members, str) else members:
                 i = idx(m)
+                if roles[i] is role:
+                    raise NetworkError(f"node {self.nodes[i]} listed twice as {role.value}")
                 if roles[i] is not Role.HIDDEN:
                     raise NetworkError(f"node {self.nodes[i]} given two roles ({roles[i].value}, {role.value})")
                 roles[i] = role
@@ -162,11 +188,38 @@ class Network:
         return sp.csr_matrix((vals, (rows, cols)), shape=(e, self.n_nodes))
 
     def describe(self) -> str:
+        """One line: name, sizes, role counts and the ground node."""
         return (
             f"{self.name}: {self.n_nodes} nodes, {self.n_edges} edges, "
             f"{len(self.sources)} sources, {len(self.targets)} targets, "
             f"ground {'none' if self.ground is None else self.nodes[self.ground]}"
         )
+
+
+def _edge_array(edges) -> np.ndarray:
+    """``edges`` as an ``(E, 2)`` int64 array; NetworkError if it is not one."""
+    arr = np.asarray(edges)
+    if arr.size == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise NetworkError(f"edges must be an (E, 2) array of node indices, got shape {arr.shape}")
+    if arr.dtype.kind not in "iu":
+        if arr.dtype.kind != "f" or not np.all(arr == np.round(arr)):
+            raise NetworkError("edges must hold whole node indices")
+    return arr.astype(np.int64)
+
+
+def _duplicates(names: Sequence[str]) -> list[str]:
+    counts = Counter(names)
+    return sorted(x for x, c in counts.items() if c > 1)
+
+
+def _role(r, node: str) -> Role:
+    try:
+        return Role(r)
+    except ValueError:
+        valid = ", ".join(x.value for x in Role)
+        raise NetworkError(f"node {node}: unknown role {r!r} (valid: {valid})") from None
 
 
 # -- built-in topologies -------------------------------------------------------------------
@@ -253,8 +306,15 @@ def from_edge_list(
     edge_names: Sequence[str] = (),
     name: str = "network",
 ) -> Network:
-    """Build a network from named edges; nodes appear in order of first mention."""
+    """Build a network from named edges; nodes appear in order of first mention.
+
+    Nodes named only in ``roles`` are added after the others (with no edges). A pair may
+    appear more than once: parallel edges.
+    """
     nodes: dict[str, int] = {}
+    edges = list(edges)
+    if any(len(pair) != 2 for pair in edges):
+        raise NetworkError("every edge must be a pair of node names")
     for a, b in edges:
         for x in (a, b):
             nodes.setdefault(str(x), len(nodes))
@@ -263,5 +323,5 @@ def from_edge_list(
     idx = np.array([[nodes[str(a)], nodes[str(b)]] for a, b in edges], dtype=np.int64).reshape(-1, 2)
     role_list = [Role.HIDDEN] * len(nodes)
     for x, r in (roles or {}).items():
-        role_list[nodes[str(x)]] = Role(r)
+        role_list[nodes[str(x)]] = _role(r, str(x))
     return Network(tuple(nodes), idx, tuple(role_list), tuple(edge_names), name)
