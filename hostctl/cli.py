@@ -13,7 +13,7 @@ import sys
 
 from hostctl.errors import UserError
 
-COMMAND_MODULES = ("demo",)
+COMMAND_MODULES = ("demo", "sim")
 
 
 def build_parser() -> argparse.ArgumentParser:
