@@ -451,3 +451,10 @@ def test_spread_drives_twin_mismatch_of_a_device():
     k = np.full(20, 1e-3)
     assert not r.twins_identical
     assert np.allclose(r.conductance(k, twin=1) / r.conductance(k, twin=0), gain[1] / gain[0], rtol=1e-14)
+
+
+def test_mixed_edges_carry_the_update_bias_of_each_part():
+    res = Resistor(2, update_bias=[1e-6, 2e-6])
+    mos = Mosfet(1, update_bias=0.01)
+    mixed = MixedEdges(3, parts=((res, [0, 2]), (mos, [1])), update_bias=0.5)
+    np.testing.assert_array_equal(mixed.update_bias, [0.5 + 1e-6, 0.51, 0.5 + 2e-6])

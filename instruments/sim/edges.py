@@ -317,7 +317,7 @@ class MixedEdges(EdgeDevice):
     Attributes:
         parts: ``(device, edge_indices)`` pairs; every edge belongs to exactly one part, and
             each device is sized for its own edges. The state of edge ``j`` is in the unit
-            of its own part.
+            of its own part. The update bias of edge ``j`` is its part's plus the mixture's.
     """
 
     parts: tuple = ()
@@ -345,6 +345,8 @@ class MixedEdges(EdgeDevice):
         for dev, idx in parts:
             self._lo[idx] = dev.state_min
             self._hi[idx] = dev.state_max
+            # a part's own update bias applies to its edges, on top of the mixture's
+            self.update_bias[idx] += dev.update_bias
 
     def _twin_params(self):
         return tuple(p for dev, _ in self.parts for p in dev._twin_params())

@@ -43,8 +43,7 @@ Resistor fields: ``gain`` (per twin), ``state_min``/``state_max`` (S). Digipot f
 ``n_taps``, ``r_min_ohm``, ``r_max_ohm``, ``gain``; its state is a tap number. A mixed device
 lists its parts as ``[[device.parts]]`` tables, each with a ``kind``, the ``edges`` (by name)
 it covers, and that kind's fields (per-edge values then run over the part's own edges); its
-``update_bias`` is given once, on ``[device]``, for all edges (the learning rules read the
-mixed device's own bias, not its parts').
+``update_bias`` is given once, on ``[device]``, for all edges.
 
 Every problem is one :class:`NetworkFileError` naming the file, the field and the value.
 """
