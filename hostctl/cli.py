@@ -13,7 +13,7 @@ import sys
 
 from hostctl.errors import UserError
 
-COMMAND_MODULES = ("demo", "sim")
+COMMAND_MODULES = ("demo", "sim", "bus", "firmware")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,242 @@
+"""The host's edge-bus client: request and reply over a serial port (pyserial).
+
+:class:`BusClient` sends one request at a time and waits for the reply whose source,
+command and sequence number match; anything else that arrives meanwhile (a late duplicate
+of an earlier reply, a corrupted frame, a reply from another board) is counted and
+dropped, never mistaken for the answer. Requests that are safe to repeat are retried after
+a timeout or a corrupted reply; ``learn`` and ``reset`` change the board in a way a repeat
+would double, so a lost reply to them is reported, not retried.
+
+Framing and checksums come from :mod:`instruments.bus.protocol` (the ``cobs`` and ``crc``
+packages). Times are in seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import serial
+
+from . import protocol as p
+
+#: Commands whose repetition leaves the board as one execution would.
+IDEMPOTENT = frozenset(
+    {"identify", "read_state", "set_state", "configure_rule", "sample_drops", "read_telemetry",
+     "store_calibration", "read_calibration"}
+)
+KIND_NAMES = {int(k): k.name.lower() for k in p.Kind}
+
+
+class BusError(RuntimeError):
+    """A request failed; the message names the board and the command."""
+
+
+class BusTimeout(BusError):
+    """No valid reply arrived in time (after the retries allowed for the command)."""
+
+
+class BoardError(BusError):
+    """The board answered with a status other than ok.
+
+    Attributes:
+        status: the error code (:class:`~instruments.bus.protocol.Error`).
+    """
+
+    def __init__(self, address: int, command: str, status: int):
+        self.address, self.command, self.status = address, command, status
+        try:
+            name = p.Error(status).name.lower()
+        except ValueError:
+            name = f"unknown status {status}"
+        super().__init__(f"board {address}: {command} refused: {name} ({status})")
+
+
+class ProtocolMismatch(BusError):
+    """A board speaks another protocol version than this host."""
+
+
+@dataclass(frozen=True)
+class BoardInfo:
+    """What a board says of itself (the identify reply)."""
+
+    address: int
+    uid: str  # hex
+    kind: str  # "digipot" or "mosfet"
+    firmware: str  # "major.minor.patch"
+    protocol: int
+
+    def as_dict(self) -> dict:
+        return {"address": self.address, "uid": self.uid, "kind": self.kind,
+                "firmware": self.firmware, "protocol": self.protocol}
+
+
+@dataclass
+class BusStats:
+    """Counters of what the client saw: requests sent, retries, dropped frames."""
+
+    requests: int = 0
+    retries: int = 0
+    corrupted: int = 0
+    stray: int = 0
+
+
+class BusClient:
+    """Request/reply client of the edge bus.
+
+    Args:
+        port: a device path or pyserial URL, or an open :class:`serial.Serial`.
+        baudrate: line rate (baud), default 115200.
+        timeout_s: how long to wait for one reply (s), default 0.05.
+        retries: extra attempts for idempotent commands, default 2.
+        slot_s: reply slot per address for slotted broadcasts (s), default 0.002.
+    """
+
+    def __init__(self, port, baudrate: int = 115200, timeout_s: float = 0.05, retries: int = 2,
+                 slot_s: float = 0.002):
+        if isinstance(port, str):
+            try:
+                self.serial = serial.serial_for_url(port, baudrate=baudrate, timeout=0)
+            except (serial.SerialException, ValueError, OSError) as exc:
+                raise BusError(f"cannot open the bus port {port}: {exc}") from None
+        else:
+            self.serial = port
+        self.port_name = getattr(self.serial, "port", str(port))
+        self.timeout_s = float(timeout_s)
+        self.retries = int(retries)
+        self.slot_s = float(slot_s)
+        self._seq = 0
+        self._splitter = p.FrameSplitter()
+        self.stats = BusStats()
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def close(self) -> None:
+        self.serial.close()
+
+    def __enter__(self) -> "BusClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _next_seq(self) -> int:
+        self._seq = (self._seq + 1) & 0xFF
+        return self._seq
+
+    def _send(self, frame: p.Frame) -> None:
+        self.serial.reset_input_buffer()
+        self._splitter.reset()
+        self.serial.write(p.encode_frame(frame))
+        self.serial.flush()
+
+    def _receive(self, deadline: float):
+        """Frames and errors received until ``deadline`` (monotonic s), as they arrive."""
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self.serial.timeout = min(remaining, 0.01)
+            data = self.serial.read(max(1, self.serial.in_waiting))
+            if data:
+                yield from self._splitter.feed(data)
+
+    # -- requests ------------------------------------------------------------------------------
+    def request(self, address: int, command: str, **fields) -> dict:
+        """Send ``command`` to board ``address`` and return its reply fields (status ok).
+
+        Raises:
+            BusTimeout: no valid reply after the allowed attempts.
+            BoardError: the board refused the request (its status names why).
+        """
+        if not p.ADDR_BOARD_MIN <= address <= p.ADDR_BOARD_MAX:
+            raise BusError(f"board address must be {p.ADDR_BOARD_MIN}..{p.ADDR_BOARD_MAX}, got {address}")
+        spec = p.command_spec(command)
+        attempts = 1 + (self.retries if spec.name in IDEMPOTENT else 0)
+        last = "no reply"
+        for attempt in range(attempts):
+            if attempt:
+                self.stats.retries += 1
+            seq = self._next_seq()
+            self.stats.requests += 1
+            self._send(p.request_frame(address, seq, spec.name, **fields))
+            for item in self._receive(time.monotonic() + self.timeout_s):
+                if isinstance(item, p.FrameError):
+                    self.stats.corrupted += 1
+                    last = f"corrupted reply ({item.name})"
+                    break  # the reply we wait for may be the one that was corrupted
+                if (item.src, item.seq, item.cmd) != (address, seq, spec.code | p.REPLY_BIT) or item.dst != p.ADDR_HOST:
+                    self.stats.stray += 1
+                    continue
+                try:
+                    reply = p.unpack_reply(spec.name, item.payload)
+                except p.PayloadError as exc:
+                    self.stats.corrupted += 1
+                    last = f"malformed reply ({exc})"
+                    break
+                if reply["status"] != p.Error.OK:
+                    raise BoardError(address, spec.name, reply["status"])
+                return reply
+        unsafe = "" if spec.name in IDEMPOTENT else " (not retried: repeating it is not safe; check the board's state)"
+        raise BusTimeout(f"board {address}: {spec.name}: {last} after {attempts} attempt(s){unsafe} on {self.port_name}")
+
+    def broadcast(self, command: str, **fields) -> dict[int, dict]:
+        """Broadcast ``command``; for slotted commands, the replies by address, else {}."""
+        spec = p.command_spec(command)
+        if spec.broadcast == "refused":
+            raise BusError(f"{spec.name} may not be broadcast")
+        seq = self._next_seq()
+        self.stats.requests += 1
+        self._send(p.request_frame(p.ADDR_BROADCAST, seq, spec.name, **fields))
+        if spec.broadcast != "slotted":
+            return {}
+        replies: dict[int, dict] = {}
+        deadline = time.monotonic() + self.timeout_s + self.slot_s * p.ADDR_BOARD_MAX
+        for item in self._receive(deadline):
+            if isinstance(item, p.FrameError):
+                self.stats.corrupted += 1
+                continue
+            if item.seq != seq or item.cmd != spec.code | p.REPLY_BIT or item.dst != p.ADDR_HOST:
+                self.stats.stray += 1
+                continue
+            try:
+                reply = p.unpack_reply(spec.name, item.payload)
+            except p.PayloadError:
+                self.stats.corrupted += 1
+                continue
+            replies[item.src] = reply
+        return replies
+
+    # -- board-level operations ------------------------------------------------------------------
+    @staticmethod
+    def _info(address: int, r: dict) -> BoardInfo:
+        return BoardInfo(address, r["uid"].hex(), KIND_NAMES.get(r["kind"], f"kind {r['kind']}"),
+                         f"{r['fw_major']}.{r['fw_minor']}.{r['fw_patch']}", r["protocol"])
+
+    def identify(self, address: int) -> BoardInfo:
+        """The board's identity; :class:`ProtocolMismatch` if it speaks another version."""
+        info = self._info(address, self.request(address, "identify"))
+        self._check_version(info)
+        return info
+
+    def _check_version(self, info: BoardInfo) -> None:
+        if info.protocol != p.PROTOCOL_VERSION:
+            raise ProtocolMismatch(
+                f"board {info.address} (uid {info.uid}, firmware {info.firmware}) speaks protocol "
+                f"version {info.protocol}; this host speaks {p.PROTOCOL_VERSION}"
+            )
+
+    def scan(self) -> list[BoardInfo]:
+        """Every board on the bus (one slotted identify broadcast), in address order."""
+        boards = [self._info(a, r) for a, r in sorted(self.broadcast("identify").items()) if r["status"] == 0]
+        for info in boards:
+            self._check_version(info)
+        return boards
+
+    def read_states(self, addresses=None) -> dict[int, int]:
+        """Learned state of every board (one slotted broadcast); boards in ``addresses``
+        that did not answer are asked one by one."""
+        states = {a: r["state"] for a, r in self.broadcast("read_state").items() if r["status"] == 0}
+        for a in addresses or ():
+            if a not in states:
+                states[a] = self.request(a, "read_state")["state"]
+        return states

@@ -1,0 +1,166 @@
+"""Emulated edge boards behind one real pseudo-terminal.
+
+:class:`BusEmulator` opens a pseudo-terminal pair, hands the host the slave side's path (a
+real serial device to pyserial and to ``hostctl bus``), and serves the master side: every
+0x00-delimited chunk the host writes reaches every emulated board, and the boards' replies
+go back in address order, as slotted replies follow each other on the RS-485 bus. A board
+is anything with an ``address`` and ``handle(chunk) -> bytes | None``: the host's
+:class:`~instruments.bus.protocol.ReferenceBoard`, or a firmware runtime (see
+:func:`make_boards`).
+
+Faults for tests: :class:`Faults` flips bits, drops bytes, silences boards, or sends a
+late duplicate of a reply after the next request.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+import tty
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import protocol as p
+
+RUNTIMES = ("reference", "micropython", "c")
+
+
+@dataclass
+class Faults:
+    """Faults injected into the boards' replies (all off by default).
+
+    Attributes:
+        flip_bit: probability that a reply has one random bit flipped (0..1).
+        drop_byte: probability that a reply loses one random byte (0..1).
+        mute: addresses of boards that stop answering (they still act on requests).
+        late_duplicate: addresses whose every reply is sent again just before the reply
+            to the next request (an echo from a slow repeater).
+        seed: random seed of the fault draws.
+    """
+
+    flip_bit: float = 0.0
+    drop_byte: float = 0.0
+    mute: set = field(default_factory=set)
+    late_duplicate: set = field(default_factory=set)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.rng = np.random.default_rng(self.seed)
+
+    def apply(self, reply: bytes) -> bytes:
+        data = bytearray(reply)
+        if self.flip_bit and self.rng.random() < self.flip_bit:
+            i = int(self.rng.integers(len(data) - 1))  # keep the delimiter
+            data[i] ^= 1 << int(self.rng.integers(8))
+        if self.drop_byte and self.rng.random() < self.drop_byte:
+            del data[int(self.rng.integers(len(data) - 1))]
+        return bytes(data)
+
+
+def make_boards(n: int, runtime: str = "reference", kind: str = "mosfet", seed: int = 0) -> list:
+    """``n`` emulated boards at addresses 1..n with distinct unique ids.
+
+    Node voltages are fixed per board (a small free drop and a smaller clamped one), so
+    that ``sample_drops`` and ``learn`` give definite answers.
+    """
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
+    if not 1 <= n <= p.ADDR_BOARD_MAX:
+        raise ValueError(f"number of boards must be 1..{p.ADDR_BOARD_MAX}, got {n}")
+    rng = np.random.default_rng(seed)
+    k = p.KINDS[kind]
+    boards = []
+    for a in range(1, n + 1):
+        uid = bytes(rng.integers(0, 256, 8, dtype=np.uint8))
+        base = int(rng.integers(50_000, 400_000))
+        node_uv = (base, base - 20_000, base, base - 15_000)
+        if runtime == "reference":
+            boards.append(p.ReferenceBoard(a, uid, k, node_uv=node_uv))
+        else:
+            from . import runtimes
+
+            boards.append(runtimes.board(runtime, a, uid, k, node_uv=node_uv))
+    return boards
+
+
+class BusEmulator:
+    """Boards behind a pseudo-terminal. Use as a context manager or call :meth:`start`.
+
+    Attributes:
+        port: the slave side's device path (e.g. ``/dev/pts/3``), to open with pyserial.
+    """
+
+    def __init__(self, boards, faults: Faults | None = None):
+        self.boards = sorted(boards, key=lambda b: b.address)
+        self.faults = faults or Faults()
+        self._master, self._slave = os.openpty()
+        tty.setraw(self._slave)
+        self.port = os.ttyname(self._slave)
+        self._buf = bytearray()
+        self._stop_r, self._stop_w = os.pipe()
+        self._thread: threading.Thread | None = None
+        self._pending_duplicates: list[bytes] = []
+        self.chunks_seen = 0
+
+    def __enter__(self) -> "BusEmulator":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.serve, name="bus-emulator", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        os.write(self._stop_w, b"x")
+        if self._thread is not None:
+            self._thread.join()
+        for board in self.boards:
+            if hasattr(board, "close"):
+                board.close()
+        for fd in (self._master, self._slave, self._stop_r, self._stop_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def serve(self) -> None:
+        """Serve until :meth:`close` (or, in the foreground, until interrupted)."""
+        while True:
+            ready, _, _ = select.select([self._master, self._stop_r], [], [])
+            if self._stop_r in ready:
+                return
+            try:
+                data = os.read(self._master, 4096)
+            except OSError:
+                return
+            self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
+        self._buf += data
+        while True:
+            end = self._buf.find(b"\x00")
+            if end < 0:
+                return
+            chunk = bytes(self._buf[: end + 1])
+            del self._buf[: end + 1]
+            if end == 0:
+                continue
+            self.chunks_seen += 1
+            out = bytearray()
+            for dup in self._pending_duplicates:
+                out += dup
+            self._pending_duplicates.clear()
+            for board in self.boards:
+                reply = board.handle(chunk)
+                if reply is None or board.address in self.faults.mute:
+                    continue
+                if board.address in self.faults.late_duplicate:
+                    self._pending_duplicates.append(reply)
+                out += self.faults.apply(reply)
+            if out:
+                os.write(self._master, bytes(out))

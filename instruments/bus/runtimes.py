@@ -1,0 +1,115 @@
+"""Emulated boards that run the real firmware implementations.
+
+* ``"c"``: the portable C core (firmware/c/), compiled once with the machine's gcc into a
+  cache folder, one ``board_sim`` process per board (its line interface: ``board ...`` to
+  power on, ``send HEX`` per received chunk).
+* ``"micropython"``: the MicroPython firmware (firmware/micropython/), whose board and
+  protocol modules also import under CPython, with the simulated hardware layer.
+
+Both present the interface :class:`~instruments.bus.emulator.BusEmulator` expects: an
+``address`` and ``handle(chunk) -> bytes | None``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from . import protocol as p
+
+FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware"
+C_SOURCES = ("tr_codec.c", "tr_rule.c", "tr_board.c", "board_sim.c")
+
+
+class RuntimeUnavailable(RuntimeError):
+    """A firmware runtime cannot be started here (missing compiler, files or interpreter)."""
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "twinrig"
+
+
+def build_board_sim() -> Path:
+    """Compile the C core's board harness (once per source version); its path."""
+    c_dir = FIRMWARE_DIR / "c"
+    srcs = [c_dir / s for s in C_SOURCES]
+    missing = [str(s) for s in srcs if not s.exists()]
+    if missing:
+        raise RuntimeUnavailable(f"C firmware sources missing: {', '.join(missing)}")
+    digest = hashlib.sha256()
+    for src in [*srcs, c_dir / "twinrig_core.h"]:
+        digest.update(src.read_bytes())
+    exe = _cache_dir() / f"board_sim-{digest.hexdigest()[:16]}"
+    if exe.exists():
+        return exe
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        raise RuntimeUnavailable("no C compiler (gcc) to build the C firmware")
+    exe.parent.mkdir(parents=True, exist_ok=True)
+    tmp = exe.with_suffix(f".tmp{os.getpid()}")
+    done = subprocess.run([gcc, "-std=c99", "-O2", "-I", str(c_dir), *map(str, srcs), "-o", str(tmp)],
+                          capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeUnavailable(f"building the C firmware failed: {done.stderr.strip()[-500:]}")
+    tmp.replace(exe)
+    return exe
+
+
+class CBoard:
+    """One board running the C core in its own ``board_sim`` process."""
+
+    def __init__(self, address: int, uid: bytes, kind: int, node_uv, uptime_ms: int = 0,
+                 fw_version=(0, 1, 0)):
+        lo, hi = p.DEFAULT_LIMITS[p.Kind(kind)]
+        self.address = address
+        self.uid = bytes(uid)
+        self._proc = subprocess.Popen([str(build_board_sim())], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, text=True, bufsize=1)
+        self._ask(" ".join(map(str, ["board", address, self.uid.hex(), int(kind), lo, hi, lo, *fw_version,
+                                     *node_uv, uptime_ms])))
+
+    def _ask(self, line: str) -> str:
+        self._proc.stdin.write(line + "\n")
+        self._proc.stdin.flush()
+        answer = self._proc.stdout.readline().strip()
+        if not answer or answer.startswith("error"):
+            raise RuntimeError(f"C board {self.address}: {line.split()[0]}: {answer or 'no answer'}")
+        return answer
+
+    def handle(self, chunk: bytes) -> bytes | None:
+        answer = self._ask(f"send {bytes(chunk).hex()}")
+        if answer == "none":
+            return None
+        words = answer.split()
+        return b"".join(bytes.fromhex(h) for h in words[1::3])  # "reply HEX DELAY_MS" per reply
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.stdin.close()
+            self._proc.wait()
+
+
+def micropython_board(address: int, uid: bytes, kind: int, node_uv, uptime_ms: int = 0):
+    """One board running the MicroPython firmware's board module under CPython."""
+    mp_dir = FIRMWARE_DIR / "micropython"
+    if not (mp_dir / "board.py").exists():
+        raise RuntimeUnavailable(f"MicroPython firmware not found in {mp_dir}")
+    if str(mp_dir) not in sys.path:
+        sys.path.insert(0, str(mp_dir))
+    import emulated  # firmware/micropython/emulated.py: the board with simulated hardware
+
+    return emulated.make_board(address, uid, kind, node_uv, uptime_ms)
+
+
+def board(runtime: str, address: int, uid: bytes, kind: int, node_uv, uptime_ms: int = 0):
+    """An emulated board of ``runtime`` (``"c"`` or ``"micropython"``)."""
+    if runtime == "c":
+        return CBoard(address, uid, kind, node_uv, uptime_ms)
+    if runtime == "micropython":
+        return micropython_board(address, uid, kind, node_uv, uptime_ms)
+    raise ValueError(f"unknown firmware runtime {runtime!r}")
