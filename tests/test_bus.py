@@ -127,9 +127,10 @@ def test_a_missing_port_is_a_clear_error(tmp_path):
         BusClient(str(tmp_path / "no-such-port"))
 
 
-def test_emulate_and_scan_from_the_command_line(tmp_path):
+@pytest.mark.parametrize("runtime", ["c", "micropython", "reference"])
+def test_emulate_and_scan_from_the_command_line(runtime):
     em = subprocess.Popen([sys.executable, "-m", "hostctl", "firmware", "emulate", "--boards", "3",
-                           "--runtime", "reference"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           "--runtime", runtime], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         port = em.stdout.readline().strip()
         assert port.startswith("/dev/")
@@ -152,10 +153,12 @@ def test_scan_of_a_missing_port_is_one_error_line(tmp_path):
     assert "Traceback" not in out.stderr
 
 
-@pytest.mark.skipif(__import__("shutil").which("gcc") is None, reason="gcc is not on PATH")
-def test_boards_running_the_c_firmware_answer_like_the_reference(bus):
+@pytest.mark.parametrize("runtime", ["c", "micropython"])
+def test_boards_running_the_firmware_answer_like_the_reference(bus, runtime):
+    if runtime == "c" and __import__("shutil").which("gcc") is None:
+        pytest.skip("gcc is not on PATH")
     _, ref = bus(boards=make_boards(3, "reference"))
-    _, c = bus(boards=make_boards(3, "c"))
+    _, c = bus(boards=make_boards(3, runtime))
     assert c.scan() == ref.scan()
     for client in (ref, c):
         client.request(3, "set_state", state=4_000_000)

@@ -27,9 +27,9 @@ def register(sub) -> None:
     fw_sub.required = True
     em = fw_sub.add_parser("emulate", help="serve emulated boards on a pseudo-terminal")
     em.add_argument("--boards", type=int, default=4, help="number of boards, 1..247 (default 4)")
-    em.add_argument("--runtime", choices=RUNTIMES, default="c",
-                    help="firmware that runs the boards: the C core (default), the MicroPython "
-                         "firmware, or the host's reference model")
+    em.add_argument("--runtime", choices=RUNTIMES, default="micropython",
+                    help="firmware that runs the boards: the MicroPython firmware (default), the "
+                         "C core, or the host's reference model")
     em.add_argument("--kind", choices=("mosfet", "digipot"), default="mosfet", help="board kind (default mosfet)")
     em.add_argument("--seed", type=int, default=0, help="seed of the boards' unique ids (default 0)")
     em.set_defaults(func=run_emulate)

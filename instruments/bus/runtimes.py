@@ -4,7 +4,8 @@
   cache folder, one ``board_sim`` process per board (its line interface: ``board ...`` to
   power on, ``send HEX`` per received chunk).
 * ``"micropython"``: the MicroPython firmware (firmware/micropython/), whose board and
-  protocol modules also import under CPython, with the simulated hardware layer.
+  protocol modules also import under CPython, on its simulated hardware layer. (The test
+  suite runs the same modules under the real MicroPython interpreter.)
 
 Both present the interface :class:`~instruments.bus.emulator.BusEmulator` expects: an
 ``address`` and ``handle(chunk) -> bytes | None``.
@@ -95,15 +96,17 @@ class CBoard:
 
 
 def micropython_board(address: int, uid: bytes, kind: int, node_uv, uptime_ms: int = 0):
-    """One board running the MicroPython firmware's board module under CPython."""
+    """One board running the MicroPython firmware's board module (``tr_board.Board``) under
+    CPython, on the firmware's simulated hardware layer (``hal.SimHAL``)."""
     mp_dir = FIRMWARE_DIR / "micropython"
-    if not (mp_dir / "board.py").exists():
+    if not (mp_dir / "tr_board.py").exists():
         raise RuntimeUnavailable(f"MicroPython firmware not found in {mp_dir}")
     if str(mp_dir) not in sys.path:
         sys.path.insert(0, str(mp_dir))
-    import emulated  # firmware/micropython/emulated.py: the board with simulated hardware
+    import hal
+    import tr_board
 
-    return emulated.make_board(address, uid, kind, node_uv, uptime_ms)
+    return tr_board.Board(hal.SimHAL(node_uv=tuple(node_uv), uptime_ms=uptime_ms), address, bytes(uid), int(kind))
 
 
 def board(runtime: str, address: int, uid: bytes, kind: int, node_uv, uptime_ms: int = 0):
