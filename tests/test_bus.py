@@ -173,3 +173,14 @@ def test_deploy_without_a_board_is_one_error_line(tmp_path):
                          capture_output=True, text=True)
     assert out.returncode == 2
     assert out.stderr.startswith("hostctl: error: ") and out.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("runtime", ["c", "micropython"])
+def test_a_missing_firmware_runtime_is_one_clear_error(monkeypatch, tmp_path, capsys, runtime):
+    from hostctl.cli import main
+    from instruments.bus import runtimes
+
+    monkeypatch.setattr(runtimes, "FIRMWARE_DIR", tmp_path)
+    assert main(["firmware", "emulate", "--boards", "2", "--runtime", runtime]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"hostctl: error: --runtime {runtime}: ") and err.count("\n") == 1

@@ -12,11 +12,8 @@ import argparse
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 from hostctl.errors import UserError
-
-FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware" / "micropython"
 
 
 def register(sub) -> None:
@@ -40,11 +37,14 @@ def register(sub) -> None:
 
 def run_emulate(args: argparse.Namespace) -> int:
     from instruments.bus.emulator import BusEmulator, make_boards
+    from instruments.bus.runtimes import RuntimeUnavailable
 
     try:
         boards = make_boards(args.boards, args.runtime, args.kind, args.seed)
     except ValueError as exc:
-        raise UserError(f"--boards/--runtime: {exc}") from None
+        raise UserError(f"--boards: {exc}") from None
+    except RuntimeUnavailable as exc:
+        raise UserError(f"--runtime {args.runtime}: {exc}") from None
     emulator = BusEmulator(boards)
     print(emulator.port, flush=True)
     print(f"{len(boards)} {args.kind} boards ({args.runtime} firmware) at addresses 1..{len(boards)}; "
@@ -59,12 +59,15 @@ def run_emulate(args: argparse.Namespace) -> int:
 
 
 def run_deploy(args: argparse.Namespace) -> int:
+    from instruments.bus.runtimes import FIRMWARE_DIR
+
+    firmware_dir = FIRMWARE_DIR / "micropython"
     mpremote = shutil.which("mpremote")
     if mpremote is None:
         raise UserError("mpremote is not installed (pip install mpremote)")
-    files = sorted(FIRMWARE_DIR.glob("*.py"))
+    files = sorted(firmware_dir.glob("*.py"))
     if not files:
-        raise UserError(f"no firmware files in {FIRMWARE_DIR}")
+        raise UserError(f"no firmware files in {firmware_dir}")
     cmd = [mpremote, "connect", args.port, "fs", "cp", *map(str, files), ":"]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:

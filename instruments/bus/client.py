@@ -26,6 +26,8 @@ IDEMPOTENT = frozenset(
      "store_calibration", "read_calibration"}
 )
 KIND_NAMES = {int(k): k.name.lower() for k in p.Kind}
+#: Longest single read while waiting for a reply (s); a deadline can overrun by this much.
+_POLL_S = 0.002
 
 
 class BusError(RuntimeError):
@@ -96,12 +98,14 @@ class BusClient:
                  slot_s: float = 0.002):
         if isinstance(port, str):
             try:
-                self.serial = serial.serial_for_url(port, baudrate=baudrate, timeout=0)
+                self.serial = serial.serial_for_url(port, baudrate=baudrate)
             except (serial.SerialException, ValueError, OSError) as exc:
                 raise BusError(f"cannot open the bus port {port}: {exc}") from None
         else:
             self.serial = port
         self.port_name = getattr(self.serial, "port", str(port))
+        # short reads, set once: the receive loop polls against its own deadline
+        self.serial.timeout = _POLL_S
         self.timeout_s = float(timeout_s)
         self.retries = int(retries)
         self.slot_s = float(slot_s)
@@ -135,7 +139,6 @@ class BusClient:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            self.serial.timeout = min(remaining, 0.01)
             data = self.serial.read(max(1, self.serial.in_waiting))
             if data:
                 yield from self._splitter.feed(data)
