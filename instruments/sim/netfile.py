@@ -58,7 +58,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import tomli_w
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, Field
 
 from .edges import (
     DIGIPOT_R_MAX_OHM,
@@ -75,6 +75,7 @@ from .edges import (
     Mosfet,
     Resistor,
 )
+from ..tomlspec import SpecProblem, Strict, shown, validate_spec
 from .network import Network, NetworkError, Role, gen2_lattice, random_connected, square_grid
 
 
@@ -161,8 +162,7 @@ Pair = Annotated[list[str], BeforeValidator(_pair)]
 Position = Annotated[list[float], BeforeValidator(_xy)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+_Strict = Strict
 
 
 class TopologySpec(_Strict):
@@ -241,51 +241,6 @@ class FileSpec(_Strict):
 # -- reading --------------------------------------------------------------------------------
 
 
-_TYPE_TAGS = ("float", "int", "str", "bool", "none")
-
-
-class _Problem(Exception):
-    def __init__(self, field: str, problem: str):
-        self.field = field
-        self.problem = problem
-
-
-def _shown(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _loc(loc, prefix: str = "") -> str:
-    out = prefix
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
-def _validate(model: type[BaseModel], data, prefix: str = ""):
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        more = exc.error_count() - 1
-        # drop the type tags pydantic puts in the location of a union's member
-        loc = [p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in _TYPE_TAGS))]
-        kind = err["type"]
-        if kind == "extra_forbidden":
-            problem = "unknown field"
-        elif kind == "missing":
-            problem = "missing"
-        else:
-            problem = err["msg"].removeprefix("Value error, ")
-            problem += f" (got {_shown(err['input'])})"
-        if more:
-            problem += f" (and {more} more problem{'s' if more > 1 else ''})"
-        raise _Problem(_loc(loc, prefix), problem) from None
-
-
 def loads_network_file(text: str, source: str = "<network file>") -> NetworkFile:
     """Read a network file from its text.
 
@@ -298,10 +253,10 @@ def loads_network_file(text: str, source: str = "<network file>") -> NetworkFile
     except tomllib.TOMLDecodeError as exc:
         raise NetworkFileError(source, "", f"not valid TOML: {exc}") from None
     try:
-        spec = _validate(FileSpec, data)
+        spec = validate_spec(FileSpec, data)
         network = _network(spec)
         device, state = _device(spec.device, network) if spec.device is not None else (None, None)
-    except _Problem as p:
+    except SpecProblem as p:
         raise NetworkFileError(source, p.field, p.problem) from None
     return NetworkFile(network, device, state, source)
 
@@ -325,37 +280,37 @@ def _network(spec: FileSpec) -> Network:
     if spec.topology is not None:
         for name in ("nodes", "edges", "edge_names"):
             if getattr(spec, name) is not None:
-                raise _Problem(name, "give either [topology] or nodes/edges, not both")
+                raise SpecProblem(name, "give either [topology] or nodes/edges, not both")
         net = _topology(spec.topology, spec.name)
         nodes = list(net.nodes)
     else:
         if spec.edges is None:
-            raise _Problem("edges", "missing (give edges, or a [topology])")
+            raise SpecProblem("edges", "missing (give edges, or a [topology])")
         net = None
         nodes = list(spec.nodes) if spec.nodes is not None else []
         if spec.nodes is not None:
             seen: set[str] = set()
             for i, n in enumerate(spec.nodes):
                 if n in seen:
-                    raise _Problem(f"nodes[{i}]", f"node {n!r} listed twice")
+                    raise SpecProblem(f"nodes[{i}]", f"node {n!r} listed twice")
                 seen.add(n)
         known = set(nodes)
         for j, (a, b) in enumerate(spec.edges):
             for x in (a, b):
                 if x not in known:
                     if spec.nodes is not None:
-                        raise _Problem(f"edges[{j}]", f"no node named {x!r} in nodes")
+                        raise SpecProblem(f"edges[{j}]", f"no node named {x!r} in nodes")
                     nodes.append(x)
                     known.add(x)
             if a == b:
-                raise _Problem(f"edges[{j}]", f"edge joins node {a!r} to itself")
+                raise SpecProblem(f"edges[{j}]", f"edge joins node {a!r} to itself")
         if spec.edge_names is not None and len(spec.edge_names) != len(spec.edges):
-            raise _Problem("edge_names", f"{len(spec.edge_names)} names for {len(spec.edges)} edges")
+            raise SpecProblem("edge_names", f"{len(spec.edge_names)} names for {len(spec.edges)} edges")
         if spec.edge_names is not None:
             seen = set()
             for j, n in enumerate(spec.edge_names):
                 if n in seen:
-                    raise _Problem(f"edge_names[{j}]", f"edge name {n!r} used twice")
+                    raise SpecProblem(f"edge_names[{j}]", f"edge name {n!r} used twice")
                 seen.add(n)
     index = {n: i for i, n in enumerate(nodes)}
     roles = _roles(spec.roles, index, net)
@@ -363,10 +318,10 @@ def _network(spec: FileSpec) -> Network:
     if spec.positions is not None:
         for n in spec.positions:
             if n not in index:
-                raise _Problem(f"positions.{n}", f"no node named {n!r}")
+                raise SpecProblem(f"positions.{n}", f"no node named {n!r}")
         lacking = [n for n in nodes if n not in spec.positions]
         if lacking:
-            raise _Problem("positions", f"no position for node {lacking[0]!r} (give every node one, or none)")
+            raise SpecProblem("positions", f"no position for node {lacking[0]!r} (give every node one, or none)")
         positions = np.array([spec.positions[n] for n in nodes], dtype=float)
     try:
         if net is not None:
@@ -380,7 +335,7 @@ def _network(spec: FileSpec) -> Network:
             spec.name if spec.name is not None else "network", positions,
         )
     except NetworkError as exc:
-        raise _Problem("", str(exc)) from None
+        raise SpecProblem("", str(exc)) from None
 
 
 def _topology(t: TopologySpec, name: str | None) -> Network:
@@ -393,9 +348,9 @@ def _topology(t: TopologySpec, name: str | None) -> Network:
     for f in ("rows", "cols", "periodic", "n_nodes", "n_edges", "seed"):
         value = getattr(t, f)
         if f in need and value is None:
-            raise _Problem(f"topology.{f}", f"missing (a {t.kind} needs {', '.join(need)})")
+            raise SpecProblem(f"topology.{f}", f"missing (a {t.kind} needs {', '.join(need)})")
         if f not in allowed and value is not None:
-            raise _Problem(f"topology.{f}", f"not a field of a {t.kind} (got {value!r})")
+            raise SpecProblem(f"topology.{f}", f"not a field of a {t.kind} (got {value!r})")
     try:
         if t.kind == "gen2_lattice":
             net = gen2_lattice()
@@ -404,7 +359,7 @@ def _topology(t: TopologySpec, name: str | None) -> Network:
         else:
             net = random_connected(t.n_nodes, t.n_edges, t.seed or 0)
     except NetworkError as exc:
-        raise _Problem("topology", str(exc)) from None
+        raise SpecProblem("topology", str(exc)) from None
     if name is not None:
         net = Network(net.nodes, net.edges, net.roles, net.edge_names, name, net.positions)
     return net
@@ -421,9 +376,9 @@ def _roles(spec: RolesSpec | None, index: dict[str, int], net: Network | None) -
     for field, n, role, i in listed:
         where = f"roles.{field}" + ("" if i is None else f"[{i}]")
         if n not in index:
-            raise _Problem(where, f"no node named {n!r}")
+            raise SpecProblem(where, f"no node named {n!r}")
         if roles[index[n]] is not Role.HIDDEN:
-            raise _Problem(where, f"node {n!r} already has the role {roles[index[n]].value}")
+            raise SpecProblem(where, f"node {n!r} already has the role {roles[index[n]].value}")
         roles[index[n]] = role
     return tuple(roles)
 
@@ -433,28 +388,28 @@ def _values(x, n: int, field: str, twins: bool, positive: bool = False) -> np.nd
     try:
         arr = np.asarray(x, dtype=float)
     except ValueError:
-        raise _Problem(field, "the two twins' lists must have one value per edge each") from None
+        raise SpecProblem(field, "the two twins' lists must have one value per edge each") from None
     if arr.ndim == 1 and arr.size != n:
-        raise _Problem(field, f"{arr.size} values given for {n} edges")
+        raise SpecProblem(field, f"{arr.size} values given for {n} edges")
     if arr.ndim == 2 and arr.shape[1] != n:
-        raise _Problem(field, f"{arr.shape[1]} values per twin given for {n} edges")
+        raise SpecProblem(field, f"{arr.shape[1]} values per twin given for {n} edges")
     if not np.all(np.isfinite(arr)):
-        raise _Problem(field, f"values must be finite (got {_shown(x)})")
+        raise SpecProblem(field, f"values must be finite (got {shown(x)})")
     if positive and not np.all(arr > 0):
-        raise _Problem(field, f"values must be positive (got {_shown(x)})")
+        raise SpecProblem(field, f"values must be positive (got {shown(x)})")
     return np.broadcast_to(arr, (2, n) if twins else (n,)).copy()
 
 
 def _device(data: dict[str, Any], network: Network) -> tuple[EdgeDevice, np.ndarray | None]:
     kind = data.get("kind")
     if kind is None:
-        raise _Problem("device.kind", f"missing (one of {', '.join(_DEVICE_SPECS)})")
+        raise SpecProblem("device.kind", f"missing (one of {', '.join(_DEVICE_SPECS)})")
     if kind not in _DEVICE_SPECS:
-        raise _Problem("device.kind", f"unknown kind {_shown(kind)} (one of {', '.join(_DEVICE_SPECS)})")
+        raise SpecProblem("device.kind", f"unknown kind {shown(kind)} (one of {', '.join(_DEVICE_SPECS)})")
     if kind != "mixed":
-        spec = _validate(_DEVICE_SPECS[kind], data, "device")
+        spec = validate_spec(_DEVICE_SPECS[kind], data, "device")
         return _single(spec, network.n_edges, "device")
-    spec = _validate(MixedSpec, data, "device")
+    spec = validate_spec(MixedSpec, data, "device")
     e = network.n_edges
     names = {n: j for j, n in enumerate(network.edge_names)}
     owner = np.full(e, -1)
@@ -462,37 +417,37 @@ def _device(data: dict[str, Any], network: Network) -> tuple[EdgeDevice, np.ndar
     for p, part in enumerate(spec.parts):
         where = f"device.parts[{p}]"
         if part.get("kind") not in ("resistor", "digipot", "mosfet"):
-            got = _shown(part.get("kind"))
-            raise _Problem(f"{where}.kind", f"expected resistor, digipot or mosfet (got {got})")
+            got = shown(part.get("kind"))
+            raise SpecProblem(f"{where}.kind", f"expected resistor, digipot or mosfet (got {got})")
         edges = part.get("edges")
         if not isinstance(edges, list) or not all(isinstance(x, str) for x in edges):
-            raise _Problem(f"{where}.edges", f"expected a list of edge names (got {_shown(edges)})")
+            raise SpecProblem(f"{where}.edges", f"expected a list of edge names (got {shown(edges)})")
         idx = []
         for i, x in enumerate(edges):
             if x not in names:
-                raise _Problem(f"{where}.edges[{i}]", f"no edge named {x!r}")
+                raise SpecProblem(f"{where}.edges[{i}]", f"no edge named {x!r}")
             if owner[names[x]] >= 0:
-                raise _Problem(f"{where}.edges[{i}]", f"edge {x!r} is already in part {owner[names[x]]}")
+                raise SpecProblem(f"{where}.edges[{i}]", f"edge {x!r} is already in part {owner[names[x]]}")
             owner[names[x]] = p
             idx.append(names[x])
         if "update_bias" in part:
-            raise _Problem(f"{where}.update_bias", "a mixed device's update_bias is given on [device]")
-        sub = _validate(_DEVICE_SPECS[part["kind"]], {k: v for k, v in part.items() if k != "edges"}, where)
+            raise SpecProblem(f"{where}.update_bias", "a mixed device's update_bias is given on [device]")
+        sub = validate_spec(_DEVICE_SPECS[part["kind"]], {k: v for k, v in part.items() if k != "edges"}, where)
         dev, state = _single(sub, len(idx), where)
         parts.append((dev, np.array(idx, dtype=np.int64)))
         states.append((where, idx, state))
     if np.any(owner < 0):
         lone = network.edge_names[int(np.flatnonzero(owner < 0)[0])]
-        raise _Problem("device.parts", f"edge {lone!r} is in no part")
+        raise SpecProblem("device.parts", f"edge {lone!r} is in no part")
     given = [s is not None for _, _, s in states]
     if any(given) and not all(given):
         where = states[given.index(False)][0]
-        raise _Problem(f"{where}.initial_state", "missing (give every part an initial state, or none)")
+        raise SpecProblem(f"{where}.initial_state", "missing (give every part an initial state, or none)")
     bias = _values(spec.update_bias, e, "device.update_bias", twins=False)
     try:
         device = MixedEdges(e, update_bias=bias, parts=tuple(parts))
     except ValueError as exc:
-        raise _Problem("device", str(exc)) from None
+        raise SpecProblem("device", str(exc)) from None
     if not any(given):
         return device, None
     state = np.empty(e)
@@ -512,7 +467,7 @@ def _single(spec, n: int, where: str) -> tuple[EdgeDevice, np.ndarray | None]:
         elif isinstance(spec, DigipotSpec):
             if not spec.r_min_ohm < spec.r_max_ohm:
                 why = f"{spec.r_min_ohm:g} Ohm is not below r_max_ohm {spec.r_max_ohm:g}"
-                raise _Problem(f"{where}.r_min_ohm", why)
+                raise SpecProblem(f"{where}.r_min_ohm", why)
             dev = Digipot(
                 n, update_bias=bias, n_taps=spec.n_taps, r_min_ohm=spec.r_min_ohm,
                 r_max_ohm=spec.r_max_ohm, gain=_values(spec.gain, n, f"{where}.gain", True),
@@ -525,16 +480,16 @@ def _single(spec, n: int, where: str) -> tuple[EdgeDevice, np.ndarray | None]:
                 subthreshold_v=spec.subthreshold_v, state_min=spec.state_min, state_max=spec.state_max,
             )
     except ValueError as exc:
-        raise _Problem(where, str(exc)) from None
+        raise SpecProblem(where, str(exc)) from None
     if not dev.state_min <= dev.state_max:
-        raise _Problem(f"{where}.state_min", f"{dev.state_min:g} is above state_max {dev.state_max:g}")
+        raise SpecProblem(f"{where}.state_min", f"{dev.state_min:g} is above state_max {dev.state_max:g}")
     if spec.initial_state is None:
         return dev, None
     state = _values(spec.initial_state, n, f"{where}.initial_state", twins=False)
     try:
         dev.check_state(state)
     except ValueError as exc:
-        raise _Problem(f"{where}.initial_state", str(exc)) from None
+        raise SpecProblem(f"{where}.initial_state", str(exc)) from None
     return dev, state
 
 

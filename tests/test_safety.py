@@ -1,0 +1,313 @@
+"""The safety layer: limits checked before any write; the safe state whatever ends a run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from instruments.interfaces import OverCurrent
+from instruments.safety import Interrupted, Limits, LimitError, SafeDaq, SafetyGuard
+from instruments.wiring import CrossLimit, default_wiring
+
+
+class RecordingDaq:
+    """A BoundaryDaq that records every call (the safety layer's view of a DAQ)."""
+
+    def __init__(self, ao_channels, ai_channels=("ai0",), fail_on=()):
+        self.ao_channels = tuple(ao_channels)
+        self.ai_channels = tuple(ai_channels)
+        self.calls: list[tuple] = []
+        self.fail_on = set(fail_on)
+
+    def _call(self, name, *args):
+        self.calls.append((name, *args))
+        if name in self.fail_on:
+            raise RuntimeError(f"{name} failed")
+
+    def write(self, values_v):
+        self._call("write", tuple(values_v))
+
+    def write_and_read(self, values_v, settle_s, n_samples):
+        self._call("write_and_read", tuple(values_v), settle_s, n_samples)
+        return np.zeros(len(self.ai_channels))
+
+    def write_and_pulse(self, values_v, settle_s, width_s):
+        self._call("write_and_pulse", tuple(values_v), settle_s, width_s)
+
+    def read(self, n_samples=1):
+        self._call("read", n_samples)
+        return np.zeros(len(self.ai_channels))
+
+    def pulse(self, width_s):
+        self._call("pulse", width_s)
+
+    def safe_state(self):
+        self._call("safe_state")
+
+    def identity(self):
+        return "recording DAQ"
+
+    def close(self):
+        self._call("close")
+
+
+class FakeSmu:
+    def __init__(self, log):
+        self.log = log
+
+    def configure(self, compliance_a, nplc=1.0): ...
+    def measure_current(self, voltage_v): return 0.0
+    def sweep(self, voltages_v): return voltages_v, voltages_v * 0
+    def in_compliance(self): return False
+    def identity(self): return "fake SMU"
+
+    def output(self, on):
+        self.log.append(("smu output", on))
+
+    def close(self):
+        self.log.append(("smu close",))
+
+
+class FakePsu:
+    def __init__(self, tripped=False):
+        self.tripped = tripped
+        self.asked = 0
+
+    def over_current(self, channel):
+        self.asked += 1
+        return self.tripped
+
+    def identity(self):
+        return "fake PSU"
+
+    def close(self):
+        pass
+
+
+def gen2_with_cross(max_diff_v=0.3, max_step_v=0.2):
+    w = default_wiring("gen2")
+    outs = tuple(replace(o, max_step_v=max_step_v) for o in w.outputs)
+    return replace(w, outputs=outs, cross_limits=(CrossLimit(w.outputs[0].channel, w.outputs[1].channel, max_diff_v),))
+
+
+@pytest.fixture
+def limits():
+    return Limits.from_wiring(gen2_with_cross())
+
+
+# -- limits ----------------------------------------------------------------------------------
+
+
+def test_values_inside_every_limit_pass(limits):
+    assert limits.violation(np.full(6, 0.1)) is None
+
+
+@pytest.mark.parametrize(
+    "index, value, words",
+    [(2, -0.01, "below its limit 0 V"), (3, 0.46, "above its limit 0.45 V"), (4, np.nan, "not a number")],
+)
+def test_a_value_outside_its_channel_limits_is_named(limits, index, value, words):
+    v = np.full(6, 0.1)
+    v[index] = value
+    with pytest.raises(LimitError, match=f"PXI1Slot2/ao{index}: .*{words}"):
+        limits.check(v)
+
+
+def test_a_jump_beyond_the_ramp_limit_is_refused(limits):
+    with pytest.raises(LimitError, match=r"ao5: a step of 0.25 V \(from 0 V to 0.25 V\) exceeds its ramp limit 0.2 V"):
+        limits.check(np.r_[np.zeros(5), 0.25])
+    limits.check(np.r_[np.zeros(5), 0.25], previous_v=np.r_[np.zeros(5), 0.1])
+
+
+def test_cross_channel_difference_is_limited(limits):
+    with pytest.raises(LimitError, match=r"ao0 - PXI1Slot2/ao1: difference 0.35 V exceeds the cross-channel limit 0.3 V"):
+        limits.check(np.r_[0.4, 0.05, 0, 0, 0, 0], previous_v=np.r_[0.3, 0.1, 0, 0, 0, 0])
+
+
+def test_wrong_number_of_values_is_refused(limits):
+    with pytest.raises(LimitError, match="expected 6 output values"):
+        limits.check(np.zeros(5))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    v=st.lists(st.floats(-0.2, 0.7), min_size=6, max_size=6),
+    prev=st.lists(st.floats(0.0, 0.45), min_size=6, max_size=6),
+)
+def test_violation_agrees_with_a_plain_check(v, prev):
+    lim = Limits.from_wiring(gen2_with_cross())
+    v, prev = np.array(v), np.array(prev)
+    ok = (
+        np.all(v >= lim.min_v) and np.all(v <= lim.max_v)
+        and np.all(np.abs(v - prev) <= lim.max_step_v)
+        and abs(v[0] - v[1]) <= 0.3
+    )
+    assert (lim.violation(v, prev) is None) == ok
+
+
+def test_a_plan_is_checked_write_by_write_without_hardware(limits):
+    plan = [np.full(6, 0.1), np.full(6, 0.25), np.full(6, 0.45)]  # the last jumps 0.2 V: fine
+    assert limits.check_plan(plan) == 3
+    plan.append(np.r_[0.45, 0.25, 0.45, 0.45, 0.45, 0.45])
+    plan.append(np.r_[0.45, 0.1, 0.45, 0.45, 0.45, 0.45])
+    with pytest.raises(LimitError, match=r"write 4 of the plan: .*ao0 - PXI1Slot2/ao1"):
+        limits.check_plan(plan)
+
+
+@settings(max_examples=100, deadline=None)
+@given(a=st.lists(st.floats(0, 0.45), min_size=6, max_size=6), b=st.lists(st.floats(0, 0.45), min_size=6, max_size=6))
+def test_ramp_reaches_the_target_within_the_ramp_limits(a, b):
+    lim = Limits.from_wiring(replace(gen2_with_cross(), cross_limits=()))
+    path = lim.ramp(np.array(a), np.array(b))
+    np.testing.assert_allclose(path[-1], b)
+    assert lim.check_plan(path, start_v=np.array(a)) == len(path)
+
+
+def test_limits_need_a_sound_wiring():
+    w = default_wiring("gen2")
+    bad = replace(w, outputs=w.outputs[:-1])
+    with pytest.raises(ValueError, match="target r3c3: no output clamps it on the clamped twin"):
+        Limits.from_wiring(bad)
+
+
+# -- the checked DAQ -------------------------------------------------------------------------
+
+
+def test_out_of_limit_write_never_reaches_the_daq(limits):
+    daq = RecordingDaq(limits.channels)
+    safe = SafeDaq(daq, limits)
+    for call in (lambda v: safe.write(v), lambda v: safe.write_and_read(v, 1e-3, 10),
+                 lambda v: safe.write_and_pulse(v, 1e-3, 1e-4)):
+        with pytest.raises(LimitError):
+            call(np.full(6, 0.5))
+    assert daq.calls == []
+
+
+def test_ramp_limit_compares_with_what_the_outputs_hold(limits):
+    daq = RecordingDaq(limits.channels)
+    safe = SafeDaq(daq, limits)
+    safe.write(np.full(6, 0.2))
+    safe.write_and_read(np.full(6, 0.4), 1e-3, 10)  # 0.2 V from the held 0.2 V
+    with pytest.raises(LimitError, match="from 0.4 V to 0.1 V"):
+        safe.write(np.full(6, 0.1))
+    safe.safe_state()
+    safe.write(np.full(6, 0.1))  # from the safe 0 V now
+    assert [c[0] for c in daq.calls] == ["write", "write_and_read", "safe_state", "write"]
+
+
+def test_ramp_to_walks_in_allowed_steps(limits):
+    daq = RecordingDaq(limits.channels)
+    safe = SafeDaq(daq, limits)
+    safe.ramp_to(np.full(6, 0.45))
+    writes = [np.array(c[1]) for c in daq.calls]
+    assert len(writes) == 3 and np.allclose(writes[-1], 0.45)
+    np.testing.assert_allclose(safe.held_v, 0.45)
+
+
+# -- the guard -------------------------------------------------------------------------------
+
+
+def make_guard(limits, **kw):
+    log: list = []
+    daq = RecordingDaq(limits.channels, fail_on=kw.pop("fail_on", ()))
+    smu = FakeSmu(log)
+    return SafetyGuard(SafeDaq(daq, limits), instruments=[smu], **kw), daq, log
+
+
+def test_an_exception_leaves_outputs_safe_and_instruments_closed(limits):
+    guard, daq, log = make_guard(limits)
+    with pytest.raises(ZeroDivisionError):
+        with guard:
+            guard.daq.write(np.full(6, 0.1))
+            1 / 0
+    assert [c[0] for c in daq.calls] == ["write", "safe_state", "close"]
+    assert log == [("smu output", False), ("smu close",)]
+
+
+def test_sigterm_stops_the_run_in_the_safe_state(limits):
+    guard, daq, _ = make_guard(limits)
+    with pytest.raises(Interrupted, match="SIGTERM"):
+        with guard:
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(10**6):  # the handler runs between bytecodes
+                pass
+    assert daq.calls[-2:] == [("safe_state",), ("close",)]
+    assert signal.getsignal(signal.SIGTERM) is not guard._on_signal
+
+
+def test_deferred_sigint_lets_the_step_finish_then_stops(limits):
+    guard, daq, _ = make_guard(limits, defer_signals=True)
+    with pytest.raises(Interrupted, match="SIGINT"):
+        with guard:
+            os.kill(os.getpid(), signal.SIGINT)
+            guard.daq.write(np.full(6, 0.1))  # the step in progress completes
+            assert guard.stop_requested == "SIGINT"
+            guard.check()
+    assert [c[0] for c in daq.calls] == ["write", "safe_state", "close"]
+
+
+def test_a_second_sigint_stops_at_once(limits):
+    guard, _, _ = make_guard(limits, defer_signals=True)
+    with pytest.raises(Interrupted):
+        with guard:
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(10**5):
+                pass
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(10**6):
+                pass
+            pytest.fail("the second SIGINT did not stop the run")
+
+
+def test_power_supply_over_current_stops_the_run(limits):
+    psu = FakePsu(tripped=True)
+    events: list[str] = []
+    guard, daq, _ = make_guard(limits, psu=psu, psu_channels=[1], on_event=events.append)
+    with pytest.raises(OverCurrent, match="channel 1 tripped"):
+        with guard:
+            guard.check()
+    assert daq.calls[-2:] == [("safe_state",), ("close",)]
+    assert any("over-current" in e for e in events)
+
+
+def test_power_supply_is_polled_at_most_every_interval(limits):
+    now = [0.0]
+    psu = FakePsu()
+    guard, _, _ = make_guard(limits, psu=psu, psu_channels=[1, 2], psu_poll_s=0.5, clock=lambda: now[0])
+    for t in (0.0, 0.1, 0.4, 0.5, 0.6, 1.2):
+        now[0] = t
+        guard.check()
+    assert psu.asked == 3 * 2  # at 0.0, 0.5 and 1.2 s, two channels each
+
+
+def test_shutdown_goes_on_past_a_failing_step(limits):
+    guard, daq, log = make_guard(limits, fail_on={"safe_state"})
+    with guard:
+        pass
+    assert [c[0] for c in daq.calls] == ["safe_state", "close"]
+    assert log[-1] == ("smu close",)
+    assert guard.errors == ["safe state failed: RuntimeError: safe_state failed"]
+
+
+def test_interpreter_exit_without_leaving_the_context_still_goes_safe(tmp_path):
+    marker = tmp_path / "log.txt"
+    script = textwrap.dedent(f"""
+        from instruments.safety import SafetyGuard
+        class Daq:
+            def safe_state(self): open({str(marker)!r}, "a").write("safe\\n")
+            def close(self): open({str(marker)!r}, "a").write("closed\\n")
+        guard = SafetyGuard(Daq()).__enter__()
+        raise SystemExit(3)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 3
+    assert marker.read_text() == "safe\nclosed\n"
