@@ -1,0 +1,542 @@
+"""The NI-DAQmx driver against a fake nidaqmx autospecced from the installed package.
+
+The tests pin down the exact DAQmx calls (channels, timing, triggers, buffers, order) and the
+driver's behaviour (averaging after settling, refusals, error translation, safe state and
+close). What only the bench can show is listed in the driver's module docstring.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from unittest.mock import call
+
+import nidaqmx.errors
+import numpy as np
+import pytest
+from fake_nidaqmx import installed
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from nidaqmx.constants import AcquisitionType, Edge, Level, LineGrouping, TerminalConfiguration, WatchdogAOExpirState
+from nidaqmx.error_codes import DAQmxErrors
+from nidaqmx.system import AOExpirationState
+
+from instruments.daq.nidaq import NidaqDaq
+from instruments.interfaces import BoundaryDaq, DaqError, DaqTimeout
+from instruments.wiring import default_wiring
+
+WIRING = default_wiring("gen2")
+TIMING = WIRING.timing
+AO_START = "/PXI1Slot2/ao/StartTrigger"
+N_AO, N_AI = len(WIRING.outputs), len(WIRING.inputs)
+SAFE_V = np.array([o.safe_v for o in WIRING.outputs])
+MID_V = np.array([(o.min_v + o.max_v) / 2 for o in WIRING.outputs])
+
+
+@pytest.fixture
+def fake():
+    with installed(WIRING) as fake:
+        yield fake
+
+
+@pytest.fixture
+def daq(fake):
+    daq = NidaqDaq(WIRING)
+    fake.events.clear()
+    yield daq
+    daq.close()
+
+
+def periods(duration_s: float, rate_hz: float) -> int:
+    """The fewest sample periods (>= 1) that last ``duration_s``, short by less than a
+    millionth of a period at most (float products of durations and rates are not exact)."""
+    k = 1
+    while k < duration_s * rate_hz - 1e-6:
+        k += 1
+    return k
+
+
+def read_timeout() -> nidaqmx.errors.DaqReadError:
+    return nidaqmx.errors.DaqReadError(
+        "Some or all of the samples requested have not yet been acquired.",
+        DAQmxErrors.SAMPLES_NOT_YET_AVAILABLE,
+        samps_per_chan_read=0,
+        task_name="gen2-sim-ai",
+    )
+
+
+def in_order(events: list[str], *expected: str) -> bool:
+    """True when ``expected`` occur in ``events`` in this order (other events between)."""
+    it = iter(events)
+    return all(e in it for e in expected)
+
+
+# -- the fake is strict ------------------------------------------------------------------------
+
+
+def test_the_fake_refuses_a_misspelt_method_or_argument(fake):
+    task = fake.Task("t")
+    with pytest.raises(AttributeError):
+        task.ao_channels.add_ao_voltage_channel("PXI1Slot2/ao0")
+    with pytest.raises(TypeError):
+        task.timing.cfg_samp_clk_timing(100e3, samples_per_channel=10)
+    with pytest.raises(AttributeError):
+        task.triggers.start_trigger.dig_edge_source = AO_START
+
+
+# -- open ---------------------------------------------------------------------------------
+
+
+def test_the_driver_is_a_boundary_daq(daq):
+    assert isinstance(daq, BoundaryDaq)
+    assert daq.ao_channels == WIRING.ao_channels
+    assert daq.ai_channels == WIRING.ai_channels
+
+
+def test_open_is_the_constructor(fake):
+    with NidaqDaq.open(WIRING) as daq:
+        assert isinstance(daq, NidaqDaq)
+    assert fake.count("ao.close") == 1
+
+
+def test_each_output_is_added_with_its_safety_limits(fake, daq):
+    assert fake.task("ao").ao_channels.add_ao_voltage_chan.call_args_list == [
+        call(o.channel, min_val=o.min_v, max_val=o.max_v) for o in WIRING.outputs
+    ]
+
+
+def test_each_input_is_referenced_single_ended_on_its_range(fake, daq):
+    assert fake.task("ai").ai_channels.add_ai_voltage_chan.call_args_list == [
+        call(i.channel, terminal_config=TerminalConfiguration.RSE, min_val=-i.range_v, max_val=i.range_v)
+        for i in WIRING.inputs
+    ]
+
+
+def test_the_learn_counter_makes_one_finite_pulse_after_the_settle_time(fake, daq):
+    learn = fake.task("co")
+    learn.co_channels.add_co_pulse_chan_time.assert_called_once_with(
+        WIRING.learn_line,
+        idle_state=Level.LOW,
+        initial_delay=TIMING.settle_s,
+        low_time=TIMING.pulse_s,
+        high_time=TIMING.pulse_s,
+    )
+    learn.timing.cfg_implicit_timing.assert_called_once_with(sample_mode=AcquisitionType.FINITE, samps_per_chan=1)
+
+
+def test_the_watchdog_expires_to_every_safe_value(fake, daq):
+    fake.WatchdogTask.assert_called_once_with(
+        "PXI1Slot2", task_name="gen2-sim-watchdog-PXI1Slot2", timeout=TIMING.watchdog_s
+    )
+    watchdog = fake.watchdogs["PXI1Slot2"]
+    watchdog.cfg_watchdog_ao_expir_states.assert_called_once_with(
+        [AOExpirationState(o.channel, o.safe_v, WatchdogAOExpirState.VOLTAGE) for o in WIRING.outputs]
+    )
+    watchdog.start.assert_called_once_with()
+
+
+def test_the_watchdog_starts_before_the_tasks_are_made(fake):
+    NidaqDaq(WIRING).close()
+    assert in_order(fake.events, "watchdog.start", "new task gen2-sim-ao")
+
+
+def test_open_drives_every_output_to_its_safe_value(fake):
+    NidaqDaq(WIRING)
+    method, data = fake.writes[-1]
+    assert method == "write_one_sample"
+    np.testing.assert_array_equal(data, SAFE_V)
+
+
+def test_open_refuses_a_missing_device_and_leaves_nothing_open(fake):
+    fake.system.devices.device_names = ["PXI1Slot2"]
+    with pytest.raises(DaqError, match=r"PXI1Slot3 \(PXIe-6363\) not found; present: PXI1Slot2"):
+        NidaqDaq(WIRING)
+    assert fake.Task.call_count == 0 and fake.WatchdogTask.call_count == 0
+
+
+def test_open_refuses_a_device_of_another_model(fake):
+    fake.devices["PXI1Slot3"].product_type = "USB-6211"
+    with pytest.raises(DaqError, match="PXI1Slot3 is a USB-6211, but wiring gen2-sim says PXIe-6363"):
+        NidaqDaq(WIRING)
+
+
+def test_open_closes_what_it_made_when_the_learn_line_is_refused(fake):
+    fake.fail("co.cfg_implicit_timing", nidaqmx.errors.DaqError("The specified resource is reserved.", -50103))
+    with pytest.raises(DaqError, match="^open: learn line PXI1Slot3/ctr0: The specified resource is reserved"):
+        NidaqDaq(WIRING)
+    assert all(state.closed for state in fake.states.values())
+    assert fake.events[-5:] == ["co.close", "ai.close", "ao.close", "watchdog.stop", "watchdog.close"]
+
+
+def test_open_without_the_nidaqmx_driver_is_a_daq_error(fake):
+    fake.WatchdogTask.side_effect = nidaqmx.errors.DaqNotFoundError("Could not find an installation of NI-DAQmx.")
+    with pytest.raises(DaqError, match="open: watchdog on PXI1Slot2: Could not find an installation of NI-DAQmx"):
+        NidaqDaq(WIRING)
+
+
+# -- write_and_read --------------------------------------------------------------------------
+
+
+def test_write_and_read_clocks_outputs_and_inputs_for_settle_plus_samples(fake, daq):
+    daq.write_and_read(MID_V, 1e-3, 10)
+    n = 100 + 10  # 1 ms at 100 kHz, then 10 samples
+    for kind in ("ao", "ai"):
+        fake.task(kind).timing.cfg_samp_clk_timing.assert_called_once_with(
+            100e3, sample_mode=AcquisitionType.FINITE, samps_per_chan=n
+        )
+    fake.task("ai").triggers.start_trigger.cfg_dig_edge_start_trig.assert_called_once_with(
+        AO_START, trigger_edge=Edge.RISING
+    )
+
+
+def test_a_settle_time_of_whole_periods_is_not_rounded_up_by_float_error(fake, daq):
+    settle_s = 9 * 100e-6  # 0.0009000000000000001 s, i.e. 90.00000000000001 periods at 100 kHz
+    daq.write_and_read(MID_V, settle_s, 10)
+    fake.task("ai").timing.cfg_samp_clk_timing.assert_called_once_with(
+        100e3, sample_mode=AcquisitionType.FINITE, samps_per_chan=90 + 10
+    )
+
+
+def test_write_and_read_holds_the_values_for_the_whole_acquisition(fake, daq):
+    daq.write_and_read(MID_V, 1e-3, 10)
+    method, data = fake.writes[-1]
+    assert method == "write_many_sample"
+    np.testing.assert_array_equal(data, np.repeat(MID_V[:, None], 110, axis=1))
+
+
+def test_write_and_read_arms_the_inputs_before_starting_the_outputs(fake, daq):
+    daq.write_and_read(MID_V, 1e-3, 10)
+    assert in_order(
+        fake.events,
+        "ao.write_many_sample",
+        "ai.start",
+        "ao.start",
+        "ai.read_many_sample",
+        "ao.wait_until_done",
+        "ai.stop",
+        "ao.stop",
+    )
+    assert not any(state.running for state in fake.states.values())
+
+
+def test_write_and_read_reads_into_one_preallocated_buffer(fake, daq):
+    daq.write_and_read(MID_V, 1e-3, 10)
+    daq.write_and_read(MID_V, 1e-3, 10)
+    first, second = fake.reader.read_many_sample.call_args_list
+    assert first.args[0] is second.args[0]
+    assert first.args[0].shape == (N_AI, 110)
+    assert first == call(first.args[0], number_of_samples_per_channel=110, timeout=pytest.approx(110 / 100e3 + 1.0))
+
+
+def test_a_repeated_step_keeps_the_committed_configuration(fake, daq):
+    for _ in range(3):
+        daq.write_and_read(MID_V, 1e-3, 10)
+        daq.write_and_pulse(MID_V, 1e-3, 100e-6)
+    assert fake.task("ao").timing.cfg_samp_clk_timing.call_count == 1
+    assert fake.task("ai").timing.cfg_samp_clk_timing.call_count == 1
+    assert fake.count("ao.control") == 1 and fake.count("ai.control") == 1 and fake.count("co.control") == 1
+
+
+def test_write_and_read_returns_the_mean_of_the_samples_after_settling(fake, daq):
+    def samples(n_channels, n):
+        data = np.full((n_channels, n), 99.0)  # what the inputs see while settling
+        data[:, 100:] = np.arange(n - 100) + np.array([[0.0], [0.5]])
+        return data
+
+    fake.ai_samples = samples
+    np.testing.assert_allclose(daq.write_and_read(MID_V, 1e-3, 10), [4.5, 5.0])
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    rate_hz=st.sampled_from([1e3, 10e3, 25e3, 100e3, 250e3, 1e6]),
+    settle_s=st.floats(1e-6, 10e-3),
+    n_samples=st.integers(1, 300),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_the_mean_excludes_exactly_the_settling_samples(rate_hz, settle_s, n_samples, seed):
+    wiring = dataclasses.replace(WIRING, timing=dataclasses.replace(TIMING, sample_rate_hz=rate_hz))
+    n_settle = periods(settle_s, rate_hz)
+    tail = np.random.default_rng(seed).uniform(-1, 1, (N_AI, n_samples))
+    with installed(wiring) as fake:
+        fake.ai_samples = lambda n_channels, n: np.concatenate([np.full((n_channels, n_settle), 50.0), tail], axis=1)
+        with NidaqDaq(wiring) as daq:
+            means = daq.write_and_read(MID_V, settle_s, n_samples)
+        fake.task("ai").timing.cfg_samp_clk_timing.assert_called_once_with(
+            rate_hz, sample_mode=AcquisitionType.FINITE, samps_per_chan=n_settle + n_samples
+        )
+    np.testing.assert_allclose(means, tail.mean(axis=1), rtol=1e-12, atol=1e-15)
+
+
+# -- write_and_pulse and pulse -----------------------------------------------------------------
+
+
+def test_write_and_pulse_fires_the_counter_from_the_output_start_trigger(fake, daq):
+    daq.write_and_pulse(MID_V, 2e-3, 50e-6)
+    learn = fake.task("co")
+    channel = fake.state("co").channels[0]
+    assert channel.co_pulse_time_initial_delay == 2e-3
+    assert channel.co_pulse_high_time == 50e-6
+    learn.triggers.start_trigger.cfg_dig_edge_start_trig.assert_called_once_with(AO_START, trigger_edge=Edge.RISING)
+    fake.task("ao").timing.cfg_samp_clk_timing.assert_called_once_with(
+        100e3, sample_mode=AcquisitionType.FINITE, samps_per_chan=200 + 5
+    )
+    np.testing.assert_array_equal(fake.writes[-1][1], np.repeat(MID_V[:, None], 205, axis=1))
+
+
+def test_write_and_pulse_arms_the_counter_before_starting_the_outputs(fake, daq):
+    daq.write_and_pulse(MID_V, 1e-3, 100e-6)
+    assert in_order(
+        fake.events, "ao.write_many_sample", "co.start", "ao.start", "ao.wait_until_done", "co.wait_until_done"
+    )
+    assert not any(state.running for state in fake.states.values())
+
+
+def test_pulse_fires_the_counter_now(fake, daq):
+    daq.pulse(50e-6)
+    learn = fake.task("co")
+    learn.triggers.start_trigger.disable_start_trig.assert_called_once_with()
+    channel = fake.state("co").channels[0]
+    assert (channel.co_pulse_time_initial_delay, channel.co_pulse_high_time) == (0.0, 50e-6)
+    assert in_order(fake.events, "co.start", "co.wait_until_done", "co.stop")
+    assert not any(e.startswith("ao.") for e in fake.events)
+
+
+# -- read -------------------------------------------------------------------------------------
+
+
+def test_read_samples_now_and_returns_the_means(fake, daq):
+    fake.ai_samples = lambda n_channels, n: np.tile(np.arange(n, dtype=float), (n_channels, 1))
+    np.testing.assert_allclose(daq.read(5), [2.0, 2.0])
+    ai = fake.task("ai")
+    ai.timing.cfg_samp_clk_timing.assert_called_once_with(100e3, sample_mode=AcquisitionType.FINITE, samps_per_chan=5)
+    ai.triggers.start_trigger.disable_start_trig.assert_called_once_with()
+    assert in_order(fake.events, "ai.start", "ai.read_many_sample", "ai.stop")
+
+
+def test_read_of_one_sample_acquires_two_and_keeps_the_first(fake, daq):
+    fake.ai_samples = lambda n_channels, n: np.tile(np.arange(n, dtype=float) + 7.0, (n_channels, 1))
+    np.testing.assert_allclose(daq.read(1), [7.0, 7.0])
+    fake.task("ai").timing.cfg_samp_clk_timing.assert_called_once_with(
+        100e3, sample_mode=AcquisitionType.FINITE, samps_per_chan=2
+    )
+
+
+# -- refusals ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "operation",
+    [
+        lambda daq, v: daq.write(v),
+        lambda daq, v: daq.write_and_read(v, 1e-3, 10),
+        lambda daq, v: daq.write_and_pulse(v, 1e-3, 100e-6),
+    ],
+    ids=["write", "write_and_read", "write_and_pulse"],
+)
+def test_a_value_outside_an_outputs_limits_is_refused_before_anything_is_written(fake, daq, operation):
+    values = MID_V.copy()
+    values[3] = 0.46
+    writes_before = list(fake.writes)
+    with pytest.raises(DaqError, match=r"PXI1Slot2/ao3 = 0.46 V is outside its limits 0..0.45 V"):
+        operation(daq, values)
+    assert fake.events == []
+    assert fake.writes == writes_before
+
+
+def test_not_a_number_is_refused(daq):
+    values = MID_V.copy()
+    values[0] = math.nan
+    with pytest.raises(DaqError, match=r"PXI1Slot2/ao0 = nan V"):
+        daq.write(values)
+
+
+def test_the_wrong_number_of_values_is_refused(daq):
+    with pytest.raises(DaqError, match=r"expected 6 output values"):
+        daq.write(np.zeros(5))
+
+
+def test_an_operation_longer_than_the_watchdog_is_refused(fake, daq):
+    with pytest.raises(DaqError, match="take 2.0001 s, not less than the 2 s watchdog"):
+        daq.read(200_010)
+    assert fake.events == []
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+def test_a_read_timeout_is_a_daq_timeout_naming_the_operation(fake, daq):
+    fake.fail("ai.read_many_sample", read_timeout())
+    with pytest.raises(DaqTimeout, match=r"^write_and_read: timed out: Some or all of the samples .*-200284"):
+        daq.write_and_read(MID_V, 1e-3, 10)
+    assert not any(state.running for state in fake.states.values())
+
+
+def test_the_step_after_a_timeout_runs(fake, daq):
+    fake.fail("ai.read_many_sample", read_timeout())
+    with pytest.raises(DaqTimeout):
+        daq.write_and_read(MID_V, 1e-3, 10)
+    fake.ai_samples = lambda n_channels, n: np.ones((n_channels, n))
+    np.testing.assert_array_equal(daq.write_and_read(MID_V, 1e-3, 10), [1.0, 1.0])
+
+
+def test_a_device_error_is_a_daq_error_but_not_a_timeout(fake, daq):
+    fake.fail("ao.start", nidaqmx.errors.DaqError("Device has been removed.", -201003, task_name="gen2-sim-ao"))
+    with pytest.raises(DaqError, match=r"^write_and_pulse: Device has been removed\.; Task Name: gen2-sim-ao") as e:
+        daq.write_and_pulse(MID_V, 1e-3, 100e-6)
+    assert not isinstance(e.value, DaqTimeout)
+    assert isinstance(e.value.__cause__, nidaqmx.errors.DaqError)
+
+
+def test_a_pulse_that_never_ends_is_a_daq_timeout(fake, daq):
+    fake.fail(
+        "co.wait_until_done",
+        nidaqmx.errors.DaqError("Wait Until Done did not indicate done.", DAQmxErrors.WAIT_UNTIL_DONE_DOES_NOT_INDICATE_DONE),
+    )
+    with pytest.raises(DaqTimeout, match="^pulse: timed out"):
+        daq.pulse(100e-6)
+
+
+# -- watchdog, safe state, close -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "operation",
+    [
+        lambda daq: daq.write(MID_V),
+        lambda daq: daq.read(10),
+        lambda daq: daq.pulse(100e-6),
+        lambda daq: daq.write_and_read(MID_V, 1e-3, 10),
+        lambda daq: daq.write_and_pulse(MID_V, 1e-3, 100e-6),
+        lambda daq: daq.safe_state(),
+    ],
+    ids=["write", "read", "pulse", "write_and_read", "write_and_pulse", "safe_state"],
+)
+def test_every_hardware_operation_resets_the_watchdog_first(fake, daq, operation):
+    operation(daq)
+    assert fake.count("watchdog.reset_timer") == 1
+    hardware = [e for e in fake.events if e.endswith(("start", "write_one_sample", "write_many_sample"))]
+    assert fake.events.index("watchdog.reset_timer") < fake.events.index(hardware[0])
+
+
+def test_safe_state_writes_every_safe_value(fake, daq):
+    daq.write(MID_V)
+    daq.safe_state()
+    method, data = fake.writes[-1]
+    assert method == "write_one_sample"
+    np.testing.assert_array_equal(data, SAFE_V)
+
+
+def test_safe_state_keeps_going_when_the_learn_task_is_already_closed(fake, daq, caplog):
+    fake.task("co").close()
+    with caplog.at_level(logging.WARNING):
+        daq.safe_state()
+    np.testing.assert_array_equal(fake.writes[-1][1], SAFE_V)
+    assert "idling the learn line failed" in caplog.text
+    assert fake.events[-1] == "ai.stop"
+    with pytest.warns(nidaqmx.errors.DaqResourceWarning, match="already closed"):
+        daq.close()
+    assert all(state.closed for state in fake.states.values())
+
+
+def test_safe_state_raises_after_every_step_when_the_outputs_cannot_be_written(fake, daq):
+    fake.task("ao").close()
+    with pytest.raises(DaqError, match="safe state: could not write the safe values"):
+        daq.safe_state()
+    assert fake.events[-2:] == ["co.stop", "ai.stop"]
+    with pytest.raises(DaqError, match="could not write the safe values"):
+        daq.close()
+
+
+def test_close_writes_the_safe_state_then_closes_the_tasks_then_the_watchdog(fake, daq):
+    daq.write(MID_V)
+    fake.events.clear()
+    daq.close()
+    assert fake.events == [
+        "watchdog.reset_timer",
+        "ao.stop",
+        "ao.write_one_sample",
+        "co.stop",
+        "ai.stop",
+        "co.close",
+        "ai.close",
+        "ao.close",
+        "watchdog.stop",
+        "watchdog.close",
+    ]
+    np.testing.assert_array_equal(fake.writes[-1][1], SAFE_V)
+
+
+def test_close_is_idempotent(fake, daq):
+    daq.close()
+    events = list(fake.events)
+    daq.close()
+    daq.safe_state()
+    assert fake.events == events
+    assert fake.count("ao.close") == fake.count("watchdog.close") == 1
+
+
+def test_an_operation_after_close_is_refused(daq):
+    daq.close()
+    with pytest.raises(DaqError, match="write_and_read: the DAQ of gen2-sim is closed"):
+        daq.write_and_read(MID_V, 1e-3, 10)
+
+
+def test_close_releases_everything_even_when_the_safe_state_fails(fake, daq):
+    fake.fail("ao.write_one_sample", nidaqmx.errors.DaqError("Device has been removed.", -201003))
+    with pytest.raises(DaqError, match="could not write the safe values"):
+        daq.close()
+    assert all(state.closed for state in fake.states.values())
+    assert fake.count("watchdog.close") == 1
+
+
+# -- identity ---------------------------------------------------------------------------------
+
+
+def test_identity_names_every_device_with_its_product_and_serial_number(daq):
+    assert daq.identity() == "PXI1Slot2: NI PXIe-6738 SN 01F2A3B0; PXI1Slot3: NI PXIe-6363 SN 01F2A3B1"
+
+
+# -- a digital learn line --------------------------------------------------------------------------
+
+DIGITAL = dataclasses.replace(WIRING, learn_line="PXI1Slot3/port0/line0")
+
+
+def test_a_digital_learn_line_writes_a_hardware_timed_pulse_from_the_output_start_trigger():
+    with installed(DIGITAL) as fake, NidaqDaq(DIGITAL) as daq:
+        learn = fake.task("do")
+        learn.do_channels.add_do_chan.assert_called_once_with(
+            "PXI1Slot3/port0/line0", line_grouping=LineGrouping.CHAN_PER_LINE
+        )
+        learn.write.reset_mock()
+        daq.write_and_pulse(MID_V, 1e-3, 50e-6)
+        n = 100 + 5 + 1
+        learn.timing.cfg_samp_clk_timing.assert_called_once_with(100e3, sample_mode=AcquisitionType.FINITE, samps_per_chan=n)
+        learn.triggers.start_trigger.cfg_dig_edge_start_trig.assert_called_once_with(AO_START, trigger_edge=Edge.RISING)
+        (wave,), kwargs = learn.write.call_args
+        assert kwargs == {"auto_start": False, "timeout": 1.0}
+        np.testing.assert_array_equal(wave, [False] * 100 + [True] * 5 + [False])
+        assert in_order(fake.events, "do.write", "do.start", "ao.start", "do.wait_until_done", "do.stop")
+
+
+def test_a_digital_learn_line_without_a_start_trigger_is_pulsed_by_the_host():
+    with installed(DIGITAL) as fake:
+        fake.devices["PXI1Slot3"].do_trig_usage = []
+        with NidaqDaq(DIGITAL) as daq:
+            learn = fake.task("do")
+            learn.write.reset_mock()
+            daq.write_and_pulse(MID_V, 1e-4, 20e-6)
+            assert learn.write.call_args_list == [call(True), call(False)]
+            learn.timing.cfg_samp_clk_timing.assert_not_called()
+            np.testing.assert_array_equal(fake.writes[-1][1], MID_V)
+            assert in_order(fake.events, "ao.write_one_sample", "do.write", "do.write")
+
+
+def test_a_digital_learn_line_idles_low_in_the_safe_state():
+    with installed(DIGITAL) as fake, NidaqDaq(DIGITAL) as daq:
+        learn = fake.task("do")
+        daq.pulse(50e-6)
+        learn.write.reset_mock()
+        daq.safe_state()
+        assert learn.write.call_args_list == [call(False)]
