@@ -182,8 +182,12 @@ class BusClient:
         unsafe = "" if spec.name in IDEMPOTENT else " (not retried: repeating it is not safe; check the board's state)"
         raise BusTimeout(f"board {address}: {spec.name}: {last} after {attempts} attempt(s){unsafe} on {self.port_name}")
 
-    def broadcast(self, command: str, **fields) -> dict[int, dict]:
-        """Broadcast ``command``; for slotted commands, the replies by address, else {}."""
+    def broadcast(self, command: str, expect=None, **fields) -> dict[int, dict]:
+        """Broadcast ``command``; for slotted commands, the replies by address, else {}.
+
+        A slotted broadcast listens until the slot of address 247 has passed, or, when
+        ``expect`` (a collection of addresses) is given, until every one of them has answered.
+        """
         spec = p.command_spec(command)
         if spec.broadcast == "refused":
             raise BusError(f"{spec.name} may not be broadcast")
@@ -193,6 +197,9 @@ class BusClient:
         if spec.broadcast != "slotted":
             return {}
         replies: dict[int, dict] = {}
+        waiting = None if expect is None else set(expect)
+        if waiting is not None and not waiting:
+            return replies
         deadline = time.monotonic() + self.timeout_s + self.slot_s * p.ADDR_BOARD_MAX
         for item in self._receive(deadline):
             if isinstance(item, p.FrameError):
@@ -207,6 +214,10 @@ class BusClient:
                 self.stats.corrupted += 1
                 continue
             replies[item.src] = reply
+            if waiting is not None:
+                waiting.discard(item.src)
+                if not waiting:
+                    break
         return replies
 
     # -- board-level operations ------------------------------------------------------------------
@@ -236,10 +247,13 @@ class BusClient:
         return boards
 
     def read_states(self, addresses=None) -> dict[int, int]:
-        """Learned state of every board (one slotted broadcast); boards in ``addresses``
-        that did not answer are asked one by one."""
-        states = {a: r["state"] for a, r in self.broadcast("read_state").items() if r["status"] == 0}
-        for a in addresses or ():
+        """Learned state of every board (one slotted broadcast, which ends as soon as every
+        board in ``addresses`` has answered); boards in ``addresses`` that did not answer are
+        asked one by one."""
+        expect = [] if addresses is None else [int(a) for a in addresses]
+        replies = self.broadcast("read_state", expect=expect or None)
+        states = {a: r["state"] for a, r in replies.items() if r["status"] == 0}
+        for a in expect:
             if a not in states:
                 states[a] = self.request(a, "read_state")["state"]
         return states
