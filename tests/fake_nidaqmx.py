@@ -88,6 +88,8 @@ class FakeNidaqmx:
         writes: ``(method, copy of the data)`` of every analog write, in order.
         ai_samples: ``(n_channels, n_samples) -> array`` that the reader copies into the
             driver's buffer; zeros unless a test says otherwise.
+        listeners: called with every event and, for writes, the data written, after it is
+            recorded (a test can couple the fake to a simulated circuit this way).
     """
 
     def __init__(self, wiring: Wiring):
@@ -110,6 +112,7 @@ class FakeNidaqmx:
         self.events: list[str] = []
         self.writes: list[tuple[str, np.ndarray]] = []
         self.ai_samples: Callable[[int, int], np.ndarray] = lambda n_channels, n: np.zeros((n_channels, n))
+        self.listeners: list[Callable[[str, np.ndarray | None], None]] = []
         self._failures: dict[str, BaseException] = {}
         self._streams: dict[int, TaskState] = {}
 
@@ -145,10 +148,12 @@ class FakeNidaqmx:
         return self.events.count(event)
 
     # -- the fakes ---------------------------------------------------------------------------
-    def _record(self, event: str) -> None:
+    def _record(self, event: str, data: np.ndarray | None = None) -> None:
         if event in self._failures:
             raise self._failures.pop(event)
         self.events.append(event)
+        for listener in self.listeners:
+            listener(event, data)
 
     def _track(self, method: mock.Mock, state: TaskState, name: str, *, while_running: bool = True, then=None):
         """Give an autospecced task method DAQmx's state checks and an event."""
@@ -287,13 +292,13 @@ class FakeNidaqmx:
 
         def write_many_sample(data, timeout=10.0):
             _check_buffer(data, (state.n_channels, data.shape[-1]), state)
-            self._record(f"{state.kind}.write_many_sample")
+            self._record(f"{state.kind}.write_many_sample", data)
             self.writes.append(("write_many_sample", data.copy()))
             return data.shape[1]
 
         def write_one_sample(data, timeout=10):
             _check_buffer(data, (state.n_channels,), state)
-            self._record(f"{state.kind}.write_one_sample")
+            self._record(f"{state.kind}.write_one_sample", data)
             self.writes.append(("write_one_sample", data.copy()))
             return 1
 

@@ -91,6 +91,12 @@ def psu(rm):
 
 
 # -- opening -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind, address, model", [("keithley2450", DMM, "2450"), ("keysight34465a", PSU, "34465A")])
+def test_the_wrong_instrument_at_an_address_is_refused(rm, kind, address, model):
+    with pytest.raises(InstrumentError, match=f"{re.escape(address[:20])}.*\\*IDN\\? answered .*which is not a {model}"):
+        open_instrument(kind, address, rm, timeout_s=TIMEOUT_S)
+
+
 @pytest.mark.parametrize(
     "kind, address, idn",
     [("keithley2450", SMU, SMU_IDN), ("keysight34465a", DMM, DMM_IDN), ("keysight_e36312a", PSU, PSU_IDN)],

@@ -222,3 +222,21 @@ class LoopbackPort:
 
     def close(self) -> None:
         self.is_open = False
+
+
+class BoardsOnBus:
+    """All emulated boards as one participant of a
+    :class:`~instruments.bus.emulator.BusEmulator`, so the bench's boards can also be served on
+    a real pseudo-terminal (e.g. to a real :class:`~instruments.bus.client.BusClient` in a
+    hardware-in-the-loop test of the real bench's code path)."""
+
+    address = 0  # sorts first; the boards' own addresses are in the frames
+
+    def __init__(self, boards: SimBoards):
+        self._port = LoopbackPort(boards, port="pty://sim-boards")
+
+    def handle(self, chunk: bytes) -> bytes | None:
+        """The replies (wire bytes) of every board to one received chunk, or None."""
+        self._port.write(chunk)
+        out = self._port.read(1 << 20)
+        return out or None

@@ -46,6 +46,7 @@ class Keithley2450(ScpiInstrument):
         record: keep every exchange in ``transport.exchanges`` (for tests).
     """
 
+    model = "2450"
     error_query = ":SYST:ERR?"
 
     source_function = Setting(":SOUR:FUNC {value}", OneOf("VOLT", "CURR"), formatter=str)

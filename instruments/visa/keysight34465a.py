@@ -21,6 +21,8 @@ class Keysight34465A(ScpiInstrument):
         record: keep every exchange in ``transport.exchanges`` (for tests).
     """
 
+    model = "34465A"
+
     dc_range_v = Setting(
         "VOLT:DC:RANG {value}", OneOf(0.1, 1, 10, 100, 1000), "V", query="VOLT:DC:RANG?"
     )

@@ -24,6 +24,8 @@ class KeysightE36312A(ScpiInstrument):
         record: keep every exchange in ``transport.exchanges`` (for tests).
     """
 
+    model = "E36312A"
+
     voltage_v = Setting(
         "VOLT {value},(@{channel})", {1: Range(0, 6), 2: Range(0, 25), 3: Range(0, 25)}, "V",
         query="VOLT? (@{channel})",

@@ -312,7 +312,9 @@ class Transport:
     @property
     def name(self) -> str:
         """The VISA resource name."""
-        return self.resource.resource_name
+        name = self.resource.resource_name
+        # pyvisa-sim gives a session number for a resource it does not define
+        return name if isinstance(name, str) else self.resource.resource_info.resource_name
 
     @property
     def timeout_s(self) -> float:
@@ -369,6 +371,10 @@ class ScpiInstrument:
     error_query: ClassVar[str] = "SYST:ERR?"
     """The query reading the next entry of the instrument's error queue."""
 
+    model: ClassVar[str] = ""
+    """Text the ``*IDN?`` reply must contain (e.g. ``"2450"``), so a wrong instrument at the
+    address, or a resource that answers nothing, is refused at opening."""
+
     termination: ClassVar[str] = "\n"
     """End of every message, both ways (LF on USBTMC and LAN for these instruments)."""
 
@@ -377,7 +383,13 @@ class ScpiInstrument:
         self.transport = Transport(resource, record=record)
         # messages name the resource until *IDN? has answered
         self._identity: str | None = None
-        self._identity = self.ask("*IDN?", str.strip)
+        identity = self.ask("*IDN?", str.strip)
+        if self.model not in identity:
+            raise InstrumentError(
+                f"{self.transport.name}: *IDN? answered {identity!r}, which is not a {self.model} "
+                f"(is the right instrument at this address?)"
+            )
+        self._identity = identity
         self.write("*CLS")
 
     def identity(self) -> str:
