@@ -33,7 +33,7 @@ def test_scan_lists_every_board_with_its_identity(bus):
     assert [b.address for b in boards] == [1, 2, 3, 4]
     assert [b.uid for b in boards] == [bd.uid.hex() for bd in em.boards]
     assert {b.kind for b in boards} == {"mosfet"}
-    assert all(b.protocol == p.PROTOCOL_VERSION and b.firmware == "0.1.0" for b in boards)
+    assert all(b.protocol == p.PROTOCOL_VERSION and b.firmware == "1.1.0" for b in boards)
 
 
 def test_all_states_come_back_in_one_broadcast(bus):

@@ -264,6 +264,32 @@ def test_rule_vectors(harness):
         assert after == c["state_after"], c["name"]
 
 
+def test_rule_with_random_gains_up_to_2_to_the_40_matches_the_reference(fuzz_harness):
+    """The 64-bit split of floor(c * gain / 2^48) in C (under UBSan when available, so a
+    signed overflow fails) on random contrasts (every size, both signs, both clips), gains
+    below 2^40 and states anywhere in i32, against the reference's exact big integers:
+    20,000 cases."""
+    from instruments.bus import protocol as P
+
+    rng = np.random.default_rng(40)
+    n = 20_000
+    scale = 2.0 ** rng.uniform(0, 21, (n, 2))  # drops from 1 uV to 2 V: contrasts of every size
+    drops = np.rint(scale * rng.choice([-1, 1], (n, 2))).astype(np.int64)
+    gains = np.where(rng.random(n) < 0.8, rng.integers(0, 1 << 40, n),
+                     rng.choice([0, 1, (1 << 24) - 1, 1 << 24, 1 << 39, (1 << 40) - 1], n))
+    states = rng.integers(P.I32_MIN, P.I32_MAX, n, endpoint=True)
+    lines, want = [], []
+    for (dvf, dvc), gain, state in zip(drops.tolist(), gains.tolist(), states.tolist()):
+        node = [dvf, 0, dvc, 0]
+        lines.append(" ".join(str(x) for x in (
+            "rule", RULES["continuous"], 65536, gain, 0, P.I32_MIN, P.I32_MAX, state, "0102030405060708", 0,
+            0, 0, 0, 0, *node)))
+        res = P.learn_step(rule=P.Rule.CONTINUOUS, probability=65536, gain=gain, dead_band_uv2=0, state=state,
+                           state_min=P.I32_MIN, state_max=P.I32_MAX, draw=1, node_uv=node)
+        want.append(f"{dvf} {dvc} {res['contrast_uv2']} 1 {res['state']}")
+    assert fuzz_harness.run(lines) == want
+
+
 def _board_line(board: dict) -> str:
     fw = board.get("fw_version", [0, 1, 0])
     return " ".join(str(x) for x in (
@@ -447,7 +473,8 @@ def _random_request(rng, P, addr: int, seq: int, lo: int, hi: int) -> bytes:
     elif cmd == 4:
         rule = int(rng.integers(0, 4)) if rng.random() < 0.9 else int(rng.integers(0, 256))
         prob = int(rng.choice([0, 1, 32768, 65535, 65536, 65537, int(rng.integers(0, 1 << 32))]))
-        gain = int(rng.choice([0, 1, 2_559_015, (1 << 24) - 1, 1 << 24, -1, int(rng.integers(0, 1 << 24))]))
+        gain = int(rng.choice([0, 1, 2_559_015, (1 << 24) - 1, 1 << 24, (1 << 40) - 1, 1 << 40, -1,
+                               int(rng.integers(0, 1 << 24)), int(rng.integers(0, 1 << 40))]))
         db = int(rng.choice([0, 1, 250_000, -1, 1 << 40]))
         payload = P.pack_request("configure_rule", rule=rule, probability=prob, gain=gain, dead_band_uv2=db)
     elif cmd == 8:

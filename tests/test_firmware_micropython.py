@@ -32,6 +32,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from instruments.bus import protocol as REF
 
@@ -375,6 +376,20 @@ def test_constants_match_protocol_json(fw_modules):
         assert rep == "<" + "".join(codes[f.split(":")[1]] for f in spec["reply"]), name
         assert fw_bc == bc[spec["broadcast"]], name
         assert P.REQUEST_SIZES[spec["code"]] == struct.calcsize(req), name
+
+
+@settings(deadline=None)
+@given(st.integers(-(2**38), 2**38), st.integers(0, 2**40 - 1))
+def test_the_firmware_gain_split_equals_the_exact_floor(fw_modules, c, gain):
+    """tr_rule.gain_delta (63-bit steps, for long-long ports) against Python's big integers."""
+    _, R = fw_modules
+    assert R.gain_delta(c, gain) == (c * gain) >> 48
+
+
+def test_the_firmware_takes_gains_below_2_to_the_40_since_1_1_0(fw_modules):
+    _, R = fw_modules
+    assert R.GAIN_LIMIT == 2**40
+    assert importlib.import_module("tr_board").FW_VERSION == REF.FIRMWARE_VERSION == (1, 1, 0)
 
 
 def test_splitter_overflow_matches_reference(fw_modules):

@@ -9,6 +9,7 @@ Checks that the constants equal ``firmware/protocol/protocol.json``, that the ho
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import subprocess
@@ -62,7 +63,7 @@ def test_enums_and_tables_agree():
     assert {k.name.lower(): int(k) for k in P.Kind} == spec["board_kinds"]
     assert {c.name.lower(): int(c) for c in P.Cmd} == {n: c["code"] for n, c in spec["commands"].items()}
     assert P.MIN_FRAME_SIZE == 7 and P.MAX_FRAME_SIZE == 71
-    assert P.CONTRAST_LIMIT_UV2 == 2**38 and P.GAIN_LIMIT == 2**24 and P.GAIN_SHIFT == 48
+    assert P.CONTRAST_LIMIT_UV2 == 2**38 and P.GAIN_LIMIT == 2**40 and P.GAIN_SHIFT == 48
     assert P.CRC_CONFIG == crc.Crc16.IBM_3740.value
     for c in P.COMMANDS.values():
         assert c.reply[0].text == "status:u8"
@@ -209,6 +210,12 @@ def test_rule_vectors_cover_the_brief():
     assert any(c["state_after"] == c["state_min"] and c["updated"] for c in cs)
     assert any(abs(c["contrast_uv2"]) == 2**38 for c in cs)
     assert any(c["gain"] == 2559015 for c in cs)
+    # firmware 1.1.0's gains, at both contrast clips, and the old largest gain kept
+    for gain in (2**24, 2**30, 2**39, 2**40 - 1):
+        assert {c["contrast_uv2"] for c in cs if c["gain"] == gain} >= {2**38, -(2**38)}, gain
+    assert any(c["gain"] == 2**24 - 1 for c in cs)
+    assert any(c["state_after"] == P.I32_MAX and c["gain"] == 2**40 - 1 for c in cs)
+    assert any(c["state_after"] == P.I32_MIN and c["gain"] == 2**40 - 1 for c in cs)
     assert {0, 65536} <= {c["probability"] for c in cs}
     assert any(0 < c["probability"] < 65536 and not c["updated"] for c in cs)
     assert any(0 < c["probability"] < 65536 and c["updated"] for c in cs)
@@ -222,7 +229,28 @@ def test_apply_rule_floor_is_toward_minus_infinity():
     assert P.apply_rule(P.Rule.CONTINUOUS, 0, 2**32, gain=2**15, **kw) == 0       # +0.5 -> 0
     assert P.apply_rule(P.Rule.CONTINUOUS, 0, -1, gain=1, **kw) == -1
     assert P.apply_rule(P.Rule.TAP, 100, 5, **kw) == 100
-    assert P.apply_rule(P.Rule.NONE, 7, 2**38, gain=2**24 - 1, **kw) == 7
+    assert P.apply_rule(P.Rule.NONE, 7, 2**38, gain=2**40 - 1, **kw) == 7
+    wide = dict(state_min=P.I32_MIN, state_max=P.I32_MAX)
+    assert P.apply_rule(P.Rule.CONTINUOUS, 0, -1, gain=2**40 - 1, **wide) == -1
+    assert P.apply_rule(P.Rule.CONTINUOUS, 0, -(2**38), gain=2**40 - 1, **wide) == -(2**30)
+    assert P.apply_rule(P.Rule.CONTINUOUS, 0, 2**38, gain=2**40 - 1, **wide) == 2**30 - 1
+
+
+def test_the_largest_gain_changes_the_state_by_2_to_the_30_and_is_clipped_after_adding():
+    """2^38 * (2^40 - 1) / 2^48 just below 2^30: beyond the i32 range from near its ends."""
+    kw = dict(gain=2**40 - 1, state_min=P.I32_MIN, state_max=P.I32_MAX)
+    assert P.apply_rule(P.Rule.CONTINUOUS, P.I32_MAX - 5, 2**38, **kw) == P.I32_MAX
+    assert P.apply_rule(P.Rule.CONTINUOUS, P.I32_MIN + 5, -(2**38), **kw) == P.I32_MIN
+
+
+def test_gate_gain_below_the_limit_covers_the_simulated_learning_rates():
+    """2000 V of gate per V^2 of contrast (the simulated runs' largest) is a gain of about
+    2^39; the old limit 2^24 was 0.06 V/V^2."""
+    rate_v_per_v2 = 2000.0
+    gain = round(rate_v_per_v2 * 1e-6 * 2**48)
+    assert 2**38 < gain < P.GAIN_LIMIT
+    assert P.gate_gain(200e-6, 1e3, 2.2e-6, rate_v_per_v2 / (200e-6 / 2.2e-3)) == pytest.approx(gain, rel=1e-9)
+    assert (2**24 - 1) / 2**48 * 1e6 == pytest.approx(0.0596, rel=1e-3)
 
 
 def test_gate_gain_formula():
@@ -268,6 +296,25 @@ def test_command_vectors_cover_the_brief():
             if ex["reply_hex"]:
                 statuses.add(decode_frame(bytes.fromhex(ex["reply_hex"])).payload[0])
     assert {0, 6, 7, 8, 9} <= statuses
+
+
+def _configure_statuses(case: dict) -> dict[int, int]:
+    """gain -> the status each configure_rule request of a command case got."""
+    out = {}
+    for ex in case["exchanges"]:
+        req = decode_frame(bytes.fromhex(ex["request_hex"]))
+        if req.cmd == P.Cmd.CONFIGURE_RULE and ex["reply_hex"]:
+            out[P.unpack_request("configure_rule", req.payload)["gain"]] = decode_frame(
+                bytes.fromhex(ex["reply_hex"])).payload[0]
+    return out
+
+
+def test_command_vectors_take_gains_up_to_2_to_the_40_and_refuse_2_to_the_40():
+    case = next(c for c in COMMANDS["cases"] if c["name"] == "configure_rule_large_gain")
+    statuses = _configure_statuses(case)
+    assert statuses[2**24] == statuses[2**30] == statuses[2**40 - 1] == Error.OK
+    assert statuses[2**40] == statuses[2**63 - 1] == Error.OUT_OF_RANGE
+    assert case["board"]["fw_version"] == [1, 1, 0]
 
 
 def test_storage_failure_keeps_offsets():
@@ -461,7 +508,7 @@ def test_xorshift_never_zero(x):
 
 
 @_SETTINGS
-@given(st.integers(-(2**38), 2**38), st.integers(0, 2**24 - 1), st.integers(0, 2**40),
+@given(st.integers(-(2**38), 2**38), st.integers(0, 2**40 - 1), st.integers(0, 2**40),
        st.integers(-(2**31), 2**31 - 1), st.integers(-(2**31), 2**31 - 1), st.integers(-(2**31), 2**31 - 1))
 def test_apply_rule_properties(c, gain, db, a, b, s):
     lo, hi = sorted((a, b))
@@ -472,7 +519,45 @@ def test_apply_rule_properties(c, gain, db, a, b, s):
     g = P.apply_rule(P.Rule.GATE_CHARGING, s, c, gain=gain, state_min=lo, state_max=hi)
     q = Fraction(c * gain, 2**48)
     assert g == max(lo, min(hi, s + q.numerator // q.denominator))
-    assert abs(c * gain) < 2**63  # fits in the firmware's int64
+    assert abs(s + P.gain_delta(c, gain)) < 2**63  # the firmware's 64-bit sum before clipping
+
+
+_CONTRASTS = st.one_of(st.integers(-(2**38), 2**38), st.sampled_from([-(2**38), -(2**38) + 1, -1, 0, 1, 2**38]))
+_GAINS = st.one_of(st.integers(0, 2**40 - 1),
+                   st.sampled_from([0, 1, 2**24 - 1, 2**24, 2**24 + 1, 2**39, 2**40 - 2**24, 2**40 - 1]))
+
+
+def _split_steps(c: int, g: int) -> tuple[int, ...]:
+    """The intermediates of the 64-bit split, as PROTOCOL.md writes them."""
+    gh, gl = divmod(g, 2**24)
+    a = c * gh
+    a1, a0 = divmod(a, 2**24)  # Python's divmod floors: 0 <= a0 < 2^24
+    b = c * gl
+    return gh, gl, a, a1, a0, b, a0 * 2**24 + b
+
+
+@_SETTINGS
+@given(_CONTRASTS, _GAINS)
+def test_the_64_bit_split_equals_the_exact_floor_and_stays_within_int64(c, g):
+    exact = (c * g) >> 48  # Python's big integers: the floor of the 79-bit product
+    assert P.gain_delta(c, g) == exact == math.floor(Fraction(c * g, 2**48))
+    assert P.gain_delta_int64(c, g) == exact
+    gh, gl, a, a1, a0, b, x = _split_steps(c, g)
+    assert gh < 2**16 and 0 <= gl < 2**24 and 0 <= a0 < 2**24
+    assert abs(a) < 2**54 and abs(b) < 2**62 and abs(x) < 2**63
+    assert a1 + (x >> 48) == exact
+    assert abs(exact) <= 2**30
+    if g < 2**24:  # firmware 1.0.x's gains: the direct product, which fits in 63 bits
+        assert abs(c * g) < 2**63 and gh == 0
+
+
+def test_the_split_refuses_values_outside_its_bounds():
+    with pytest.raises(ValueError, match="gain"):
+        P.gain_delta_int64(1, 2**40)
+    with pytest.raises(ValueError, match="gain"):
+        P.gain_delta_int64(1, -1)
+    with pytest.raises(ValueError, match="contrast"):
+        P.gain_delta_int64(2**38 + 1, 1)
 
 
 # ------------------------------------------------------------------------------ fuzz

@@ -16,7 +16,7 @@ from hypothesis import given, settings, strategies as st
 
 from instruments.bus import protocol as P
 from instruments.bus.client import BusClient, BusTimeout
-from instruments.sim.boards import SimBoards, uid_for
+from instruments.sim.boards import SimBoards, gain_delta, uid_for
 from instruments.sim.loopback import LoopbackPort
 
 VECTORS = Path(__file__).resolve().parents[1] / "firmware" / "protocol" / "vectors"
@@ -105,6 +105,22 @@ def test_learn_agrees_with_learn_step_on_random_boards(case):
                                draw=gens[i].next(), node_uv=nodes[r * n + i], calibration_uv=cal[i])
             expect[i] = res["state"]
             assert (int(state[i]), int(updated[i])) == (res["state"], res["updated"])
+
+
+@settings(deadline=None)
+@given(st.integers(-(2**38), 2**38), st.integers(0, P.GAIN_LIMIT - 1))
+def test_the_compiled_gain_split_equals_the_exact_floor(c, gain):
+    """The int64 split of the vectorised rule against Python's big integers."""
+    assert gain_delta(c, gain) == (c * gain) >> 48
+
+
+def test_the_largest_gain_at_the_contrast_clips_moves_a_wide_board_by_2_to_the_30():
+    boards = SimBoards([1, 2], "mosfet", state_min=P.I32_MIN, state_max=P.I32_MAX, initial_state=0)
+    boards.configure("continuous", gain=P.GAIN_LIMIT - 1)
+    nodes = np.array([[2_000_000, 0, 0, 0], [0, 0, 2_000_000, 0]])  # contrasts +2^38, -2^38
+    assert boards.learn(nodes)[0].tolist() == [2**30 - 1, -(2**30)]
+    assert boards.learn(nodes)[0].tolist() == [2**31 - 2, -(2**31)]
+    assert boards.learn(nodes)[0].tolist() == [P.I32_MAX, P.I32_MIN]  # the 64-bit sum, clipped
 
 
 def test_learn_on_some_boards_leaves_the_others_and_their_generators():

@@ -96,15 +96,37 @@ int32_t tr_clip_state(int64_t v, int32_t lo, int32_t hi)
     return (int32_t)v;
 }
 
-/* c * gain, saturated to int64 (never reached with validated gains). */
-static int64_t mul_sat(int64_t c, int64_t gain)
+int64_t tr_gain_delta(int64_t contrast_uv2, int64_t gain)
 {
-    uint64_t ac = mag64(c), ag = mag64(gain);
-    int negative = (c < 0) != (gain < 0);
-    if (ac != 0 && ag > (uint64_t)TR_INT64_MAX / ac) {
-        return negative ? -TR_INT64_MAX : TR_INT64_MAX;
+    /*
+     * gain = gh * 2^24 + gl (0 <= gl < 2^24, 0 <= gh < 2^16), c = contrast:
+     *   A = c * gh, |A| <= 2^38 (2^16 - 1) < 2^54;  A = a1 * 2^24 + a0 with
+     *   a1 = floor(A / 2^24) and 0 <= a0 < 2^24;
+     *   B = c * gl, |B| <= 2^38 (2^24 - 1) < 2^62;
+     *   c * gain = A * 2^24 + B = a1 * 2^48 + (a0 * 2^24 + B), so
+     *   floor(c * gain / 2^48) = a1 + floor((a0 * 2^24 + B) / 2^48), where
+     *   |a0 * 2^24 + B| < 2^48 + 2^62 < 2^63.
+     * Below 2^24, gh = 0 and this is floor(c * gain / 2^48) formed directly.
+     */
+    const int64_t low = ((int64_t)1 << TR_GAIN_SPLIT) - 1;
+    int64_t c = contrast_uv2, gh, gl, a, a1, a0;
+    /* keep the bounds above for any input, so nothing can overflow */
+    if (c > TR_CONTRAST_LIMIT_UV2) {
+        c = TR_CONTRAST_LIMIT_UV2;
+    } else if (c < -TR_CONTRAST_LIMIT_UV2) {
+        c = -TR_CONTRAST_LIMIT_UV2;
     }
-    return c * gain;
+    if (gain < 0) {
+        gain = 0;
+    } else if (gain >= TR_GAIN_LIMIT) {
+        gain = TR_GAIN_LIMIT - 1;
+    }
+    gh = gain / ((int64_t)1 << TR_GAIN_SPLIT); /* gain >= 0: exact, no signed shift */
+    gl = gain & low;
+    a = c * gh;
+    a1 = tr_floor_div_pow2(a, TR_GAIN_SPLIT);
+    a0 = a - a1 * ((int64_t)1 << TR_GAIN_SPLIT); /* 0 <= a0 < 2^24 */
+    return a1 + tr_floor_div_pow2(a0 * ((int64_t)1 << TR_GAIN_SPLIT) + c * gl, TR_GAIN_SHIFT);
 }
 
 int tr_rule_apply(uint8_t rule, uint32_t r, uint32_t probability, int64_t gain,
@@ -128,7 +150,8 @@ int tr_rule_apply(uint8_t rule, uint32_t r, uint32_t probability, int64_t gain,
             next = (int64_t)state - 1;
         }
     } else {
-        next = (int64_t)state + tr_floor_div_pow2(mul_sat(contrast_uv2, gain), TR_GAIN_SHIFT);
+        /* |change| <= 2^30: the sum is exact in 64 bits, then clipped to the i32 limits */
+        next = (int64_t)state + tr_gain_delta(contrast_uv2, gain);
     }
     *state_out = tr_clip_state(next, state_min, state_max);
     return 1;

@@ -28,6 +28,11 @@ extern "C" {
 /* ---- protocol constants (protocol.json) ------------------------------- */
 
 #define TR_PROTOCOL_VERSION 1u
+/* Version of this core; a port reports it in tr_board_config (fw_major...). 1.1.0 is the
+   first to take gains of 2^24 and above. */
+#define TR_FW_MAJOR 1u
+#define TR_FW_MINOR 1u
+#define TR_FW_PATCH 0u
 #define TR_HEADER_LEN 5u      /* version, dst, src, seq, cmd */
 #define TR_CRC_LEN 2u
 #define TR_MAX_PAYLOAD 64u
@@ -54,7 +59,8 @@ extern "C" {
 
 #define TR_GAIN_SHIFT 48
 #define TR_CONTRAST_LIMIT_UV2 ((int64_t)1 << 38) /* 274877906944 */
-#define TR_GAIN_LIMIT ((int64_t)1 << 24)         /* gain must be below */
+#define TR_GAIN_LIMIT ((int64_t)1 << 40)         /* gain must be below (2^24 before 1.1.0) */
+#define TR_GAIN_SPLIT 24 /* gain = gh * 2^24 + gl in tr_gain_delta */
 #define TR_PROBABILITY_ONE 65536u
 
 #define TR_PRNG_SEED_XOR 0x9E3779B9u
@@ -177,6 +183,15 @@ void tr_compute_drops(const int32_t node_uv[4], const int32_t offsets_uv[4], tr_
 
 /* floor(a / 2^shift) for any int64 a, 0 <= shift <= 62, no signed shifts. */
 int64_t tr_floor_div_pow2(int64_t a, int shift);
+
+/*
+ * floor(contrast * gain / 2^48) exactly, for |contrast| <= 2^38 and
+ * 0 <= gain < TR_GAIN_LIMIT (2^40), with no intermediate beyond int64 (the
+ * product itself needs up to 79 bits); the result is within +-2^30. Inputs
+ * outside those ranges are first clipped to them (never the case for a
+ * validated configuration and a clipped contrast).
+ */
+int64_t tr_gain_delta(int64_t contrast_uv2, int64_t gain);
 
 /* Clip a 64-bit value to [lo, hi]. */
 int32_t tr_clip_state(int64_t v, int32_t lo, int32_t hi);

@@ -16,7 +16,7 @@ import struct
 import tr_protocol as P
 import tr_rule as R
 
-FW_VERSION = (0, 1, 0)
+FW_VERSION = (1, 1, 0)  # 1.1.0: gains up to 2^40 - 1 (1.0.x: below 2^24)
 M32 = 0xFFFFFFFF
 
 

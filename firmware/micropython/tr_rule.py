@@ -3,7 +3,8 @@
 # Everything here is exact integer arithmetic, per firmware/protocol/PROTOCOL.md
 # ("Drops and the rule"). MicroPython ints are arbitrary precision (or 64-bit on
 # ports built with the long-long implementation; every intermediate value below
-# fits in 63 bits), so the results equal CPython's bit for bit. Runs unchanged on
+# fits in 63 bits: the rule's 79-bit product contrast * gain is never formed, see
+# gain_delta), so the results equal CPython's bit for bit. Runs unchanged on
 # MicroPython and CPython (the host's emulator imports it).
 #
 # Units: voltages in integer microvolts (uV), contrasts in uV^2.
@@ -25,9 +26,10 @@ KIND_MOSFET = const(2)
 KIND_NAMES = {1: "digipot", 2: "mosfet"}
 
 GAIN_SHIFT = const(48)
-GAIN_DIVISOR = 1 << 48            # 2^GAIN_SHIFT
 CONTRAST_LIMIT_UV2 = 1 << 38      # contrast clipped to +-2^38 uV^2
-GAIN_LIMIT = 1 << 24              # gain must be below 2^24
+GAIN_LIMIT = 1 << 40              # gain must be below 2^40 (2^24 before firmware 1.1.0)
+GAIN_SPLIT = const(24)            # gain = gh * 2^24 + gl in gain_delta
+GAIN_LOW_MASK = const(0xFFFFFF)   # 2^24 - 1
 PROBABILITY_ONE = const(65536)    # (r >> 16) < 65536 always holds
 
 I32_MIN = -(1 << 31)
@@ -113,20 +115,34 @@ def should_update(draw, probability):
     return (draw >> 16) < probability
 
 
+def gain_delta(contrast, gain):
+    """floor(contrast * gain / 2^48) for |contrast| <= 2^38 and 0 <= gain < 2^40,
+    with every intermediate within 63 bits (the product needs up to 79).
+
+    gain = gh * 2^24 + gl; A = contrast * gh (|A| < 2^54) = a1 * 2^24 + a0 with
+    a1 = floor(A / 2^24), 0 <= a0 < 2^24; B = contrast * gl (|B| < 2^62); then
+    contrast * gain = a1 * 2^48 + (a0 * 2^24 + B), |a0 * 2^24 + B| < 2^63, so the
+    result is a1 + floor((a0 * 2^24 + B) / 2^48). >> floors and & of a negative
+    int is its remainder modulo 2^24, on MicroPython as on CPython."""
+    a = contrast * (gain >> GAIN_SPLIT)
+    return (a >> GAIN_SPLIT) + ((((a & GAIN_LOW_MASK) << GAIN_SPLIT)
+                                 + contrast * (gain & GAIN_LOW_MASK)) >> GAIN_SHIFT)
+
+
 def apply_rule(rule, state, contrast, gain, dead_band_uv2, state_min, state_max):
     """The state after one run of ``rule`` (the draw already decided to update),
     clipped to [state_min, state_max].
 
     tap: +1 when contrast > dead band, -1 when contrast < -dead band;
-    gate_charging / continuous: state + floor(contrast * gain / 2^48) (Python floor
-    division, toward minus infinity); none: unchanged."""
+    gate_charging / continuous: state + floor(contrast * gain / 2^48) (toward minus
+    infinity, see gain_delta; at most 2^30 in magnitude); none: unchanged."""
     if rule == RULE_TAP:
         if contrast > dead_band_uv2:
             state += 1
         elif contrast < -dead_band_uv2:
             state -= 1
     elif rule == RULE_GATE_CHARGING or rule == RULE_CONTINUOUS:
-        state += (contrast * gain) // GAIN_DIVISOR
+        state += gain_delta(contrast, gain)
     if state < state_min:
         return state_min
     if state > state_max:

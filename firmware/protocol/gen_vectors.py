@@ -36,9 +36,11 @@ from instruments.bus import protocol as P  # noqa: E402
 from instruments.bus.protocol import Frame, encode_frame, frame_bytes, wire_from_bytes  # noqa: E402
 
 VECTORS = HERE / "vectors"
-FW_VERSION = (0, 1, 0)
+FW_VERSION = P.FIRMWARE_VERSION
 GEN2_GAIN = 2559015  # the gain printed in PROTOCOL.md
 GEN2_GAIN_FORMULA = P.gate_gain(200e-6, 1e3, 2.2e-6, 0.1)  # 2558863
+# the largest gain of firmware 1.0.x: the cases written with it keep their results
+GAIN_MAX_1_0 = (1 << 24) - 1
 GAIN_MAX = P.GAIN_LIMIT - 1
 
 
@@ -72,8 +74,8 @@ def valid_frames() -> list[dict]:
     add = lambda name, f: v.append(_valid(name, f))  # noqa: E731
     add("identify_request", _req(1, 0, "identify"))
     add("identify_request_broadcast", _req(255, 17, "identify"))
-    add("identify_reply", _rep(1, 0, "identify", uid=UID_A, fw_major=0, fw_minor=1, fw_patch=0,
-                                kind=1, protocol=1))
+    add("identify_reply", _rep(1, 0, "identify", uid=UID_A, fw_major=FW_VERSION[0], fw_minor=FW_VERSION[1],
+                                fw_patch=FW_VERSION[2], kind=1, protocol=1))
     add("read_state_request", _req(5, 1, "read_state"))
     add("read_state_request_broadcast", _req(255, 2, "read_state"))
     add("read_state_reply_mosfet", _rep(5, 1, "read_state", state=3_300_000))
@@ -225,6 +227,7 @@ def _draw(uid: bytes, n: int) -> int:
 
 DIGIPOT = ("digipot", 0, 99)
 MOSFET = ("mosfet", 1_000_000, 5_500_000)
+WIDE = ("mosfet", P.I32_MIN, P.I32_MAX)
 
 
 def _case(name, board, state, rule, *, node, cal=(0, 0, 0, 0), prob=65536, gain=0, db=0,
@@ -276,13 +279,13 @@ def rule_cases() -> list[dict]:
     add(_case("gate_gen2_gain_min_contrast", MOSFET, 3_000_000, "gate_charging", node=_node(0, 600_000),
               gain=GEN2_GAIN))
     add(_case("gate_contrast_clip_positive", MOSFET, 3_000_000, "gate_charging",
-              node=_node(1_000_000, 0), gain=GAIN_MAX))
+              node=_node(1_000_000, 0), gain=GAIN_MAX_1_0))
     add(_case("gate_contrast_clip_negative", MOSFET, 3_000_000, "gate_charging",
-              node=_node(0, -1_000_000), gain=GAIN_MAX))
+              node=_node(0, -1_000_000), gain=GAIN_MAX_1_0))
     add(_case("gate_contrast_exactly_limit", MOSFET, 3_000_000, "gate_charging",
               node=_node(524_288, 0), gain=GEN2_GAIN))
-    add(_case("gate_clip_at_max", MOSFET, 5_499_000, "gate_charging", node=_node(1_000_000, 0), gain=GAIN_MAX))
-    add(_case("gate_clip_at_min", MOSFET, 1_000_500, "gate_charging", node=_node(0, 1_000_000), gain=GAIN_MAX))
+    add(_case("gate_clip_at_max", MOSFET, 5_499_000, "gate_charging", node=_node(1_000_000, 0), gain=GAIN_MAX_1_0))
+    add(_case("gate_clip_at_min", MOSFET, 1_000_500, "gate_charging", node=_node(0, 1_000_000), gain=GAIN_MAX_1_0))
     # floor toward minus infinity: c*gain/2^48 = -0.5 -> -1, +0.5 -> 0, -1 exactly -> -1
     add(_case("gate_floor_minus_half", MOSFET, 2_000_000, "gate_charging", node=_node(0, 1 << 16),
               gain=1 << 15))
@@ -292,10 +295,42 @@ def rule_cases() -> list[dict]:
               gain=1 << 16))
     add(_case("gate_floor_tiny_negative", MOSFET, 2_000_000, "gate_charging", node=_node(0, 1), gain=1))
     add(_case("gate_zero_gain", MOSFET, 2_000_000, "gate_charging", node=_node(0, 300_000), gain=0))
+    # gains of 2^24 and above (firmware 1.1.0): at the contrast clip +-2^38 the change is
+    # +-gain / 2^10; with 2^24 and 2^30 the gate stays inside its limits, larger gains clip
+    for label, g in (("2_24", 1 << 24), ("2_30", 1 << 30), ("2_39", 1 << 39), ("max", GAIN_MAX)):
+        add(_case(f"gate_gain_{label}_contrast_clip_positive", MOSFET, 3_000_000, "gate_charging",
+                  node=_node(1_000_000, 0), gain=g))
+        add(_case(f"gate_gain_{label}_contrast_clip_negative", MOSFET, 3_000_000, "gate_charging",
+                  node=_node(0, -1_000_000), gain=g))
+    # ... and on the widest limits, where nothing clips but the i32 range: the 64-bit split
+    for label, g in (("2_39", 1 << 39), ("max", GAIN_MAX)):
+        add(_case(f"continuous_wide_gain_{label}_contrast_clip_positive", WIDE, 0, "continuous",
+                  node=_node(1_000_000, 0), gain=g))                     # +2^29; 2^30 - 1
+        add(_case(f"continuous_wide_gain_{label}_contrast_clip_negative", WIDE, 0, "continuous",
+                  node=_node(0, -1_000_000), gain=g))                    # -2^29; -2^30
+    add(_case("continuous_wide_gain_max_sum_beyond_i32_max", WIDE, P.I32_MAX - 5, "continuous",
+              node=_node(1_000_000, 0), gain=GAIN_MAX))
+    add(_case("continuous_wide_gain_max_sum_beyond_i32_min", WIDE, P.I32_MIN + 5, "continuous",
+              node=_node(0, 1_000_000), gain=GAIN_MAX))
+    add(_case("continuous_wide_gain_max_contrast_minus_one", WIDE, 0, "continuous", node=_node(0, 1),
+              gain=GAIN_MAX))                                            # floor(-tiny) = -1
+    add(_case("continuous_wide_gain_max_contrast_plus_one", WIDE, 0, "continuous", node=_node(1, 0),
+              gain=GAIN_MAX))
+    add(_case("continuous_wide_gain_max_contrast_odd", WIDE, 0, "continuous", node=_node(524_288, 1),
+              gain=GAIN_MAX))                                            # c = 2^38 - 1
+    add(_case("continuous_wide_gain_max_contrast_odd_negative", WIDE, 0, "continuous",
+              node=_node(1, 524_288), gain=GAIN_MAX))
+    for label, g in (("2_24_plus_1", (1 << 24) + 1), ("mixed", (1 << 39) + (1 << 24) + 12_345)):
+        add(_case(f"continuous_wide_gain_{label}_positive", WIDE, 0, "continuous",
+                  node=_node(456_789, 123_457), gain=g))
+        add(_case(f"continuous_wide_gain_{label}_negative", WIDE, 0, "continuous",
+                  node=_node(123_457, -456_789), gain=g))
+    add(_case("gate_gain_2_30_mixed_negative", MOSFET, 3_000_000, "gate_charging",
+              node=_node(123_457, -456_789), gain=(1 << 30) + 987_654))
     # continuous on both kinds
-    add(_case("continuous_digipot_up", DIGIPOT, 50, "continuous", node=_node(400_000, 0), gain=GAIN_MAX))
-    add(_case("continuous_digipot_down_floor", DIGIPOT, 50, "continuous", node=_node(0, 1000), gain=GAIN_MAX))
-    add(_case("continuous_digipot_clip_min", DIGIPOT, 3, "continuous", node=_node(0, 524_288), gain=GAIN_MAX))
+    add(_case("continuous_digipot_up", DIGIPOT, 50, "continuous", node=_node(400_000, 0), gain=GAIN_MAX_1_0))
+    add(_case("continuous_digipot_down_floor", DIGIPOT, 50, "continuous", node=_node(0, 1000), gain=GAIN_MAX_1_0))
+    add(_case("continuous_digipot_clip_min", DIGIPOT, 3, "continuous", node=_node(0, 524_288), gain=GAIN_MAX_1_0))
     add(_case("continuous_mosfet", MOSFET, 4_000_000, "continuous", node=_node(-70_000, 123_456),
               gain=GEN2_GAIN))
     # probability
@@ -405,7 +440,7 @@ def command_cases() -> list[dict]:
     s = Session("configure_rule_digipot", address=3)
     s("configure_rule", **_cfg("none", 0))
     s("configure_rule", **_cfg("tap", 65536, 0, 1000))
-    s("configure_rule", **_cfg("continuous", 1, GAIN_MAX, 0))
+    s("configure_rule", **_cfg("continuous", 1, GAIN_MAX_1_0, 0))
     s("configure_rule", **_cfg("gate_charging", 65536, GEN2_GAIN, 0))          # wrong_kind
     s("configure_rule", **_cfg(4, 65536, 0, 0))                               # out_of_range
     s("configure_rule", **_cfg(255, 65536, 0, 0))
@@ -425,6 +460,20 @@ def command_cases() -> list[dict]:
     s("configure_rule", **_cfg("none", 0, 0, 0))
     s("configure_rule", **_cfg("gate_charging", 65536, 1 << 40, 0))
     s("read_telemetry")
+    cases.append(s)
+
+    s = Session("configure_rule_large_gain", address=18, kind="mosfet", initial_state=2_000_000,
+                node_uv=MOSFET_NODES)
+    s("identify")
+    s("configure_rule", **_cfg("gate_charging", 65536, 1 << 24, 0))         # ok since 1.1.0
+    s("learn")
+    s("configure_rule", **_cfg("gate_charging", 65536, 1 << 30, 0))
+    s("learn"); s("learn")
+    s("configure_rule", **_cfg("gate_charging", 65536, GAIN_MAX, 0))
+    s("configure_rule", **_cfg("gate_charging", 65536, P.GAIN_LIMIT, 0))    # out_of_range, rule kept
+    s("configure_rule", **_cfg("continuous", 65536, (1 << 63) - 1, 0))      # out_of_range
+    s("learn")                                                               # clips at the limit
+    s("read_state"); s("read_telemetry")
     cases.append(s)
 
     s = Session("sample_drops", address=5, node_uv=(1_234_567, 1_000_000, 900_000, 1_100_000))
@@ -450,7 +499,7 @@ def command_cases() -> list[dict]:
     s("sample_drops")
     for _ in range(3):
         s("learn")
-    s("configure_rule", **_cfg("gate_charging", 40000, GAIN_MAX, 0))
+    s("configure_rule", **_cfg("gate_charging", 40000, GAIN_MAX_1_0, 0))
     for _ in range(4):
         s("learn")
     s("read_state"); s("read_telemetry")

@@ -16,7 +16,8 @@ Contents:
 * payload packing per command: :func:`pack_request`, :func:`unpack_request`,
   :func:`pack_reply`, :func:`unpack_reply`;
 * the rule arithmetic: :func:`xorshift32`, :func:`seed_from_uid`, :func:`drops_uv`,
-  :func:`contrast_uv2`, :func:`apply_rule`, :func:`learn_step`;
+  :func:`contrast_uv2`, :func:`gain_delta` (and :func:`gain_delta_int64`, the same in
+  64-bit steps, as the boards compute it), :func:`apply_rule`, :func:`learn_step`;
 * :class:`ReferenceBoard`, a complete board in pure Python.
 
 Units: voltages are integer microvolts (uV), contrasts integer uV^2, times milliseconds.
@@ -38,7 +39,7 @@ __all__ = [
     "MAX_FRAME_SIZE", "REPLY_BIT", "CRC_POLY", "CRC_INIT", "CRC_XOROUT", "CRC_CONFIG",
     "ADDR_HOST", "ADDR_BOARD_MIN", "ADDR_BOARD_MAX", "ADDR_BROADCAST", "ADDRESSES",
     "KINDS", "Kind", "RULES", "Rule", "RULE_KINDS", "GAIN_SHIFT", "CONTRAST_LIMIT_UV2",
-    "GAIN_LIMIT", "PROBABILITY_ONE", "ERRORS", "Error", "COMMANDS", "Cmd", "CommandSpec",
+    "GAIN_LIMIT", "FIRMWARE_VERSION", "PROBABILITY_ONE", "ERRORS", "Error", "COMMANDS", "Cmd", "CommandSpec",
     "FieldSpec", "COMMANDS_BY_CODE", "BROADCAST_SLOTTED", "BROADCAST_SILENT",
     "BROADCAST_REFUSED", "SLOT_TIME_S", "DEFAULT_LIMITS", "I32_MIN", "I32_MAX",
     "protocol_dict",
@@ -50,7 +51,7 @@ __all__ = [
     "reply_frame", "command_spec",
     # rule
     "xorshift32", "seed_from_uid", "SEED_XOR", "Xorshift32", "drops_uv", "contrast_uv2", "should_update",
-    "apply_rule", "learn_step", "gate_gain",
+    "GAIN_SPLIT_BITS", "gain_delta", "gain_delta_int64", "apply_rule", "learn_step", "gate_gain",
     # board
     "ReferenceBoard",
 ]
@@ -130,8 +131,13 @@ RULE_KINDS = {
 GAIN_SHIFT = 48
 #: The contrast is clipped to +-2^38 uV^2.
 CONTRAST_LIMIT_UV2 = 1 << 38
-#: A gain must be below 2^24 (so ``contrast * gain`` fits in 63 bits).
-GAIN_LIMIT = 1 << 24
+#: A gain must be below 2^40 (since firmware 1.1.0; 1.0.x boards took gains below 2^24
+#: only). ``contrast * gain`` may then need 79 bits: 64-bit firmware forms the quotient by
+#: :func:`gain_delta_int64`.
+GAIN_LIMIT = 1 << 40
+#: The firmware version this reference implements (identify's fw_major.fw_minor.fw_patch):
+#: 1.1.0, the first to take gains of 2^24 and above.
+FIRMWARE_VERSION = (1, 1, 0)
 #: ``probability`` that means "always" (an update happens when ``(r >> 16) < probability``).
 PROBABILITY_ONE = 65536
 
@@ -657,6 +663,47 @@ def should_update(draw: int, probability: int) -> bool:
     return (int(draw) >> 16) < int(probability)
 
 
+#: Bits of the low part of a gain in the 64-bit split (``gain = gh * 2^24 + gl``).
+GAIN_SPLIT_BITS = 24
+_GAIN_LOW_MASK = (1 << GAIN_SPLIT_BITS) - 1
+
+
+def gain_delta(contrast: int, gain: int) -> int:
+    """The change a gate_charging/continuous update makes: ``floor(contrast * gain / 2^48)``.
+
+    ``contrast`` in uV^2 (clipped to +-2^38), ``gain`` in state units per uV^2 times 2^48
+    (0 .. 2^40 - 1); the result, in state units, is at most 2^30 in magnitude. Exact (Python
+    integers); :func:`gain_delta_int64` is the same number computed in 64 bits.
+    """
+    return (contrast * gain) // (1 << GAIN_SHIFT)
+
+
+def gain_delta_int64(contrast: int, gain: int) -> int:
+    """:func:`gain_delta` as a board computes it, with no intermediate beyond int64.
+
+    ``contrast * gain`` needs up to 79 bits, so the gain is split, ``gain = gh * 2^24 + gl``
+    (0 <= gl < 2^24, 0 <= gh < 2^16), and with ``|contrast| <= 2^38``:
+
+    * ``A = contrast * gh``, ``|A| < 2^54``, written ``A = a1 * 2^24 + a0`` with
+      ``a1 = floor(A / 2^24)`` and ``0 <= a0 < 2^24`` (an arithmetic shift and a mask);
+    * ``B = contrast * gl``, ``|B| < 2^62``;
+    * ``contrast * gain = A * 2^24 + B = a1 * 2^48 + (a0 * 2^24 + B)``, so
+      ``floor(contrast * gain / 2^48) = a1 + floor((a0 * 2^24 + B) / 2^48)``, where
+      ``|a0 * 2^24 + B| < 2^48 + 2^62 < 2^63``.
+
+    Below 2^24 the gain has ``gh = 0`` and this is ``floor(contrast * gain / 2^48)`` formed
+    directly, as firmware 1.0.x did. Raises ValueError outside those ranges.
+    """
+    if not -CONTRAST_LIMIT_UV2 <= contrast <= CONTRAST_LIMIT_UV2:
+        raise ValueError(f"contrast must be within +-2^38 uV^2, got {contrast}")
+    if not 0 <= gain < GAIN_LIMIT:
+        raise ValueError(f"gain must be 0..2^40 - 1, got {gain}")
+    gh, gl = gain >> GAIN_SPLIT_BITS, gain & _GAIN_LOW_MASK
+    a = contrast * gh
+    a1, a0 = a >> GAIN_SPLIT_BITS, a & _GAIN_LOW_MASK  # Python's >> floors, & of a negative is mod 2^24
+    return a1 + (((a0 << GAIN_SPLIT_BITS) + contrast * gl) >> GAIN_SHIFT)
+
+
 def apply_rule(rule: int, state: int, contrast: int, *, gain: int = 0, dead_band_uv2: int = 0,
                state_min: int, state_max: int) -> int:
     """The state after one run of ``rule`` (no probability draw here).
@@ -665,12 +712,13 @@ def apply_rule(rule: int, state: int, contrast: int, *, gain: int = 0, dead_band
         rule: :class:`Rule` code.
         state: current state (tap, or gate voltage in uV).
         contrast: clipped contrast (uV^2), see :func:`contrast_uv2`.
-        gain: state units per uV^2 times 2^48 (gate_charging, continuous).
+        gain: state units per uV^2 times 2^48 (gate_charging, continuous), 0 .. 2^40 - 1.
         dead_band_uv2: dead band half-width (uV^2, tap).
         state_min, state_max: the board's limits; the result is clipped to them.
 
     ``tap``: +1 when ``contrast > dead_band``, -1 when ``contrast < -dead_band``;
-    ``gate_charging``/``continuous``: ``state + floor(contrast * gain / 2^48)``;
+    ``gate_charging``/``continuous``: ``state + floor(contrast * gain / 2^48)``
+    (:func:`gain_delta`, up to 2^30 in magnitude, added before clipping);
     ``none``: unchanged.
     """
     rule = Rule(rule)
@@ -680,7 +728,7 @@ def apply_rule(rule: int, state: int, contrast: int, *, gain: int = 0, dead_band
         elif contrast < -dead_band_uv2:
             state -= 1
     elif rule in (Rule.GATE_CHARGING, Rule.CONTINUOUS):
-        state += (contrast * gain) // (1 << GAIN_SHIFT)
+        state += gain_delta(contrast, gain)
     return max(state_min, min(state_max, state))
 
 
@@ -706,7 +754,11 @@ def gate_gain(pulse_s: float, r_ohm: float, c_f: float, g_per_v: float) -> int:
     """Gen-2 ``gain`` for ``configure_rule``: ``round(pulse / (R C) * g * 1e-6 * 2^48)``.
 
     ``pulse_s`` (s), ``r_ohm`` (Ohm), ``c_f`` (F), ``g_per_v`` (1/V); the result is in uV of
-    gate per uV^2 of contrast times 2^48.
+    gate per uV^2 of contrast times 2^48. Boards take it below :data:`GAIN_LIMIT` = 2^40
+    (firmware 1.1.0 and later; 2^24 before), i.e. a learning rate ``pulse / (R C) * g``
+    below 2^-8 uV per uV^2 = 3906 V of gate per V^2 of contrast; the lab's Gen-2 values
+    (200 us, 1 kOhm, 2.2 uF, 0.1 /V: 9.09e-3 V/V^2) give 2,558,863. The caller checks the
+    limit (``configure_rule`` answers ``out_of_range``).
     """
     return round(pulse_s / (r_ohm * c_f) * g_per_v * 1e-6 * (1 << GAIN_SHIFT))
 
@@ -726,7 +778,8 @@ class ReferenceBoard:
         node_uv: the four node voltages (a_F, b_F, a_C, b_C) in uV: a sequence, or a
             callable returning one (called on every sample).
         uptime_ms: ms since power-on/reset: an int or a callable returning one (sent mod 2^32).
-        fw_version: (major, minor, patch) of the identify reply.
+        fw_version: (major, minor, patch) of the identify reply (default
+            :data:`FIRMWARE_VERSION`).
         calibration_uv: the four stored offsets (uV); kept across :meth:`reset`.
         storage_fails: when true, ``store_calibration`` answers ``storage`` and keeps the
             old offsets.
@@ -737,7 +790,7 @@ class ReferenceBoard:
     def __init__(self, address: int, uid: bytes, kind: int, *, state_min: int | None = None,
                  state_max: int | None = None, initial_state: int | None = None,
                  node_uv: Sequence[int] | Callable[[], Sequence[int]] = (0, 0, 0, 0),
-                 uptime_ms: int | Callable[[], int] = 0, fw_version: tuple[int, int, int] = (0, 1, 0),
+                 uptime_ms: int | Callable[[], int] = 0, fw_version: tuple[int, int, int] = FIRMWARE_VERSION,
                  calibration_uv: Sequence[int] = (0, 0, 0, 0), storage_fails: bool = False) -> None:
         if not ADDR_BOARD_MIN <= address <= ADDR_BOARD_MAX:
             raise ValueError(f"board address must be 1..247, got {address}")

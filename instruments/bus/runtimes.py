@@ -65,7 +65,7 @@ class CBoard:
     """One board running the C core in its own ``board_sim`` process."""
 
     def __init__(self, address: int, uid: bytes, kind: int, node_uv, uptime_ms: int = 0,
-                 fw_version=(0, 1, 0)):
+                 fw_version=p.FIRMWARE_VERSION):
         lo, hi = p.DEFAULT_LIMITS[p.Kind(kind)]
         self.address = address
         self.uid = bytes(uid)

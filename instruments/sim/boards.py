@@ -77,6 +77,15 @@ def _adc(v_free, v_clamped, terminals, offset_uv, noise_uv, normals, noisy, out)
         out[i, 3] = _adc_uv(v_clamped[b], offset_uv[i, 3], sig, normals[i, 3] if noisy else 0.0)
 
 
+@njit(cache=True, inline="always")
+def gain_delta(c, gain):
+    """``floor(c * gain / 2^48)`` in int64 for ``|c| <= 2^38``, ``0 <= gain < 2^40``: the
+    split of :func:`instruments.bus.protocol.gain_delta_int64` (the product needs 79 bits).
+    ``>>`` on int64 is an arithmetic shift (floor), ``& (2^24 - 1)`` the remainder mod 2^24."""
+    a = c * (gain >> 24)  # |a| < 2^54
+    return (a >> 24) + ((((a & 0xFFFFFF) << 24) + c * (gain & 0xFFFFFF)) >> 48)  # sum < 2^63
+
+
 @njit(cache=True)
 def _learn(index, node_uv, cal, cfg, state, prng, bias, residue, updated, updates):
     """The firmware's ``learn`` on the boards in ``index``; returns how many states changed.
@@ -109,7 +118,7 @@ def _learn(index, node_uv, cal, cfg, state, prng, bias, residue, updated, update
             elif c < -cfg[i, 3]:
                 s -= 1
         else:
-            s += (c * cfg[i, 2]) >> 48  # arithmetic shift: floor division by 2^48
+            s += gain_delta(c, cfg[i, 2])  # |change| <= 2^30, clipped below
         lo = cfg[i, 4]
         hi = cfg[i, 5]
         s = lo if s < lo else hi if s > hi else s
@@ -173,7 +182,8 @@ class SimBoards:
         edges: the edge each board carries, per board (default 0..E-1 in address order).
         terminals: ``(E, 2)`` network node indices (a, b) of each board's edge; needed by
             :meth:`sample` and :meth:`pulse`.
-        fw_version: (major, minor, patch) of the identify reply.
+        fw_version: (major, minor, patch) of the identify reply (default the reference's,
+            :data:`~instruments.bus.protocol.FIRMWARE_VERSION`).
         adc_offset_uv: ADC offset of each terminal (uV), scalar or ``(E, 4)`` in the order
             free a, free b, clamped a, clamped b; 0 for an ideal ADC.
         adc_noise_uv: ADC noise per reading (uV, standard deviation), scalar or per board.
@@ -189,7 +199,7 @@ class SimBoards:
 
     def __init__(self, addresses, kind="mosfet", *, seed: int = 0, uids=None, state_min=None,
                  state_max=None, initial_state=None, edges=None, terminals=None,
-                 fw_version: tuple[int, int, int] = (0, 1, 0), adc_offset_uv=0.0, adc_noise_uv=0.0,
+                 fw_version: tuple[int, int, int] = p.FIRMWARE_VERSION, adc_offset_uv=0.0, adc_noise_uv=0.0,
                  update_bias=0.0, uptime_ms=0, clock_ms: Callable[[], int] | None = None,
                  nodes_uv=None):
         addr = np.asarray(addresses, dtype=np.int64).ravel()
@@ -412,6 +422,62 @@ class SimBoards:
     def stuck(self) -> dict[int, int]:
         """Address -> the state (board units) each stuck device is held at."""
         return {int(self.address[i]): int(self._held[i]) for i in np.flatnonzero(self._stuck)}
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def save_state(self) -> dict:
+        """Everything the boards hold that changes while they run, as numpy arrays and plain
+        values: states, rule configuration, generators, calibration offsets, telemetry
+        counters, update-bias residues, stuck devices, faults, power, restart times and the
+        ADC noise generator's state. :meth:`load_state` on boards built with the same
+        arguments continues exactly from there."""
+        return {
+            "address": self.address.copy(),
+            "state": self.state.copy(),
+            "config": self._cfg.copy(),
+            "prng": self.prng.copy(),
+            "calibration_uv": self.calibration_uv.copy(),
+            "frames_ok": self.frames_ok.copy(),
+            "frames_bad": self.frames_bad.copy(),
+            "updates": self.updates.copy(),
+            "last_error": self.last_error.copy(),
+            "updated": self.updated.copy(),
+            "residue": self._residue.copy(),
+            "stuck": self._stuck.copy(),
+            "held": self._held.copy(),
+            "started_ms": self._started_ms.copy(),
+            "mute": sorted(int(a) for a in self.mute),
+            "storage_fails": sorted(int(a) for a in self.storage_fails),
+            "powered": self._powered,
+            "state_version": self.state_version,
+            "adc_rng": self.rng.bit_generator.state,
+        }
+
+    def load_state(self, saved: dict) -> None:
+        """Restore what :meth:`save_state` returned (numpy arrays, or the lists a JSON round
+        trip makes of them). ValueError when it comes from other boards."""
+        address = np.asarray(saved["address"], np.int64)
+        if not np.array_equal(address, self.address):
+            raise ValueError(f"saved boards are at addresses {address.tolist()}, these at {self.address.tolist()}")
+        arrays = []
+        for name, target in (
+                ("state", self.state), ("config", self._cfg), ("prng", self.prng),
+                ("calibration_uv", self.calibration_uv), ("frames_ok", self.frames_ok),
+                ("frames_bad", self.frames_bad), ("updates", self.updates), ("last_error", self.last_error),
+                ("updated", self.updated), ("residue", self._residue), ("stuck", self._stuck),
+                ("held", self._held), ("started_ms", self._started_ms)):
+            value = np.asarray(saved[name], target.dtype)
+            if value.shape != target.shape:
+                raise ValueError(f"saved boards' {name} has shape {value.shape}, these boards need {target.shape}")
+            arrays.append((target, value))
+        for target, value in arrays:  # only once everything fits
+            target[...] = value
+        self.mute.clear()
+        self.mute.update(int(a) for a in saved["mute"])
+        self.storage_fails.clear()
+        self.storage_fails.update(int(a) for a in saved["storage_fails"])
+        self._powered = bool(saved["powered"])  # not the setter: power coming back would restart them
+        self.state_version = int(saved["state_version"])
+        self.rng.bit_generator.state = saved["adc_rng"]
 
     # -- the rule ------------------------------------------------------------------------------
     def learn(self, node_uv, index=None) -> tuple[np.ndarray, np.ndarray]:
