@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .interfaces import BoundaryDaq, EdgeBus, Multimeter, PowerSupply, SourceMeter
 from .safety import Limits, SafeDaq, SafetyGuard
 from .wiring import Layout, Wiring, default_wiring
@@ -67,6 +69,30 @@ class Rig:
         if self.bus is not None:
             out["bus"] = getattr(self.bus, "port_name", type(self.bus).__name__)
         return out
+
+    def snapshot(self) -> dict | None:
+        """What a run needs to be resumed exactly: the simulated bench's
+        :meth:`~instruments.sim.bench.SimBench.save_state` (numpy arrays and plain values),
+        plus ``daq_held_v``, what the safety layer knows the outputs hold (V). None on the
+        real bench, whose hardware keeps its own state."""
+        if self.bench is None:
+            return None
+        return {**self.bench.save_state(), "daq_held_v": self.daq.held_v}
+
+    def restore(self, state: dict | None) -> None:
+        """Continue from a :meth:`snapshot` of this kind of rig, on a rig opened with the same
+        wiring and bench options: the simulated bench takes the saved state; on the real
+        bench (None) there is nothing to restore. ValueError for a snapshot of the other kind."""
+        if (state is None) != (self.bench is None):
+            raise ValueError("a snapshot of the simulated bench restores only on the simulated bench, and "
+                             "the real bench's (None) only on the real bench")
+        if state is not None:
+            held = np.asarray(state["daq_held_v"], float)
+            if held.shape != self.daq.held_v.shape:
+                raise ValueError(f"snapshot daq_held_v has shape {held.shape}, this rig needs {self.daq.held_v.shape}")
+            self.bench.load_state(state)
+            # the ramp limit compares the next write with what the outputs hold
+            self.daq._held[:] = held
 
     def close(self) -> None:
         """Outputs safe and every instrument closed (idempotent)."""

@@ -196,3 +196,50 @@ def test_an_instrument_that_fails_to_open_leaves_the_daq_safe_and_closed():
 def test_bench_options_are_refused_on_the_real_bench():
     with pytest.raises(ValueError, match="apply only to the simulated bench"):
         open_rig(default_wiring("gen2"), seed=3)
+
+
+def test_only_the_simulated_bench_has_a_snapshot(open_bench):
+    bench = open_bench()
+    rig = bench.rig
+    snap = rig.snapshot()
+    assert (snap is None) == (bench.fake is not None)  # the real bench's hardware keeps its own state
+    rig.restore(snap)
+    other = bench.circuit.save_state() if snap is None else None
+    with pytest.raises(ValueError, match="snapshot of the simulated bench"):
+        rig.restore(other)
+
+
+def _steps(rig: Rig, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` training steps through the rig's safe DAQ; the free outputs read, and the board
+    states over the bus after them."""
+    lay, t = rig.layout, rig.wiring.timing
+    inputs = np.array([0.40, 0.05, 0.45, 0.0])
+    reads = []
+    for k in range(n):
+        o_free = rig.daq.write_and_read(lay.outputs(inputs, np.zeros(2)), t.settle_s, 50)[lay.free_ai]
+        clamps = np.clip(o_free + 0.5 * (np.array([0.2, 0.3]) - o_free), 0.0, 0.45)
+        rig.daq.write_and_pulse(lay.outputs(inputs, clamps), t.settle_s, t.pulse_s)
+        reads.append(o_free)
+    states = rig.bus.read_states(range(1, 33))
+    return np.array(reads), np.array([states[a] for a in range(1, 33)])
+
+
+def test_a_snapshot_resumes_a_simulated_run_exactly_on_a_fresh_rig():
+    def fresh() -> Rig:
+        rig = open_rig(default_wiring("gen2"), simulate=True, seed=1, adc_noise_uv=5.0)
+        rig.bus.broadcast("configure_rule", rule=P.Rule.GATE_CHARGING, probability=P.PROBABILITY_ONE,
+                          gain=2**32, dead_band_uv2=0)
+        return rig
+
+    whole, interrupted, resumed = fresh(), fresh(), fresh()
+    try:
+        _steps(whole, 3)
+        _steps(interrupted, 3)
+        resumed.restore(interrupted.snapshot())
+        assert np.array_equal(resumed.daq.held_v, interrupted.daq.held_v)
+        reads, states = _steps(resumed, 4)
+        want_reads, want_states = _steps(whole, 4)
+        assert np.array_equal(reads, want_reads) and np.array_equal(states, want_states)
+    finally:
+        for rig in (whole, interrupted, resumed):
+            rig.close()

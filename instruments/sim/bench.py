@@ -21,7 +21,10 @@ taps), except stuck ones, and the circuit is solved again on the next read. Faul
 at construction (:class:`BenchFaults`) or mid-run by the bench's methods.
 
 Everything random comes from ``seed``: the same seed gives the same bench and the same
-readings. Units: V, A, s; board states in taps or gate uV.
+readings. A run can be checkpointed: :meth:`SimBench.save_state` returns everything that
+changes while the bench runs, and :meth:`SimBench.load_state` on a bench built with the same
+arguments continues from it exactly as the saved bench would have. Units: V, A, s; board
+states in taps or gate uV.
 """
 
 from __future__ import annotations
@@ -135,6 +138,65 @@ def _relax_inputs(v_free, v_clamped, node, twin, last, t_s, tau_s):
     for c in range(node.shape[0]):
         target = v_free[node[c]] if twin[c] == 0 else v_clamped[node[c]]
         last[c] = target if tau_s <= 0.0 else target + (last[c] - target) * math.exp(-t_s / tau_s)
+
+
+# -- checkpoints -------------------------------------------------------------------------------
+
+#: Layout version of :meth:`SimBench.save_state`'s dict.
+CHECKPOINT_FORMAT = 1
+
+
+def _saved_array(saved: dict, name: str, shape: tuple, part: str) -> np.ndarray:
+    """``saved[name]`` as a float array of ``shape`` (a JSON round trip makes arrays lists);
+    ValueError naming the part and field when it does not fit this bench."""
+    value = np.asarray(saved[name], float)
+    if value.shape != tuple(shape):
+        raise ValueError(f"saved {part} {name} has shape {value.shape}, this bench needs {tuple(shape)}")
+    return value
+
+
+def _solver_memory(backend) -> dict:
+    """What the solver back end carries from one solve to the next: the Newton warm starts
+    (MOSFET kernels, the general solver). A restored bench needs them to solve to the same
+    last bit as the saved one would have; the linear kernels solve directly, from the state."""
+    from .kernel_backends import MosfetKernelBackend
+    from .twin import ReferenceBackend
+
+    if isinstance(backend, MosfetKernelBackend):
+        s = backend.solver
+        return {"free_warm": s._free.warm, "free_v": s._free.v.copy(),
+                "clamped_warm": s._clamped.warm, "clamped_v": s._clamped.v.copy()}
+    if isinstance(backend, ReferenceBackend):
+        return {"free_v": None if backend._last_free is None else backend._last_free.copy(),
+                "clamped_v": None if backend._last_clamped is None else backend._last_clamped.copy()}
+    return {}
+
+
+def _solver_memory_loader(backend, saved: dict, n_nodes: int):
+    """Check what :func:`_solver_memory` saved and return what restores it."""
+    from .kernel_backends import MosfetKernelBackend
+    from .twin import ReferenceBackend
+
+    def nodes(name):
+        return None if saved.get(name) is None else _saved_array(saved, name, (n_nodes,), "solver")
+
+    if isinstance(backend, MosfetKernelBackend):
+        s = backend.solver
+        warm = [(st, bool(saved[f"{twin}_warm"]), nodes(f"{twin}_v"))
+                for st, twin in ((s._free, "free"), (s._clamped, "clamped"))]
+
+        def load() -> None:
+            for st, is_warm, v in warm:
+                st.warm = is_warm
+                st.v[:] = v
+        return load
+    if isinstance(backend, ReferenceBackend):
+        free, clamped = nodes("free_v"), nodes("clamped_v")
+
+        def load() -> None:
+            backend._last_free, backend._last_clamped = free, clamped
+        return load
+    return lambda: None
 
 
 # -- configuration ---------------------------------------------------------------------------
@@ -323,6 +385,22 @@ class SimDaq:
             raise ValueError("noise burst needs factor >= 0 and n_reads >= 0")
         self._burst_factor, self._burst_reads = float(factor), int(n_reads)
 
+    # -- checkpoints (SimBench.save_state / load_state) -----------------------------------
+    def _save(self) -> dict:
+        return {"ai_last_v": self._ai_last.copy(), "rng": self._rng.bit_generator.state,
+                "timeouts": self._timeouts, "burst_factor": self._burst_factor, "burst_reads": self._burst_reads}
+
+    def _loader(self, saved: dict):
+        """Check ``saved`` (from :meth:`_save`) and return what restores it."""
+        ai_last = _saved_array(saved, "ai_last_v", self._ai_last.shape, "daq")
+        timeouts, factor, reads = int(saved["timeouts"]), float(saved["burst_factor"]), int(saved["burst_reads"])
+
+        def load() -> None:
+            self._ai_last[:] = ai_last
+            self._rng.bit_generator.state = saved["rng"]
+            self._timeouts, self._burst_factor, self._burst_reads = timeouts, factor, reads
+        return load
+
     # -- plumbing ------------------------------------------------------------------------
     def _check_open(self, op: str) -> None:
         if self._closed:
@@ -485,6 +563,20 @@ class SimSmu:
     def identity(self) -> str:
         return "TWINRIG,SIM-2450,SIMBENCH,0.1"
 
+    def _save(self) -> dict:
+        return {"rng": self._rng.bit_generator.state, "edge": self.edge, "twin": self.twin,
+                "compliance_a": self.compliance_a, "nplc": self.nplc, "on": self._on,
+                "in_compliance": self._in_compliance}
+
+    def _loader(self, saved: dict):
+        values = (int(saved["edge"]), int(saved["twin"]), float(saved["compliance_a"]), float(saved["nplc"]),
+                  bool(saved["on"]), bool(saved["in_compliance"]))
+
+        def load() -> None:
+            self._rng.bit_generator.state = saved["rng"]
+            self.edge, self.twin, self.compliance_a, self.nplc, self._on, self._in_compliance = values
+        return load
+
     def close(self) -> None:
         self._on = False
 
@@ -545,6 +637,21 @@ class SimDmm:
 
     def identity(self) -> str:
         return "TWINRIG,SIM-34465A,SIMBENCH,0.1"
+
+    def _save(self) -> dict:
+        return {"rng": self._rng.bit_generator.state, "range_v": self.range_v, "nplc": self.nplc,
+                "probe": list(self.probe)}
+
+    def _loader(self, saved: dict):
+        range_v = None if saved["range_v"] is None else float(saved["range_v"])
+        nplc = float(saved["nplc"])
+        kind, *where = saved["probe"]
+        probe = (str(kind), *(int(x) for x in where))
+
+        def load() -> None:
+            self._rng.bit_generator.state = saved["rng"]
+            self.range_v, self.nplc, self.probe = range_v, nplc, probe
+        return load
 
     def close(self) -> None:
         pass
@@ -607,6 +714,26 @@ class SimPsu:
 
     def identity(self) -> str:
         return "TWINRIG,SIM-E36312A,SIMBENCH,0.1"
+
+    def _save(self) -> dict:
+        # per channel 1..3, as lists: JSON keys would turn the channel numbers into strings
+        channels = sorted(self.LIMITS)
+        return {"voltage_v": [self.voltage_v[c] for c in channels], "limit_a": [self.limit_a[c] for c in channels],
+                "on": [self.on[c] for c in channels], "tripped": [self.tripped[c] for c in channels]}
+
+    def _loader(self, saved: dict):
+        channels = sorted(self.LIMITS)
+        values = {}
+        for name, kind in (("voltage_v", float), ("limit_a", float), ("on", bool), ("tripped", bool)):
+            if len(saved[name]) != len(channels):
+                raise ValueError(f"saved psu {name} has {len(saved[name])} channels, this supply has {len(channels)}")
+            values[name] = dict(zip(channels, map(kind, saved[name])))
+
+        def load() -> None:
+            # the boards' power is part of the boards' state: not switched here
+            for name, per_channel in values.items():
+                getattr(self, name).update(per_channel)
+        return load
 
     def close(self) -> None:
         pass
@@ -795,6 +922,86 @@ class SimBench:
             self.daq.noise_burst(faults.noise_factor, faults.noise_reads)
         if faults.psu_trip:
             self.trip_psu()
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def save_state(self) -> dict:
+        """Everything that changes while the bench runs, so that a bench built with the same
+        arguments and given it by :meth:`load_state` continues exactly as this one would:
+        the same reads, the same board states, to the last bit.
+
+        Numpy arrays and plain values only (a JSON round trip with the arrays as lists
+        restores the same): ``boards`` (:meth:`SimBoards.save_state`: states, rule
+        configuration, xorshift generators, calibration offsets, counters, stuck devices,
+        mute and storage faults, power, ADC noise generator); ``outputs`` (what every DAQ
+        output holds, V); ``solver`` (node voltages of the last solves, V, and the solver's
+        warm starts); ``device_state`` (gate V or taps); ``time_s`` and ``bus`` (the clock:
+        DAQ time and line time; the client's sequence number); ``daq`` (what each input
+        sees, its noise generator, pending timeouts and noise burst); ``smu``, ``dmm``
+        (settings, probe, noise generators); ``psu`` (per channel: voltage, limit, on,
+        tripped). The wiring, device, DAQ errors and seed are not saved: they are the
+        constructor's.
+        """
+        self._sync()  # the devices follow the boards, as on the next solve
+        port = self.port
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "wiring": self.wiring.name,
+            "time_s": self._time_s,
+            "bus": {"line_time_s": port.line_time_s, "chunks_seen": port.chunks_seen,
+                    "seq": self.bus._seq},  # replies echo it: same seq, same bytes on the bus
+            "boards": self.boards.save_state(),
+            "device_state": self._state.copy(),
+            "outputs": {"ao_v": self._ao_v.copy(), "free_fixed_v": self._v_fixed_free.copy(),
+                        "clamped_fixed_v": self._v_fixed_clamped.copy(), "targets_v": self._v_targets.copy()},
+            "solver": {"free_v": self._v_free.copy(), "free_ok": self._free_ok,
+                       "clamped_v": self._v_clamped.copy(), "clamped_ok": self._clamped_ok,
+                       "memory": _solver_memory(self._backend)},
+            "daq": self.daq._save(),
+            "smu": self.smu._save(),
+            "dmm": self.dmm._save(),
+            "psu": self.psu._save(),
+        }
+
+    def load_state(self, state: dict) -> None:
+        """Continue from what :meth:`save_state` returned (on this bench or on another built
+        with the same arguments); arrays may be lists. The solver is prepared for the saved
+        device state. ValueError naming the field when the state is not of such a bench."""
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"bench state format {state.get('format')!r} is not {CHECKPOINT_FORMAT}")
+        if state["wiring"] != self.wiring.name:
+            raise ValueError(f"bench state of wiring {state['wiring']!r}, this bench is {self.wiring.name!r}")
+        n = self.network.n_nodes
+        out = state["outputs"]
+        ao_v = _saved_array(out, "ao_v", self._ao_v.shape, "outputs")
+        free_fixed = _saved_array(out, "free_fixed_v", self._v_fixed_free.shape, "outputs")
+        clamped_fixed = _saved_array(out, "clamped_fixed_v", self._v_fixed_clamped.shape, "outputs")
+        targets = _saved_array(out, "targets_v", self._v_targets.shape, "outputs")
+        device_state = _saved_array(state, "device_state", self._state.shape, "bench")
+        sol = state["solver"]
+        v_free = _saved_array(sol, "free_v", (n,), "solver")
+        v_clamped = _saved_array(sol, "clamped_v", (n,), "solver")
+
+        solver_memory = _solver_memory_loader(self._backend, sol["memory"], n)
+        loaders = [inst._loader(state[role]) for role, inst in
+                   (("daq", self.daq), ("smu", self.smu), ("dmm", self.dmm), ("psu", self.psu))]
+        bus = state["bus"]
+        time_s, line_time_s = float(state["time_s"]), float(bus["line_time_s"])
+        chunks_seen, seq = int(bus["chunks_seen"]), int(bus["seq"])
+        free_ok, clamped_ok = bool(sol["free_ok"]), bool(sol["clamped_ok"])
+
+        self.boards.load_state(state["boards"])  # checks all its fields before it changes any
+        for load in loaders:
+            load()
+        self._time_s, self.port.line_time_s = time_s, line_time_s
+        self.port.chunks_seen, self.bus._seq = chunks_seen, seq
+        self._ao_v[:], self._v_fixed_free[:], self._v_fixed_clamped[:], self._v_targets[:] = (
+            ao_v, free_fixed, clamped_fixed, targets)
+        self._state[:] = device_state
+        self._version = self.boards.state_version
+        self._backend.prepare(self._state)
+        solver_memory()
+        self._v_free, self._v_clamped = v_free, v_clamped
+        self._free_ok, self._clamped_ok = free_ok, clamped_ok
 
     # -- the physics -------------------------------------------------------------------------
     @property
