@@ -13,7 +13,7 @@ import sys
 
 from hostctl.errors import UserError
 
-COMMAND_MODULES = ("demo", "sim", "rig", "bus", "firmware")
+COMMAND_MODULES = ("demo", "run", "sim", "rig", "bus", "firmware")
 
 
 def build_parser() -> argparse.ArgumentParser:

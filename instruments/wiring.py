@@ -358,11 +358,21 @@ class Wiring:
 # -- built-in benches ----------------------------------------------------------------------
 
 
-def _bench(name: str, network: Network, edge_kind: str, node_max_v: float) -> Wiring:
-    """A PXIe chassis: a PXIe-6738 (32 outputs) in slot 2, a PXIe-6363 (inputs, counters) in
-    slot 3; each source on one output wired to both twins, each target clamped by one output
-    and read by one input; boards at addresses 1..E in edge order."""
+NODE_MAX_V = {"mosfet": 0.45, "digipot": 1.0}
+"""The node voltage range of each kind of bench (V): Gen-2 nodes stay below 0.45 V."""
+
+
+def bench_for(network: Network, edge_kind: str = "mosfet", node_max_v: float | None = None,
+              name: str | None = None) -> Wiring:
+    """A bench's wiring for any network (its roles say what is wired), as the built-in
+    benches are wired: a PXIe chassis with a PXIe-6738 (32 outputs) in slot 2 and a PXIe-6363
+    (inputs, counters) in slot 3; each source on one output wired to both twins, each target
+    clamped by one output and read by one input (+-1 V range); boards at addresses 1..E in
+    edge order; outputs limited to 0..``node_max_v`` (V; default by edge kind, see
+    :data:`NODE_MAX_V`)."""
     ao, ai = "PXI1Slot2", "PXI1Slot3"
+    node_max_v = NODE_MAX_V[edge_kind] if node_max_v is None else node_max_v
+    name = name or f"{network.name}-sim"
     outputs, inputs = [], []
     for s in network.sources:
         outputs.append(Output(f"{ao}/ao{len(outputs)}", network.nodes[s], "both", 0.0, node_max_v, 0.0, node_max_v))
@@ -401,7 +411,7 @@ def default_wiring(name: str = "gen2") -> Wiring:
     """A built-in bench: ``"gen2"`` (the MOSFET lattice, nodes 0..0.45 V) or ``"gen1"`` (the
     digipot grid, nodes 0..1 V)."""
     if name == "gen2":
-        return _bench("gen2-sim", gen2_lattice(), "mosfet", 0.45)
+        return bench_for(gen2_lattice(), "mosfet", name="gen2-sim")
     if name == "gen1":
-        return _bench("gen1-sim", gen1_grid(), "digipot", 1.0)
+        return bench_for(gen1_grid(), "digipot", name="gen1-sim")
     raise ValueError(f"unknown built-in wiring {name!r}; known: {', '.join(DEFAULT_WIRINGS)}")

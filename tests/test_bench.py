@@ -541,3 +541,12 @@ def test_a_state_of_another_bench_is_refused_and_changes_nothing():
         fresh.load_state(bad)
     assert _as_json(fresh.save_state()) == untouched
     assert _as_json(bench.save_state()) == before
+
+
+def test_a_batch_read_is_the_same_as_reading_row_by_row():
+    rows = np.linspace(0.0, 0.45, 5)[:, None] * np.ones((5, 6))
+    a, b = SimBench(seed=3), SimBench(seed=3)
+    batch = a.daq.write_and_read_many(rows, 1e-3, 10)
+    single = np.stack([b.daq.write_and_read(r, 1e-3, 10) for r in rows])
+    np.testing.assert_array_equal(batch, single)
+    assert batch.shape == (5, 2) and np.all(np.diff(batch[:, 0]) > 0)

@@ -27,6 +27,16 @@ def register(sub) -> None:
     s.add_argument("netlist", metavar="NETLIST", help="the SPICE netlist file")
     s.add_argument("--json", action="store_true", help="print one JSON object: node name -> volts")
     s.set_defaults(func=solve)
+    from hostctl.commands import teach
+
+    t = cmds.add_parser(
+        "teach", help="a student network learns a teacher's answers on the bare simulator",
+        description="Coupled learning on the bare simulated Gen-2 lattice (no bench): a teacher "
+        "network with random gates defines the desired outputs, a student learns them; the error "
+        "curve is printed as it falls.",
+    )
+    teach.add_arguments(t)
+    t.set_defaults(func=teach.run)
 
 
 def solve(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""``hostctl demo``: a short coupled-learning run on the simulated Gen-2 lattice.
+"""``hostctl sim teach``: coupled learning on the bare simulator, teacher and student.
 
 The task is one the network can solve exactly: a *teacher* twin network with random gate
 voltages defines the desired outputs for random input voltages; the *student*, started from
@@ -16,15 +16,14 @@ import numpy as np
 from hostctl.errors import UserError
 
 
-def register(sub) -> None:
-    p = sub.add_parser("demo", help="train the simulated Gen-2 lattice and print its error curve")
+def add_arguments(p) -> None:
+    """The options of ``hostctl sim teach``."""
     p.add_argument("--steps", type=int, default=200000, help="training steps (default 200000)")
     p.add_argument("--samples", type=int, default=8, help="training samples (default 8)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", choices=("mosfet", "resistor"), default="mosfet",
                    help="edge devices: Gen-2 MOSFETs (default) or linear resistors")
     p.add_argument("--points", type=int, default=10, help="rows of the printed error curve")
-    p.set_defaults(func=run)
 
 
 def build(device_kind: str, samples: int, seed: int):

@@ -501,6 +501,22 @@ class SimDaq:
         self._bench._time_s += settle_s
         return self._sample(settle_s, n_samples)
 
+    def write_and_read_many(self, values_v: np.ndarray, settle_s: float, n_samples: int) -> np.ndarray:
+        """Step the outputs through the rows of ``values_v`` (B, n_ao) (V), each held for
+        ``settle_s`` (s) and then sampled ``n_samples`` times; the means (B, n_ai) (V). One
+        hardware-timed operation: on a timeout nothing is written."""
+        self._hardware("write_and_read_many")
+        settle_s, n_samples = self._settle(settle_s), self._count(n_samples)
+        rows = np.asarray(values_v, dtype=float)
+        if rows.ndim != 2 or rows.shape[1] != len(self.ao_channels):
+            raise DaqError(f"write_and_read_many: expected values of shape (B, {len(self.ao_channels)}), got {rows.shape}")
+        out = np.empty((rows.shape[0], len(self.ai_channels)))
+        for i, row in enumerate(rows):
+            self._write(row)
+            self._bench._time_s += settle_s
+            out[i] = self._sample(settle_s, n_samples)
+        return out
+
     def write_and_pulse(self, values_v: np.ndarray, settle_s: float, width_s: float) -> None:
         """Write all outputs (V), settle ``settle_s`` (s), then pulse the learn line for
         ``width_s`` (s). On a timeout nothing is written and no board learns."""

@@ -1,0 +1,1 @@
+"""Data shipped with twinrig (the Iris data set)."""

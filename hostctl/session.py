@@ -1,0 +1,131 @@
+"""From files to a running experiment: resolve the experiment and the rig, open the run file,
+run, and say how it went. The command line (``hostctl train``, ``resume``, ``eval``, ``demo``)
+is a thin layer over these functions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from instruments.rig import Rig, open_rig
+from instruments.wiring import Wiring, bench_for
+
+from .errors import UserError
+from .experiment import (
+    BUILTIN_EXPERIMENTS,
+    Experiment,
+    ExperimentFileError,
+    builtin_experiment_text,
+    load_experiment,
+    loads_experiment,
+)
+from .runfile import RunWriter, provenance
+from .runner import Outcome, Runner, metadata
+
+def resolve_experiment(spec: str) -> Experiment:
+    """An experiment file's path, or the name of a built-in experiment (``iris_gen1``...)."""
+    path = Path(spec)
+    try:
+        if not path.exists() and spec in BUILTIN_EXPERIMENTS:
+            return loads_experiment(builtin_experiment_text(spec), f"<built-in {spec}>")
+        return load_experiment(path)
+    except ExperimentFileError as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:
+        raise UserError(f"{spec}: cannot read the experiment file: {exc.strerror or exc}") from None
+
+
+def wiring_for(exp: Experiment, rig_path: str | None) -> Wiring:
+    """The rig file's wiring (its network must be the experiment's), or the built-in bench
+    wiring of the experiment's network."""
+    if rig_path is None:
+        return bench_for(exp.network, exp.edge_kind)
+    from hostctl.commands.rig import load
+
+    wiring = load(rig_path)
+    a, b = wiring.network, exp.network
+    same = (a.nodes == b.nodes and np.array_equal(a.edges, b.edges) and a.roles == b.roles)
+    if not same:
+        raise UserError(f"{rig_path}: the rig's network ({a.describe()}) is not the experiment's "
+                        f"({b.describe()}): nodes, edges and roles must match")
+    if wiring.edge_kind != exp.edge_kind:
+        raise UserError(f"{rig_path}: the rig has {wiring.edge_kind} boards, the experiment {exp.edge_kind} edges")
+    problems = wiring.problems()
+    if problems:
+        raise UserError(f"{rig_path}: the wiring is not sound ({len(problems)} problems; see hostctl rig check): {problems[0]}")
+    return wiring
+
+
+def open_bench(exp: Experiment, wiring: Wiring, simulate: bool) -> Rig:
+    """The rig: simulated (seeded by the experiment) or real."""
+    try:
+        if simulate:
+            from instruments.sim.bench import DaqErrors
+
+            options = {"seed": exp.seed}
+            if exp.daq_errors == "ideal":
+                options["errors"] = DaqErrors.ideal()
+            return open_rig(wiring, simulate=True, **options)
+        return open_rig(wiring)
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise UserError(f"cannot open the bench: {exc}") from None
+
+
+def default_run_path(exp: Experiment) -> Path:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{exp.name}-{stamp}.h5"
+
+
+def train(exp: Experiment, rig: Rig, out: Path, on_progress: Callable | None = None) -> Outcome:
+    """Run ``exp`` on ``rig`` into a new run file ``out``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    task = exp.task
+    arrays = {"train_inputs": task.train_inputs, "test_inputs": task.test_inputs,
+              "train_desired": task.desired("train"), "test_desired": task.desired("test")}
+    for name in ("train_labels", "test_labels", "train_x", "test_x"):
+        value = getattr(task, name)
+        if value is not None:
+            arrays[name] = np.asarray(value)
+    net = exp.network
+    with RunWriter(out, n_sources=net.sources.size, n_targets=net.targets.size, n_edges=net.n_edges,
+                   n_test=task.test_inputs.shape[0], metadata=metadata(exp, rig),
+                   provenance=provenance(rig.identities()), task_arrays=arrays) as writer:
+        outcome = Runner(exp, rig, writer, on_progress=on_progress).run()
+        writer.close(outcome.status)
+    return outcome
+
+
+def resume(path: Path, rig_path: str | None, on_progress: Callable | None = None) -> tuple[Experiment, Outcome]:
+    """Continue the run in ``path`` from its last checkpoint, on the rig it ran on."""
+    from .runfile import RunFileError
+
+    try:
+        writer = RunWriter.resume(path)
+    except RunFileError as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot open the run file: {exc}") from None
+    with writer:
+        meta = writer.metadata
+        try:
+            exp = loads_experiment(meta["experiment"], f"{path}:/experiment")
+        except ExperimentFileError as exc:
+            raise UserError(str(exc)) from None
+        simulated = json.loads(meta["wiring"]).get("simulated", False)
+        if simulated and rig_path is not None:
+            raise UserError(f"{path} ran on the simulated bench; resume it without --rig")
+        if not simulated and rig_path is None:
+            raise UserError(f"{path} ran on a real bench; give its rig file with --rig")
+        rig = open_bench(exp, wiring_for(exp, rig_path), simulated)
+        try:
+            outcome = Runner(exp, rig, writer, on_progress=on_progress).run(writer.last_checkpoint)
+        finally:
+            rig.close()
+        writer.close(outcome.status)
+    return exp, outcome
+
