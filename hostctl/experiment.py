@@ -480,6 +480,8 @@ def _task(spec: TaskSpec, network: Network, v_node: float, seed: int, base: Path
             )
         except ValueError as exc:
             raise SpecProblem("task", str(exc)) from None
+        g = np.linspace(lo, hi, 15)
+        task.grid_inputs = enc(np.array([[a, b] for b in g for a in g]))
     elif spec.kind == "csv":
         if spec.file is None or spec.label is None:
             raise SpecProblem("task.file" if spec.file is None else "task.label", "missing")

@@ -116,9 +116,12 @@ class Runner:
         return out
 
     def evaluate(self, split: str) -> np.ndarray:
-        """Free outputs (N, T) of every sample of ``split``, learning off (V)."""
+        """Free outputs (N, T) of every sample of ``split``, learning off (V); for the test
+        split, followed by the task's grid points when it has them."""
         task, lay, t = self.exp.task, self.layout, self.timing
         inputs = task.train_inputs if split == "train" else task.test_inputs
+        if split == "test" and task.grid_inputs is not None:
+            inputs = np.r_[inputs, task.grid_inputs]  # the decision boundary, drawn by the report
         rows = np.empty((inputs.shape[0], lay.n_ao))
         for i, x in enumerate(inputs):
             lay.outputs(x, self._clamps, out=rows[i])
@@ -159,8 +162,9 @@ class Runner:
         m = {}
         for split, out in (("train", a.train_outputs), ("test", a.test_outputs)):
             if out is not None:
-                m[f"{split}_error"] = task.error(out, split)
-                m[f"{split}_accuracy"] = task.accuracy(out, split)
+                n = task.train_inputs.shape[0] if split == "train" else task.test_inputs.shape[0]
+                m[f"{split}_error"] = task.error(out[:n], split)
+                m[f"{split}_accuracy"] = task.accuracy(out[:n], split)
                 if split == "test":
                     self.writer.evaluation(a.step, a.epoch, out)
         self.writer.epoch(a.epoch, a.step, **m)

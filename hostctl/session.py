@@ -87,13 +87,14 @@ def train(exp: Experiment, rig: Rig, out: Path, on_progress: Callable | None = N
     task = exp.task
     arrays = {"train_inputs": task.train_inputs, "test_inputs": task.test_inputs,
               "train_desired": task.desired("train"), "test_desired": task.desired("test")}
-    for name in ("train_labels", "test_labels", "train_x", "test_x"):
+    for name in ("train_labels", "test_labels", "train_x", "test_x", "grid_inputs"):
         value = getattr(task, name)
         if value is not None:
             arrays[name] = np.asarray(value)
     net = exp.network
     with RunWriter(out, n_sources=net.sources.size, n_targets=net.targets.size, n_edges=net.n_edges,
-                   n_test=task.test_inputs.shape[0], metadata=metadata(exp, rig),
+                   n_test=task.test_inputs.shape[0] + (0 if task.grid_inputs is None else task.grid_inputs.shape[0]),
+                   metadata=metadata(exp, rig),
                    provenance=provenance(rig.identities()), task_arrays=arrays) as writer:
         outcome = Runner(exp, rig, writer, on_progress=on_progress).run()
         writer.close(outcome.status)

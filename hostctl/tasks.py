@@ -154,6 +154,8 @@ class Task:
         train_labels, test_labels: class indices (classification), else None.
         train_x, test_x: the raw features (for plots and reports).
         n_targets: number of target nodes (T).
+        grid_inputs: (G, S) source voltages of a grid over a two-input task's input plane,
+            evaluated with the test set to draw the decision boundary (V); None otherwise.
     """
 
     kind: str
@@ -164,6 +166,7 @@ class Task:
     test_labels: np.ndarray | None = None
     train_x: np.ndarray | None = None
     test_x: np.ndarray | None = None
+    grid_inputs: np.ndarray | None = None
 
     #: True when :meth:`begin_epoch` needs the training set's free outputs.
     needs_train_outputs = False
