@@ -194,3 +194,57 @@ def _jsonable(x):
     import json
 
     return json.loads(json.dumps(x))
+
+
+def test_a_users_csv_is_a_classification_or_a_regression(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 10, (40, 4))
+    rows = ["a,b,c,d,kind,value"] + [f"{r[0]},{r[1]},{r[2]},{r[3]},{'big' if r.sum() > 20 else 'small'},{r.sum()}"
+                                      for r in x]
+    (tmp_path / "data.csv").write_text("\n".join(rows) + "\n")
+    d = builtin()
+    d["task"] = {"kind": "csv", "file": "data.csv", "label": "kind", "inputs": ["r0c0", "r0c1", "r0c2", "r0c3"],
+                 "v_max": 1.0}
+    text = tomli_w.dumps(d)
+    # the label "kind" has text: a classification, whose features are all the other columns
+    with pytest.raises(ExperimentFileError, match="task.inputs: 4 nodes for 5 features"):
+        loads_experiment(text, "exp.toml", tmp_path)
+    (tmp_path / "data.csv").write_text("\n".join(",".join(r.split(",")[:5]) for r in rows) + "\n")
+    task = loads_experiment(text, "exp.toml", tmp_path).task
+    assert isinstance(task, T.ClassificationTask) and task.n_classes == 2
+    assert task.train_inputs.shape[1] == 4 and 0 <= task.train_inputs.min() and task.train_inputs.max() <= 1.0
+
+
+def test_a_bad_csv_names_its_line(tmp_path):
+    (tmp_path / "data.csv").write_text("a,b,label\n1,2,x\n3,oops,y\n")
+    d = builtin()
+    d["task"] = {"kind": "csv", "file": "data.csv", "label": "label", "inputs": ["r0c0", "r0c1"],
+                 "fixed": {"r0c2": 0.0, "r0c3": 0.0}}
+    with pytest.raises(ExperimentFileError, match=r"task.file: .*data.csv: line 3: 'oops' is not a number"):
+        loads_experiment(tomli_w.dumps(d), "exp.toml", tmp_path)
+
+
+def allostery_and_alternating():
+    d = builtin("regression_gen2")
+    d["task"] = {"kind": "allostery", "inputs_v": {"r0c0": 0.2, "r0c2": 0.45}, "desired_v": {"r1c1": 0.3}}
+    e = builtin("regression_gen2")
+    e["task"] = {"kind": "alternating", "period_steps": 3, "patterns": [
+        {"inputs_v": {"r0c0": 0.4351, "r0c2": 0.0181}, "desired_v": {"r1c1": 0.31}},
+        {"inputs_v": {"r0c0": 0.0181, "r0c2": 0.4351}, "desired_v": {"r1c1": 0.14}}]}
+    return load(d), load(e)
+
+
+def test_allostery_and_alternating_tasks_give_their_patterns():
+    allo, alt = allostery_and_alternating()
+    np.testing.assert_allclose(allo.task.desired("train"), [[0.3]])
+    np.testing.assert_allclose(allo.task.train_inputs, [[0.2, 0.45]])
+    assert [alt.task.sample_at(0, s) for s in range(8)] == [0, 0, 0, 1, 1, 1, 0, 0]
+
+
+def test_an_alternating_pattern_with_a_missing_target_is_named():
+    e = builtin("regression_gen2")
+    e["task"] = {"kind": "alternating", "patterns": [
+        {"inputs_v": {"r0c0": 0.4, "r0c2": 0.0}, "desired_v": {"r1c1": 0.31}},
+        {"inputs_v": {"r0c0": 0.0, "r0c2": 0.4}, "desired_v": {}}]}
+    with pytest.raises(ExperimentFileError, match=r"task.patterns\[1\].desired_v: no voltage for target r1c1"):
+        load(e)

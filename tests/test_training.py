@@ -243,3 +243,22 @@ def test_a_rig_file_runs_on_the_simulated_bench_as_a_dry_run(tmp_path, capsys):
     out = tmp_path / "dry.h5"
     assert main(["train", "iris_gen1", "--rig", str(rig), "--simulate", "--out", str(out), "--quiet"]) == 0
     assert load(out).status == "complete"
+
+
+def test_allostery_training_moves_the_output_to_its_target(tmp_path):
+    allo = experiment("regression_gen2", task={"kind": "allostery", "inputs_v": {"r0c0": 0.2, "r0c2": 0.45},
+                                              "desired_v": {"r1c1": 0.3}}, schedule={"epochs": 40, "steps_per_epoch": 25})
+    train(allo, tmp_path / "allo.h5")
+    errors = load(tmp_path / "allo.h5").epochs["test_error"].to_numpy()
+    assert errors[-1] < 0.05 * errors[0]
+
+
+def test_alternating_tasks_switch_every_period(tmp_path):
+    alt = experiment("regression_gen2", task={"kind": "alternating", "period_steps": 5, "patterns": [
+        {"inputs_v": {"r0c0": 0.4351, "r0c2": 0.0181}, "desired_v": {"r1c1": 0.31}},
+        {"inputs_v": {"r0c0": 0.0181, "r0c2": 0.4351}, "desired_v": {"r1c1": 0.14}}]},
+        schedule={"epochs": 2, "steps_per_epoch": 20, "order": "cyclic"})
+    train(alt, tmp_path / "alt.h5")
+    steps = load(tmp_path / "alt.h5").steps
+    assert steps["sample"].tolist()[:12] == [0] * 5 + [1] * 5 + [0, 0]
+    assert steps["target_0"].tolist()[:6] == [0.31] * 5 + [0.14]
