@@ -81,7 +81,7 @@ from instruments.sim.edges import DIGIPOT_TAPS, GEN2_GATE_MAX_V, GEN2_GATE_MIN_V
 from instruments.sim.netfile import NetworkFileError, load_network_file
 from instruments.sim.network import Network, NetworkError, gen2_lattice
 from instruments.sim.rules import Nudge
-from instruments.tomlspec import SpecProblem, Strict, shown, validate_spec
+from instruments.tomlspec import SpecProblem, Strict, read_text, shown, validate_spec
 from instruments.wiring import NODE_MAX_V, gen1_grid
 
 from . import tasks as T
@@ -326,11 +326,7 @@ def load_experiment(path: str | Path) -> Experiment:
         ExperimentFileError: it is not a valid experiment file.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ExperimentFileError(str(path), "", f"not a text file ({exc.reason} at byte {exc.start})") from None
-    return loads_experiment(text, str(path), path.parent)
+    return loads_experiment(read_text(path, ExperimentFileError), str(path), path.parent)
 
 
 def _network(spec: NetworkSpec, base: Path | None) -> tuple[Network, str]:

@@ -67,7 +67,7 @@ import tomli_w
 from pydantic import ConfigDict, Field, model_validator
 
 from instruments.sim.netfile import NetworkFileError, load_network_file
-from instruments.tomlspec import SpecProblem, Strict, validate_spec
+from instruments.tomlspec import SpecProblem, Strict, read_text, validate_spec
 from instruments.wiring import (
     CrossLimit,
     Input,
@@ -248,11 +248,7 @@ def load_rig(path: str | Path) -> Wiring:
         RigFileError: it is not a valid rig file.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise RigFileError(str(path), "", f"not a text file ({exc.reason} at byte {exc.start})") from None
-    return loads_rig(text, str(path), path.parent)
+    return loads_rig(read_text(path, RigFileError), str(path), path.parent)
 
 
 def rig_dict(wiring: Wiring, builtin: str) -> dict[str, Any]:

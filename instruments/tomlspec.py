@@ -8,6 +8,8 @@ Every file format of the project (network, rig, experiment) validates its parsed
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 
@@ -63,3 +65,12 @@ def validate_spec(model: type[BaseModel], data, prefix: str = ""):
         if more:
             problem += f" (and {more} more problem{'s' if more > 1 else ''})"
         raise SpecProblem(field_path(loc, prefix), problem) from None
+
+
+def read_text(path: Path, error) -> str:
+    """The UTF-8 text of ``path``; ``error(source, field, problem)`` (the file format's error
+    class) when it is not text. OSError when it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(str(path), "", f"not a text file ({exc.reason} at byte {exc.start})") from None

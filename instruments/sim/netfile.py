@@ -75,7 +75,7 @@ from .edges import (
     Mosfet,
     Resistor,
 )
-from ..tomlspec import SpecProblem, Strict, shown, validate_spec
+from ..tomlspec import SpecProblem, Strict, read_text, shown, validate_spec
 from .network import Network, NetworkError, Role, gen2_lattice, random_connected, square_grid
 
 
@@ -269,11 +269,7 @@ def load_network_file(path: str | Path) -> NetworkFile:
         NetworkFileError: it is not a valid network file.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise NetworkFileError(str(path), "", f"not a text file ({exc.reason} at byte {exc.start})") from None
-    return loads_network_file(text, str(path))
+    return loads_network_file(read_text(path, NetworkFileError), str(path))
 
 
 def _network(spec: FileSpec) -> Network:
