@@ -125,11 +125,11 @@ class Runner:
         rows = np.empty((inputs.shape[0], lay.n_ao))
         for i, x in enumerate(inputs):
             lay.outputs(x, self._clamps, out=rows[i])
-        read_many = getattr(self.rig.daq, "write_and_read_many", None)
-        if read_many is not None:
-            out = read_many(rows, t.settle_s, t.n_average)
-        else:
-            out = np.stack([self.rig.daq.write_and_read(r, t.settle_s, t.n_average) for r in rows])
+        # batches that fit well inside the DAQ watchdog's timeout
+        row_s = t.settle_s + t.n_average / t.sample_rate_hz
+        chunk = max(1, int(0.5 * t.watchdog_s / row_s))
+        out = np.concatenate([self.rig.daq.write_and_read_many(rows[k : k + chunk], t.settle_s, t.n_average)
+                              for k in range(0, rows.shape[0], chunk)])
         self._values[:] = rows[-1]
         return out[:, lay.free_ai]
 

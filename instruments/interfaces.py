@@ -14,6 +14,10 @@ of software-timed calls:
 2. :meth:`BoundaryDaq.write_and_pulse`: write every analog output (now with the clamps),
    wait ``settle_s``, then fire the learn line for ``width_s`` (every board samples its
    drops and updates).
+
+Evaluating many inputs with learning off (a test set) is one hardware-timed operation too:
+:meth:`BoundaryDaq.write_and_read_many` steps the outputs through one row per input and
+returns one row of means per input.
 """
 
 from __future__ import annotations
@@ -95,6 +99,20 @@ class BoundaryDaq(AnalogOutputs, AnalogInputs, TriggerLine, Identified, Protocol
     def write_and_pulse(self, values_v: np.ndarray, settle_s: float, width_s: float) -> None:
         """Write all outputs (V), settle ``settle_s`` (s), then pulse the learn line for
         ``width_s`` (s); one hardware-timed operation."""
+        ...
+
+    def write_and_read_many(self, values_v: np.ndarray, settle_s: float, n_samples: int) -> np.ndarray:
+        """Step the outputs through the rows of ``values_v`` (V), shape ``(B, len(ao_channels))``
+        with B >= 1, each row held for ``settle_s`` (s) plus ``n_samples`` sample periods while
+        every input is sampled on the shared clock; return, per row, the mean of the
+        ``n_samples`` samples taken after that row settled (V), shape ``(B, len(ai_channels))``.
+
+        One hardware-timed operation, the batch form of :meth:`write_and_read` (the same means,
+        without a host round trip per row), e.g. evaluating a test set. A row outside the
+        limits refuses the whole batch before anything is written; an operation the watchdog
+        would outlast (B x (settle + samples) periods) is refused too. E.g. ``values_v =
+        [[0.1, 0.0, 0.45, ...], [0.2, 0.0, 0.45, ...]]`` with ``settle_s=1e-3, n_samples=10``
+        gives ``[[0.071, 0.102], [0.118, 0.160]]`` for two inputs."""
         ...
 
 

@@ -22,7 +22,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numba
 import numpy as np
@@ -148,14 +148,22 @@ class Limits:
         Raises:
             LimitError: naming the first write (from 0) that breaks a limit.
         """
-        prev = self.safe_v if start_v is None else np.asarray(start_v, float)
         n = 0
-        for n, values in enumerate(writes, 1):
-            problem = self.violation(values, prev)
+        for n, problem in enumerate(self._plan_violations(writes, start_v), 1):
             if problem is not None:
                 raise LimitError(f"write {n - 1} of the plan: {problem}")
-            prev = np.asarray(values, float)
         return n
+
+    def _plan_violations(self, writes: Iterable[np.ndarray], start_v: np.ndarray | None) -> Iterator[str | None]:
+        """What each write breaks (None when nothing), against the write before it (the
+        first against ``start_v``, the safe values when None); stops after the first."""
+        prev = self.safe_v if start_v is None else np.asarray(start_v, float)
+        for values in writes:
+            problem = self.violation(values, prev)
+            yield problem
+            if problem is not None:
+                return
+            prev = np.asarray(values, float)
 
     def ramp(self, from_v: np.ndarray, to_v: np.ndarray) -> np.ndarray:
         """Intermediate vectors (M, N) from ``from_v`` to ``to_v`` (inclusive of the end),
@@ -211,6 +219,19 @@ class SafeDaq:
         values = self._accept(values_v)
         self._held[:] = values
         self.daq.write_and_pulse(values, settle_s, width_s)
+
+    def write_and_read_many(self, values_v, settle_s: float, n_samples: int) -> np.ndarray:
+        """Every row of ``values_v`` (B, N) checked as a write, each against the row before
+        (the first against what the outputs hold now), before the DAQ sees any; a refusal
+        names the row. Afterwards the outputs hold the last row."""
+        rows = np.asarray(values_v, dtype=float)
+        if rows.ndim != 2 or rows.shape[0] < 1:
+            raise LimitError(f"write_and_read_many: expected rows of output values (B, N), B >= 1, got shape {rows.shape}")
+        for k, problem in enumerate(self.limits._plan_violations(rows, self._held)):
+            if problem is not None:
+                raise LimitError(f"write_and_read_many row {k} of {rows.shape[0]}: {problem}")
+        self._held[:] = rows[-1]  # set before the call: a failed batch may have written already
+        return self.daq.write_and_read_many(rows, settle_s, n_samples)
 
     def ramp_to(self, values_v) -> None:
         """Go to ``values_v`` in steps within the ramp limits (each step checked)."""

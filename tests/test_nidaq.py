@@ -269,6 +269,150 @@ def test_the_mean_excludes_exactly_the_settling_samples(rate_hz, settle_s, n_sam
     np.testing.assert_allclose(means, tail.mean(axis=1), rtol=1e-12, atol=1e-15)
 
 
+# -- write_and_read_many ----------------------------------------------------------------------
+
+ROWS = np.array([SAFE_V, MID_V, np.full(N_AO, 0.4)])
+
+
+def test_write_and_read_many_clocks_one_acquisition_of_every_row(fake, daq):
+    daq.write_and_read_many(ROWS, 1e-3, 10)
+    n = 3 * (100 + 10)  # per row: 1 ms at 100 kHz, then 10 samples
+    for kind in ("ao", "ai"):
+        fake.task(kind).timing.cfg_samp_clk_timing.assert_called_once_with(
+            100e3, sample_mode=AcquisitionType.FINITE, samps_per_chan=n
+        )
+    fake.task("ai").triggers.start_trigger.cfg_dig_edge_start_trig.assert_called_once_with(
+        AO_START, trigger_edge=Edge.RISING
+    )
+    (read,) = fake.reader.read_many_sample.call_args_list
+    assert read == call(read.args[0], number_of_samples_per_channel=n, timeout=pytest.approx(n / 100e3 + 1.0))
+
+
+def test_write_and_read_many_holds_each_row_for_its_settle_and_samples(fake, daq):
+    daq.write_and_read_many(ROWS, 1e-3, 10)
+    (method, data), = [w for w in fake.writes if w[0] == "write_many_sample"]
+    assert data.shape == (N_AO, 3 * 110)
+    np.testing.assert_array_equal(data, np.repeat(ROWS.T, 110, axis=1))
+
+
+def test_write_and_read_many_is_one_hardware_operation(fake, daq):
+    daq.write_and_read_many(ROWS, 1e-3, 10)
+    assert in_order(
+        fake.events,
+        "watchdog.reset_timer",
+        "ao.write_many_sample",
+        "ai.start",
+        "ao.start",
+        "ai.read_many_sample",
+        "ao.wait_until_done",
+        "ai.stop",
+        "ao.stop",
+    )
+    for event in ("watchdog.reset_timer", "ao.write_many_sample", "ai.start", "ao.start", "ai.read_many_sample"):
+        assert fake.count(event) == 1
+    assert not any(state.running for state in fake.states.values())
+
+
+def test_write_and_read_many_returns_the_mean_of_each_rows_samples_after_settling(fake, daq):
+    def samples(n_channels, n):
+        data = np.full((n_channels, 3, 110), 99.0)  # what the inputs see while each row settles
+        data[:, :, 100:] = np.arange(10) + 100.0 * np.arange(3)[:, None] + np.array([[[0.0]], [[0.5]]])
+        return data.reshape(n_channels, n)
+
+    fake.ai_samples = samples
+    np.testing.assert_allclose(daq.write_and_read_many(ROWS, 1e-3, 10), [[4.5, 5.0], [104.5, 105.0], [204.5, 205.0]])
+
+
+def test_a_batch_of_one_row_is_write_and_read(fake, daq):
+    fake.ai_samples = lambda n_channels, n: np.random.default_rng(7).uniform(-1, 1, (n_channels, n))
+    one = daq.write_and_read(MID_V, 1e-3, 10)
+    batch = daq.write_and_read_many(MID_V[None], 1e-3, 10)
+    assert batch.shape == (1, N_AI)
+    np.testing.assert_array_equal(batch[0], one)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n_rows=st.integers(1, 20),
+    rate_hz=st.sampled_from([1e3, 10e3, 25e3, 100e3, 250e3, 1e6]),
+    settle_s=st.floats(1e-6, 10e-3),
+    n_samples=st.integers(1, 100),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_each_rows_mean_excludes_exactly_its_settling_samples(n_rows, rate_hz, settle_s, n_samples, seed):
+    wiring = dataclasses.replace(WIRING, timing=dataclasses.replace(TIMING, sample_rate_hz=rate_hz))
+    n_settle = periods(settle_s, rate_hz)
+    tails = np.random.default_rng(seed).uniform(-1, 1, (N_AI, n_rows, n_samples))
+    acquired = np.concatenate([np.full((N_AI, n_rows, n_settle), 50.0), tails], axis=2).reshape(N_AI, -1)
+    rows = np.random.default_rng(seed).uniform(SAFE_V, MID_V, (n_rows, N_AO))
+    with installed(wiring) as fake:
+        fake.ai_samples = lambda n_channels, n: acquired
+        with NidaqDaq(wiring) as daq:
+            means = daq.write_and_read_many(rows, settle_s, n_samples)
+        fake.task("ai").timing.cfg_samp_clk_timing.assert_called_once_with(
+            rate_hz, sample_mode=AcquisitionType.FINITE, samps_per_chan=n_rows * (n_settle + n_samples)
+        )
+        (_, wave), = [w for w in fake.writes if w[0] == "write_many_sample"]
+    np.testing.assert_array_equal(wave, np.repeat(rows.T, n_settle + n_samples, axis=1))
+    np.testing.assert_allclose(means, tails.mean(axis=2).T, rtol=1e-12, atol=1e-15)
+
+
+def test_write_and_read_many_reads_into_a_buffer_that_grows_only_with_the_batch(fake, daq):
+    for n_rows in (4, 4, 2, 4, 8, 3):
+        daq.write_and_read_many(np.tile(MID_V, (n_rows, 1)), 1e-3, 10)
+    buffers = [c.args[0] for c in fake.reader.read_many_sample.call_args_list]
+    assert [b.shape for b in buffers] == [(N_AI, n * 110) for n in (4, 4, 2, 4, 8, 3)]
+    assert buffers[1] is buffers[0]
+    assert all(np.shares_memory(b, buffers[0]) for b in buffers[:4])
+    assert not np.shares_memory(buffers[4], buffers[0])
+    assert np.shares_memory(buffers[5], buffers[4])
+
+
+def test_a_batch_after_a_single_step_reuses_the_step_buffer_when_it_fits(fake, daq):
+    daq.write_and_read(MID_V, 1e-3, 100)
+    daq.write_and_read_many(np.tile(MID_V, (1, 1)), 1e-3, 10)
+    first, second = (c.args[0] for c in fake.reader.read_many_sample.call_args_list)
+    assert np.shares_memory(first, second)
+
+
+def test_a_batch_with_a_row_outside_the_limits_is_refused_naming_the_row_before_anything_is_written(fake, daq):
+    rows = np.tile(MID_V, (4, 1))
+    rows[2, 3] = 0.46
+    writes_before = list(fake.writes)
+    with pytest.raises(DaqError, match=r"refused, nothing written: row 2: PXI1Slot2/ao3 = 0.46 V is outside its limits 0..0.45 V$"):
+        daq.write_and_read_many(rows, 1e-3, 10)
+    assert fake.events == []
+    assert fake.writes == writes_before
+
+
+def test_a_refused_batch_lists_the_first_values_and_counts_the_rest(daq):
+    rows = np.full((100, N_AO), 0.46)
+    with pytest.raises(DaqError, match=r"row 0: PXI1Slot2/ao0 = 0.46 V .*; row 0: PXI1Slot2/ao4 = 0.46 V .*; and 595 more$"):
+        daq.write_and_read_many(rows, 1e-3, 10)
+
+
+@pytest.mark.parametrize("shape", [(N_AO,), (0, N_AO), (2, N_AO - 1), (2, N_AO, 1)])
+def test_a_batch_of_the_wrong_shape_is_refused(fake, daq, shape):
+    with pytest.raises(DaqError, match=rf"expected output values of shape \(B, {N_AO}\) with B >= 1"):
+        daq.write_and_read_many(np.full(shape, 0.1), 1e-3, 10)
+    assert fake.events == []
+
+
+def test_a_batch_longer_than_the_watchdog_is_refused_before_anything_is_written(fake, daq):
+    rows = np.tile(MID_V, (1819, 1))  # 1819 x 110 samples at 100 kHz: 2.0009 s
+    with pytest.raises(DaqError, match="^write_and_read_many of 1819 rows: 200090 samples .* take 2.0009 s, not less than the 2 s watchdog"):
+        daq.write_and_read_many(rows, 1e-3, 10)
+    assert fake.events == []
+    daq.write_and_read_many(rows[:1818], 1e-3, 10)
+
+
+def test_a_batch_read_timeout_is_a_daq_timeout_naming_the_operation(fake, daq):
+    fake.fail("ai.read_many_sample", read_timeout())
+    with pytest.raises(DaqTimeout, match=r"^write_and_read_many: timed out: Some or all of the samples"):
+        daq.write_and_read_many(ROWS, 1e-3, 10)
+    assert not any(state.running for state in fake.states.values())
+
+
 # -- write_and_pulse and pulse -----------------------------------------------------------------
 
 
@@ -409,9 +553,10 @@ def test_a_pulse_that_never_ends_is_a_daq_timeout(fake, daq):
         lambda daq: daq.pulse(100e-6),
         lambda daq: daq.write_and_read(MID_V, 1e-3, 10),
         lambda daq: daq.write_and_pulse(MID_V, 1e-3, 100e-6),
+        lambda daq: daq.write_and_read_many(ROWS, 1e-3, 10),
         lambda daq: daq.safe_state(),
     ],
-    ids=["write", "read", "pulse", "write_and_read", "write_and_pulse", "safe_state"],
+    ids=["write", "read", "pulse", "write_and_read", "write_and_pulse", "write_and_read_many", "safe_state"],
 )
 def test_every_hardware_operation_resets_the_watchdog_first(fake, daq, operation):
     operation(daq)

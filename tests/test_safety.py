@@ -43,6 +43,10 @@ class RecordingDaq:
     def write_and_pulse(self, values_v, settle_s, width_s):
         self._call("write_and_pulse", tuple(values_v), settle_s, width_s)
 
+    def write_and_read_many(self, values_v, settle_s, n_samples):
+        self._call("write_and_read_many", tuple(map(tuple, values_v)), settle_s, n_samples)
+        return np.zeros((len(values_v), len(self.ai_channels)))
+
     def read(self, n_samples=1):
         self._call("read", n_samples)
         return np.zeros(len(self.ai_channels))
@@ -186,7 +190,7 @@ def test_out_of_limit_write_never_reaches_the_daq(limits):
     daq = RecordingDaq(limits.channels)
     safe = SafeDaq(daq, limits)
     for call in (lambda v: safe.write(v), lambda v: safe.write_and_read(v, 1e-3, 10),
-                 lambda v: safe.write_and_pulse(v, 1e-3, 1e-4)):
+                 lambda v: safe.write_and_pulse(v, 1e-3, 1e-4), lambda v: safe.write_and_read_many([v], 1e-3, 10)):
         with pytest.raises(LimitError):
             call(np.full(6, 0.5))
     assert daq.calls == []
@@ -202,6 +206,62 @@ def test_ramp_limit_compares_with_what_the_outputs_hold(limits):
     safe.safe_state()
     safe.write(np.full(6, 0.1))  # from the safe 0 V now
     assert [c[0] for c in daq.calls] == ["write", "write_and_read", "safe_state", "write"]
+
+
+def test_a_batch_within_every_limit_reaches_the_daq_whole_and_leaves_the_last_row_held(limits):
+    daq = RecordingDaq(limits.channels, ai_channels=("ai0", "ai1"))
+    safe = SafeDaq(daq, limits)
+    rows = np.array([np.full(6, 0.1), np.full(6, 0.3), np.full(6, 0.2)])
+    means = safe.write_and_read_many(rows, 1e-3, 10)
+    assert means.shape == (3, 2)
+    assert daq.calls == [("write_and_read_many", tuple(map(tuple, rows)), 1e-3, 10)]
+    np.testing.assert_array_equal(safe.held_v, rows[-1])
+
+
+@pytest.mark.parametrize(
+    "bad_row, words",
+    [
+        (np.r_[0.1, 0.1, 0.1, 0.46, 0.1, 0.1], r"PXI1Slot2/ao3: 0.46 V is above its limit 0.45 V"),
+        (np.r_[0.4, 0.05, 0.1, 0.1, 0.1, 0.1], r"ao0 - PXI1Slot2/ao1: difference 0.35 V exceeds the cross-channel"),
+    ],
+    ids=["channel", "cross-channel"],
+)
+def test_a_batch_with_a_row_out_of_limits_is_refused_naming_the_row(limits, bad_row, words):
+    daq = RecordingDaq(limits.channels)
+    safe = SafeDaq(daq, limits)
+    safe.write(np.full(6, 0.1))
+    rows = np.array([np.full(6, 0.1), np.full(6, 0.2), bad_row, np.full(6, 0.1)])
+    with pytest.raises(LimitError, match=rf"^write_and_read_many row 2 of 4: .*{words}"):
+        safe.write_and_read_many(rows, 1e-3, 10)
+    assert [c[0] for c in daq.calls] == ["write"]
+    np.testing.assert_array_equal(safe.held_v, np.full(6, 0.1))
+
+
+def test_each_batch_row_is_ramp_limited_from_the_row_before(limits):
+    daq = RecordingDaq(limits.channels)
+    safe = SafeDaq(daq, limits)
+    rows = np.array([np.full(6, 0.2), np.full(6, 0.4), np.full(6, 0.1)])
+    with pytest.raises(LimitError, match=r"^write_and_read_many row 2 of 3: .*ao0: a step of 0.3 V \(from 0.4 V to 0.1 V\)"):
+        safe.write_and_read_many(rows, 1e-3, 10)
+    assert daq.calls == []
+
+
+def test_the_first_batch_row_is_ramp_limited_from_what_the_outputs_hold(limits):
+    daq = RecordingDaq(limits.channels)
+    safe = SafeDaq(daq, limits)
+    with pytest.raises(LimitError, match=r"^write_and_read_many row 0 of 2: .*from 0 V to 0.25 V"):
+        safe.write_and_read_many(np.full((2, 6), 0.25), 1e-3, 10)
+    safe.write(np.full(6, 0.1))
+    safe.write_and_read_many(np.full((2, 6), 0.25), 1e-3, 10)
+    assert [c[0] for c in daq.calls] == ["write", "write_and_read_many"]
+
+
+@pytest.mark.parametrize("shape", [(6,), (0, 6), (2, 5)])
+def test_a_batch_of_the_wrong_shape_is_refused(limits, shape):
+    daq = RecordingDaq(limits.channels)
+    with pytest.raises(LimitError, match="expected"):
+        SafeDaq(daq, limits).write_and_read_many(np.zeros(shape), 1e-3, 10)
+    assert daq.calls == []
 
 
 def test_ramp_to_walks_in_allowed_steps(limits):

@@ -6,7 +6,9 @@ and everything else (the AI acquisition, the learn pulse) starts on the AO task'
 trigger ``/{ao_device}/ao/StartTrigger``. The settle time is therefore counted by the
 hardware from the moment the outputs change, not by the host. When the outputs and the
 inputs sit in different slots of a PXIe chassis (the built-in benches: AO in PXI1Slot2, AI
-and counters in PXI1Slot3), DAQmx routes that trigger over the PXI trigger bus itself.
+and counters in PXI1Slot3), DAQmx routes that trigger over the PXI trigger bus itself. A
+batch evaluation is one such operation too: the waveform holds each row in turn for its
+settle and sampling periods, and one acquisition of the same length is cut into rows.
 
 The tasks are made once, at open:
 
@@ -29,7 +31,8 @@ The tasks are made once, at open:
 A task is reconfigured and committed only when a call needs a different configuration
 (another sample count or trigger) than the one it last ran with: a committed task starts
 without DAQmx's verify/reserve/commit pass, which otherwise costs more than a step's settle
-time. The sample buffers are likewise reused while the sample counts stay the same.
+time. The sample buffers are likewise reused: each is a view of one store that grows only
+when a call needs more samples than any before it.
 
 Checked against the installed nidaqmx package and a fake autospecced from it
 (``tests/fake_nidaqmx.py``), not yet on the bench: the cross-slot trigger routing, the
@@ -73,6 +76,9 @@ TIMEOUT_MARGIN_S = 1.0
 """Added to every hardware-timed operation's own duration for its timeout (s): covers task
 start latency and the transfer of the last samples to the host. Also the timeout of a
 static write."""
+
+_REFUSALS_LISTED = 5
+"""Out-of-limit values named in a refusal; a batch may hold thousands."""
 
 _TIMEOUT_CODES = frozenset(
     e.value
@@ -127,8 +133,10 @@ class NidaqDaq:
         self._closed = False
         self._watchdogs: list[WatchdogTask] = []
         self._tasks: list[Task] = []
-        self._ao_buf = np.empty((len(self.ao_channels), 0))
-        self._ai_buf = np.empty((len(self.ai_channels), 0))
+        self._ao_samples = _Samples(len(self.ao_channels))
+        self._ai_samples = _Samples(len(self.ai_channels))
+        self._ao_buf = self._ao_samples.shaped(0)
+        self._ai_buf = self._ai_samples.shaped(0)
         try:
             self._check_devices()
             self._start_watchdogs()
@@ -218,6 +226,31 @@ class NidaqDaq:
                 self._ai_reader.read_many_sample(self._ai_buf, number_of_samples_per_channel=n, timeout=timeout_s)
                 self._ao.wait_until_done(timeout=timeout_s)
             return self._ai_buf[:, n_settle:].mean(axis=1)
+
+    def write_and_read_many(self, values_v: np.ndarray, settle_s: float, n_samples: int) -> np.ndarray:
+        """Step the outputs through the rows of ``values_v`` (V), shape ``(B, len(ao_channels))``,
+        each held for ``settle_s`` (s) plus ``n_samples`` sample periods, while every input is
+        sampled from the same start trigger; return the mean per row and input (V), shape
+        ``(B, len(ai_channels))``, of each row's ``n_samples`` taken after settling."""
+        with self._operation("write_and_read_many"):
+            rows = self._checked_rows(values_v)
+            n_settle = clock_periods(_positive_s("settle_s", settle_s), self._rate_hz)
+            n_row = n_settle + _count("n_samples", n_samples)
+            n_batch = rows.shape[0]
+            n = n_batch * n_row
+            timeout_s = self._duration_s(f"write_and_read_many of {n_batch} rows", n) + TIMEOUT_MARGIN_S
+            self._clock_ao(n)
+            self._clock_ai(n, self._ao_start)
+            self._ao_buf.reshape(len(self.ao_channels), n_batch, n_row)[:] = rows.T[:, :, None]
+            self._kick()
+            self._ao_writer.write_many_sample(self._ao_buf, timeout=timeout_s)
+            with _running(self._ai, self._ao):
+                self._ai.start()
+                self._ao.start()
+                self._ai_reader.read_many_sample(self._ai_buf, number_of_samples_per_channel=n, timeout=timeout_s)
+                self._ao.wait_until_done(timeout=timeout_s)
+            per_row = self._ai_buf.reshape(len(self.ai_channels), n_batch, n_row)
+            return np.ascontiguousarray(per_row[:, :, n_settle:].mean(axis=2).T)
 
     def write_and_pulse(self, values_v: np.ndarray, settle_s: float, width_s: float) -> None:
         """Write every output (V) and, ``settle_s`` (s) after the outputs change, pulse the
@@ -363,15 +396,34 @@ class NidaqDaq:
         values_v = np.ascontiguousarray(values_v, dtype=np.float64)
         if values_v.shape != self._min_v.shape:
             raise DaqError(f"expected {self._min_v.size} output values (one per AO channel), got shape {values_v.shape}")
-        bad = np.flatnonzero(~((values_v >= self._min_v) & (values_v <= self._max_v)))
-        if bad.size:
-            refused = (
-                f"{self.ao_channels[k]} = {float(values_v[k])!r} V is outside its limits "
-                f"{self._min_v[k]:g}..{self._max_v[k]:g} V"
-                for k in bad
-            )
-            raise DaqError("refused, nothing written: " + "; ".join(refused))
+        self._refuse_outside(values_v[None], row_named=False)
         return values_v
+
+    def _checked_rows(self, values_v: np.ndarray) -> np.ndarray:
+        """``values_v`` as float64 rows ``(B, n_ao)``, B >= 1, refused (DaqError naming each
+        bad row, channel and value; nothing written) unless every value is inside its
+        output's limits."""
+        rows = np.asarray(values_v, dtype=np.float64)
+        if rows.ndim != 2 or rows.shape[0] < 1 or rows.shape[1] != self._min_v.size:
+            raise DaqError(
+                f"expected output values of shape (B, {self._min_v.size}) with B >= 1 "
+                f"(one row per step, one column per AO channel), got shape {rows.shape}"
+            )
+        self._refuse_outside(rows, row_named=True)
+        return rows
+
+    def _refuse_outside(self, rows: np.ndarray, *, row_named: bool) -> None:
+        bad = np.argwhere(~((rows >= self._min_v) & (rows <= self._max_v)))
+        if not bad.size:
+            return
+        refused = [
+            f"{f'row {r}: ' if row_named else ''}{self.ao_channels[k]} = {float(rows[r, k])!r} V "
+            f"is outside its limits {self._min_v[k]:g}..{self._max_v[k]:g} V"
+            for r, k in bad[:_REFUSALS_LISTED]
+        ]
+        if len(bad) > _REFUSALS_LISTED:
+            refused.append(f"and {len(bad) - _REFUSALS_LISTED} more")
+        raise DaqError("refused, nothing written: " + "; ".join(refused))
 
     def _duration_s(self, name: str, n_samples: int) -> float:
         """How long ``n_samples`` sample periods last (s); refused if the watchdog would expire
@@ -402,8 +454,7 @@ class NidaqDaq:
                 self._rate_hz, sample_mode=AcquisitionType.FINITE, samps_per_chan=n_samples
             ),
         )
-        if self._ao_buf.shape[1] != n_samples:
-            self._ao_buf = np.empty((len(self.ao_channels), n_samples))
+        self._ao_buf = self._ao_samples.shaped(n_samples)
 
     def _clock_ai(self, n_samples: int, trigger: str | None) -> None:
         def configure() -> None:
@@ -413,8 +464,28 @@ class NidaqDaq:
             _start_on(self._ai, trigger)
 
         self._ai_config.ensure(("clocked", n_samples, trigger), configure)
-        if self._ai_buf.shape[1] != n_samples:
-            self._ai_buf = np.empty((len(self.ai_channels), n_samples))
+        self._ai_buf = self._ai_samples.shaped(n_samples)
+
+
+class _Samples:
+    """A task's sample buffer, ``(n_channels, n_samples)`` float64: the stream readers and
+    writers need it C-contiguous and shaped exactly, so it is a view of one flat store,
+    which grows only when a call needs more samples than any before it (a smaller batch
+    after a larger one allocates nothing)."""
+
+    def __init__(self, n_channels: int):
+        self._n_channels = n_channels
+        self._store = np.empty(0)
+        self._view = self._store.reshape(n_channels, 0)
+
+    def shaped(self, n_samples: int) -> np.ndarray:
+        """The buffer for ``n_samples`` per channel; the same array while the count stays."""
+        if self._view.shape[1] != n_samples:
+            size = self._n_channels * n_samples
+            if self._store.size < size:
+                self._store = np.empty(size)
+            self._view = self._store[:size].reshape(self._n_channels, n_samples)
+        return self._view
 
 
 class _Configured:

@@ -508,8 +508,8 @@ class SimDaq:
         self._hardware("write_and_read_many")
         settle_s, n_samples = self._settle(settle_s), self._count(n_samples)
         rows = np.asarray(values_v, dtype=float)
-        if rows.ndim != 2 or rows.shape[1] != len(self.ao_channels):
-            raise DaqError(f"write_and_read_many: expected values of shape (B, {len(self.ao_channels)}), got {rows.shape}")
+        if rows.ndim != 2 or rows.shape[0] == 0 or rows.shape[1] != len(self.ao_channels):
+            raise DaqError(f"write_and_read_many: expected values of shape (B >= 1, {len(self.ao_channels)}), got {rows.shape}")
         out = np.empty((rows.shape[0], len(self.ai_channels)))
         for i, row in enumerate(rows):
             self._write(row)
