@@ -30,6 +30,7 @@ states in taps or gate uV.
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -532,8 +533,12 @@ class SimDaq:
             self._write(self._safe_v)
 
     def identity(self) -> str:
+        """The devices, with serial numbers that follow the bench's seed: another seed is
+        another simulated bench (other channel errors), so its calibration does not apply."""
         devices = self._bench.wiring.daq_devices.items()
-        return "; ".join(f"National Instruments {name} {dev} (simulated)" for dev, name in devices)
+        serial = zlib.crc32(repr(self._bench.seed).encode())
+        return "; ".join(f"National Instruments {name} {dev} SN {serial + k:08X} (simulated)"
+                         for k, (dev, name) in enumerate(devices))
 
     def close(self) -> None:
         self.safe_state()
@@ -853,6 +858,7 @@ class SimBench:
                  initial_state=None, rule=None, gain: int | None = None, probability: int = p.PROBABILITY_ONE,
                  dead_band_uv2: int = 0, adc_offset_uv=0.0, adc_noise_uv=0.0, bus_timeout_s: float = 0.005):
         self.wiring = default_wiring("gen2") if wiring is None else wiring
+        self.seed = seed
         self.layout = self.wiring.layout()
         faults = BenchFaults() if faults is None else faults
         net = self.network = self.wiring.network
