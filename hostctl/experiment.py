@@ -57,6 +57,11 @@ target by this much and the update scales with the error); ``probability`` (0..1
 change per V^2 of contrast is ``alpha / eta``: volts of gate per V^2 for MOSFET edges);
 ``decay_epochs`` (gate rules: the rate of epoch n is divided by ``1 + n / decay_epochs``).
 
+Bench fields (the simulated bench, used when no rig file is given): ``daq_errors``
+(``realistic``: channel gain and offset errors drawn from the bench's seed; ``ideal``),
+``seed`` (the simulated bench's own seed, default the experiment's: pin it to run many
+experiments on one simulated bench, e.g. the one a calibration was made on).
+
 Schedule fields: ``epochs``, ``steps_per_epoch``, ``order``, ``eval_every`` (epochs between
 test-set evaluations, default 1), ``edges_every`` (steps between edge-state read-backs; 0:
 at every epoch's end), ``record_steps`` (true: a record per step in the run file).
@@ -205,6 +210,7 @@ class ScheduleSpec(Strict):
 
 class BenchSpec(Strict):
     daq_errors: Literal["realistic", "ideal"] = "realistic"
+    seed: int | None = None
 
 
 class ExperimentSpec(Strict):
@@ -258,6 +264,8 @@ class Experiment:
         pulse_s: learning pulse (s).
         epochs, steps_per_epoch, order, eval_every, edges_every, record_steps: the schedule.
         daq_errors: the simulated bench's DAQ errors (``"realistic"`` or ``"ideal"``).
+        bench_seed: the simulated bench's seed (its channel errors, device spread, initial
+            state and noise): the experiment's seed unless ``[bench] seed`` pins one bench.
         initial_state: (E,) state every board is set to before training (V of gate, or
             taps), or None to train from whatever the boards hold.
         text: the file's text (kept in the run file); source: its name.
@@ -281,6 +289,7 @@ class Experiment:
     edges_every: int
     record_steps: bool
     daq_errors: str
+    bench_seed: int
     initial_state: np.ndarray | None
     text: str
     source: str
@@ -314,7 +323,7 @@ def loads_experiment(text: str, source: str = "<experiment>", base: Path | None 
         spec.name, spec.description, spec.seed, network, edge_kind, task, nudge, board_rule,
         spec.rule.update_only_on_error, float(spec.rule.pulse_s), s.epochs,
         s.steps_per_epoch or task.n_train, s.order, s.eval_every, s.edges_every, s.record_steps,
-        spec.bench.daq_errors, initial_state, text, source, info,
+        spec.bench.daq_errors, spec.seed if spec.bench.seed is None else spec.bench.seed, initial_state, text, source, info,
     )
 
 

@@ -67,7 +67,7 @@ def open_bench(exp: Experiment, wiring: Wiring, simulate: bool) -> Rig:
         if simulate:
             from instruments.sim.bench import DaqErrors
 
-            options = {"seed": exp.seed}
+            options = {"seed": exp.bench_seed}
             if exp.daq_errors == "ideal":
                 options["errors"] = DaqErrors.ideal()
             return open_rig(wiring, simulate=True, **options)
