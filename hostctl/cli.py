@@ -9,11 +9,12 @@ standard error and a non-zero exit status, never as a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from hostctl.errors import UserError
 
-COMMAND_MODULES = ("demo", "run", "sim", "rig", "bus", "firmware")
+COMMAND_MODULES = ("demo", "run", "calibrate", "sim", "rig", "bus", "firmware")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hostctl: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader of our output went away (e.g. `| head`): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

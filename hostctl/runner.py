@@ -238,8 +238,8 @@ class Runner:
         return Outcome("complete", self.plan.step, **self.last_metrics)
 
 
-def metadata(exp: Experiment, rig: Rig) -> dict[str, str]:
-    """What a run file keeps of the experiment and the rig (text)."""
+def metadata(exp: Experiment, rig: Rig, calibration=None) -> dict[str, str]:
+    """What a run file keeps of the experiment, the rig and the calibration in use (text)."""
     from instruments.sim.netfile import dumps_network_file
 
     w = rig.wiring
@@ -253,7 +253,13 @@ def metadata(exp: Experiment, rig: Rig) -> dict[str, str]:
         "experiment": exp.text,
         "network": dumps_network_file(exp.network),
         "wiring": json.dumps(wiring),
-        "calibration": "",
+        "calibration": "" if calibration is None else _calibration_json(calibration),
         "task": json.dumps(exp.task_info),
         "plan": json.dumps({"name": TrainingPlan.name, "args": TrainingPlan(exp).args}),
     }
+
+
+def _calibration_json(calibration) -> str:
+    from calibration.store import to_json
+
+    return to_json(calibration)

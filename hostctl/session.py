@@ -81,8 +81,25 @@ def default_run_path(exp: Experiment) -> Path:
     return Path("runs") / f"{exp.name}-{stamp}.h5"
 
 
-def train(exp: Experiment, rig: Rig, out: Path, on_progress: Callable | None = None) -> Outcome:
-    """Run ``exp`` on ``rig`` into a new run file ``out``."""
+def calibrate_rig(rig: Rig, store_path, use: bool = True) -> tuple[object | None, list[str]]:
+    """Apply the store's calibration of this rig (see :mod:`hostctl.calibrating`); returns
+    it (None when there is none, or ``use`` is False) and the warnings to log."""
+    from . import calibrating
+
+    if not use:
+        return None, ["calibration not applied (--no-calibration)"]
+    cal = calibrating.find(store_path, rig)
+    if cal is None:
+        return None, [f"no calibration of this bench's DAQ ({rig.identities()['daq']}) in the store: "
+                      f"values are uncorrected (hostctl calibrate)"]
+    return cal, [f"calibration v{cal.version} of {cal.rig} ({cal.created}) applied",
+                 *calibrating.apply(rig, cal)]
+
+
+def train(exp: Experiment, rig: Rig, out: Path, on_progress: Callable | None = None, *,
+          calibration=None, notes: tuple[str, ...] = ()) -> Outcome:
+    """Run ``exp`` on ``rig`` into a new run file ``out``; ``calibration`` (the one applied to
+    the rig, if any) is embedded in the file, ``notes`` logged as its first events."""
     out.parent.mkdir(parents=True, exist_ok=True)
     task = exp.task
     arrays = {"train_inputs": task.train_inputs, "test_inputs": task.test_inputs,
@@ -94,8 +111,10 @@ def train(exp: Experiment, rig: Rig, out: Path, on_progress: Callable | None = N
     net = exp.network
     with RunWriter(out, n_sources=net.sources.size, n_targets=net.targets.size, n_edges=net.n_edges,
                    n_test=task.test_inputs.shape[0] + (0 if task.grid_inputs is None else task.grid_inputs.shape[0]),
-                   metadata=metadata(exp, rig),
+                   metadata=metadata(exp, rig, calibration),
                    provenance=provenance(rig.identities()), task_arrays=arrays) as writer:
+        for note in notes:
+            writer.event(0, "info" if note.endswith(" applied") else "warning", note)
         outcome = Runner(exp, rig, writer, on_progress=on_progress).run()
         writer.close(outcome.status)
     return outcome
@@ -123,6 +142,13 @@ def resume(path: Path, rig_path: str | None, on_progress: Callable | None = None
         if not simulated and rig_path is None:
             raise UserError(f"{path} ran on a real bench; give its rig file with --rig")
         rig = open_bench(exp, wiring_for(exp, rig_path), simulated)
+        if meta.get("calibration"):
+            from calibration.store import from_json
+
+            from . import calibrating
+
+            for note in calibrating.apply(rig, from_json(meta["calibration"]), max_age_s=float("inf")):
+                writer.event(writer.last_checkpoint_step or 0, "warning", note)
         try:
             outcome = Runner(exp, rig, writer, on_progress=on_progress).run(writer.last_checkpoint)
         finally:

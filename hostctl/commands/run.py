@@ -31,6 +31,9 @@ def register(sub) -> None:
     t.add_argument("--simulate", action="store_true", help="run the rig file's wiring on the simulated bench")
     t.add_argument("--out", metavar="RUN.h5", help="the run file (default runs/NAME-TIME.h5)")
     t.add_argument("--report", action="store_true", help="write the report when the run ends")
+    t.add_argument("--calibration-store", metavar="PATH",
+                   help="the calibration store (default $TWINRIG_CALIBRATION or ~/.local/share/twinrig/calibration.h5)")
+    t.add_argument("--no-calibration", action="store_true", help="run with uncorrected values")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=train)
     r = sub.add_parser("resume", help="continue an interrupted run from its last checkpoint")
@@ -119,8 +122,12 @@ def train(args: argparse.Namespace) -> int:
         raise UserError(f"{out} exists; choose another --out (run files are never overwritten)")
     rig = session.open_bench(exp, wiring, simulate=args.rig is None or args.simulate)
     try:
+        cal, notes = session.calibrate_rig(rig, args.calibration_store, not args.no_calibration)
+        if not args.quiet:
+            for note in notes:
+                print(note)
         with Progress(exp.epochs, exp.name, args.quiet) as progress:
-            outcome = session.train(exp, rig, out, progress)
+            outcome = session.train(exp, rig, out, progress, calibration=cal, notes=tuple(notes))
     finally:
         rig.close()
     print(describe(outcome, out))

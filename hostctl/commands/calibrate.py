@@ -1,0 +1,182 @@
+"""``hostctl calibrate`` and ``hostctl calibration``: measure the bench, keep the results.
+
+- ``calibrate daq|edges|all [--rig RIG.toml] [--store PATH]``: the DAQ's analog channels
+  against the multimeter, the edge boards' ADC offsets and device curves against the
+  source-measure unit, or both; the result is saved as a new version in the calibration store
+  and used automatically by every later run on this bench. Without a rig file the built-in
+  simulated bench is calibrated (``--builtin gen2|gen1``, ``--seed N`` for its own seed).
+  On a real bench the command asks you to connect the meter where it is needed.
+- ``calibration show [--store PATH] [--version N]``: every version, or one in full;
+- ``calibration diff A B [--store PATH]``: what drifted between two versions, by how much.
+
+The store is ``$TWINRIG_CALIBRATION`` or ``~/.local/share/twinrig/calibration.h5``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from hostctl.errors import UserError
+
+
+def register(sub) -> None:
+    c = sub.add_parser("calibrate", help="calibrate the DAQ channels and/or the edge boards",
+                       description="Measure the bench and save a new calibration version.")
+    c.add_argument("what", choices=("daq",), help="what to calibrate")
+    c.add_argument("--rig", metavar="RIG.toml", help="the bench's rig file (default: the simulated bench)")
+    c.add_argument("--builtin", choices=("gen2", "gen1"), default="gen2", help="the simulated bench (default gen2)")
+    c.add_argument("--seed", type=int, default=0, help="the simulated bench's seed (default 0)")
+    c.add_argument("--store", metavar="PATH", help="the calibration store (default $TWINRIG_CALIBRATION or ~/.local/...)")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(func=calibrate)
+    s = sub.add_parser("calibration", help="show and compare stored calibrations")
+    cmds = s.add_subparsers(dest="calibration_command", metavar="CALIBRATION_COMMAND")
+    cmds.required = True
+    sh = cmds.add_parser("show", help="list the stored calibrations, or show one")
+    sh.add_argument("--store", metavar="PATH")
+    sh.add_argument("--version", type=int, help="one version in full (default: the list)")
+    sh.set_defaults(func=show)
+    d = cmds.add_parser("diff", help="what changed between two calibration versions")
+    d.add_argument("a", type=int, metavar="A")
+    d.add_argument("b", type=int, metavar="B")
+    d.add_argument("--store", metavar="PATH")
+    d.set_defaults(func=diff)
+
+
+def _open_rig(args):
+    from instruments.rig import open_rig
+    from instruments.wiring import default_wiring
+
+    if args.rig is None:
+        return open_rig(default_wiring(args.builtin), simulate=True, seed=args.seed)
+    from hostctl.commands.rig import load
+
+    wiring = load(args.rig)
+    problems = wiring.problems()
+    if problems:
+        raise UserError(f"{args.rig}: the wiring is not sound: {problems[0]}")
+    try:
+        return open_rig(wiring)
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise UserError(f"cannot open the bench: {exc}") from None
+
+
+def _connectors(rig):
+    """How the meter and the SMU reach what they measure: the simulated bench routes them;
+    on a real bench the scientist does, when asked."""
+    if rig.simulated:
+        return (lambda channel=None, node=None, twin="free": rig.bench.probe_dmm(channel, node=node, twin=twin),
+                lambda edge, twin: rig.bench.probe_smu(edge, twin))
+
+    def ask(what: str) -> None:
+        input(f"connect {what}, then press Enter ")
+
+    def dmm(channel=None, node=None, twin="free"):
+        ask(f"the multimeter to {'output ' + channel if channel else f'node {node} of the {twin} twin'}")
+        return None
+
+    def smu(edge, twin):
+        ask(f"the source-measure unit across edge {edge} of the {twin} twin")
+        return rig.smu
+
+    return dmm, smu
+
+
+def calibrate(args: argparse.Namespace) -> int:
+    from calibration import store
+    from calibration.daq import calibrate_daq
+    from hostctl.commands.run import Progress
+
+    rig = _open_rig(args)
+    connect_dmm, connect_smu = _connectors(rig)
+    try:
+        daq_cal = edges = None
+        if args.what in ("daq", "all"):
+            n = len(rig.daq.ao_channels) + len(rig.daq.ai_channels)
+            with Progress(n, "DAQ channels", args.quiet) as progress:
+                done = [0]
+
+                def step(channel, k=None, total=None):
+                    if channel:
+                        done[0] += 1
+                        progress(done[0] - 1, 0, {})
+
+                daq_cal = calibrate_daq(rig, connect_dmm, on_progress=step)
+        if args.what in ("edges", "all"):
+            from calibration.edges import calibrate_edges
+
+            edges = calibrate_edges(rig, connect_smu, quiet=args.quiet)
+        cal = store.Calibration(rig.wiring.name, daq=daq_cal, edges=edges, identities=rig.identities())
+        try:
+            version = store.save(args.store, cal)
+        except store.CalibrationStoreError as exc:
+            raise UserError(str(exc)) from None
+    finally:
+        rig.close()
+    print(f"calibration v{version} of {rig.wiring.name} saved in {store._path(args.store)}")
+    if daq_cal is not None:
+        print(daq_table(daq_cal))
+        for p in daq_cal.problems:
+            print(f"out of tolerance: {p}")
+    return 1 if daq_cal is not None and daq_cal.problems else 0
+
+
+def daq_table(daq_cal) -> str:
+    lines = [f"{'channel':<18}{'kind':>5}{'gain':>12}{'offset (mV)':>13}{'rms resid (uV)':>16}{'linearity':>11}"]
+    for c in daq_cal.channels():
+        lines.append(f"{c.name:<18}{c.kind:>5}{c.gain:>12.6f}{c.offset_v * 1e3:>13.4f}"
+                     f"{c.residual_rms_v * 1e6:>16.2f}{c.linearity:>11.2e}")
+    return "\n".join(lines)
+
+
+def _store_call(fn, *a):
+    from calibration import store
+
+    try:
+        return fn(*a)
+    except store.CalibrationStoreError as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:
+        raise UserError(f"cannot read the calibration store: {exc}") from None
+
+
+def show(args: argparse.Namespace) -> int:
+    from calibration import store
+
+    if args.version is None:
+        infos = _store_call(store.versions, args.store)
+        if not infos:
+            print(f"no calibrations in {store._path(args.store)}")
+            return 0
+        print(f"{'version':>7}  {'created':<27}{'rig':<24}{'kind':<6}{'age (days)':>10}")
+        for i in infos:
+            cal = _store_call(store.load, args.store, i.version)
+            print(f"{i.version:>7}  {i.created:<27}{i.rig:<24}{i.kind:<6}{store.age_s(cal) / 86400:>10.1f}")
+        return 0
+    cal = _store_call(store.load, args.store, args.version)
+    print(f"calibration v{cal.version} of {cal.rig} ({cal.kind}), made {cal.created} with twinrig {cal.twinrig_version}")
+    for role, ident in cal.identities.items():
+        print(f"  {role}: {ident}")
+    if cal.daq is not None:
+        print(daq_table(cal.daq))
+    if cal.edges is not None:
+        from calibration.edges import summary
+
+        print(summary(cal.edges))
+    return 0
+
+
+def diff(args: argparse.Namespace) -> int:
+    from calibration import store
+
+    a = _store_call(store.load, args.store, args.a)
+    b = _store_call(store.load, args.store, args.b)
+    rows = [r for r in store.diff(a, b) if r.a != r.b]
+    print(f"calibration v{a.version} ({a.created}) -> v{b.version} ({b.created}): "
+          f"{len(rows)} value{'s' if len(rows) != 1 else ''} changed")
+    for r in rows:
+        shown = lambda x: f"{x:.6g}" if isinstance(x, (int, float)) else str(x)  # noqa: E731
+        change = "" if r.change is None or (isinstance(r.change, float) and math.isnan(r.change)) else f"  ({r.change:+.3g})"
+        print(f"  {r.what} {r.quantity}: {shown(r.a)} -> {shown(r.b)}{change}")
+    return 0

@@ -1,0 +1,84 @@
+"""Calibration from the command line, and its automatic use by training runs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from calibration import store
+from hostctl.cli import main
+from hostctl.experiment import builtin_experiment_text
+from hostctl.runfile import load
+
+
+@pytest.fixture
+def store_path(tmp_path, monkeypatch):
+    path = tmp_path / "store.h5"
+    monkeypatch.setenv("TWINRIG_CALIBRATION", str(path))
+    return path
+
+
+def test_calibrate_daq_saves_versions_that_show_and_diff(store_path, capsys):
+    assert main(["calibrate", "daq", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "calibration v1 of gen2-sim saved" in out and "PXI1Slot3/ai1" in out
+    assert main(["calibrate", "daq", "--quiet", "--seed", "1"]) == 0
+    capsys.readouterr()
+    assert main(["calibration", "show"]) == 0
+    listing = capsys.readouterr().out
+    assert "      1  " in listing and "      2  " in listing
+    assert main(["calibration", "diff", "1", "2"]) == 0
+    changes = capsys.readouterr().out
+    assert "daq identity" in changes and "ao PXI1Slot2/ao0 offset_v" in changes
+
+
+def test_calibration_show_of_a_missing_version_is_one_line(store_path, capsys):
+    assert main(["calibrate", "daq", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["calibration", "show", "--version", "9"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hostctl: error: ") and "\n" not in err
+
+
+def xor_on_a_realistic_bench(tmp_path):
+    text = builtin_experiment_text("xor_gen2").replace('daq_errors = "ideal"', 'daq_errors = "realistic"')
+    path = tmp_path / "xor.toml"
+    path.write_text(text)
+    return path
+
+
+def test_a_calibrated_bench_trains_better_than_an_uncalibrated_one(store_path, tmp_path, capsys):
+    exp = xor_on_a_realistic_bench(tmp_path)
+    assert main(["train", str(exp), "--out", str(tmp_path / "raw.h5"), "--quiet", "--no-calibration"]) == 0
+    assert main(["calibrate", "daq", "--quiet", "--seed", "0"]) == 0  # the bench the experiment runs on
+    assert main(["train", str(exp), "--out", str(tmp_path / "calibrated.h5"), "--quiet"]) == 0
+    raw, cal = load(tmp_path / "raw.h5"), load(tmp_path / "calibrated.h5")
+    assert cal.epochs["test_error"].iloc[-1] < raw.epochs["test_error"].iloc[-1]
+    assert cal.epochs["test_accuracy"].iloc[-1] == 1.0
+    embedded = json.loads(cal.metadata["calibration"])
+    assert embedded["version"] == 1 and embedded["daq"] is not None
+    assert raw.metadata["calibration"] == ""
+    assert any("applied" in m for m in cal.events["message"])
+
+
+def test_an_old_calibration_draws_a_warning(store_path, tmp_path, capsys):
+    assert main(["calibrate", "daq", "--quiet", "--seed", "0"]) == 0
+    old = replace(store.load(store_path, 1), created="2026-01-01T00:00:00+00:00", version=None)
+    store.save(store_path, old)
+    capsys.readouterr()
+    out = tmp_path / "r.h5"
+    exp = tmp_path / "iris.toml"
+    exp.write_text(builtin_experiment_text("iris_gen2").replace("[schedule]\nepochs = 100", "[schedule]\nepochs = 2")
+                   + "\n[bench]\nseed = 0\n")
+    assert main(["train", str(exp), "--out", str(out)]) == 0
+    assert "days old" in capsys.readouterr().out
+    run = load(out)
+    assert any("days old" in m for m in run.events["message"][run.events["level"] == "warning"])
+
+
+def test_a_bench_without_calibration_is_noted_in_the_run_file(store_path, tmp_path):
+    out = tmp_path / "r.h5"
+    assert main(["demo", "--out", str(out), "--quiet"]) == 0
+    assert any("no calibration" in m for m in load(out).events["message"])
