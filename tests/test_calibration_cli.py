@@ -82,3 +82,28 @@ def test_a_bench_without_calibration_is_noted_in_the_run_file(store_path, tmp_pa
     out = tmp_path / "r.h5"
     assert main(["demo", "--out", str(out), "--quiet"]) == 0
     assert any("no calibration" in m for m in load(out).events["message"])
+
+
+def test_calibrate_all_fits_the_devices_and_runs_write_the_boards_offsets(store_path, capsys):
+    from hostctl import session
+    from instruments.rig import open_rig
+    from instruments.sim.bench import BenchFaults
+    from instruments.wiring import default_wiring
+
+    assert main(["calibrate", "all", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "32 mosfet edges" in out and "twin mismatch" in out
+    cal = store.load(store_path)
+    assert cal.kind == "all"
+    # a fresh bench of the same seed: its boards have no offsets until a run applies them
+    rig = open_rig(default_wiring("gen2"), simulate=True, seed=0, adc_offset_uv=0.0, faults=BenchFaults())
+    try:
+        applied, notes = session.calibrate_rig(rig, store_path)
+        assert applied is not None and applied.version == cal.version
+        stored = {a: rig.bus.request(a, "read_calibration") for a in (1, 17, 32)}
+        for a, reply in stored.items():
+            expect = cal.edges["adc"][str(a)]["stored_uv"]
+            assert [reply[k] for k in ("offset_free_a_uv", "offset_free_b_uv", "offset_clamped_a_uv",
+                                       "offset_clamped_b_uv")] == list(expect)
+    finally:
+        rig.close()

@@ -23,7 +23,7 @@ from hostctl.errors import UserError
 def register(sub) -> None:
     c = sub.add_parser("calibrate", help="calibrate the DAQ channels and/or the edge boards",
                        description="Measure the bench and save a new calibration version.")
-    c.add_argument("what", choices=("daq",), help="what to calibrate")
+    c.add_argument("what", choices=("daq", "edges", "all"), help="what to calibrate")
     c.add_argument("--rig", metavar="RIG.toml", help="the bench's rig file (default: the simulated bench)")
     c.add_argument("--builtin", choices=("gen2", "gen1"), default="gen2", help="the simulated bench (default gen2)")
     c.add_argument("--seed", type=int, default=0, help="the simulated bench's seed (default 0)")
@@ -105,8 +105,13 @@ def calibrate(args: argparse.Namespace) -> int:
                 daq_cal = calibrate_daq(rig, connect_dmm, on_progress=step)
         if args.what in ("edges", "all"):
             from calibration.edges import calibrate_edges
+            from instruments.calibrated import apply_daq_calibration
 
-            edges = calibrate_edges(rig, connect_smu, quiet=args.quiet)
+            if daq_cal is not None:
+                # the boards' offsets are measured with every node at one level: a level the
+                # corrected outputs set far more exactly than the raw ones
+                apply_daq_calibration(rig, daq_cal.corrections())
+            edges = calibrate_edges(rig, connect_smu, quiet=args.quiet, connect_dmm=connect_dmm)
         cal = store.Calibration(rig.wiring.name, daq=daq_cal, edges=edges, identities=rig.identities())
         try:
             version = store.save(args.store, cal)
@@ -119,7 +124,12 @@ def calibrate(args: argparse.Namespace) -> int:
         print(daq_table(daq_cal))
         for p in daq_cal.problems:
             print(f"out of tolerance: {p}")
-    return 1 if daq_cal is not None and daq_cal.problems else 0
+    if edges is not None:
+        from calibration.edges import summary
+
+        print(summary(edges))
+    failed = (daq_cal is not None and daq_cal.problems) or (edges is not None and edges.refused)
+    return 1 if failed else 0
 
 
 def daq_table(daq_cal) -> str:

@@ -1,0 +1,593 @@
+"""Calibrating the edge boards: their ADC offsets, and the devices they drive.
+
+Two routines, each on an open :class:`~instruments.rig.Rig`:
+
+- :func:`calibrate_adc`: every board's drop offsets. With no current flowing, every node of
+  a twin sits at one voltage and every true drop is zero, so what a board reads as its drop
+  is the difference of its two terminals' ADC offsets. The routine measures it, stores it on
+  the board (``store_calibration``) so that the firmware subtracts it, and checks with a
+  second measurement that the drops now read zero. A network with a ground node has its
+  nodes at one voltage only at 0 V (the ground's); at any other level current flows to the
+  ground, and the true drops must be measured, node by node, with the multimeter.
+- :func:`calibrate_devices`: every edge device of both twins, through the source-meter
+  wired across it. A MOSFET is swept at small drain voltages (triode) at several gate
+  voltages, and ``S`` and ``V_T`` are fitted jointly from the triode law
+  ``I = S (V_G - V_T - Vds / 2) Vds``, which is linear in ``S`` and ``S V_T``; a digital
+  potentiometer has the resistance of each tap measured at one small voltage.
+
+The result, an :class:`EdgeCalibration`, is plain data (``to_dict``/``from_dict`` for the
+calibration store); :func:`device_model` turns it into the edge model the controller uses
+(the network as calibrated, not as designed). Units: V, A, Ohm; ADC offsets and drops in uV.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Sequence
+
+import numpy as np
+
+from instruments.interfaces import SourceMeter
+from instruments.sim.edges import DIGIPOT_TAPS, Digipot, EdgeDevice, Mosfet
+
+from .daq import ConnectDmm
+
+TWINS = ("free", "clamped")
+#: Gate state units on a MOSFET board (uV of gate per state unit, in V).
+GATE_UV = 1e-6
+
+ConnectSmu = Callable[[int, str], SourceMeter | None]
+"""``connect_smu(edge, twin)``: wire the source-meter across edge ``edge``'s device of the
+``"free"`` or ``"clamped"`` twin and return it (None: the rig's own ``smu``). On the
+simulated bench ``rig.bench.probe_smu``; on a real bench a switch matrix, or the command
+line asking the scientist to move the leads."""
+
+Progress = Callable[[str, int, int], None]
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _progress(on_progress: Progress | None) -> Progress:
+    return on_progress or (lambda what, done, total: None)
+
+
+def _boards(rig) -> tuple[np.ndarray, np.ndarray]:
+    """(addresses, edges) of the rig's boards; ValueError when it has no bus."""
+    if rig.bus is None:
+        raise ValueError("the rig has no edge bus: there are no boards to calibrate")
+    return rig.wiring.board_edges()
+
+
+# -- ADC offsets -------------------------------------------------------------------------------
+
+
+def _levels(rig, levels_v, connect_dmm) -> tuple[float, ...]:
+    """The levels (V) to measure at: checked against the outputs' limits, and against the
+    ground node, which holds its nodes' neighbours away from any level but 0 V."""
+    net = rig.wiring.network
+    grounded = net.ground is not None
+    if levels_v is None:
+        return (0.0,) if grounded and connect_dmm is None else (0.05, 0.2, 0.4)
+    levels = tuple(float(v) for v in levels_v)
+    if not levels:
+        raise ValueError("levels_v: at least one level is needed")
+    lim = rig.limits
+    for v in levels:
+        if not (np.all(lim.min_v <= v) and np.all(v <= lim.max_v)):
+            raise ValueError(f"levels_v: {v:g} V is outside the outputs' limits "
+                             f"({np.max(lim.min_v):g}..{np.min(lim.max_v):g} V)")
+        if grounded and connect_dmm is None and v != 0.0:
+            raise ValueError(
+                f"levels_v: at {v:g} V current flows to the ground node {net.nodes[net.ground]!r}, "
+                "so the nodes are not at one voltage; measure at 0 V, or give connect_dmm to measure the true drops")
+    return levels
+
+
+def _mean_drops(rig, addresses, n_reads: int) -> np.ndarray:
+    """Mean of ``n_reads`` ``sample_drops`` per board, (B, 2) uV: free, clamped."""
+    out = np.zeros((len(addresses), 2))
+    for _ in range(n_reads):
+        for k, a in enumerate(addresses):
+            r = rig.bus.request(int(a), "sample_drops")
+            out[k, 0] += r["dv_free_uv"]
+            out[k, 1] += r["dv_clamped_uv"]
+    return out / n_reads
+
+
+def _true_drops(rig, edges, connect_dmm) -> np.ndarray:
+    """The boards' true drops (B, 2) uV: zero, or by the meter node by node."""
+    if connect_dmm is None:
+        return np.zeros((len(edges), 2))
+    net = rig.wiring.network
+    v = np.empty((2, net.n_nodes))
+    for t, twin in enumerate(TWINS):
+        for n, name in enumerate(net.nodes):
+            dmm = connect_dmm(node=name, twin=twin)
+            dmm = rig.dmm if dmm is None else dmm
+            if dmm is None:
+                raise ValueError("no multimeter: connect_dmm returned None and the rig has none")
+            v[t, n] = dmm.measure_dc_volts()
+    a, b = net.edges[edges, 0], net.edges[edges, 1]
+    return 1e6 * (v[:, a] - v[:, b]).T
+
+
+def calibrate_adc(rig, *, levels_v: Sequence[float] | None = None, n_reads: int = 8,
+                  connect_dmm: ConnectDmm | None = None, on_progress: Progress | None = None) -> dict:
+    """Measure every board's drop offsets, store them on the board, and check them.
+
+    At each level every output (sources and clamps) is driven to ``V`` and every board asked
+    ``n_reads`` times for its drops; the raw drop offset of a twin is the mean drop minus the
+    true drop (zero without a meter), averaged over the levels, plus what the board already
+    subtracts. It is stored as ``offset_a = drop offset, offset_b = 0`` (the firmware reads
+    ``(a - offset_a) - (b - offset_b)``), and a second measurement at the same levels gives
+    the drops that remain.
+
+    The true drops are zero only when the outputs really are equal: run it on a rig with its
+    DAQ calibration applied (an output's offset of a few hundred uV drives a current), or
+    give ``connect_dmm``.
+
+    Args:
+        rig: an open rig with an edge bus.
+        levels_v: the output levels (V); default 0 V on a network with a ground node (the only
+            level at which no current flows), else 0.05, 0.2 and 0.4 V; with ``connect_dmm``
+            any levels (default 0.05, 0.2, 0.4 V).
+        n_reads: ``sample_drops`` per board and level (>= 1).
+        connect_dmm: routes the meter to a node (see :data:`calibration.daq.ConnectDmm`);
+            every node of both twins is read at each level and the true drops subtracted.
+        on_progress: ``on_progress(stage, done, total)`` per level and pass.
+
+    Returns:
+        address -> ``{"free_uv", "clamped_uv"`` (raw drop offsets: ADC offset of terminal a
+        minus that of b, uV), ``"free_by_level_uv", "clamped_by_level_uv"`` (lists, one per
+        level), ``"check_free_uv", "check_clamped_uv"`` (drops left after storing, uV),
+        ``"stored_uv"`` (the four offsets written: free a, free b, clamped a, clamped b)``}``;
+        JSON-able. The outputs are back at their safe values.
+    """
+    if n_reads < 1:
+        raise ValueError(f"n_reads must be >= 1, got {n_reads}")
+    addresses, edges = _boards(rig)
+    levels = _levels(rig, levels_v, connect_dmm)
+    progress = _progress(on_progress)
+    daq, n_ao = rig.daq, len(rig.daq.ao_channels)
+    total = 2 * len(levels)
+
+    def measure(stage: str, done: int) -> np.ndarray:
+        """Mean drop minus true drop (L, B, 2) at every level."""
+        out = np.empty((len(levels), len(addresses), 2))
+        for k, v in enumerate(levels):
+            progress(f"{stage} at {v:g} V", done + k, total)
+            daq.ramp_to(np.full(n_ao, v))
+            out[k] = _mean_drops(rig, addresses, n_reads) - _true_drops(rig, edges, connect_dmm)
+        return out
+
+    try:
+        before = np.array([[r[f] for f in ("offset_free_a_uv", "offset_free_b_uv",
+                                           "offset_clamped_a_uv", "offset_clamped_b_uv")]
+                           for r in (rig.bus.request(int(a), "read_calibration") for a in addresses)], float)
+        subtracted = np.stack([before[:, 0] - before[:, 1], before[:, 2] - before[:, 3]], axis=1)
+        by_level = measure("measure", 0) + subtracted
+        offset = by_level.mean(axis=0)
+        stored = np.zeros((len(addresses), 4), np.int64)
+        stored[:, 0] = np.rint(offset[:, 0])
+        stored[:, 2] = np.rint(offset[:, 1])
+        for a, s in zip(addresses, stored):
+            rig.bus.request(int(a), "store_calibration", offset_free_a_uv=int(s[0]), offset_free_b_uv=0,
+                            offset_clamped_a_uv=int(s[2]), offset_clamped_b_uv=0)
+        check = measure("check", len(levels)).mean(axis=0)
+        daq.ramp_to(rig.limits.safe_v)
+    finally:
+        daq.safe_state()
+    progress("", total, total)
+    return {int(a): {"free_uv": float(offset[k, 0]), "clamped_uv": float(offset[k, 1]),
+                     "free_by_level_uv": by_level[:, k, 0].tolist(),
+                     "clamped_by_level_uv": by_level[:, k, 1].tolist(),
+                     "check_free_uv": float(check[k, 0]), "check_clamped_uv": float(check[k, 1]),
+                     "stored_uv": stored[k].tolist(), "levels_v": list(levels)}
+            for k, a in enumerate(addresses)}
+
+
+# -- the devices -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class EdgeCalibration:
+    """The edge boards and their devices, calibrated. Arrays are indexed ``[twin, edge]``
+    (twin 0 free, 1 clamped; edges in the network's order).
+
+    Attributes:
+        rig: the rig's name (its wiring's).
+        kind: ``"mosfet"`` or ``"digipot"``.
+        addresses: the board of each edge.
+        date: when (ISO 8601, UTC); identities: role -> identity of the instruments.
+        adc: address -> drop offsets, as :func:`calibrate_adc` returns them ({} when not measured).
+        s_a_per_v2, vt_v: (2, E) fitted S (A/V^2) and V_T (V) of each MOSFET (NaN: refused).
+        residual_a: (2, E) RMS of each MOSFET fit's residuals (A).
+        gates_v, vds_v: the gate and drain voltages swept (V).
+        taps: the digipot taps measured; r_ohm: (2, E, len(taps)) their resistance (Ohm, NaN:
+            not driven).
+        probe_v: the digipots' measuring voltage (V); compliance_a: the SMU's current limit (A).
+        refused: the devices (or taps) not measured, each ``{"edge", "twin", "address",
+            "why", ...}`` with the gate (V) or tap and the current that stopped it.
+        mismatch: the twins' difference per board and summarised (see :func:`mismatch`).
+    """
+
+    rig: str
+    kind: str
+    addresses: tuple[int, ...]
+    date: str
+    identities: dict = field(default_factory=dict)
+    adc: dict = field(default_factory=dict)
+    s_a_per_v2: np.ndarray | None = None
+    vt_v: np.ndarray | None = None
+    residual_a: np.ndarray | None = None
+    gates_v: tuple[float, ...] = ()
+    vds_v: tuple[float, ...] = ()
+    taps: tuple[int, ...] = ()
+    r_ohm: np.ndarray | None = None
+    probe_v: float = math.nan
+    compliance_a: float = math.nan
+    refused: tuple[dict, ...] = ()
+    mismatch: dict = field(default_factory=dict)
+
+    @property
+    def n_edges(self) -> int:
+        return len(self.addresses)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able values (arrays as nested lists, NaN as None)."""
+        def arr(a):
+            return None if a is None else _lists(a)
+        return {"rig": self.rig, "kind": self.kind, "addresses": list(self.addresses), "date": self.date,
+                "identities": dict(self.identities), "adc": {str(a): dict(v) for a, v in self.adc.items()},
+                "s_a_per_v2": arr(self.s_a_per_v2), "vt_v": arr(self.vt_v), "residual_a": arr(self.residual_a),
+                "gates_v": list(self.gates_v), "vds_v": list(self.vds_v), "taps": list(self.taps),
+                "r_ohm": arr(self.r_ohm), "probe_v": _scalar(self.probe_v),
+                "compliance_a": _scalar(self.compliance_a),
+                "refused": [dict(r) for r in self.refused], "mismatch": _lists(self.mismatch)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EdgeCalibration":
+        def arr(name):
+            return None if d.get(name) is None else np.asarray(d[name], float)
+        return cls(str(d["rig"]), str(d["kind"]), tuple(int(a) for a in d["addresses"]), str(d["date"]),
+                   dict(d["identities"]), {int(a): dict(v) for a, v in d["adc"].items()},
+                   arr("s_a_per_v2"), arr("vt_v"), arr("residual_a"),
+                   tuple(float(v) for v in d["gates_v"]), tuple(float(v) for v in d["vds_v"]),
+                   tuple(int(t) for t in d["taps"]), arr("r_ohm"),
+                   math.nan if d["probe_v"] is None else float(d["probe_v"]),
+                   math.nan if d["compliance_a"] is None else float(d["compliance_a"]),
+                   tuple(dict(r) for r in d["refused"]), _nan_back(d["mismatch"]))
+
+
+def _scalar(x):
+    return None if isinstance(x, float) and not math.isfinite(x) else x
+
+
+def _lists(x):
+    """Arrays and floats in ``x`` as JSON-able lists and floats, NaN as None."""
+    if isinstance(x, dict):
+        return {k: _lists(v) for k, v in x.items()}
+    if isinstance(x, np.ndarray):
+        x = x.tolist()
+    if isinstance(x, (list, tuple)):
+        return [_lists(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return None if not math.isfinite(x) else float(x)
+    return x
+
+
+def _nan_back(x):
+    """Undo :func:`_lists` for a summary dict: None back to NaN."""
+    if isinstance(x, dict):
+        return {k: _nan_back(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_nan_back(v) for v in x]
+    return math.nan if x is None else x
+
+
+def fit_triode(gate_v, vds_v, current_a) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """S (A/V^2), V_T (V) and RMS residual (A) of ``I = S (V_G - V_T - Vds/2) Vds``.
+
+    Least squares in the unknowns ``S`` and ``S V_T``: ``I = S (V_G - Vds/2) Vds - (S V_T) Vds``.
+    The arrays broadcast together; the last axis runs over the points of one device, all
+    leading axes over devices; NaN points are left out (a device with fewer than two gates
+    gives NaN)."""
+    vg, vds, i = np.broadcast_arrays(np.asarray(gate_v, float), np.asarray(vds_v, float),
+                                     np.asarray(current_a, float))
+    ok = np.isfinite(i) & np.isfinite(vg) & np.isfinite(vds)
+    x1 = np.where(ok, (vg - 0.5 * vds) * vds, 0.0)
+    x2 = np.where(ok, -vds, 0.0)
+    y = np.where(ok, i, 0.0)
+    a11, a12, a22 = (x1 * x1).sum(-1), (x1 * x2).sum(-1), (x2 * x2).sum(-1)
+    b1, b2 = (x1 * y).sum(-1), (x2 * y).sum(-1)
+    det = a11 * a22 - a12 * a12
+    with np.errstate(divide="ignore", invalid="ignore"):
+        good = det > 1e-12 * a11 * a22
+        s = np.where(good, (a22 * b1 - a12 * b2) / det, np.nan)
+        svt = np.where(good, (a11 * b2 - a12 * b1) / det, np.nan)
+        vt = svt / s
+        n = ok.sum(-1)
+        res = np.where(ok, y - s[..., None] * x1 - svt[..., None] * x2, 0.0)
+        rms = np.where(good, np.sqrt((res * res).sum(-1) / np.maximum(n, 1)), np.nan)
+    return s, vt, rms
+
+
+def mismatch(cal_kind: str, s_a_per_v2=None, vt_v=None, r_ohm=None) -> dict:
+    """The twins' difference on every board, and its RMS and largest size over the boards.
+
+    MOSFET: ``s_rel`` = (S_clamped - S_free) / mean of the two, ``vt_v`` = V_T,clamped -
+    V_T,free (V). Digipot: ``r_rel``, the median over the taps of (R_clamped - R_free) / mean.
+    Refused devices are NaN and left out of the summary."""
+    def summary(name, x, unit=""):
+        x = np.asarray(x, float)
+        ok = x[np.isfinite(x)]
+        return {name + unit: x, f"{name}_rms{unit}": float(np.sqrt(np.mean(ok**2))) if ok.size else math.nan,
+                f"{name}_max_abs{unit}": float(np.max(np.abs(ok))) if ok.size else math.nan}
+    if cal_kind == "mosfet":
+        s = np.asarray(s_a_per_v2, float)
+        return {**summary("s_rel", (s[1] - s[0]) / (0.5 * (s[0] + s[1]))),
+                **summary("vt", np.asarray(vt_v, float)[1] - np.asarray(vt_v, float)[0], "_v")}
+    r = np.asarray(r_ohm, float)
+    with np.errstate(invalid="ignore"):
+        rel = (r[1] - r[0]) / (0.5 * (r[0] + r[1]))
+    ok = np.isfinite(rel).any(-1)
+    med = np.full(rel.shape[0], np.nan)
+    med[ok] = np.nanmedian(rel[ok], axis=-1)
+    return summary("r_rel", med)
+
+
+def _smu(rig, connect_smu: ConnectSmu, edge: int, twin: str, compliance_a: float, nplc: float) -> SourceMeter:
+    smu = connect_smu(edge, twin)
+    smu = rig.smu if smu is None else smu
+    if smu is None:
+        raise ValueError("no source-meter: connect_smu returned None and the rig has none")
+    smu.configure(compliance_a, nplc)
+    smu.output(True)
+    return smu
+
+
+def _measure(smu: SourceMeter, voltage_v: float, compliance_a: float) -> tuple[float, bool]:
+    """One current (A), and whether it hit the current limit."""
+    i = smu.measure_current(voltage_v)
+    return i, smu.in_compliance() or abs(i) >= compliance_a
+
+
+def _sweep_mosfet(smu, vds: np.ndarray, compliance_a: float) -> tuple[np.ndarray, dict | None]:
+    """Currents at the ascending ``vds`` (A), stopping before a point whose current could
+    reach the limit: in triode ``I / Vds`` falls as ``Vds`` rises, so ``I_k vds_max / vds_k``
+    bounds every current still to come. Returns (currents, why stopped or None)."""
+    i = np.full(vds.size, np.nan)
+    for k, v in enumerate(vds):
+        i[k], hit = _measure(smu, float(v), compliance_a)
+        if hit:
+            return np.full(vds.size, np.nan), {"why": "hit the compliance", "vds_v": float(v), "current_a": float(i[k])}
+        bound = abs(i[k]) * vds[-1] / v
+        if k + 1 < vds.size and bound >= compliance_a:
+            return np.full(vds.size, np.nan), {"why": "would exceed the compliance", "vds_v": float(vds[-1]),
+                                               "current_a": float(bound)}
+    return i, None
+
+
+def calibrate_devices(rig, connect_smu: ConnectSmu, *, kind: str, gates_v: Sequence[float] = (1.5, 2.0, 2.5, 3.0),
+                      vds_v: Sequence[float] = (0.02, 0.04, 0.06, 0.08, 0.1), taps: Sequence[int] | None = None,
+                      probe_v: float = 0.02, compliance_a: float = 1e-3, nplc: float = 1.0, adc: dict | None = None,
+                      on_progress: Progress | None = None) -> EdgeCalibration:
+    """Measure every edge device of both twins with the source-meter and fit its model.
+
+    MOSFET boards: for each edge and twin, the SMU is wired across the device, and for each
+    gate voltage (ascending) the board's gate is set over the bus and the drain voltages
+    ``vds_v`` (ascending, small enough for triode: ``Vds < V_G - V_T``) are sourced one by one;
+    S and V_T are fitted from all gates at once (:func:`fit_triode`). A device that hits, or
+    by the triode bound could hit, the current limit is not driven further: it is listed in
+    ``refused`` and its fit is NaN. Digipot boards: each tap of ``taps`` (ascending) is set and
+    the current at ``probe_v`` measured, ``R = probe_v / I``; a tap whose current would reach
+    the limit (extrapolated from the two taps before, log-spaced) or does is not driven, nor
+    any tap above it, and is listed in ``refused``.
+
+    Every board is back at its state from before, and the SMU's output off, afterwards.
+
+    Args:
+        rig: an open rig with an edge bus.
+        connect_smu: wires the SMU across one device (see :data:`ConnectSmu`).
+        kind: the boards' kind, ``"mosfet"`` or ``"digipot"``; must be the wiring's.
+        gates_v: gate voltages (V), at least two different ones, inside the boards' limits.
+        vds_v: drain voltages (V), > 0.
+        taps: digipot taps to measure; default all (0..99).
+        probe_v: the digipots' measuring voltage (V), > 0.
+        compliance_a, nplc: the SMU's current limit (A) and integration (power-line cycles).
+        adc: the boards' drop offsets (:func:`calibrate_adc`'s result), kept in the result.
+        on_progress: ``on_progress("edge j twin", done, total)`` per device, and
+            ``("", total, total)`` at the end.
+
+    Raises:
+        ValueError: bad arguments, or a kind other than the wiring's.
+    """
+    if kind not in ("mosfet", "digipot"):
+        raise ValueError(f"kind must be 'mosfet' or 'digipot', got {kind!r}")
+    if kind != rig.wiring.edge_kind:
+        raise ValueError(f"kind {kind!r}: the rig {rig.wiring.name!r} has {rig.wiring.edge_kind} boards")
+    addresses, edges = _boards(rig)
+    gates = np.sort(np.asarray(gates_v, float))
+    vds = np.sort(np.asarray(vds_v, float))
+    tap_list = np.sort(np.asarray(range(DIGIPOT_TAPS) if taps is None else taps, np.int64))
+    if kind == "mosfet":
+        if np.unique(gates).size < 2 or not np.all(np.isfinite(gates)):
+            raise ValueError(f"gates_v: at least two different finite gate voltages are needed, got {list(gates_v)}")
+        if vds.size < 1 or not np.all((vds > 0) & np.isfinite(vds)):
+            raise ValueError(f"vds_v: drain voltages must be finite and > 0, got {list(vds_v)}")
+    elif tap_list.size < 1 or not probe_v > 0:
+        raise ValueError(f"need at least one tap and probe_v > 0, got taps {list(tap_list)} and probe_v {probe_v}")
+    progress = _progress(on_progress)
+    n_edges = rig.wiring.network.n_edges
+    board_of = np.zeros(n_edges, np.int64)
+    board_of[edges] = addresses
+    identities = dict(rig.identities())
+    refused: list[dict] = []
+    bus = rig.bus
+    original = bus.read_states([int(a) for a in addresses])
+    smu = None
+    total, done = 2 * len(edges), 0
+    if kind == "mosfet":
+        current = np.full((2, n_edges, gates.size, vds.size), np.nan)
+        gate_set = np.full((2, n_edges, gates.size), np.nan)
+    else:
+        r_ohm = np.full((2, n_edges, tap_list.size), np.nan)
+    try:
+        for a, j in zip(addresses, edges):
+            a, j = int(a), int(j)
+            for t, twin in enumerate(TWINS):
+                progress(f"edge {j} {twin}", done, total)
+                done += 1
+                smu = _smu(rig, connect_smu, j, twin, compliance_a, nplc)
+                where = {"edge": j, "twin": twin, "address": a}
+                if kind == "mosfet":
+                    for g, vg in enumerate(gates):
+                        reply = bus.request(a, "set_state", state=int(round(vg / GATE_UV)))
+                        gate_set[t, j, g] = reply["state"] * GATE_UV
+                        current[t, j, g], stop = _sweep_mosfet(smu, vds, compliance_a)
+                        if stop:
+                            current[t, j] = np.nan
+                            refused.append({**where, "gate_v": float(vg), **stop})
+                            break
+                else:
+                    seen: list[tuple[int, float]] = []
+                    for k, tap in enumerate(tap_list):
+                        if len(seen) >= 2:
+                            (t0, i0), (t1, i1) = seen[-2:]
+                            guess = i1 * (i1 / i0) ** ((tap - t1) / (t1 - t0)) if i0 > 0 and i1 > 0 else 0.0
+                            if guess >= compliance_a:
+                                refused.extend({**where, "tap": int(x), "why": "would exceed the compliance",
+                                                "current_a": float(guess)} for x in tap_list[k:])
+                                break
+                        bus.request(a, "set_state", state=int(tap))
+                        i, hit = _measure(smu, probe_v, compliance_a)
+                        if hit:
+                            refused.extend({**where, "tap": int(x), "why": "hit the compliance" if x == tap else
+                                            "above a tap that hit the compliance", "current_a": float(i)}
+                                           for x in tap_list[k:])
+                            break
+                        r_ohm[t, j, k] = probe_v / i
+                        seen.append((int(tap), float(i)))
+                smu.output(False)
+    finally:
+        if smu is not None:
+            smu.output(False)
+        for a, state in original.items():
+            bus.request(int(a), "set_state", state=int(state))
+    progress("", total, total)
+
+    common = dict(rig=rig.wiring.name, kind=kind, addresses=tuple(int(a) for a in board_of), date=_now_iso(),
+                  identities=identities, adc=dict(adc or {}), compliance_a=float(compliance_a),
+                  refused=tuple(refused))
+    if kind == "mosfet":
+        s, vt, res = _fit_all(gate_set, vds, current)
+        return EdgeCalibration(**common, s_a_per_v2=s, vt_v=vt, residual_a=res, gates_v=tuple(gates.tolist()),
+                               vds_v=tuple(vds.tolist()), mismatch=mismatch("mosfet", s, vt))
+    return EdgeCalibration(**common, taps=tuple(int(x) for x in tap_list), r_ohm=r_ohm, probe_v=float(probe_v),
+                           mismatch=mismatch("digipot", r_ohm=r_ohm))
+
+
+def _fit_all(gate_set: np.ndarray, vds: np.ndarray, current: np.ndarray):
+    """Fit every device: points flattened over (gate, vds)."""
+    shape = current.shape[:2] + (-1,)
+    vg = np.broadcast_to(gate_set[..., None], current.shape).reshape(shape)
+    v = np.broadcast_to(vds, current.shape).reshape(shape)
+    return fit_triode(vg, v, current.reshape(shape))
+
+
+# -- the controller's view ---------------------------------------------------------------------
+
+
+def device_model(cal: EdgeCalibration, base_device: EdgeDevice) -> EdgeDevice:
+    """The edge model with the calibrated per-twin parameters, for the controller.
+
+    MOSFET: ``base_device``'s limits, subthreshold law and update bias with the fitted S and
+    V_T. Digipot: its tap table with each twin's gain, the median over the measured taps of
+    ``R_table(tap) / R_measured``. A refused device keeps ``base_device``'s parameters.
+    """
+    if base_device.kind != cal.kind or base_device.n_edges != cal.n_edges:
+        raise ValueError(f"the calibration is of {cal.n_edges} {cal.kind} edges, the base device has "
+                         f"{base_device.n_edges} {base_device.kind} edges")
+    if cal.kind == "mosfet":
+        s = np.where(np.isfinite(cal.s_a_per_v2), cal.s_a_per_v2, base_device.s_a_per_v2)
+        vt = np.where(np.isfinite(cal.vt_v), cal.vt_v, base_device.vt_v)
+        return Mosfet(base_device.n_edges, update_bias=base_device.update_bias.copy(), s_a_per_v2=s, vt_v=vt,
+                      subthreshold_v=base_device.subthreshold_v, state_min=base_device.state_min,
+                      state_max=base_device.state_max)
+    taps = np.asarray(cal.taps, np.int64)
+    if np.any(taps >= base_device.n_taps):
+        raise ValueError(f"the calibration measured taps up to {taps.max()}, the base device has {base_device.n_taps}")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = base_device.tap_resistance_ohm[taps] / cal.r_ohm
+    gain = base_device.gain.copy()
+    ok = np.isfinite(ratio).any(-1)
+    gain[ok] = np.nanmedian(ratio[ok], axis=-1)
+    return Digipot(base_device.n_edges, update_bias=base_device.update_bias.copy(), n_taps=base_device.n_taps,
+                   r_min_ohm=base_device.r_min_ohm, r_max_ohm=base_device.r_max_ohm, gain=gain)
+
+
+# -- for the command line ----------------------------------------------------------------------
+
+
+def calibrate_edges(rig, connect_smu: ConnectSmu, *, quiet: bool = True, connect_dmm: ConnectDmm | None = None,
+                    **device_options) -> EdgeCalibration:
+    """:func:`calibrate_adc` then :func:`calibrate_devices` (of the wiring's kind, with
+    ``device_options``), as one :class:`EdgeCalibration`; unless ``quiet``, one line of
+    progress per stage on stderr."""
+    import sys
+
+    def say(what: str, done: int, total: int) -> None:
+        if what and not quiet:
+            print(f"[{done + 1}/{total}] {what}", file=sys.stderr)
+    adc = calibrate_adc(rig, connect_dmm=connect_dmm, on_progress=say)
+    return calibrate_devices(rig, connect_smu, kind=rig.wiring.edge_kind, adc=adc, on_progress=say,
+                             **device_options)
+
+
+def _as_calibration(cal) -> EdgeCalibration:
+    return cal if isinstance(cal, EdgeCalibration) else EdgeCalibration.from_dict(cal)
+
+
+def write_adc_offsets(rig, cal) -> None:
+    """Store a calibration's ADC offsets (an :class:`EdgeCalibration` or its dict) on the
+    rig's boards, e.g. after a board was replaced or reset its storage. ValueError when the
+    calibration has a board the rig does not."""
+    cal = _as_calibration(cal)
+    addresses = {int(a) for a in _boards(rig)[0]}
+    unknown = sorted(set(cal.adc) - addresses)
+    if unknown:
+        raise ValueError(f"the edge calibration has boards {unknown} that rig {rig.wiring.name!r} does not")
+    for a, offsets in sorted(cal.adc.items()):
+        fa, fb, ca, cb = (int(x) for x in offsets["stored_uv"])
+        rig.bus.request(a, "store_calibration", offset_free_a_uv=fa, offset_free_b_uv=fb,
+                        offset_clamped_a_uv=ca, offset_clamped_b_uv=cb)
+
+
+def summary(cal) -> str:
+    """A few lines for people: the ADC offsets, the devices' fits and mismatch, the refusals."""
+    cal = _as_calibration(cal)
+    lines = [f"edge boards of {cal.rig}: {cal.n_edges} {cal.kind} edges, calibrated {cal.date}"]
+    if cal.adc:
+        off = np.array([[v["free_uv"], v["clamped_uv"]] for v in cal.adc.values()])
+        left = np.array([[v["check_free_uv"], v["check_clamped_uv"]] for v in cal.adc.values()])
+        lines.append(f"  ADC drop offsets: largest {np.max(np.abs(off)):.0f} uV, after storing at most "
+                     f"{np.max(np.abs(left)):.1f} uV")
+    m = cal.mismatch
+    if cal.kind == "mosfet" and cal.s_a_per_v2 is not None:
+        lines.append(f"  S {np.nanmin(cal.s_a_per_v2):.4g}..{np.nanmax(cal.s_a_per_v2):.4g} A/V^2, "
+                     f"V_T {np.nanmin(cal.vt_v):.4f}..{np.nanmax(cal.vt_v):.4f} V, "
+                     f"largest fit residual {np.nanmax(cal.residual_a):.3g} A")
+        lines.append(f"  twin mismatch: S {100 * m['s_rel_rms']:.2f} % rms ({100 * m['s_rel_max_abs']:.2f} % max), "
+                     f"V_T {1e3 * m['vt_rms_v']:.2f} mV rms ({1e3 * m['vt_max_abs_v']:.2f} mV max)")
+    elif cal.r_ohm is not None:
+        lines.append(f"  {len(cal.taps)} taps per device, R {np.nanmin(cal.r_ohm):.4g}..{np.nanmax(cal.r_ohm):.4g} Ohm")
+        lines.append(f"  twin mismatch: R {100 * m['r_rel_rms']:.2f} % rms ({100 * m['r_rel_max_abs']:.2f} % max)")
+    for r in cal.refused:
+        at = f"gate {r['gate_v']:g} V" if "gate_v" in r else f"tap {r['tap']}"
+        lines.append(f"  refused: edge {r['edge']} {r['twin']} (board {r['address']}) at {at}: {r['why']} "
+                     f"({r['current_a']:.3g} A)")
+    return "\n".join(lines)
