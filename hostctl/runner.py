@@ -251,7 +251,7 @@ def metadata(exp: Experiment, rig: Rig, calibration=None) -> dict[str, str]:
     }
     return {
         "experiment": exp.text,
-        "network": dumps_network_file(exp.network),
+        "network": dumps_network_file(exp.network, _calibrated_device(exp, calibration)),
         "wiring": json.dumps(wiring),
         "calibration": "" if calibration is None else _calibration_json(calibration),
         "task": json.dumps(exp.task_info),
@@ -263,3 +263,19 @@ def _calibration_json(calibration) -> str:
     from calibration.store import to_json
 
     return to_json(calibration)
+
+
+def _calibrated_device(exp: Experiment, calibration):
+    """The controller's view of the edges: the calibrated device models when the calibration
+    has the boards' devices (of this network), else None (the network alone)."""
+    if calibration is None or not calibration.edges:
+        return None
+    from calibration.edges import EdgeCalibration, device_model
+    from instruments.sim.edges import Digipot, Mosfet
+
+    edges = EdgeCalibration.from_dict(calibration.edges)
+    base = Mosfet(exp.network.n_edges) if exp.edge_kind == "mosfet" else Digipot(exp.network.n_edges)
+    try:
+        return device_model(edges, base)
+    except ValueError:  # the calibration is of other edges
+        return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from calibration import store
@@ -107,3 +108,18 @@ def test_calibrate_all_fits_the_devices_and_runs_write_the_boards_offsets(store_
                                        "offset_clamped_b_uv")] == list(expect)
     finally:
         rig.close()
+
+
+def test_a_run_file_holds_the_calibrated_device_models(store_path, tmp_path, capsys):
+    from instruments.sim.netfile import loads_network_file
+
+    assert main(["calibrate", "all", "--quiet"]) == 0
+    exp = tmp_path / "xor.toml"
+    exp.write_text(builtin_experiment_text("xor_gen2").replace("epochs = 4000", "epochs = 2"))
+    out = tmp_path / "r.h5"
+    assert main(["train", str(exp), "--out", str(out), "--quiet"]) == 0
+    device = loads_network_file(load(out).metadata["network"]).device
+    edges = store.load(store_path).edges
+    assert device is not None and device.kind == "mosfet"
+    np.testing.assert_allclose(device.s_a_per_v2, np.array(edges["s_a_per_v2"]), rtol=1e-9)
+    np.testing.assert_allclose(device.vt_v, np.array(edges["vt_v"]), rtol=1e-9)
