@@ -81,7 +81,7 @@ def default_run_path(exp: Experiment) -> Path:
     return Path("runs") / f"{exp.name}-{stamp}.h5"
 
 
-def calibrate_rig(rig: Rig, store_path, use: bool = True) -> tuple[object | None, list[str]]:
+def calibrate_rig(rig: Rig, store_path, use: bool = True, max_age_s: float | None = None) -> tuple[object | None, list[str]]:
     """Apply the store's calibration of this rig (see :mod:`hostctl.calibrating`); returns
     it (None when there is none, or ``use`` is False) and the warnings to log."""
     from . import calibrating
@@ -92,8 +92,9 @@ def calibrate_rig(rig: Rig, store_path, use: bool = True) -> tuple[object | None
     if cal is None:
         return None, [f"no calibration of this bench's DAQ ({rig.identities()['daq']}) in the store: "
                       f"values are uncorrected (hostctl calibrate)"]
+    age = calibrating.DEFAULT_MAX_AGE_S if max_age_s is None else max_age_s
     return cal, [f"calibration v{cal.version} of {cal.rig} ({cal.created}) applied",
-                 *calibrating.apply(rig, cal)]
+                 *calibrating.apply(rig, cal, max_age_s=age)]
 
 
 def train(exp: Experiment, rig: Rig, out: Path, on_progress: Callable | None = None, *,

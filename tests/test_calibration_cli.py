@@ -73,6 +73,8 @@ def test_an_old_calibration_draws_a_warning(store_path, tmp_path, capsys):
     exp = tmp_path / "iris.toml"
     exp.write_text(builtin_experiment_text("iris_gen2").replace("[schedule]\nepochs = 100", "[schedule]\nepochs = 2")
                    + "\n[bench]\nseed = 0\n")
+    assert main(["train", str(exp), "--out", str(tmp_path / "young.h5"), "--max-calibration-age", "400"]) == 0
+    assert "days old" not in capsys.readouterr().out
     assert main(["train", str(exp), "--out", str(out)]) == 0
     assert "days old" in capsys.readouterr().out
     run = load(out)

@@ -34,6 +34,8 @@ def register(sub) -> None:
     t.add_argument("--calibration-store", metavar="PATH",
                    help="the calibration store (default $TWINRIG_CALIBRATION or ~/.local/share/twinrig/calibration.h5)")
     t.add_argument("--no-calibration", action="store_true", help="run with uncorrected values")
+    t.add_argument("--max-calibration-age", type=float, default=7.0, metavar="DAYS",
+                   help="warn when the calibration is older than this (default 7 days)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=train)
     r = sub.add_parser("resume", help="continue an interrupted run from its last checkpoint")
@@ -122,7 +124,10 @@ def train(args: argparse.Namespace) -> int:
         raise UserError(f"{out} exists; choose another --out (run files are never overwritten)")
     rig = session.open_bench(exp, wiring, simulate=args.rig is None or args.simulate)
     try:
-        cal, notes = session.calibrate_rig(rig, args.calibration_store, not args.no_calibration)
+        if not args.max_calibration_age > 0:
+            raise UserError(f"--max-calibration-age must be positive, got {args.max_calibration_age}")
+        cal, notes = session.calibrate_rig(rig, args.calibration_store, not args.no_calibration,
+                                           max_age_s=args.max_calibration_age * 86400.0)
         if not args.quiet:
             for note in notes:
                 print(note)
