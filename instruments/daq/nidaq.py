@@ -211,21 +211,8 @@ class NidaqDaq:
         ``settle_s`` (s) plus ``n_samples`` sample periods; return the mean per input (V) of
         the ``n_samples`` taken after settling."""
         with self._operation("write_and_read"):
-            values_v = self._checked(values_v)
-            n_settle = clock_periods(_positive_s("settle_s", settle_s), self._rate_hz)
-            n = n_settle + _count("n_samples", n_samples)
-            timeout_s = self._duration_s("write_and_read", n) + TIMEOUT_MARGIN_S
-            self._clock_ao(n)
-            self._clock_ai(n, self._ao_start)
-            self._ao_buf[:] = values_v[:, None]
-            self._kick()
-            self._ao_writer.write_many_sample(self._ao_buf, timeout=timeout_s)
-            with _running(self._ai, self._ao):
-                self._ai.start()
-                self._ao.start()
-                self._ai_reader.read_many_sample(self._ai_buf, number_of_samples_per_channel=n, timeout=timeout_s)
-                self._ao.wait_until_done(timeout=timeout_s)
-            return self._ai_buf[:, n_settle:].mean(axis=1)
+            rows = self._checked(values_v)[None, :]
+            return self._acquire("write_and_read", rows, settle_s, n_samples)[0]
 
     def write_and_read_many(self, values_v: np.ndarray, settle_s: float, n_samples: int) -> np.ndarray:
         """Step the outputs through the rows of ``values_v`` (V), shape ``(B, len(ao_channels))``,
@@ -234,23 +221,28 @@ class NidaqDaq:
         ``(B, len(ai_channels))``, of each row's ``n_samples`` taken after settling."""
         with self._operation("write_and_read_many"):
             rows = self._checked_rows(values_v)
-            n_settle = clock_periods(_positive_s("settle_s", settle_s), self._rate_hz)
-            n_row = n_settle + _count("n_samples", n_samples)
-            n_batch = rows.shape[0]
-            n = n_batch * n_row
-            timeout_s = self._duration_s(f"write_and_read_many of {n_batch} rows", n) + TIMEOUT_MARGIN_S
-            self._clock_ao(n)
-            self._clock_ai(n, self._ao_start)
-            self._ao_buf.reshape(len(self.ao_channels), n_batch, n_row)[:] = rows.T[:, :, None]
-            self._kick()
-            self._ao_writer.write_many_sample(self._ao_buf, timeout=timeout_s)
-            with _running(self._ai, self._ao):
-                self._ai.start()
-                self._ao.start()
-                self._ai_reader.read_many_sample(self._ai_buf, number_of_samples_per_channel=n, timeout=timeout_s)
-                self._ao.wait_until_done(timeout=timeout_s)
-            per_row = self._ai_buf.reshape(len(self.ai_channels), n_batch, n_row)
-            return np.ascontiguousarray(per_row[:, :, n_settle:].mean(axis=2).T)
+            return self._acquire(f"write_and_read_many of {rows.shape[0]} rows", rows, settle_s, n_samples)
+
+    def _acquire(self, what: str, rows: np.ndarray, settle_s: float, n_samples: int) -> np.ndarray:
+        """One hardware-timed operation: the outputs step through ``rows`` (B, n_ao), each
+        held for the settle and the samples; the inputs' per-row means after settling (B, n_ai)."""
+        n_settle = clock_periods(_positive_s("settle_s", settle_s), self._rate_hz)
+        n_row = n_settle + _count("n_samples", n_samples)
+        n_batch = rows.shape[0]
+        n = n_batch * n_row
+        timeout_s = self._duration_s(what, n) + TIMEOUT_MARGIN_S
+        self._clock_ao(n)
+        self._clock_ai(n, self._ao_start)
+        self._ao_buf.reshape(len(self.ao_channels), n_batch, n_row)[:] = rows.T[:, :, None]
+        self._kick()
+        self._ao_writer.write_many_sample(self._ao_buf, timeout=timeout_s)
+        with _running(self._ai, self._ao):
+            self._ai.start()
+            self._ao.start()
+            self._ai_reader.read_many_sample(self._ai_buf, number_of_samples_per_channel=n, timeout=timeout_s)
+            self._ao.wait_until_done(timeout=timeout_s)
+        per_row = self._ai_buf.reshape(len(self.ai_channels), n_batch, n_row)
+        return np.ascontiguousarray(per_row[:, :, n_settle:].mean(axis=2).T)
 
     def write_and_pulse(self, values_v: np.ndarray, settle_s: float, width_s: float) -> None:
         """Write every output (V) and, ``settle_s`` (s) after the outputs change, pulse the
