@@ -1,0 +1,109 @@
+"""``hostctl sweep SWEEP.toml``: many simulated runs of one experiment, in parallel with dask.
+
+- ``sweep SWEEP.toml [--scheduler ADDRESS] [--workers N] [--out DIR]``: expand the sweep file
+  (see :mod:`hostctl.sweep`), validate every point, run them on a local cluster of ``N``
+  worker processes (default 2) or on the dask scheduler at ``ADDRESS``, and write
+  ``DIR/points/*.h5``, ``DIR/summary.parquet`` and ``DIR/summary.png``. Run again to finish
+  an interrupted sweep: points with a complete run file are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+from hostctl.errors import UserError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("sweep", help="run a parameter sweep of an experiment on the simulated bench (dask)",
+                       description="Run every point of a sweep file on the simulated bench, in parallel "
+                       "with dask, and summarise them (summary.parquet, summary.png).")
+    p.add_argument("sweep", metavar="SWEEP.toml", help="the sweep file")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="a running dask scheduler (e.g. tcp://10.0.0.5:8786); default: a local cluster")
+    p.add_argument("--workers", type=int, default=2, metavar="N",
+                   help="worker processes of the local cluster (default 2; ignored with --scheduler)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: the sweep file's out, or sweeps/NAME)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+class SweepProgress:
+    """A progress bar over points (rich); plain lines when the output is not a terminal."""
+
+    def __init__(self, total: int, label: str, quiet: bool):
+        self.quiet = quiet
+        self.lines = not quiet and not sys.stdout.isatty()
+        self.bar = None
+        if quiet or self.lines:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[last]}"), TimeElapsedColumn())
+        self.task = self.bar.add_task(label, total=total, last="")
+
+    def __enter__(self):
+        if self.bar is not None:
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def __call__(self, row: dict, done: int, total: int) -> None:
+        acc, err = row["test_accuracy"], row["test_error"]
+        metric = f"test accuracy {acc:.1%}" if not math.isnan(acc) else (
+            f"test error {err:.3g} V^2" if not math.isnan(err) else "")
+        text = f"point {row['index']}: {row['status']}" + (f"  {metric}" if metric and row["status"] != "failed" else "")
+        if row["status"] == "failed":
+            text += f"  ({row['error']})"
+        if self.quiet:
+            return
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done, last=text)
+        else:
+            print(f"[{done}/{total}] {text}", flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hostctl import sweep as S
+
+    if args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
+    try:
+        sweep = S.load_sweep(args.sweep)
+        points = S.expand(sweep)
+    except S.SweepFileError as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:
+        raise UserError(f"{args.sweep}: cannot read the sweep file: {exc.strerror or exc}") from None
+    out = Path(args.out) if args.out else sweep.out
+    from distributed import Client, LocalCluster
+
+    print(f"sweep {sweep.name}: {len(points)} points of {', '.join(sweep.fields)} -> {out}", flush=True)
+    with SweepProgress(len(points), f"sweep {sweep.name}", args.quiet) as progress:
+        if args.scheduler:
+            try:
+                client = Client(args.scheduler, timeout="30s")
+            except (OSError, TimeoutError) as exc:
+                raise UserError(f"--scheduler {args.scheduler}: cannot connect: {exc}") from None
+            with client:
+                summary = S.run_sweep(sweep, points, out, client, progress)
+        else:
+            with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                              dashboard_address=":0") as cluster, Client(cluster) as client:
+                summary = S.run_sweep(sweep, points, out, client, progress)
+    table, figure = S.write_summary(summary, sweep.fields, out)
+    counts = summary["status"].value_counts()
+    print(", ".join(f"{counts.get(s, 0)} {s}" for s in S.STATUSES))
+    print(f"summary: {table}\nplot: {figure}")
+    top = S.best(summary, sweep.fields)
+    if len(top):
+        print("best points:")
+        print(top.to_string(index=False))
+    return 1 if counts.get("failed", 0) else 0
