@@ -14,7 +14,7 @@ import sys
 
 from hostctl.errors import UserError
 
-COMMAND_MODULES = ("demo", "run", "calibrate", "sim", "rig", "bus", "firmware", "sweep")
+COMMAND_MODULES = ("demo", "run", "calibrate", "sim", "rig", "bus", "firmware", "sweep", "watch")
 
 
 def build_parser() -> argparse.ArgumentParser:
