@@ -100,6 +100,9 @@ class Runner:
         gain = min(P.GAIN_LIMIT - 1, int(round(r.gain_at(self.plan.epoch) * scale)))
         self.rig.bus.broadcast("configure_rule", rule=int(r.rule), probability=r.probability, gain=gain,
                                dead_band_uv2=r.dead_band_uv2)
+        # a broadcast has no reply; every board answering afterwards has applied it (each board
+        # handles its frames in order), before the learn line, which is not on the bus, fires
+        self.rig.bus.read_states(self.addresses.tolist())
 
     def set_initial_state(self) -> None:
         """Every board to the experiment's initial state (one request per board)."""

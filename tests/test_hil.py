@@ -129,6 +129,7 @@ def test_one_training_step_through_the_interfaces_moves_the_network_toward_its_t
     # the lab's gate gain moves the outputs by microvolts per step; take the boards' largest
     rig.bus.broadcast("configure_rule", rule=P.Rule.GATE_CHARGING, probability=P.PROBABILITY_ONE,
                       gain=P.GAIN_LIMIT - 1, dead_band_uv2=0)
+    rig.bus.read_states(range(1, 33))  # every board has applied the broadcast once it answers
     inputs = np.array([0.40, 0.05, 0.45, 0.0])
     n_average = 2000  # input noise 60 uV per sample: about 1.3 uV after averaging
     clamps = np.zeros(lay.clamp_ao.size)
