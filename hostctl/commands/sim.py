@@ -16,7 +16,7 @@ from hostctl.errors import UserError
 
 
 def register(sub) -> None:
-    p = sub.add_parser("sim", help="simulate circuits: DC operating points of SPICE netlists")
+    p = sub.add_parser("sim", help="the bare simulator: DC operating points of netlists, teacher-student learning")
     cmds = p.add_subparsers(dest="sim_command", metavar="SIM_COMMAND")
     cmds.required = True
     s = cmds.add_parser(
