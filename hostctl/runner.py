@@ -148,9 +148,8 @@ class Runner:
         error = 0.5 * float(d @ d)
         learned = not exp.update_only_on_error or task.misclassified(o_free, a.index)
         if learned:
-            clamps = exp.nudge.clamp(o_free, desired)
+            clamps = exp.nudge.clamp(o_free, desired, out=self._clamps)
             np.clip(clamps, self._clamp_lo, self._clamp_hi, out=clamps)
-            self._clamps[:] = clamps
             v[lay.clamp_ao] = clamps
             if exp.nudge.overclamp_v is not None:
                 self.configure_boards(exp.nudge.update_scale(o_free, desired))
