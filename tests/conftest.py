@@ -1,8 +1,27 @@
-"""Every test sees an empty calibration store of its own, never the user's."""
+"""Shared test set-up.
+
+Hypothesis runs under one of two profiles: ``ci`` (chosen when ``CI=true``) derandomises
+every property test, so a CI run never passes or fails by luck; ``dev`` (elsewhere) draws
+fresh examples each run, so local runs keep exploring. Every example a run has found is
+kept in its test as an explicit ``@example`` or case. Neither profile has a deadline: a
+test's speed is measured by the benchmarks, never by a wall clock.
+
+Every test sees an empty calibration store of its own, never the user's.
+"""
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci", derandomize=True, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("dev", deadline=None, print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI", "").lower() == "true" else "dev")
 
 
 @pytest.fixture(autouse=True)
