@@ -72,7 +72,6 @@ Every problem is one :class:`ExperimentFileError` naming the file, the field and
 from __future__ import annotations
 
 import math
-import tomllib
 from importlib import resources
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,13 +85,28 @@ from instruments.sim.edges import DIGIPOT_TAPS, GEN2_GATE_MAX_V, GEN2_GATE_MIN_V
 from instruments.sim.netfile import NetworkFileError, load_network_file
 from instruments.sim.network import Network, NetworkError, gen2_lattice
 from instruments.sim.rules import Nudge
-from instruments.tomlspec import SpecProblem, Strict, read_text, shown, validate_spec
+from instruments.tomlspec import (
+    MAX_SAMPLES,
+    MAX_STEPS,
+    Number,
+    Seed,
+    SpecProblem,
+    Strict,
+    parse_toml,
+    read_text,
+    shown,
+    validate_spec,
+)
 from instruments.wiring import NODE_MAX_V, gen1_grid
 
 from . import tasks as T
 
-Number = float | int
 Volts = dict[str, Number]
+
+MAX_STEPS_PER_EPOCH = 10**7
+"""The most learning steps of one epoch (its sample order is held in memory: 80 MB)."""
+MAX_COEFFICIENTS = 64
+"""The most Legendre coefficients of a regression target."""
 
 
 class ExperimentFileError(ValueError):
@@ -144,12 +158,12 @@ class TaskSpec(Strict):
     v_max: Number | None = None
     targets: Literal["adaptive", "fixed", "common_mode"] = "adaptive"
     readout: Literal["nearest_mean", "argmax", "difference"] | None = None
-    margin_v: Number = 0.05
+    margin_v: Number = Field(0.05, gt=0, le=max(NODE_MAX_V.values()))
     high_v: Number | None = None
     low_v: Number | None = None
-    split: int | None = None
-    n_train_per_class: int = Field(10, ge=1)
-    n_test_per_class: int | None = Field(40, ge=1)
+    split: Seed | None = None
+    n_train_per_class: int = Field(10, ge=1, le=MAX_SAMPLES)
+    n_test_per_class: int | None = Field(40, ge=1, le=MAX_SAMPLES)
     # csv
     file: str | None = None
     label: str | None = None
@@ -163,30 +177,30 @@ class TaskSpec(Strict):
     input: str | None = None
     x_min_v: Number = 0.0
     x_max_v: Number | None = None
-    coefficients: list[Number] | None = Field(None, min_length=1)
-    n_train: int = Field(11, ge=2)
-    n_test: int = Field(21, ge=2)
+    coefficients: list[Number] | None = Field(None, min_length=1, max_length=MAX_COEFFICIENTS)
+    n_train: int = Field(11, ge=2, le=MAX_SAMPLES)
+    n_test: int = Field(21, ge=2, le=MAX_SAMPLES)
     # allostery, alternating
     inputs_v: Volts | None = None
     desired_v: Volts | None = None
-    patterns: list[dict] | None = None
-    period_steps: int = Field(1, ge=1)
+    patterns: list[dict] | None = Field(None, max_length=MAX_SAMPLES)
+    period_steps: int = Field(1, ge=1, le=MAX_STEPS)
 
 
 class RuleSpec(Strict):
     kind: Literal["tap", "gate_charging", "continuous"]
     eta: Number | None = None
     eta_m: int | None = Field(None, ge=1, le=129)
-    overclamp_v: Number | None = Field(None, gt=0)
+    overclamp_v: Number | None = Field(None, gt=0, le=max(NODE_MAX_V.values()))
     probability: Number = Field(1.0, ge=0, le=1)
     update_only_on_error: bool = False
-    dead_band_v2: Number = Field(0.0, ge=0)
+    dead_band_v2: Number = Field(0.0, ge=0, le=1.0)
     pulse_s: Number = Field(1e-4, gt=0, le=1)
-    r_ohm: Number = Field(1e3, gt=0)
-    c_f: Number = Field(2.2e-6, gt=0)
-    g_per_v: Number = Field(0.1, gt=0)
-    alpha: Number | None = Field(None, gt=0)
-    decay_epochs: Number | None = Field(None, gt=0)
+    r_ohm: Number = Field(1e3, gt=0, le=1e12)
+    c_f: Number = Field(2.2e-6, gt=0, le=1.0)
+    g_per_v: Number = Field(0.1, gt=0, le=1e3)
+    alpha: Number | None = Field(None, gt=0, le=1e6)
+    decay_epochs: Number | None = Field(None, gt=0, le=MAX_STEPS)
 
     @model_validator(mode="after")
     def _check(self):
@@ -200,23 +214,23 @@ class RuleSpec(Strict):
 
 
 class ScheduleSpec(Strict):
-    epochs: int = Field(ge=1)
-    steps_per_epoch: int | None = Field(None, ge=1)
+    epochs: int = Field(ge=1, le=MAX_STEPS)
+    steps_per_epoch: int | None = Field(None, ge=1, le=MAX_STEPS_PER_EPOCH)
     order: Literal["random", "cyclic"] = "random"
-    eval_every: int = Field(1, ge=0)
-    edges_every: int = Field(0, ge=0)
+    eval_every: int = Field(1, ge=0, le=MAX_STEPS)
+    edges_every: int = Field(0, ge=0, le=MAX_STEPS)
     record_steps: bool = True
 
 
 class BenchSpec(Strict):
     daq_errors: Literal["realistic", "ideal"] = "realistic"
-    seed: int | None = None
+    seed: Seed | None = None
 
 
 class ExperimentSpec(Strict):
-    name: str
-    description: str = ""
-    seed: int = 0
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field("", max_length=100_000)
+    seed: Seed = 0
     network: NetworkSpec
     task: TaskSpec
     rule: RuleSpec
@@ -303,10 +317,7 @@ def loads_experiment(text: str, source: str = "<experiment>", base: Path | None 
         ExperimentFileError: a syntax error, a missing or unknown field, a bad value, a node
             that is not in the network, a voltage outside the node range of the bench.
     """
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ExperimentFileError(source, "", f"not valid TOML: {exc}") from None
+    data = parse_toml(text, source, ExperimentFileError)
     try:
         spec = validate_spec(ExperimentSpec, data)
         network, edge_kind = _network(spec.network, base)
@@ -316,13 +327,17 @@ def loads_experiment(text: str, source: str = "<experiment>", base: Path | None 
         initial_state = _initial_state(spec.network.initial_state, network, edge_kind)
         if spec.rule.update_only_on_error and not isinstance(task, T.ClassificationTask):
             raise SpecProblem("rule.update_only_on_error", f"needs a classification task, not {task.kind}")
+        steps_per_epoch = spec.schedule.steps_per_epoch or task.n_train
+        if spec.schedule.epochs * steps_per_epoch > MAX_STEPS:
+            raise SpecProblem("schedule", f"{spec.schedule.epochs} epochs of {steps_per_epoch} steps are more than "
+                                          f"the {MAX_STEPS:.0e} steps one run can hold")
     except SpecProblem as p:
         raise ExperimentFileError(source, p.field, p.problem) from None
     s = spec.schedule
     return Experiment(
         spec.name, spec.description, spec.seed, network, edge_kind, task, nudge, board_rule,
         spec.rule.update_only_on_error, float(spec.rule.pulse_s), s.epochs,
-        s.steps_per_epoch or task.n_train, s.order, s.eval_every, s.edges_every, s.record_steps,
+        steps_per_epoch, s.order, s.eval_every, s.edges_every, s.record_steps,
         spec.bench.daq_errors, spec.seed if spec.bench.seed is None else spec.bench.seed, initial_state, text, source, info,
     )
 
@@ -580,12 +595,14 @@ def _rule(spec: RuleSpec, edge_kind: str) -> tuple[Nudge, BoardRule]:
     if edge_kind != "mosfet":
         raise SpecProblem("rule.kind", f"{spec.kind} is a rule for MOSFET (gate) edges; this network has {edge_kind} edges")
     if spec.kind == "gate_charging":
-        gain = P.gate_gain(spec.pulse_s, spec.r_ohm, spec.c_f, spec.g_per_v)
+        raw = spec.pulse_s / (spec.r_ohm * spec.c_f) * spec.g_per_v * 1e-6 * (1 << P.GAIN_SHIFT)
         code = P.Rule.GATE_CHARGING
     else:
-        rate_v_per_v2 = spec.alpha / nudge.effective_eta
-        gain = int(round(rate_v_per_v2 * 1e-6 * (1 << P.GAIN_SHIFT)))
+        raw = spec.alpha / nudge.effective_eta * 1e-6 * (1 << P.GAIN_SHIFT)
         code = P.Rule.CONTINUOUS
-    if not 0 <= gain < P.GAIN_LIMIT:
-        raise SpecProblem("rule", f"the update rate needs a board gain of {gain}, beyond the boards' limit {P.GAIN_LIMIT - 1}")
+    if not raw < P.GAIN_LIMIT - 0.5:
+        raise SpecProblem("rule", f"the update rate needs a board gain of {raw:.4g}, beyond the boards' limit {P.GAIN_LIMIT - 1}")
+    gain = int(round(raw))  # for gate charging, P.gate_gain's formula
+    if gain == 0:
+        raise SpecProblem("rule", f"the update rate rounds to a board gain of 0 ({raw:.3g}): no gate would ever move")
     return nudge, BoardRule(code, probability, gain, 0, None if spec.decay_epochs is None else float(spec.decay_epochs))

@@ -59,7 +59,6 @@ as a rig file (the built-in benches are a starting point for a real one).
 from __future__ import annotations
 
 import math
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -67,7 +66,7 @@ import tomli_w
 from pydantic import ConfigDict, Field, model_validator
 
 from instruments.sim.netfile import NetworkFileError, load_network_file
-from instruments.tomlspec import SpecProblem, Strict, read_text, validate_spec
+from instruments.tomlspec import Number, SpecProblem, Strict, parse_toml, read_text, validate_spec
 from instruments.wiring import (
     CrossLimit,
     Input,
@@ -80,7 +79,7 @@ from instruments.wiring import (
 )
 from instruments.sim.network import gen2_lattice
 
-Number = float | int
+AnyVolts = Field(ge=-100.0, le=100.0)  # beyond any DAQ's range: the device check names it
 
 
 class RigFileError(ValueError):
@@ -112,23 +111,23 @@ class OutputSpec(Strict):
     channel: str
     node: str
     twin: Literal["both", "free", "clamped"]
-    min_v: Number
-    max_v: Number
-    safe_v: Number = 0.0
-    max_step_v: Number = math.inf
+    min_v: Number = AnyVolts
+    max_v: Number = AnyVolts
+    safe_v: Number = Field(0.0, ge=-100.0, le=100.0)
+    max_step_v: Number = Field(math.inf, gt=0, le=200.0)
 
 
 class InputSpec(Strict):
     channel: str
     node: str
     twin: Literal["free", "clamped"] = "free"
-    range_v: Number
+    range_v: Number = Field(gt=0, le=100.0)
 
 
 class CrossSpec(Strict):
     a: str
     b: str
-    max_diff_v: Number
+    max_diff_v: Number = Field(gt=0, le=200.0)
 
 
 class BoardsSpec(Strict):
@@ -144,17 +143,52 @@ class BoardsSpec(Strict):
 
 
 class TimingSpec(Strict):
-    settle_s: Number = Timing.settle_s
-    sample_rate_hz: Number = Timing.sample_rate_hz
-    n_average: int = Timing.n_average
-    pulse_s: Number = Timing.pulse_s
-    watchdog_s: Number = Timing.watchdog_s
+    settle_s: Number = Field(Timing.settle_s, gt=0, le=10.0)
+    sample_rate_hz: Number = Field(Timing.sample_rate_hz, ge=1.0, le=1e8)
+    n_average: int = Field(Timing.n_average, ge=1, le=100_000)
+    pulse_s: Number = Field(Timing.pulse_s, gt=0, le=1.0)
+    watchdog_s: Number = Field(Timing.watchdog_s, gt=0, le=3600.0)
 
 
 class InstrumentSpec(Strict):
     model_config = ConfigDict(extra="allow", strict=True)
     kind: str
     address: str
+
+
+class SmuOptions(Strict):
+    """A source-measure unit's options (Keithley 2450 ranges, reference manual ch. 12)."""
+
+    compliance_a: Number | None = Field(None, ge=1e-9, le=1.05)
+    nplc: Number = Field(1.0, ge=0.01, le=10.0)
+
+
+class DmmOptions(Strict):
+    """A multimeter's options (Keysight 34465A: DC ranges and integration times)."""
+
+    range_v: Literal[0.1, 1, 1.0, 10, 10.0, 100, 100.0, 1000, 1000.0] | None = None
+    nplc: Number | None = Field(None, ge=0.001, le=100.0)
+
+
+class PsuOptions(Strict):
+    """A power supply's options (Keysight E36312A: channel 1 0..6 V 0..5 A, channels 2 and 3
+    0..25 V 0..1 A)."""
+
+    channel: int = Field(1, ge=1, le=3)
+    voltage_v: Number | None = Field(None, ge=0.0, le=25.0)
+    current_limit_a: Number | None = Field(None, ge=0.0, le=5.0)
+
+    @model_validator(mode="after")
+    def _per_channel(self):
+        v_max, i_max = (6.0, 5.0) if self.channel == 1 else (25.0, 1.0)
+        if self.voltage_v is not None and self.voltage_v > v_max:
+            raise ValueError(f"voltage_v {self.voltage_v} V is beyond channel {self.channel}'s {v_max:g} V")
+        if self.current_limit_a is not None and self.current_limit_a > i_max:
+            raise ValueError(f"current_limit_a {self.current_limit_a} A is beyond channel {self.channel}'s {i_max:g} A")
+        return self
+
+
+_OPTIONS = {"smu": SmuOptions, "dmm": DmmOptions, "psu": PsuOptions}
 
 
 class InstrumentsSpec(Strict):
@@ -192,12 +226,13 @@ def loads_rig(text: str, source: str = "<rig file>", base: Path | None = None) -
         RigFileError: a syntax error, a missing or unknown field, a bad value, or a network
             file that cannot be read.
     """
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise RigFileError(source, "", f"not valid TOML: {exc}") from None
+    data = parse_toml(text, source, RigFileError)
     try:
         spec = validate_spec(RigSpec, data)
+        for role, options in _OPTIONS.items():
+            inst = getattr(spec.instruments, role)
+            if inst is not None:
+                validate_spec(options, dict(inst.model_extra or {}), f"instruments.{role}")
     except SpecProblem as p:
         raise RigFileError(source, p.field, p.problem) from None
     if spec.network.builtin == "gen2":

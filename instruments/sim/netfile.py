@@ -58,7 +58,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import tomli_w
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
 from .edges import (
     DIGIPOT_R_MAX_OHM,
@@ -75,8 +75,8 @@ from .edges import (
     Mosfet,
     Resistor,
 )
-from ..tomlspec import SpecProblem, Strict, read_text, shown, validate_spec
-from .network import Network, NetworkError, Role, gen2_lattice, random_connected, square_grid
+from ..tomlspec import Number, Seed, SpecProblem, Strict, parse_toml, read_text, shown, validate_spec
+from .network import MAX_EDGES, MAX_NODES, Network, NetworkError, Role, gen2_lattice, random_connected, square_grid
 
 
 class NetworkFileError(ValueError):
@@ -169,12 +169,18 @@ class TopologySpec(_Strict):
     """``[topology]``: a built-in network."""
 
     kind: Literal["gen2_lattice", "square_grid", "random_connected"]
-    rows: int | None = None
-    cols: int | None = None
+    rows: int | None = Field(None, ge=1, le=MAX_NODES)
+    cols: int | None = Field(None, ge=1, le=MAX_NODES)
     periodic: bool | None = None
-    n_nodes: int | None = None
-    n_edges: int | None = None
-    seed: int | None = None
+    n_nodes: int | None = Field(None, ge=1, le=MAX_NODES)
+    n_edges: int | None = Field(None, ge=1, le=MAX_EDGES)
+    seed: Seed | None = None
+
+    @model_validator(mode="after")
+    def _size(self):
+        if self.rows is not None and self.cols is not None and self.rows * self.cols > MAX_NODES:
+            raise ValueError(f"a {self.rows} x {self.cols} grid has more than the {MAX_NODES:,} nodes a network may have")
+        return self
 
 
 class RolesSpec(_Strict):
@@ -193,15 +199,15 @@ class _DeviceSpec(_Strict):
 class ResistorSpec(_DeviceSpec):
     kind: Literal["resistor"]
     gain: PerTwin = 1.0
-    state_min: float = 1e-6
-    state_max: float = 1.0
+    state_min: Number = 1e-6
+    state_max: Number = 1.0
 
 
 class DigipotSpec(_DeviceSpec):
     kind: Literal["digipot"]
-    n_taps: Annotated[int, Field(ge=2)] = DIGIPOT_TAPS
-    r_min_ohm: Annotated[float, Field(gt=0)] = DIGIPOT_R_MIN_OHM
-    r_max_ohm: Annotated[float, Field(gt=0)] = DIGIPOT_R_MAX_OHM
+    n_taps: Annotated[int, Field(ge=2, le=1 << 16)] = DIGIPOT_TAPS
+    r_min_ohm: Annotated[Number, Field(gt=0, le=1e12)] = DIGIPOT_R_MIN_OHM
+    r_max_ohm: Annotated[Number, Field(gt=0, le=1e12)] = DIGIPOT_R_MAX_OHM
     gain: PerTwin = 1.0
 
 
@@ -210,8 +216,8 @@ class MosfetSpec(_DeviceSpec):
     s_a_per_v2: PerTwin = GEN2_S_A_PER_V2
     vt_v: PerTwin = GEN2_VT_V
     subthreshold_v: Annotated[float | None, BeforeValidator(_off_is_none)] = SUBTHRESHOLD_V_PER_DECADE
-    state_min: float = GEN2_GATE_MIN_V
-    state_max: float = GEN2_GATE_MAX_V
+    state_min: Number = GEN2_GATE_MIN_V
+    state_max: Number = GEN2_GATE_MAX_V
 
 
 class MixedSpec(_Strict):
@@ -230,9 +236,9 @@ class FileSpec(_Strict):
 
     name: str | None = None
     topology: TopologySpec | None = None
-    nodes: list[str] | None = None
-    edges: list[Pair] | None = None
-    edge_names: list[str] | None = None
+    nodes: list[str] | None = Field(None, max_length=MAX_NODES)
+    edges: list[Pair] | None = Field(None, max_length=MAX_EDGES)
+    edge_names: list[str] | None = Field(None, max_length=MAX_EDGES)
     roles: RolesSpec | None = None
     positions: dict[str, Position] | None = None
     device: dict[str, Any] | None = None
@@ -248,10 +254,7 @@ def loads_network_file(text: str, source: str = "<network file>") -> NetworkFile
         NetworkFileError: a syntax error, a missing or unknown field, a bad value, or a
             network that is not consistent (unknown node, self-loop, duplicate names...).
     """
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise NetworkFileError(source, "", f"not valid TOML: {exc}") from None
+    data = parse_toml(text, source, NetworkFileError)
     try:
         spec = validate_spec(FileSpec, data)
         network = _network(spec)

@@ -22,6 +22,12 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 
+MAX_NODES = 2_000_000
+"""The most nodes a network may have: a 1000 x 1000 grid trains in about 3 GiB, and twice
+that fits the lab's machines (24 GiB)."""
+MAX_EDGES = 8_000_000
+"""The most edges a network may have (see :data:`MAX_NODES`)."""
+
 class Role(str, enum.Enum):
     """The role of a node in a twin network."""
 
