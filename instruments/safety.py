@@ -30,6 +30,9 @@ import numpy as np
 from .interfaces import BoundaryDaq, OverCurrent, SourceMeter
 from .wiring import Wiring
 
+MAX_RAMP_WRITES = 1_000_000
+"""The most writes one ramp may take (at 1 ms a write, about 17 minutes)."""
+
 # violation codes of _first_violation
 _LOW, _HIGH, _STEP, _CROSS, _NAN = 1, 2, 3, 4, 5
 
@@ -167,15 +170,35 @@ class Limits:
 
     def ramp(self, from_v: np.ndarray, to_v: np.ndarray) -> np.ndarray:
         """Intermediate vectors (M, N) from ``from_v`` to ``to_v`` (inclusive of the end),
-        each step within every ramp limit; straight lines in voltage."""
+        each step within every ramp limit; straight lines in voltage.
+
+        Every step passes the ramp check exactly as :meth:`violation` computes it: equal
+        steps of ``|d| / M`` can come out a rounding error longer than the limit when
+        ``|d| / max_step_v`` is (nearly) whole, so the path is checked as it will be and
+        takes one step more wherever a step would be a hair too long.
+        """
         from_v = np.asarray(from_v, float)
         to_v = np.asarray(to_v, float)
-        steps = np.abs(to_v - from_v) / self.max_step_v
-        m = max(1, int(np.ceil(np.max(steps, initial=0.0) - 1e-12)))
-        frac = np.arange(1, m + 1)[:, None] / m
-        path = from_v + frac * (to_v - from_v)
-        path[-1] = to_v  # exactly: a rounded end could sit a hair outside a limit
-        return path
+        d = to_v - from_v
+        with np.errstate(invalid="ignore", divide="ignore"):
+            need = np.max(np.abs(d) / self.max_step_v, initial=0.0)
+        if not np.isfinite(need):
+            # a NaN or infinite target: one write, which the check then refuses by name
+            return to_v[None, :].copy()
+        if need > MAX_RAMP_WRITES:
+            raise LimitError(f"a ramp from {from_v} V to {to_v} V takes {need:.3g} writes within the ramp limits "
+                             f"{self.max_step_v} V; more than {MAX_RAMP_WRITES:,} is refused")
+        m = max(1, int(np.ceil(need)))
+        for _ in range(8):
+            frac = np.arange(1, m + 1)[:, None] / m
+            path = from_v + frac * d
+            path[-1] = to_v  # exactly: a rounded end could sit a hair outside a limit
+            steps = np.abs(np.diff(path, axis=0, prepend=from_v[None, :]))
+            if not (steps > self.max_step_v).any():
+                return path
+            m += 1
+        # each step more shortens every step by max_step_v / m, far beyond any rounding error
+        raise LimitError(f"no ramp of {m} writes from {from_v} V to {to_v} V keeps within {self.max_step_v} V")
 
 
 class SafeDaq:

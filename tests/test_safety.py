@@ -176,6 +176,56 @@ def test_ramp_reaches_the_target_within_the_ramp_limits(a, b):
     assert lim.check_plan(path, start_v=np.array(a)) == len(path)
 
 
+def _limits_with_ramp(step_v: float, n: int = 1, lo: float = -10.0, hi: float = 10.0) -> Limits:
+    z = np.zeros(n, np.int64)[:0]
+    return Limits(tuple(f"ao{i}" for i in range(n)), np.full(n, lo), np.full(n, hi), np.full(n, step_v),
+                  np.zeros(n), z, z, np.zeros(0))
+
+
+@pytest.mark.parametrize("target_v, step_v", [(0.45, 0.05), (0.3, 0.1), (0.7, 0.1), (0.9, 0.3), (0.45, 0.15)])
+def test_a_ramp_whose_steps_are_a_whole_fraction_of_the_move_passes_its_own_check(target_v, step_v):
+    """0 -> 0.45 V by 0.05 V was refused at 0.2 -> 0.25 V: equal steps rounded a hair long."""
+    lim = _limits_with_ramp(step_v)
+    path = lim.ramp(np.zeros(1), np.full(1, target_v))
+    assert lim.check_plan(path, start_v=np.zeros(1)) == len(path)
+    assert path[-1, 0] == target_v
+    daq = RecordingDaq(lim.channels)
+    SafeDaq(daq, lim).ramp_to(np.full(1, target_v))
+    assert daq.calls[-1] == ("write", (target_v,))
+
+
+def test_every_target_and_step_on_a_grid_ramps():
+    """The 180 target/step combinations of which 70 failed before."""
+    for target_v in np.round(np.arange(0.05, 0.95, 0.05), 2):
+        for step_v in np.round(np.arange(0.01, 0.11, 0.01), 2):
+            lim = _limits_with_ramp(step_v)
+            path = lim.ramp(np.zeros(1), np.full(1, target_v))
+            assert lim.check_plan(path, start_v=np.zeros(1)) == len(path), (target_v, step_v)
+
+
+_volts = st.floats(-10, 10, allow_nan=False)
+
+
+@settings(max_examples=300)
+@given(start=st.lists(_volts, min_size=1, max_size=4), data=st.data(),
+       step_v=st.one_of(st.floats(1e-4, 20), st.sampled_from([0.01, 0.05, 0.1, 0.15, 0.3, 1 / 3])))
+def test_any_ramp_passes_its_own_check_and_ends_on_the_target(start, data, step_v):
+    n = len(start)
+    target = data.draw(st.lists(_volts, min_size=n, max_size=n))
+    lim = _limits_with_ramp(step_v, n)
+    path = lim.ramp(np.array(start), np.array(target))
+    assert lim.check_plan(path, start_v=np.array(start)) == len(path)
+    np.testing.assert_array_equal(path[-1], target)
+    moves = np.abs(np.array(target) - np.array(start)).max()
+    assert len(path) <= max(1, int(np.ceil(moves / step_v))) + 1  # never needlessly long
+
+
+def test_a_ramp_of_more_writes_than_any_run_can_wait_for_is_refused():
+    lim = _limits_with_ramp(1e-9)
+    with pytest.raises(LimitError, match="writes within the ramp limits"):
+        lim.ramp(np.zeros(1), np.full(1, 10.0))
+
+
 def test_limits_need_a_sound_wiring():
     w = default_wiring("gen2")
     bad = replace(w, outputs=w.outputs[:-1])
