@@ -152,6 +152,11 @@ class TrainingPlan:
 def check_plan(experiment: Experiment, layout: Layout, limits: Limits) -> int:
     """Check every output the experiment can ask for against the limits, without hardware.
 
+    Every limit the safety layer enforces during a run is covered: per channel and across
+    channels for every sample with the clamps anywhere in their limits (each clamp
+    independently: the runner clips each to its own output's limits), and the ramp limit
+    between any two writes.
+
     Returns:
         the number of output patterns checked.
 
@@ -161,9 +166,10 @@ def check_plan(experiment: Experiment, layout: Layout, limits: Limits) -> int:
     task = experiment.task
     lo_clamp = limits.min_v[layout.clamp_ao]
     hi_clamp = limits.max_v[layout.clamp_ao]
-    rows = []
+    rows, labels = [], []
     for split, inputs in (("train", task.train_inputs), ("test", task.test_inputs)):
         for i, x in enumerate(inputs):
+            labels.append(f"{split} sample {i}")
             for clamps in (lo_clamp, hi_clamp):
                 v = layout.outputs(x, clamps)
                 problem = limits.violation(v, v)
@@ -171,6 +177,7 @@ def check_plan(experiment: Experiment, layout: Layout, limits: Limits) -> int:
                     raise LimitError(f"{split} sample {i}: {problem}")
                 rows.append(v)
     rows = np.array(rows)
+    _check_cross_limits(rows.reshape(-1, 2, rows.shape[1]), labels, limits)
     span = rows.max(axis=0) - rows.min(axis=0)
     over = np.flatnonzero(span > limits.max_step_v)
     if over.size:
@@ -180,3 +187,22 @@ def check_plan(experiment: Experiment, layout: Layout, limits: Limits) -> int:
             f"{limits.max_step_v[j]:g} V per write (samples follow each other in any order)"
         )
     return len(rows)
+
+
+def _check_cross_limits(bounds: np.ndarray, labels: list[str], limits: Limits) -> None:
+    """Each cross-channel limit against the worst pair of values its channels can take at
+    once: ``bounds`` (samples, 2, N) holds each sample's outputs with every clamp at its
+    lowest and at its highest value, so per sample a channel ranges between the two."""
+    if not limits.cross_a.size:
+        return
+    lo, hi = bounds.min(axis=1), bounds.max(axis=1)
+    a, b = limits.cross_a, limits.cross_b
+    worst = np.maximum(hi[:, a] - lo[:, b], hi[:, b] - lo[:, a])
+    bad = np.argwhere(worst > limits.cross_max_v)
+    if bad.size:
+        i, k = map(int, bad[0])
+        ca, cb = limits.channels[a[k]], limits.channels[b[k]]
+        raise LimitError(
+            f"{labels[i]}: {ca} - {cb}: the difference can reach {worst[i, k]:.6g} V (clamps anywhere in "
+            f"their limits), beyond the cross-channel limit {limits.cross_max_v[k]:g} V"
+        )

@@ -44,7 +44,9 @@ def wiring_for(exp: Experiment, rig_path: str | None) -> Wiring:
     """The rig file's wiring (its network must be the experiment's), or the built-in bench
     wiring of the experiment's network."""
     if rig_path is None:
-        return bench_for(exp.network, exp.edge_kind)
+        wiring = bench_for(exp.network, exp.edge_kind)
+        check_plan_on(exp, wiring)
+        return wiring
     from hostctl.commands.rig import load
 
     wiring = load(rig_path)
@@ -58,7 +60,23 @@ def wiring_for(exp: Experiment, rig_path: str | None) -> Wiring:
     problems = wiring.problems()
     if problems:
         raise UserError(f"{rig_path}: the wiring is not sound ({len(problems)} problems; see hostctl rig check): {problems[0]}")
+    check_plan_on(exp, wiring, rig_path)
     return wiring
+
+
+def check_plan_on(exp: Experiment, wiring: Wiring, rig_path: str | None = None) -> None:
+    """UserError (one line: the sample, the limit, what to change) when the experiment asks
+    for an output beyond a limit of the wiring; checked before any file or output exists."""
+    from instruments.safety import LimitError, Limits
+
+    from .plans import check_plan
+
+    try:
+        check_plan(exp, wiring.layout(), Limits.from_wiring(wiring))
+    except LimitError as exc:
+        where = rig_path or f"the built-in bench {wiring.name}"
+        raise UserError(f"{exp.source}: the plan breaks a limit of {where}: {exc} "
+                        f"(change the experiment's voltages, or the limit in the rig file)") from None
 
 
 def open_bench(exp: Experiment, wiring: Wiring, simulate: bool) -> Rig:
@@ -100,7 +118,14 @@ def calibrate_rig(rig: Rig, store_path, use: bool = True, max_age_s: float | Non
 def train(exp: Experiment, rig: Rig, out: Path, on_progress: Callable | None = None, *,
           calibration=None, notes: tuple[str, ...] = ()) -> Outcome:
     """Run ``exp`` on ``rig`` into a new run file ``out``; ``calibration`` (the one applied to
-    the rig, if any) is embedded in the file, ``notes`` logged as its first events."""
+    the rig, if any) is embedded in the file, ``notes`` logged as its first events.
+
+    Raises:
+        LimitError: the plan breaks a limit of the rig; no run file is made.
+    """
+    from .plans import check_plan
+
+    check_plan(exp, rig.layout, rig.limits)
     out.parent.mkdir(parents=True, exist_ok=True)
     task = exp.task
     arrays = {"train_inputs": task.train_inputs, "test_inputs": task.test_inputs,

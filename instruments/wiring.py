@@ -225,6 +225,10 @@ class Wiring:
                 lo, hi = dm.ao_range_v
                 if dm.n_ao == 0 or o.min_v < lo or o.max_v > hi:
                     out.append(f"{what}: limits {o.min_v}..{o.max_v} V are outside the {dm.name}'s output range {lo}..{hi} V")
+            node_max = NODE_MAX_V.get(self.edge_kind)
+            if node_max is not None and (o.min_v < 0.0 or o.max_v > node_max):
+                out.append(f"{what}: limits {o.min_v}..{o.max_v} V go beyond the node range 0..{node_max} V "
+                           f"that {self.edge_kind} edge boards are safe in")
         for i in self.inputs:
             what = f"input {i.channel} ({i.node}, {i.twin})"
             dm = channel(i.channel, what, ("ai",))
@@ -309,6 +313,11 @@ class Wiring:
             out.append(f"timing.pulse_s must be in (0, 1] s, got {t.pulse_s}")
         if not t.watchdog_s > 0:
             out.append(f"timing.watchdog_s must be positive, got {t.watchdog_s}")
+        elif t.sample_rate_hz > 0 and t.n_average >= 1:
+            step_s = 2 * t.settle_s + t.n_average / t.sample_rate_hz + t.pulse_s
+            if step_s > t.watchdog_s / 2:
+                out.append(f"timing: one step takes {step_s:.4g} s (settle twice, {t.n_average} samples at "
+                           f"{t.sample_rate_hz:g} Hz, the pulse), more than half the watchdog's {t.watchdog_s:g} s")
         for role, inst in (("smu", self.smu), ("dmm", self.dmm), ("psu", self.psu)):
             if inst is not None and inst.kind not in INSTRUMENT_KINDS[role]:
                 out.append(f"{role}: kind must be one of {', '.join(INSTRUMENT_KINDS[role])}, got {inst.kind!r}")
