@@ -74,7 +74,7 @@ VALID_VALUES = {
     "rule.eta": st.floats(0.01, 1.0),
     "rule.probability": st.floats(0.0, 1.0),
     "schedule.epochs": st.integers(1, 5),
-    "task.margin_v": st.floats(0.0, 0.2),
+    "task.margin_v": st.floats(0.001, 0.2),
 }
 
 
@@ -91,6 +91,12 @@ def test_grid_size_is_the_product_of_the_list_lengths_and_every_point_loads(grid
         exp = loads_experiment(point.text)
         if "schedule.epochs" in grid:
             assert exp.epochs == point.params["schedule.epochs"]
+
+
+def test_a_grid_value_outside_the_field_bounds_is_one_error_naming_point_and_value():
+    # found by the property test above once margin_v had to be positive
+    with pytest.raises(S.SweepFileError, match=r"point 0 \(task.margin_v=0.0\): task.margin_v: .*greater than 0 \(got 0.0\)"):
+        S.expand(S.loads_sweep('base = "iris_gen1"\n[grid]\n"task.margin_v" = [0.0]\n', "<sweep>"))
 
 
 def test_random_draws_n_points_within_their_distributions_repeatably(tmp_path):
