@@ -13,17 +13,25 @@ import time
 
 import numpy as np
 
-from hostctl.errors import UserError
+from hostctl import argtypes
+
+#: The teacher's answers for every sample are solved at once (a few kB each).
+MAX_TEACH_SAMPLES = 10_000
+#: Rows of the printed error curve (each one solve of every sample).
+MAX_POINTS = 10_000
 
 
 def add_arguments(p) -> None:
     """The options of ``hostctl sim teach``."""
-    p.add_argument("--steps", type=int, default=200000, help="training steps (default 200000)")
-    p.add_argument("--samples", type=int, default=8, help="training samples (default 8)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--steps", type=argtypes.steps, default=200000,
+                   help=f"training steps, 1..{argtypes.MAX_STEPS:.0e} (default 200000)")
+    p.add_argument("--samples", type=argtypes.integer(1, MAX_TEACH_SAMPLES), default=8,
+                   help=f"training samples, 1..{MAX_TEACH_SAMPLES} (default 8)")
+    p.add_argument("--seed", type=argtypes.seed, default=0, help="random seed, 0..2^32-1 (default 0)")
     p.add_argument("--device", choices=("mosfet", "resistor"), default="mosfet",
                    help="edge devices: Gen-2 MOSFETs (default) or linear resistors")
-    p.add_argument("--points", type=int, default=10, help="rows of the printed error curve")
+    p.add_argument("--points", type=argtypes.integer(1, MAX_POINTS), default=10,
+                   help=f"rows of the printed error curve, 1..{MAX_POINTS} (default 10)")
 
 
 def build(device_kind: str, samples: int, seed: int):
@@ -57,9 +65,6 @@ def build(device_kind: str, samples: int, seed: int):
 
 
 def run(args: argparse.Namespace) -> int:
-    for name in ("steps", "samples", "points"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
     student, inputs, desired = build(args.device, args.samples, args.seed)
     order = np.random.default_rng(args.seed + 1)
     report_at = set(np.unique(np.linspace(0, args.steps, args.points + 1).astype(int)).tolist())
