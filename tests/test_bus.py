@@ -33,7 +33,8 @@ def test_scan_lists_every_board_with_its_identity(bus):
     assert [b.address for b in boards] == [1, 2, 3, 4]
     assert [b.uid for b in boards] == [bd.uid.hex() for bd in em.boards]
     assert {b.kind for b in boards} == {"mosfet"}
-    assert all(b.protocol == p.PROTOCOL_VERSION and b.firmware == "1.1.0" for b in boards)
+    assert all(b.protocol == p.PROTOCOL_VERSION and b.firmware == "1.2.0" for b in boards)
+    assert all(b.protocol_minor == p.PROTOCOL_MINOR == 1 for b in boards)
 
 
 def test_all_states_come_back_in_one_broadcast(bus):
@@ -113,7 +114,7 @@ class _FutureBoard:
         if frame.dst not in (1, p.ADDR_BROADCAST) or frame.cmd != p.Cmd.IDENTIFY:
             return None
         return p.encode_frame(p.reply_frame(1, frame.seq, "identify", uid=bytes(8), fw_major=9,
-                                            fw_minor=0, fw_patch=0, kind=2, protocol=2))
+                                            fw_minor=0, fw_patch=0, kind=2, protocol=2, minor=0))
 
 
 def test_a_board_of_another_protocol_version_is_refused_by_name(bus):

@@ -265,7 +265,7 @@ def test_rule_vectors(harness):
 
 
 def test_rule_with_random_gains_up_to_2_to_the_40_matches_the_reference(fuzz_harness):
-    """The 64-bit split of floor(c * gain / 2^48) in C (under UBSan when available, so a
+    """The 64-bit split of round(c * gain / 2^48) in C (under UBSan when available, so a
     signed overflow fails) on random contrasts (every size, both signs, both clips), gains
     below 2^40 and states anywhere in i32, against the reference's exact big integers:
     20,000 cases."""
@@ -288,6 +288,32 @@ def test_rule_with_random_gains_up_to_2_to_the_40_matches_the_reference(fuzz_har
                            state_min=P.I32_MIN, state_max=P.I32_MAX, draw=1, node_uv=node)
         want.append(f"{dvf} {dvc} {res['contrast_uv2']} 1 {res['state']}")
     assert fuzz_harness.run(lines) == want
+
+
+def test_the_mean_gate_change_is_zero_with_nothing_to_learn(harness):
+    """100,000 gate-charging updates of the C rule (the Gen-2 gain at 100 us), the free and
+    the clamped edge carrying the same drop (0.2..0.4 V) with independent read-out noise of
+    +-200 uV on each terminal: nothing to learn. The mean gate change per update is within
+    0.01 uV of zero (the rule rounds to nearest, symmetric in sign) and every change equals
+    the reference's; the floor of protocol minor 0 would drift by about -1/2 uV per update."""
+    from instruments.bus import protocol as P
+
+    gain = P.gate_gain(100e-6, 1e3, 2.2e-6, 0.1)
+    rng = np.random.default_rng(100)
+    n = 100_000
+    d = rng.integers(200_000, 400_000, n)
+    e = rng.integers(-200, 201, (n, 4))
+    nodes = np.stack([1_000_000 + d + e[:, 0], 1_000_000 + e[:, 1], 1_000_000 + d + e[:, 2],
+                      1_000_000 + e[:, 3]], axis=1).tolist()
+    state = 3_000_000
+    lines = [" ".join(str(x) for x in ("rule", RULES["gate_charging"], 65536, gain, 0, 1_000_000, 5_500_000,
+                                       state, "0102030405060708", 0, 0, 0, 0, 0, *node)) for node in nodes]
+    deltas = np.array([int(line.split()[4]) - state for line in harness.run(lines)])
+    contrasts = [P.contrast_uv2(*P.drops_uv(node)) for node in nodes]
+    assert deltas.tolist() == [P.gain_delta_int64(c, gain) for c in contrasts]
+    assert abs(deltas.mean()) < 0.01
+    assert np.count_nonzero(deltas) > n // 10
+    assert np.mean([P.gain_delta_int64(c, gain, 0) for c in contrasts]) < -0.4
 
 
 def _board_line(board: dict) -> str:
@@ -439,7 +465,8 @@ def test_random_sessions_match_the_reference_board(harness):
         uptime = int(rng.integers(0, 1 << 32))
         fw = [int(x) for x in rng.integers(0, 256, 3)]
         ref = P.ReferenceBoard(addr, uid, kind, state_min=lo, state_max=hi, initial_state=init,
-                               node_uv=node, uptime_ms=uptime, fw_version=tuple(fw))
+                               node_uv=node, uptime_ms=uptime, fw_version=tuple(fw),
+                               protocol_minor=P.PROTOCOL_MINOR)  # the core's, whatever it reports
         lines.append(_board_line({"address": addr, "uid_hex": uid.hex(), "kind": kind, "state_min": lo,
                                   "state_max": hi, "initial_state": init, "node_uv": node,
                                   "uptime_ms": uptime, "fw_version": fw}))

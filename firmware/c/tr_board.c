@@ -182,7 +182,8 @@ static uint8_t execute(tr_board *b, const tr_frame *req, uint8_t *out, uint8_t *
         out[10] = b->cfg.fw_patch;
         out[11] = b->cfg.kind;
         out[12] = (uint8_t)TR_PROTOCOL_VERSION;
-        *out_len = 13;
+        out[13] = (uint8_t)TR_PROTOCOL_MINOR;
+        *out_len = 14;
         return TR_OK;
     case TR_CMD_READ_STATE:
         put_i32(out, b->state);

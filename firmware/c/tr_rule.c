@@ -99,17 +99,18 @@ int32_t tr_clip_state(int64_t v, int32_t lo, int32_t hi)
 int64_t tr_gain_delta(int64_t contrast_uv2, int64_t gain)
 {
     /*
-     * gain = gh * 2^24 + gl (0 <= gl < 2^24, 0 <= gh < 2^16), c = contrast:
-     *   A = c * gh, |A| <= 2^38 (2^16 - 1) < 2^54;  A = a1 * 2^24 + a0 with
-     *   a1 = floor(A / 2^24) and 0 <= a0 < 2^24;
-     *   B = c * gl, |B| <= 2^38 (2^24 - 1) < 2^62;
-     *   c * gain = A * 2^24 + B = a1 * 2^48 + (a0 * 2^24 + B), so
-     *   floor(c * gain / 2^48) = a1 + floor((a0 * 2^24 + B) / 2^48), where
-     *   |a0 * 2^24 + B| < 2^48 + 2^62 < 2^63.
-     * Below 2^24, gh = 0 and this is floor(c * gain / 2^48) formed directly.
+     * Round half away from zero on the magnitude m = |c| <= 2^38, all unsigned:
+     * gain = gh * 2^24 + gl (0 <= gl < 2^24, 0 <= gh < 2^16):
+     *   A = m * gh <= 2^38 (2^16 - 1) < 2^54;  A = a1 * 2^24 + a0, 0 <= a0 < 2^24;
+     *   B = m * gl <= 2^38 (2^24 - 1) < 2^62;
+     *   m * gain = a1 * 2^48 + (a0 * 2^24 + B), so
+     *   floor((m * gain + 2^47) / 2^48) = a1 + floor((a0 * 2^24 + B + 2^47) / 2^48),
+     *   the sum below 2^48 + 2^62 + 2^47 < 2^63; then the sign of c is put back.
      */
-    const int64_t low = ((int64_t)1 << TR_GAIN_SPLIT) - 1;
-    int64_t c = contrast_uv2, gh, gl, a, a1, a0;
+    const uint64_t low = ((uint64_t)1 << TR_GAIN_SPLIT) - 1u;
+    const uint64_t half = (uint64_t)1 << (TR_GAIN_SHIFT - 1);
+    int64_t c = contrast_uv2;
+    uint64_t m, gh, gl, a, q;
     /* keep the bounds above for any input, so nothing can overflow */
     if (c > TR_CONTRAST_LIMIT_UV2) {
         c = TR_CONTRAST_LIMIT_UV2;
@@ -121,12 +122,13 @@ int64_t tr_gain_delta(int64_t contrast_uv2, int64_t gain)
     } else if (gain >= TR_GAIN_LIMIT) {
         gain = TR_GAIN_LIMIT - 1;
     }
-    gh = gain / ((int64_t)1 << TR_GAIN_SPLIT); /* gain >= 0: exact, no signed shift */
-    gl = gain & low;
-    a = c * gh;
-    a1 = tr_floor_div_pow2(a, TR_GAIN_SPLIT);
-    a0 = a - a1 * ((int64_t)1 << TR_GAIN_SPLIT); /* 0 <= a0 < 2^24 */
-    return a1 + tr_floor_div_pow2(a0 * ((int64_t)1 << TR_GAIN_SPLIT) + c * gl, TR_GAIN_SHIFT);
+    m = c < 0 ? (uint64_t)(-c) : (uint64_t)c; /* |c| <= 2^38: -c cannot overflow */
+    gh = (uint64_t)gain >> TR_GAIN_SPLIT;      /* gain >= 0 here */
+    gl = (uint64_t)gain & low;
+    a = m * gh;
+    q = (a >> TR_GAIN_SPLIT) + ((((a & low) << TR_GAIN_SPLIT) + m * gl + half) >> TR_GAIN_SHIFT);
+    /* q <= 2^30 */
+    return c < 0 ? -(int64_t)q : (int64_t)q;
 }
 
 int tr_rule_apply(uint8_t rule, uint32_t r, uint32_t probability, int64_t gain,

@@ -28,10 +28,12 @@ extern "C" {
 /* ---- protocol constants (protocol.json) ------------------------------- */
 
 #define TR_PROTOCOL_VERSION 1u
-/* Version of this core; a port reports it in tr_board_config (fw_major...). 1.1.0 is the
-   first to take gains of 2^24 and above. */
+/* Protocol minor version (protocol_minor in identify): 1, the rule rounds to nearest. */
+#define TR_PROTOCOL_MINOR 1u
+/* Version of this core; a port reports it in tr_board_config (fw_major...). 1.2.0 is the
+   first of protocol 1.1 (1.1.0 was the first to take gains of 2^24 and above). */
 #define TR_FW_MAJOR 1u
-#define TR_FW_MINOR 1u
+#define TR_FW_MINOR 2u
 #define TR_FW_PATCH 0u
 #define TR_HEADER_LEN 5u      /* version, dst, src, seq, cmd */
 #define TR_CRC_LEN 2u
@@ -185,8 +187,10 @@ void tr_compute_drops(const int32_t node_uv[4], const int32_t offsets_uv[4], tr_
 int64_t tr_floor_div_pow2(int64_t a, int shift);
 
 /*
- * floor(contrast * gain / 2^48) exactly, for |contrast| <= 2^38 and
- * 0 <= gain < TR_GAIN_LIMIT (2^40), with no intermediate beyond int64 (the
+ * contrast * gain / 2^48 rounded to the nearest integer, halves away from zero
+ * (protocol minor 1: sign(c) * floor((|c| * gain + 2^47) / 2^48), so the change
+ * for -c is minus the change for c), exactly, for |contrast| <= 2^38 and
+ * 0 <= gain < TR_GAIN_LIMIT (2^40), with no intermediate beyond 64 bits (the
  * product itself needs up to 79 bits); the result is within +-2^30. Inputs
  * outside those ranges are first clipped to them (never the case for a
  * validated configuration and a clipped contrast).

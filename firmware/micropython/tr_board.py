@@ -16,7 +16,8 @@ import struct
 import tr_protocol as P
 import tr_rule as R
 
-FW_VERSION = (1, 1, 0)  # 1.1.0: gains up to 2^40 - 1 (1.0.x: below 2^24)
+FW_VERSION = (1, 2, 0)  # 1.2.0: protocol 1.1, the rule rounds to nearest (1.1.0: gains
+                        # up to 2^40 - 1, floored; 1.0.x: below 2^24)
 M32 = 0xFFFFFFFF
 
 
@@ -164,7 +165,7 @@ class Board:
         if cmd == P.CMD_IDENTIFY:
             status = P.OK
             fields = (self.uid, self.fw_version[0], self.fw_version[1], self.fw_version[2],
-                      self.kind, P.PROTOCOL_VERSION)
+                      self.kind, P.PROTOCOL_VERSION, P.PROTOCOL_MINOR)
         elif cmd == P.CMD_READ_STATE:
             status, fields = P.OK, (self.state,)
         elif cmd == P.CMD_SET_STATE:

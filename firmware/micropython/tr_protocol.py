@@ -14,6 +14,7 @@ except ImportError:  # CPython
         return x
 
 PROTOCOL_VERSION = const(1)
+PROTOCOL_MINOR = const(1)    # identify's protocol_minor: 1 since firmware 1.2.0
 HEADER_SIZE = const(5)
 CRC_SIZE = const(2)
 MAX_PAYLOAD = const(64)
@@ -70,7 +71,7 @@ BC_REFUSED = const(3)   # ignored (counted in last_error as broadcast_refused)
 # code: (name, request struct format, reply struct format (status first), broadcast)
 # Formats are little-endian; request sizes are the exact payload lengths.
 COMMANDS = {
-    1: ("identify", "<", "<B8sBBBBB", BC_SLOTTED),
+    1: ("identify", "<", "<B8sBBBBBB", BC_SLOTTED),
     2: ("read_state", "<", "<Bi", BC_SLOTTED),
     3: ("set_state", "<i", "<Bi", BC_SILENT),
     4: ("configure_rule", "<BIqq", "<B", BC_SILENT),

@@ -1,4 +1,4 @@
-# twinrig edge board: the rule arithmetic and the generator (protocol version 1).
+# twinrig edge board: the rule arithmetic and the generator (protocol version 1.1).
 #
 # Everything here is exact integer arithmetic, per firmware/protocol/PROTOCOL.md
 # ("Drops and the rule"). MicroPython ints are arbitrary precision (or 64-bit on
@@ -26,6 +26,7 @@ KIND_MOSFET = const(2)
 KIND_NAMES = {1: "digipot", 2: "mosfet"}
 
 GAIN_SHIFT = const(48)
+GAIN_HALF = 1 << 47               # 2^(GAIN_SHIFT - 1): rounds the quotient to nearest
 CONTRAST_LIMIT_UV2 = 1 << 38      # contrast clipped to +-2^38 uV^2
 GAIN_LIMIT = 1 << 40              # gain must be below 2^40 (2^24 before firmware 1.1.0)
 GAIN_SPLIT = const(24)            # gain = gh * 2^24 + gl in gain_delta
@@ -116,17 +117,21 @@ def should_update(draw, probability):
 
 
 def gain_delta(contrast, gain):
-    """floor(contrast * gain / 2^48) for |contrast| <= 2^38 and 0 <= gain < 2^40,
-    with every intermediate within 63 bits (the product needs up to 79).
+    """contrast * gain / 2^48 rounded to the nearest integer, halves away from zero
+    (protocol minor 1: sign(c) * floor((|c| * gain + 2^47) / 2^48), so the change
+    for -c is minus the change for c), for |contrast| <= 2^38 and
+    0 <= gain < 2^40, with every intermediate within 63 bits (the product needs up
+    to 79).
 
-    gain = gh * 2^24 + gl; A = contrast * gh (|A| < 2^54) = a1 * 2^24 + a0 with
-    a1 = floor(A / 2^24), 0 <= a0 < 2^24; B = contrast * gl (|B| < 2^62); then
-    contrast * gain = a1 * 2^48 + (a0 * 2^24 + B), |a0 * 2^24 + B| < 2^63, so the
-    result is a1 + floor((a0 * 2^24 + B) / 2^48). >> floors and & of a negative
-    int is its remainder modulo 2^24, on MicroPython as on CPython."""
-    a = contrast * (gain >> GAIN_SPLIT)
-    return (a >> GAIN_SPLIT) + ((((a & GAIN_LOW_MASK) << GAIN_SPLIT)
-                                 + contrast * (gain & GAIN_LOW_MASK)) >> GAIN_SHIFT)
+    On m = |contrast|: gain = gh * 2^24 + gl; A = m * gh (< 2^54) = a1 * 2^24 + a0
+    with 0 <= a0 < 2^24; B = m * gl (< 2^62); m * gain = a1 * 2^48 + (a0 * 2^24 + B),
+    so the rounded quotient is a1 + ((a0 * 2^24 + B + 2^47) >> 48), the sum below
+    2^48 + 2^62 + 2^47 < 2^63; the sign of the contrast is put back last."""
+    m = -contrast if contrast < 0 else contrast
+    a = m * (gain >> GAIN_SPLIT)
+    q = (a >> GAIN_SPLIT) + ((((a & GAIN_LOW_MASK) << GAIN_SPLIT)
+                              + m * (gain & GAIN_LOW_MASK) + GAIN_HALF) >> GAIN_SHIFT)
+    return -q if contrast < 0 else q
 
 
 def apply_rule(rule, state, contrast, gain, dead_band_uv2, state_min, state_max):
@@ -134,8 +139,9 @@ def apply_rule(rule, state, contrast, gain, dead_band_uv2, state_min, state_max)
     clipped to [state_min, state_max].
 
     tap: +1 when contrast > dead band, -1 when contrast < -dead band;
-    gate_charging / continuous: state + floor(contrast * gain / 2^48) (toward minus
-    infinity, see gain_delta; at most 2^30 in magnitude); none: unchanged."""
+    gate_charging / continuous: state + contrast * gain / 2^48 rounded to nearest,
+    halves away from zero (see gain_delta; at most 2^30 in magnitude); none:
+    unchanged."""
     if rule == RULE_TAP:
         if contrast > dead_band_uv2:
             state += 1

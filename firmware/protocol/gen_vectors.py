@@ -12,11 +12,14 @@ Formats:
   including its trailing 00. Malformed vectors named ``zero_inside_*`` hold a 00 before the
   final delimiter: a chunk decoder that is handed the whole chunk must report ``bad_cobs``;
   a stream splitter sees two chunks there, each of which is also ``bad_cobs``.
-* rules.json: ``{"prng": [{uid_hex, seed, draws}], "cases": [{name, kind, state_min,
-  state_max, state_before, uid_hex, draws_before, rule, probability, gain, dead_band_uv2,
-  calibration_uv, node_uv, dv_free_uv, dv_clamped_uv, contrast_uv2, updated, state_after,
-  draw}]}`` (``draw`` is the generator output this learn used, draw number
-  ``draws_before + 1`` since reset).
+* rules.json: ``{"prng": [{uid_hex, seed, draws}], "cases": [{name, protocol_minor, kind,
+  state_min, state_max, state_before, uid_hex, draws_before, rule, probability, gain,
+  dead_band_uv2, calibration_uv, node_uv, dv_free_uv, dv_clamped_uv, contrast_uv2, updated,
+  state_after, draw}], "cases_minor_0": [...]}`` (``draw`` is the generator output this
+  learn used, draw number ``draws_before + 1`` since reset). ``cases`` are this protocol
+  minor version's (firmware 1.2.0: the rule rounds to nearest, halves away from zero);
+  ``cases_minor_0`` are the same inputs on a board of minor 0 (firmware 1.1.0 and before,
+  which floors), for emulators of the older boards.
 * commands.json: ``{"cases": [{name, board: {address, uid_hex, kind, state_min, state_max,
   initial_state, node_uv, uptime_ms, fw_version}, exchanges: [{request_hex, reply_hex}]}]}``
   against a fresh board (calibration all zero, uptime constant); ``reply_hex`` null means no
@@ -62,7 +65,7 @@ def _req(dst, seq, cmd, **kw) -> Frame:
 
 
 def _rep(src, seq, cmd, status=0, **kw) -> Frame:
-    return P.reply_frame(src, seq, cmd, status, **kw)
+    return P.reply_frame(src, seq, cmd, status, **kw)  # minor=... for an older board's layout
 
 
 UID_A = bytes.fromhex("4a1c00e3b2770f01")
@@ -75,7 +78,10 @@ def valid_frames() -> list[dict]:
     add("identify_request", _req(1, 0, "identify"))
     add("identify_request_broadcast", _req(255, 17, "identify"))
     add("identify_reply", _rep(1, 0, "identify", uid=UID_A, fw_major=FW_VERSION[0], fw_minor=FW_VERSION[1],
-                                fw_patch=FW_VERSION[2], kind=1, protocol=1))
+                                fw_patch=FW_VERSION[2], kind=1, protocol=1, protocol_minor=P.PROTOCOL_MINOR))
+    # a board of protocol minor 0 (firmware 1.1.0): the reply ends before protocol_minor
+    add("identify_reply_minor_0", _rep(2, 0, "identify", uid=UID_A, fw_major=1, fw_minor=1, fw_patch=0,
+                                        kind=2, protocol=1, minor=0))
     add("read_state_request", _req(5, 1, "read_state"))
     add("read_state_request_broadcast", _req(255, 2, "read_state"))
     add("read_state_reply_mosfet", _rep(5, 1, "read_state", state=3_300_000))
@@ -230,13 +236,13 @@ MOSFET = ("mosfet", 1_000_000, 5_500_000)
 WIDE = ("mosfet", P.I32_MIN, P.I32_MAX)
 
 
-def _case(name, board, state, rule, *, node, cal=(0, 0, 0, 0), prob=65536, gain=0, db=0,
-          uid=UID_A, draws_before=0) -> dict:
+def _case_of(name, board, state, rule, *, node, cal=(0, 0, 0, 0), prob=65536, gain=0, db=0,
+          uid=UID_A, draws_before=0, minor=P.PROTOCOL_MINOR) -> dict:
     kind, lo, hi = board
     r = _draw(uid, draws_before + 1)
     res = P.learn_step(rule=P.RULES[rule], probability=prob, gain=gain, dead_band_uv2=db, state=state,
-                       state_min=lo, state_max=hi, draw=r, node_uv=node, calibration_uv=cal)
-    return {"name": name, "kind": kind, "state_min": lo, "state_max": hi, "state_before": state,
+                       state_min=lo, state_max=hi, draw=r, node_uv=node, calibration_uv=cal, minor=minor)
+    return {"name": name, "protocol_minor": minor, "kind": kind, "state_min": lo, "state_max": hi, "state_before": state,
             "uid_hex": _hex(uid), "draws_before": draws_before, "rule": rule, "probability": prob,
             "gain": gain, "dead_band_uv2": db, "calibration_uv": list(cal), "node_uv": list(node),
             "dv_free_uv": res["dv_free_uv"], "dv_clamped_uv": res["dv_clamped_uv"],
@@ -248,9 +254,20 @@ def _node(dvf: int, dvc: int, base: int = 1_000_000) -> list[int]:
     return [base + dvf, base, base + 500_000 + dvc, base + 500_000]
 
 
-def rule_cases() -> list[dict]:
+# Rounding of c * gain / 2^48 (c = dv_free^2 - dv_clamped^2): gains and drops that put it
+# exactly one 2^-48 beside a half: (2^47 + 1) = 283 * 497305612563 with 283 = 142^2 - 141^2,
+# (2^47 - 1) = 2351 * 59862819377 with 2351 = 1176^2 - 1175^2.
+GAIN_ABOVE_HALF = 497_305_612_563
+GAIN_BELOW_HALF = 59_862_819_377
+
+
+def rule_cases(minor: int = P.PROTOCOL_MINOR) -> list[dict]:
+    """Every rule case, as a board of protocol minor version ``minor`` computes it."""
     c = []
     add = c.append
+
+    def _case(*args, **kw):  # noqa: F811 - the module's _case on this minor version
+        return _case_of(*args, minor=minor, **kw)
     # tap rule and the dead band: dvf^2 - dvc^2 = 1000^2 - 0 = 1e6
     add(_case("tap_up", DIGIPOT, 50, "tap", node=_node(1000, 0), db=999_999))
     add(_case("tap_dead_band_edge_positive", DIGIPOT, 50, "tap", node=_node(1000, 0), db=1_000_000))
@@ -286,14 +303,35 @@ def rule_cases() -> list[dict]:
               node=_node(524_288, 0), gain=GEN2_GAIN))
     add(_case("gate_clip_at_max", MOSFET, 5_499_000, "gate_charging", node=_node(1_000_000, 0), gain=GAIN_MAX_1_0))
     add(_case("gate_clip_at_min", MOSFET, 1_000_500, "gate_charging", node=_node(0, 1_000_000), gain=GAIN_MAX_1_0))
-    # floor toward minus infinity: c*gain/2^48 = -0.5 -> -1, +0.5 -> 0, -1 exactly -> -1
-    add(_case("gate_floor_minus_half", MOSFET, 2_000_000, "gate_charging", node=_node(0, 1 << 16),
+    # rounding of c*gain/2^48: to nearest, halves away from zero (minor 1): -0.5 -> -1,
+    # +0.5 -> +1, +-(0.5 - 2^-48) -> 0, +-(0.5 + 2^-48) -> +-1, +-1.5 -> +-2, -tiny -> 0;
+    # the floor (minor 0): -0.5 -> -1, +0.5 -> 0, -tiny -> -1, +1.5 -> 1, -1.5 -> -2
+    add(_case("gate_round_minus_half", MOSFET, 2_000_000, "gate_charging", node=_node(0, 1 << 16),
               gain=1 << 15))
-    add(_case("gate_floor_plus_half", MOSFET, 2_000_000, "gate_charging", node=_node(1 << 16, 0),
+    add(_case("gate_round_plus_half", MOSFET, 2_000_000, "gate_charging", node=_node(1 << 16, 0),
               gain=1 << 15))
-    add(_case("gate_floor_minus_one_exact", MOSFET, 2_000_000, "gate_charging", node=_node(0, 1 << 16),
+    add(_case("gate_round_minus_one_exact", MOSFET, 2_000_000, "gate_charging", node=_node(0, 1 << 16),
               gain=1 << 16))
-    add(_case("gate_floor_tiny_negative", MOSFET, 2_000_000, "gate_charging", node=_node(0, 1), gain=1))
+    add(_case("gate_round_plus_one_exact", MOSFET, 2_000_000, "gate_charging", node=_node(1 << 16, 0),
+              gain=1 << 16))
+    add(_case("gate_round_tiny_negative", MOSFET, 2_000_000, "gate_charging", node=_node(0, 1), gain=1))
+    add(_case("gate_round_tiny_positive", MOSFET, 2_000_000, "gate_charging", node=_node(1, 0), gain=1))
+    add(_case("gate_round_just_above_half_positive", MOSFET, 2_000_000, "gate_charging", node=_node(142, 141),
+              gain=GAIN_ABOVE_HALF))
+    add(_case("gate_round_just_above_half_negative", MOSFET, 2_000_000, "gate_charging", node=_node(141, 142),
+              gain=GAIN_ABOVE_HALF))
+    add(_case("gate_round_just_below_half_positive", MOSFET, 2_000_000, "gate_charging", node=_node(1176, 1175),
+              gain=GAIN_BELOW_HALF))
+    add(_case("gate_round_just_below_half_negative", MOSFET, 2_000_000, "gate_charging", node=_node(1175, 1176),
+              gain=GAIN_BELOW_HALF))
+    add(_case("gate_round_plus_one_and_half", MOSFET, 2_000_000, "gate_charging", node=_node(1 << 16, 0),
+              gain=3 << 15))
+    add(_case("gate_round_minus_one_and_half", MOSFET, 2_000_000, "gate_charging", node=_node(0, 1 << 16),
+              gain=3 << 15))
+    add(_case("gate_round_plus_half_at_the_contrast_clip", MOSFET, 2_000_000, "gate_charging",
+              node=_node(1_000_000, 0), gain=1 << 9))              # 2^38 * 2^9 = 2^47
+    add(_case("gate_round_minus_half_at_the_contrast_clip", MOSFET, 2_000_000, "gate_charging",
+              node=_node(0, 1_000_000), gain=1 << 9))
     add(_case("gate_zero_gain", MOSFET, 2_000_000, "gate_charging", node=_node(0, 300_000), gain=0))
     # gains of 2^24 and above (firmware 1.1.0): at the contrast clip +-2^38 the change is
     # +-gain / 2^10; with 2^24 and 2^30 the gate stays inside its limits, larger gains clip
@@ -313,7 +351,7 @@ def rule_cases() -> list[dict]:
     add(_case("continuous_wide_gain_max_sum_beyond_i32_min", WIDE, P.I32_MIN + 5, "continuous",
               node=_node(0, 1_000_000), gain=GAIN_MAX))
     add(_case("continuous_wide_gain_max_contrast_minus_one", WIDE, 0, "continuous", node=_node(0, 1),
-              gain=GAIN_MAX))                                            # floor(-tiny) = -1
+              gain=GAIN_MAX))                                            # -tiny: 0 (floor: -1)
     add(_case("continuous_wide_gain_max_contrast_plus_one", WIDE, 0, "continuous", node=_node(1, 0),
               gain=GAIN_MAX))
     add(_case("continuous_wide_gain_max_contrast_odd", WIDE, 0, "continuous", node=_node(524_288, 1),
@@ -329,7 +367,7 @@ def rule_cases() -> list[dict]:
               node=_node(123_457, -456_789), gain=(1 << 30) + 987_654))
     # continuous on both kinds
     add(_case("continuous_digipot_up", DIGIPOT, 50, "continuous", node=_node(400_000, 0), gain=GAIN_MAX_1_0))
-    add(_case("continuous_digipot_down_floor", DIGIPOT, 50, "continuous", node=_node(0, 1000), gain=GAIN_MAX_1_0))
+    add(_case("continuous_digipot_down_small", DIGIPOT, 50, "continuous", node=_node(0, 1000), gain=GAIN_MAX_1_0))
     add(_case("continuous_digipot_clip_min", DIGIPOT, 3, "continuous", node=_node(0, 524_288), gain=GAIN_MAX_1_0))
     add(_case("continuous_mosfet", MOSFET, 4_000_000, "continuous", node=_node(-70_000, 123_456),
               gain=GEN2_GAIN))
@@ -610,7 +648,7 @@ def command_cases() -> list[dict]:
 def build() -> dict[str, str]:
     """The three vector files' text, by file name."""
     frames = {"valid": valid_frames(), "malformed": malformed_frames()}
-    rules = {"prng": prng_vectors(), "cases": rule_cases()}
+    rules = {"prng": prng_vectors(), "cases": rule_cases(), "cases_minor_0": rule_cases(0)}
     commands = {"cases": command_cases()}
     return {name: json.dumps(obj, indent=1) + "\n"
             for name, obj in (("frames.json", frames), ("rules.json", rules), ("commands.json", commands))}

@@ -1,7 +1,7 @@
 """``hostctl bus``: talk to the edge boards over the bus.
 
 ``hostctl bus scan --port PORT [--json]`` lists every board that answers (address, unique
-id, board kind, firmware version, protocol version).
+id, board kind, firmware version, protocol version and minor version).
 """
 
 from __future__ import annotations
@@ -41,5 +41,5 @@ def run_scan(args: argparse.Namespace) -> int:
         return 1
     print(f"{'address':>7}  {'unique id':<16}  {'kind':<8}  {'firmware':<9}  protocol")
     for b in boards:
-        print(f"{b.address:>7}  {b.uid:<16}  {b.kind:<8}  {b.firmware:<9}  {b.protocol}")
+        print(f"{b.address:>7}  {b.uid:<16}  {b.kind:<8}  {b.firmware:<9}  {b.protocol}.{b.protocol_minor}")
     return 0

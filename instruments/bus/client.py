@@ -67,10 +67,14 @@ class BoardInfo:
     kind: str  # "digipot" or "mosfet"
     firmware: str  # "major.minor.patch"
     protocol: int
+    #: 0 for a board whose identify reply ends before ``protocol_minor`` (firmware 1.1.0 and
+    #: before: the rule floors); 1 from firmware 1.2.0 (the rule rounds to nearest).
+    protocol_minor: int = 0
 
     def as_dict(self) -> dict:
         return {"address": self.address, "uid": self.uid, "kind": self.kind,
-                "firmware": self.firmware, "protocol": self.protocol}
+                "firmware": self.firmware, "protocol": self.protocol,
+                "protocol_minor": self.protocol_minor}
 
 
 @dataclass
@@ -224,10 +228,13 @@ class BusClient:
     @staticmethod
     def _info(address: int, r: dict) -> BoardInfo:
         return BoardInfo(address, r["uid"].hex(), KIND_NAMES.get(r["kind"], f"kind {r['kind']}"),
-                         f"{r['fw_major']}.{r['fw_minor']}.{r['fw_patch']}", r["protocol"])
+                         f"{r['fw_major']}.{r['fw_minor']}.{r['fw_patch']}", r["protocol"],
+                         r.get("protocol_minor", 0))
 
     def identify(self, address: int) -> BoardInfo:
-        """The board's identity; :class:`ProtocolMismatch` if it speaks another version."""
+        """The board's identity; :class:`ProtocolMismatch` if it speaks another version.
+        Boards of every minor version of this protocol are accepted (minor 0, whose reply
+        has no ``protocol_minor``, and minor 1)."""
         info = self._info(address, self.request(address, "identify"))
         self._check_version(info)
         return info

@@ -35,7 +35,7 @@ from cobs import cobs as _cobs
 
 __all__ = [
     # constants
-    "PROTOCOL_VERSION", "HEADER_SIZE", "CRC_SIZE", "MIN_FRAME_SIZE", "MAX_PAYLOAD",
+    "PROTOCOL_VERSION", "PROTOCOL_MINOR", "MINOR_FIELDS", "minor_for_firmware", "HEADER_SIZE", "CRC_SIZE", "MIN_FRAME_SIZE", "MAX_PAYLOAD",
     "MAX_FRAME_SIZE", "REPLY_BIT", "CRC_POLY", "CRC_INIT", "CRC_XOROUT", "CRC_CONFIG",
     "ADDR_HOST", "ADDR_BOARD_MIN", "ADDR_BOARD_MAX", "ADDR_BROADCAST", "ADDRESSES",
     "KINDS", "Kind", "RULES", "Rule", "RULE_KINDS", "GAIN_SHIFT", "CONTRAST_LIMIT_UV2",
@@ -60,6 +60,10 @@ __all__ = [
 
 #: Version of this protocol; the ``version`` byte of every frame and ``protocol`` in identify.
 PROTOCOL_VERSION = 1
+#: Minor version (``protocol_minor`` in identify), 1 since firmware 1.2.0: the rule rounds
+#: ``c * gain / 2^48`` to the nearest state unit, halves away from zero (minor 0, whose
+#: identify reply ends before the field, takes the floor).
+PROTOCOL_MINOR = 1
 #: Header bytes: version, dst, src, seq, cmd.
 HEADER_SIZE = 5
 #: CRC bytes after the payload (big-endian CRC-16/CCITT-FALSE).
@@ -136,8 +140,22 @@ CONTRAST_LIMIT_UV2 = 1 << 38
 #: :func:`gain_delta_int64`.
 GAIN_LIMIT = 1 << 40
 #: The firmware version this reference implements (identify's fw_major.fw_minor.fw_patch):
-#: 1.1.0, the first to take gains of 2^24 and above.
-FIRMWARE_VERSION = (1, 1, 0)
+#: 1.2.0, the first of protocol 1.1 (1.1.0 was the first to take gains of 2^24 and above).
+FIRMWARE_VERSION = (1, 2, 0)
+#: The first firmware version of each protocol minor version.
+_MINOR_SINCE = ((1, (1, 2, 0)),)
+
+
+def minor_for_firmware(fw_version: Sequence[int]) -> int:
+    """The protocol minor version a board of firmware ``fw_version`` (major, minor, patch)
+    speaks: 1 from 1.2.0 on, 0 before."""
+    fw = tuple(int(v) for v in fw_version)
+    minor = 0
+    for m, since in _MINOR_SINCE:
+        if fw >= since:
+            minor = m
+    return minor
+
 #: ``probability`` that means "always" (an update happens when ``(r >> 16) < probability``).
 PROBABILITY_ONE = 65536
 
@@ -230,6 +248,12 @@ class CommandSpec:
         """Reply payload bytes with status ``ok`` (status byte included)."""
         return struct.calcsize(self.reply_format)
 
+    def reply_fields(self, minor: int) -> tuple[FieldSpec, ...]:
+        """The reply's fields as a board of protocol minor version ``minor`` sends them
+        (without the fields later minor versions added, see :data:`MINOR_FIELDS`)."""
+        added = MINOR_FIELDS.get(self.name, {})
+        return tuple(f for f in self.reply if added.get(f.name, 0) <= minor)
+
 
 def _cmd(name: str, code: int, request: Sequence[str], reply: Sequence[str], broadcast: str) -> CommandSpec:
     return CommandSpec(name, code, tuple(FieldSpec.parse(t) for t in request),
@@ -239,7 +263,7 @@ def _cmd(name: str, code: int, request: Sequence[str], reply: Sequence[str], bro
 #: The command table, by name (the order of protocol.json).
 COMMANDS: dict[str, CommandSpec] = {c.name: c for c in (
     _cmd("identify", 1, [], ["status:u8", "uid:8s", "fw_major:u8", "fw_minor:u8", "fw_patch:u8",
-                             "kind:u8", "protocol:u8"], BROADCAST_SLOTTED),
+                             "kind:u8", "protocol:u8", "protocol_minor:u8"], BROADCAST_SLOTTED),
     _cmd("read_state", 2, [], ["status:u8", "state:i32"], BROADCAST_SLOTTED),
     _cmd("set_state", 3, ["state:i32"], ["status:u8", "state:i32"], BROADCAST_SILENT),
     _cmd("configure_rule", 4, ["rule:u8", "probability:u32", "gain:i64", "dead_band_uv2:i64"],
@@ -258,6 +282,10 @@ COMMANDS: dict[str, CommandSpec] = {c.name: c for c in (
     _cmd("reset", 10, [], ["status:u8"], BROADCAST_SILENT),
 )}
 COMMANDS_BY_CODE: dict[int, CommandSpec] = {c.code: c for c in COMMANDS.values()}
+#: Reply fields added by a minor version, by command: ``{command: {field: minor}}``. They
+#: come last; a board of an older minor version sends the reply without them (and
+#: :func:`unpack_reply` gives them as 0).
+MINOR_FIELDS: dict[str, dict[str, int]] = {"identify": {"protocol_minor": 1}}
 
 
 class Cmd(IntEnum):
@@ -279,6 +307,7 @@ def protocol_dict() -> dict:
     """The constants of this module in the layout of ``protocol.json`` (for comparison)."""
     return {
         "protocol_version": PROTOCOL_VERSION,
+        "protocol_minor": PROTOCOL_MINOR,
         "frame": {
             "header": ["version:u8", "dst:u8", "src:u8", "seq:u8", "cmd:u8"],
             "max_payload": MAX_PAYLOAD,
@@ -295,6 +324,7 @@ def protocol_dict() -> dict:
         "contrast_limit_uv2": CONTRAST_LIMIT_UV2,
         "gain_limit": GAIN_LIMIT,
         "probability_one": PROBABILITY_ONE,
+        "minor_fields": {c: dict(f) for c, f in MINOR_FIELDS.items()},
         "commands": {
             c.name: {"code": c.code, "request": [f.text for f in c.request],
                      "reply": [f.text for f in c.reply], "broadcast": c.broadcast}
@@ -557,18 +587,34 @@ def unpack_request(cmd: str | int, payload: bytes) -> dict:
     return _unpack(spec.request, spec.request_format, bytes(payload), f"{spec.name} request")
 
 
-def pack_reply(cmd: str | int, status: int = Error.OK, **fields) -> bytes:
-    """Reply payload of ``cmd``: with status ``ok`` every field, else the status byte alone."""
+def _format(fields: tuple[FieldSpec, ...]) -> str:
+    return "<" + "".join(f.code for f in fields)
+
+
+def pack_reply(cmd: str | int, status: int = Error.OK, *, minor: int = PROTOCOL_MINOR, **fields) -> bytes:
+    """Reply payload of ``cmd``: with status ``ok`` every field, else the status byte alone.
+
+    ``minor`` is the protocol minor version of the board that answers: the fields later
+    minor versions added (:data:`MINOR_FIELDS`) are left out, given or not.
+    """
     spec = command_spec(cmd)
     if status != Error.OK:
         if fields:
             raise PayloadError(f"{spec.name} reply with status {status} carries no fields")
         return bytes((int(status),))
-    return _pack(spec.reply, spec.reply_format, {"status": 0, **fields}, f"{spec.name} reply")
+    layout = spec.reply_fields(minor)
+    for name, since in MINOR_FIELDS.get(spec.name, {}).items():
+        if since > minor:
+            fields.pop(name, None)
+    return _pack(layout, _format(layout), {"status": 0, **fields}, f"{spec.name} reply")
 
 
 def unpack_reply(cmd: str | int, payload: bytes) -> dict:
-    """Fields of a reply payload, ``status`` included (only ``status`` when it is not ok)."""
+    """Fields of a reply payload, ``status`` included (only ``status`` when it is not ok).
+
+    A reply of a board of an older protocol minor version, which ends before the fields
+    later minor versions added (:data:`MINOR_FIELDS`), is accepted: those fields are 0.
+    """
     spec = command_spec(cmd)
     payload = bytes(payload)
     if not payload:
@@ -577,7 +623,21 @@ def unpack_reply(cmd: str | int, payload: bytes) -> dict:
         if len(payload) != 1:
             raise PayloadError(f"{spec.name} reply: status {payload[0]} with {len(payload) - 1} extra bytes")
         return {"status": payload[0]}
-    return _unpack(spec.reply, spec.reply_format, payload, f"{spec.name} reply")
+    added = MINOR_FIELDS.get(spec.name, {})
+    sizes = []
+    for minor in sorted({0, PROTOCOL_MINOR, *added.values()}, reverse=True):
+        layout = spec.reply_fields(minor)
+        fmt = _format(layout)
+        size = struct.calcsize(fmt)
+        if len(payload) == size:
+            out = _unpack(layout, fmt, payload, f"{spec.name} reply")
+            for name in added:
+                out.setdefault(name, 0)
+            return out
+        if size not in sizes:
+            sizes.append(size)
+    raise PayloadError(f"{spec.name} reply: payload of {len(payload)} bytes, expected "
+                       f"{' or '.join(map(str, sizes))}")
 
 
 def request_frame(dst: int, seq: int, cmd: str | int, *, src: int = ADDR_HOST, **fields) -> Frame:
@@ -587,11 +647,12 @@ def request_frame(dst: int, seq: int, cmd: str | int, *, src: int = ADDR_HOST, *
 
 
 def reply_frame(src: int, seq: int, cmd: str | int, status: int = Error.OK, *,
-                dst: int = ADDR_HOST, **fields) -> Frame:
-    """A reply :class:`Frame` from board ``src`` to the host."""
+                dst: int = ADDR_HOST, minor: int = PROTOCOL_MINOR, **fields) -> Frame:
+    """A reply :class:`Frame` from board ``src`` (of protocol minor version ``minor``) to
+    the host."""
     spec = command_spec(cmd)
     return Frame(PROTOCOL_VERSION, dst, src, seq, spec.code | REPLY_BIT,
-                 pack_reply(spec.name, status, **fields))
+                 pack_reply(spec.name, status, minor=minor, **fields))
 
 
 # --------------------------------------------------------------------------- rule arithmetic
@@ -668,21 +729,39 @@ GAIN_SPLIT_BITS = 24
 _GAIN_LOW_MASK = (1 << GAIN_SPLIT_BITS) - 1
 
 
-def gain_delta(contrast: int, gain: int) -> int:
-    """The change a gate_charging/continuous update makes: ``floor(contrast * gain / 2^48)``.
+_HALF = 1 << (GAIN_SHIFT - 1)
 
-    ``contrast`` in uV^2 (clipped to +-2^38), ``gain`` in state units per uV^2 times 2^48
-    (0 .. 2^40 - 1); the result, in state units, is at most 2^30 in magnitude. Exact (Python
-    integers); :func:`gain_delta_int64` is the same number computed in 64 bits.
+
+def gain_delta(contrast: int, gain: int, minor: int = PROTOCOL_MINOR) -> int:
+    """The change a gate_charging/continuous update makes, ``contrast * gain / 2^48``
+    rounded to an integer state change.
+
+    Protocol minor 1 (firmware 1.2.0 on) rounds to the nearest integer, halves away from
+    zero: ``sign(c) * floor((|c| * gain + 2^47) / 2^48)``, so ``gain_delta(-c) ==
+    -gain_delta(c)`` and a contrast that is zero on average changes the state by zero on
+    average. Minor 0 (1.1.0 and before) took ``floor(c * gain / 2^48)``, a bias of -1/2
+    state unit per update. ``contrast`` in uV^2 (clipped to +-2^38), ``gain`` in state units
+    per uV^2 times 2^48 (0 .. 2^40 - 1); the result, in state units, is at most 2^30 in
+    magnitude. Exact (Python integers); :func:`gain_delta_int64` is the same number computed
+    in 64 bits.
     """
-    return (contrast * gain) // (1 << GAIN_SHIFT)
+    if minor < 1:
+        return (contrast * gain) >> GAIN_SHIFT
+    q = (abs(contrast) * gain + _HALF) >> GAIN_SHIFT
+    return q if contrast >= 0 else -q
 
 
-def gain_delta_int64(contrast: int, gain: int) -> int:
+def gain_delta_int64(contrast: int, gain: int, minor: int = PROTOCOL_MINOR) -> int:
     """:func:`gain_delta` as a board computes it, with no intermediate beyond int64.
 
-    ``contrast * gain`` needs up to 79 bits, so the gain is split, ``gain = gh * 2^24 + gl``
-    (0 <= gl < 2^24, 0 <= gh < 2^16), and with ``|contrast| <= 2^38``:
+    Minor 1 (round half away from zero) works on ``m = |contrast| <= 2^38``: with the split
+    below, ``m * gain = a1 * 2^48 + (a0 * 2^24 + B)`` where every term is non-negative, so
+    ``floor((m * gain + 2^47) / 2^48) = a1 + ((a0 * 2^24 + B + 2^47) >> 48)``, the sum below
+    ``2^48 + 2^62 + 2^47 < 2^63``; the sign of the contrast is put back last.
+
+    Minor 0 (floor): ``contrast * gain`` needs up to 79 bits, so the gain is split,
+    ``gain = gh * 2^24 + gl`` (0 <= gl < 2^24, 0 <= gh < 2^16), and with
+    ``|contrast| <= 2^38``:
 
     * ``A = contrast * gh``, ``|A| < 2^54``, written ``A = a1 * 2^24 + a0`` with
       ``a1 = floor(A / 2^24)`` and ``0 <= a0 < 2^24`` (an arithmetic shift and a mask);
@@ -699,13 +778,18 @@ def gain_delta_int64(contrast: int, gain: int) -> int:
     if not 0 <= gain < GAIN_LIMIT:
         raise ValueError(f"gain must be 0..2^40 - 1, got {gain}")
     gh, gl = gain >> GAIN_SPLIT_BITS, gain & _GAIN_LOW_MASK
+    if minor >= 1:
+        m = -contrast if contrast < 0 else contrast
+        a = m * gh
+        q = (a >> GAIN_SPLIT_BITS) + ((((a & _GAIN_LOW_MASK) << GAIN_SPLIT_BITS) + m * gl + _HALF) >> GAIN_SHIFT)
+        return -q if contrast < 0 else q
     a = contrast * gh
     a1, a0 = a >> GAIN_SPLIT_BITS, a & _GAIN_LOW_MASK  # Python's >> floors, & of a negative is mod 2^24
     return a1 + (((a0 << GAIN_SPLIT_BITS) + contrast * gl) >> GAIN_SHIFT)
 
 
 def apply_rule(rule: int, state: int, contrast: int, *, gain: int = 0, dead_band_uv2: int = 0,
-               state_min: int, state_max: int) -> int:
+               state_min: int, state_max: int, minor: int = PROTOCOL_MINOR) -> int:
     """The state after one run of ``rule`` (no probability draw here).
 
     Args:
@@ -717,9 +801,9 @@ def apply_rule(rule: int, state: int, contrast: int, *, gain: int = 0, dead_band
         state_min, state_max: the board's limits; the result is clipped to them.
 
     ``tap``: +1 when ``contrast > dead_band``, -1 when ``contrast < -dead_band``;
-    ``gate_charging``/``continuous``: ``state + floor(contrast * gain / 2^48)``
-    (:func:`gain_delta`, up to 2^30 in magnitude, added before clipping);
-    ``none``: unchanged.
+    ``gate_charging``/``continuous``: ``state + contrast * gain / 2^48`` rounded to nearest,
+    halves away from zero (``minor`` 0: the floor) (:func:`gain_delta`, up to 2^30 in
+    magnitude, added before clipping); ``none``: unchanged.
     """
     rule = Rule(rule)
     if rule == Rule.TAP:
@@ -728,14 +812,15 @@ def apply_rule(rule: int, state: int, contrast: int, *, gain: int = 0, dead_band
         elif contrast < -dead_band_uv2:
             state -= 1
     elif rule in (Rule.GATE_CHARGING, Rule.CONTINUOUS):
-        state += gain_delta(contrast, gain)
+        state += gain_delta(contrast, gain, minor)
     return max(state_min, min(state_max, state))
 
 
 def learn_step(*, rule: int, probability: int, gain: int, dead_band_uv2: int, state: int,
                state_min: int, state_max: int, draw: int, node_uv: Sequence[int],
-               calibration_uv: Sequence[int] = (0, 0, 0, 0)) -> dict:
-    """One ``learn`` given the draw already taken from the generator.
+               calibration_uv: Sequence[int] = (0, 0, 0, 0), minor: int = PROTOCOL_MINOR) -> dict:
+    """One ``learn`` given the draw already taken from the generator (on a board of protocol
+    minor version ``minor``, see :func:`gain_delta`).
 
     Returns a dict with ``dv_free_uv``, ``dv_clamped_uv`` (uV), ``contrast_uv2`` (clipped,
     uV^2), ``updated`` (0/1) and ``state`` (after). Rule ``none`` never updates.
@@ -745,7 +830,7 @@ def learn_step(*, rule: int, probability: int, gain: int, dead_band_uv2: int, st
     updated = int(rule != Rule.NONE and should_update(draw, probability))
     if updated:
         state = apply_rule(rule, state, c, gain=gain, dead_band_uv2=dead_band_uv2,
-                           state_min=state_min, state_max=state_max)
+                           state_min=state_min, state_max=state_max, minor=minor)
     return {"dv_free_uv": dvf, "dv_clamped_uv": dvc, "contrast_uv2": c, "updated": updated,
             "state": state}
 
@@ -779,7 +864,11 @@ class ReferenceBoard:
             callable returning one (called on every sample).
         uptime_ms: ms since power-on/reset: an int or a callable returning one (sent mod 2^32).
         fw_version: (major, minor, patch) of the identify reply (default
-            :data:`FIRMWARE_VERSION`).
+            :data:`FIRMWARE_VERSION`); it fixes the protocol minor version the board
+            speaks (:func:`minor_for_firmware`): a 1.1.0 board floors and its identify
+            reply has no ``protocol_minor``.
+        protocol_minor: the protocol minor version to speak whatever ``fw_version`` says
+            (0 or 1; default from ``fw_version``).
         calibration_uv: the four stored offsets (uV); kept across :meth:`reset`.
         storage_fails: when true, ``store_calibration`` answers ``storage`` and keeps the
             old offsets.
@@ -791,7 +880,8 @@ class ReferenceBoard:
                  state_max: int | None = None, initial_state: int | None = None,
                  node_uv: Sequence[int] | Callable[[], Sequence[int]] = (0, 0, 0, 0),
                  uptime_ms: int | Callable[[], int] = 0, fw_version: tuple[int, int, int] = FIRMWARE_VERSION,
-                 calibration_uv: Sequence[int] = (0, 0, 0, 0), storage_fails: bool = False) -> None:
+                 calibration_uv: Sequence[int] = (0, 0, 0, 0), storage_fails: bool = False,
+                 protocol_minor: int | None = None) -> None:
         if not ADDR_BOARD_MIN <= address <= ADDR_BOARD_MAX:
             raise ValueError(f"board address must be 1..247, got {address}")
         uid = bytes(uid)
@@ -811,6 +901,10 @@ class ReferenceBoard:
         self._node_uv = node_uv
         self._uptime_ms = uptime_ms
         self.fw_version = tuple(int(v) for v in fw_version)
+        self.protocol_minor = (minor_for_firmware(self.fw_version) if protocol_minor is None
+                               else int(protocol_minor))
+        if not 0 <= self.protocol_minor <= PROTOCOL_MINOR:
+            raise ValueError(f"protocol_minor must be 0..{PROTOCOL_MINOR}, got {protocol_minor}")
         self.calibration_uv = [int(v) for v in calibration_uv]
         self.storage_fails = bool(storage_fails)
         self._pending = b""
@@ -854,7 +948,8 @@ class ReferenceBoard:
         res = learn_step(rule=self.rule, probability=self.probability, gain=self.gain,
                          dead_band_uv2=self.dead_band_uv2, state=self.state,
                          state_min=self.state_min, state_max=self.state_max, draw=r,
-                         node_uv=self.node_uv(), calibration_uv=self.calibration_uv)
+                         node_uv=self.node_uv(), calibration_uv=self.calibration_uv,
+                         minor=self.protocol_minor)
         self.state = res["state"]
         self.updates = (self.updates + res["updated"]) & _M32
         return self.state, res["updated"]
@@ -916,7 +1011,7 @@ class ReferenceBoard:
         if status != Error.OK or spec is None:
             payload = bytes((int(status),))
         else:
-            payload = pack_reply(spec.name, Error.OK, **(fields or {}))
+            payload = pack_reply(spec.name, Error.OK, minor=self.protocol_minor, **(fields or {}))
         return encode_frame(Frame(PROTOCOL_VERSION, ADDR_HOST, self.address, f.seq, code & 0xFF, payload))
 
     # -- commands: each returns (status, reply fields, action after replying)
@@ -924,7 +1019,8 @@ class ReferenceBoard:
     def _cmd_identify(self):
         return Error.OK, {"uid": self.uid, "fw_major": self.fw_version[0],
                           "fw_minor": self.fw_version[1], "fw_patch": self.fw_version[2],
-                          "kind": int(self.kind), "protocol": PROTOCOL_VERSION}, None
+                          "kind": int(self.kind), "protocol": PROTOCOL_VERSION,
+                          "protocol_minor": self.protocol_minor}, None
 
     def _cmd_read_state(self):
         return Error.OK, {"state": self.state}, None

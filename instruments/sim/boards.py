@@ -78,10 +78,19 @@ def _adc(v_free, v_clamped, terminals, offset_uv, noise_uv, normals, noisy, out)
 
 
 @njit(cache=True, inline="always")
-def gain_delta(c, gain):
-    """``floor(c * gain / 2^48)`` in int64 for ``|c| <= 2^38``, ``0 <= gain < 2^40``: the
-    split of :func:`instruments.bus.protocol.gain_delta_int64` (the product needs 79 bits).
-    ``>>`` on int64 is an arithmetic shift (floor), ``& (2^24 - 1)`` the remainder mod 2^24."""
+def gain_delta(c, gain, minor=p.PROTOCOL_MINOR):
+    """``c * gain / 2^48`` as a board of protocol minor version ``minor`` rounds it, in int64,
+    for ``|c| <= 2^38``, ``0 <= gain < 2^40``: the split of
+    :func:`instruments.bus.protocol.gain_delta_int64` (the product needs 79 bits).
+
+    Minor 1: to nearest, halves away from zero, on ``m = |c|`` (every term non-negative,
+    the sum below 2^63), the sign put back last. Minor 0: the floor; ``>>`` on int64 is an
+    arithmetic shift (floor), ``& (2^24 - 1)`` the remainder mod 2^24."""
+    if minor >= 1:
+        m = -c if c < 0 else c
+        a = m * (gain >> 24)  # < 2^54
+        q = (a >> 24) + ((((a & 0xFFFFFF) << 24) + m * (gain & 0xFFFFFF) + 140737488355328) >> 48)
+        return -q if c < 0 else q
     a = c * (gain >> 24)  # |a| < 2^54
     return (a >> 24) + ((((a & 0xFFFFFF) << 24) + c * (gain & 0xFFFFFF)) >> 48)  # sum < 2^63
 
@@ -90,7 +99,8 @@ def gain_delta(c, gain):
 def _learn(index, node_uv, cal, cfg, state, prng, bias, residue, updated, updates):
     """The firmware's ``learn`` on the boards in ``index``; returns how many states changed.
 
-    ``cfg`` columns: rule, probability, gain, dead band (uV^2), state_min, state_max.
+    ``cfg`` columns: rule, probability, gain, dead band (uV^2), state_min, state_max,
+    protocol minor version (how the rule rounds, :func:`gain_delta`).
     """
     changed = 0
     for k in range(index.shape[0]):
@@ -118,7 +128,7 @@ def _learn(index, node_uv, cal, cfg, state, prng, bias, residue, updated, update
             elif c < -cfg[i, 3]:
                 s -= 1
         else:
-            s += gain_delta(c, cfg[i, 2])  # |change| <= 2^30, clipped below
+            s += gain_delta(c, cfg[i, 2], cfg[i, 6])  # |change| <= 2^30, clipped below
         lo = cfg[i, 4]
         hi = cfg[i, 5]
         s = lo if s < lo else hi if s > hi else s
@@ -183,7 +193,11 @@ class SimBoards:
         terminals: ``(E, 2)`` network node indices (a, b) of each board's edge; needed by
             :meth:`sample` and :meth:`pulse`.
         fw_version: (major, minor, patch) of the identify reply (default the reference's,
-            :data:`~instruments.bus.protocol.FIRMWARE_VERSION`).
+            :data:`~instruments.bus.protocol.FIRMWARE_VERSION`, 1.2.0). It fixes the protocol
+            minor version the boards emulate (``protocol_minor``,
+            :func:`~instruments.bus.protocol.minor_for_firmware`): 1.2.0 boards round the
+            rule's change to nearest and report ``protocol_minor``; 1.1.0 boards take the
+            floor and their identify reply ends before that field.
         adc_offset_uv: ADC offset of each terminal (uV), scalar or ``(E, 4)`` in the order
             free a, free b, clamped a, clamped b; 0 for an ideal ADC.
         adc_noise_uv: ADC noise per reading (uV, standard deviation), scalar or per board.
@@ -253,6 +267,7 @@ class SimBoards:
             raise ValueError(f"edges must give each board its own edge 0..{n - 1}, got {self.edges.tolist()}")
         self.terminals = None if terminals is None else board_order(terminals, np.int64, "terminals", (2,))
         self.fw_version = tuple(int(v) for v in fw_version)
+        self.protocol_minor = p.minor_for_firmware(self.fw_version)
         # ADC offsets (4 columns) and noise (column 4), packed for one kernel argument
         self._adc = np.empty((n, 5))
         self._adc[:, :4] = board_order(adc_offset_uv, float, "adc_offset_uv", (4,))
@@ -269,10 +284,11 @@ class SimBoards:
 
         self.seed = np.array([p.seed_from_uid(bytes(u)) for u in self.uid], np.int64)
         self.state = self.initial_state.copy()
-        # rule, probability, gain, dead band, state_min, state_max: one kernel argument
-        self._cfg = np.zeros((n, 6), np.int64)
+        # rule, probability, gain, dead band, state_min, state_max, minor: one kernel argument
+        self._cfg = np.zeros((n, 7), np.int64)
         self._cfg[:, 4] = self.state_min
         self._cfg[:, 5] = self.state_max
+        self._cfg[:, 6] = self.protocol_minor
         self.prng = self.seed.copy()
         self.calibration_uv = np.zeros((n, 4), np.int64)
         self.frames_ok = np.zeros(n, np.int64)
@@ -433,7 +449,7 @@ class SimBoards:
         return {
             "address": self.address.copy(),
             "state": self.state.copy(),
-            "config": self._cfg.copy(),
+            "config": self._cfg[:, :6].copy(),  # the minor version follows fw_version
             "prng": self.prng.copy(),
             "calibration_uv": self.calibration_uv.copy(),
             "frames_ok": self.frames_ok.copy(),
@@ -460,7 +476,7 @@ class SimBoards:
             raise ValueError(f"saved boards are at addresses {address.tolist()}, these at {self.address.tolist()}")
         arrays = []
         for name, target in (
-                ("state", self.state), ("config", self._cfg), ("prng", self.prng),
+                ("state", self.state), ("config", self._cfg[:, :6]), ("prng", self.prng),
                 ("calibration_uv", self.calibration_uv), ("frames_ok", self.frames_ok),
                 ("frames_bad", self.frames_bad), ("updates", self.updates), ("last_error", self.last_error),
                 ("updated", self.updated), ("residue", self._residue), ("stuck", self._stuck),

@@ -37,7 +37,8 @@ def _no_fields(i: int) -> dict:
 def _identify(b: SimBoards, idx):
     return np.zeros(idx.size, np.int64), lambda i: {
         "uid": b.uid[i].tobytes(), "fw_major": b.fw_version[0], "fw_minor": b.fw_version[1],
-        "fw_patch": b.fw_version[2], "kind": int(b.kind[i]), "protocol": p.PROTOCOL_VERSION}, None
+        "fw_patch": b.fw_version[2], "kind": int(b.kind[i]), "protocol": p.PROTOCOL_VERSION,
+        "protocol_minor": b.protocol_minor}, None  # left out of a minor-0 board's reply
 
 
 def _read_state(b: SimBoards, idx):
@@ -148,7 +149,8 @@ def dispatch(boards: SimBoards, frame: p.Frame) -> list[bytes]:
         for k, i in enumerate(idx):
             if b.address[i] in b.mute:
                 continue
-            payload = p.pack_reply(spec.name, _OK, **fields(i)) if status[k] == _OK else b""
+            payload = (p.pack_reply(spec.name, _OK, minor=b.protocol_minor, **fields(i))
+                       if status[k] == _OK else b"")
             replies.append(_reply(b, i, frame, spec.code, status[k], payload))
     if after is not None:
         after()

@@ -5,9 +5,11 @@
 # the vectors. The fuzz checks itself against an independent decoder written here.
 #
 #   import driver; driver.main('{"vectors": "/vectors", "suites": ["frames", ...],
-#                                "fuzz_n": 100000, "fuzz_seed": 1, "tmp": "/tmp"}')
+#                                "fuzz_n": 100000, "fuzz_seed": 1, "tmp": "/tmp",
+#                                "drift_n": 100000}')
 #
-# Suites: frames, rules, commands, main_loop, calibration_file, machine_hal, fuzz.
+# Suites: frames, rules, commands, main_loop, calibration_file, machine_hal, fuzz,
+# drift.
 # Not part of the firmware (main.py and friends never import it; it lives outside
 # the top-level folder that `hostctl firmware deploy` copies).
 
@@ -147,6 +149,41 @@ def _board_from(spec):
                        spec["state_min"], spec["state_max"], spec["initial_state"],
                        tuple(spec.get("fw_version", tr_board.FW_VERSION)))
     return b, sim
+
+
+# Gen-2 gate charging at 100 us (round(1e-4 / (1e3 * 2.2e-6) * 0.1 * 1e-6 * 2^48)).
+DRIFT_GAIN = 1279432
+DRIFT_STATE = 3000000
+
+
+def drift_nodes(g):
+    """One learn's four node readings (uV) with nothing to learn: the free and the
+    clamped edge carry the same drop D (200,000..399,999 uV), each terminal read with its
+    own noise, uniform in -200..200 uV; g is an R.Xorshift32 (4 + 1 draws)."""
+    d = 200000 + g.next() % 200000
+    e = [(g.next() >> 8) % 401 - 200 for _ in range(4)]
+    return [1000000 + d + e[0], 1000000 + e[1], 1000000 + d + e[2], 1000000 + e[3]]
+
+
+def suite_drift(n, seed):
+    """n gate_charging updates of tr_rule with nothing to learn (drift_nodes): the sum of
+    the state changes (its mean must be ~0: the rule rounds to nearest, symmetric in
+    sign), their absolute sum, and the first 64 changes, for comparison with the host."""
+    g = R.Xorshift32(seed)
+    total = 0
+    total_abs = 0
+    first = []
+    for i in range(n):
+        st, upd, dvf, dvc, c = R.learn_step(
+            R.RULE_GATE_CHARGING, R.PROBABILITY_ONE, DRIFT_GAIN, 0, DRIFT_STATE, 1000000,
+            5500000, 0, drift_nodes(g), (0, 0, 0, 0))
+        delta = st - DRIFT_STATE
+        total += delta
+        total_abs += delta if delta >= 0 else -delta
+        if i < 64:
+            first.append([c, delta])
+    emit({"suite": "drift", "n": n, "seed": seed, "gain": DRIFT_GAIN, "sum": total,
+          "sum_abs": total_abs, "first": first})
 
 
 def suite_commands(vectors):
@@ -619,7 +656,7 @@ def main(args_json):
     args = json.loads(args_json)
     t0 = now_s()
     suites = args.get("suites", ["frames", "rules", "commands", "main_loop",
-                                 "calibration_file", "machine_hal", "fuzz"])
+                                 "calibration_file", "machine_hal", "fuzz", "drift"])
     emit({"suite": "info", "implementation": sys.implementation.name,
           "version": list(sys.implementation.version)[:3]})
     for s in suites:
@@ -632,6 +669,8 @@ def main(args_json):
             suite_commands(args["vectors"])
         elif s == "fuzz":
             suite_fuzz(args.get("fuzz_n", 100000), args.get("fuzz_seed", 1))
+        elif s == "drift":
+            suite_drift(args.get("drift_n", 100000), args.get("drift_seed", 7))
         elif s == "main_loop":
             suite_main_loop()
         elif s == "machine_hal":
