@@ -512,6 +512,8 @@ def device_model(cal: EdgeCalibration, base_device: EdgeDevice) -> EdgeDevice:
     if base_device.kind != cal.kind or base_device.n_edges != cal.n_edges:
         raise ValueError(f"the calibration is of {cal.n_edges} {cal.kind} edges, the base device has "
                          f"{base_device.n_edges} {base_device.kind} edges")
+    if (cal.s_a_per_v2 if cal.kind == "mosfet" else cal.r_ohm) is None:
+        raise ValueError("the calibration has no device fits (only ADC offsets)")
     if cal.kind == "mosfet":
         s = np.where(np.isfinite(cal.s_a_per_v2), cal.s_a_per_v2, base_device.s_a_per_v2)
         vt = np.where(np.isfinite(cal.vt_v), cal.vt_v, base_device.vt_v)

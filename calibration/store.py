@@ -1,13 +1,14 @@
-"""The calibration store: one HDF5 file holding every calibration of the lab's rigs, dated
-and versioned, newest last.
+"""The calibration store: an HDF5 file holding the calibrations of a rig, dated and
+versioned, newest last, each with the key of the rig it was made on.
 
 Layout (``h5ls -r`` shows it all)::
 
-    /                            attrs format = "twinrig-calibration", format_version = 1
+    /                            attrs format = "twinrig-calibration", format_version = 2
     /calibrations/<version>      version = 1, 2, 3... in the order they were saved;
                                  attrs version, created (ISO 8601 UTC), rig, kind ("daq",
                                  "edges" or "all"), identities (JSON: role -> identity),
-                                 twinrig_version
+                                 twinrig_version, rig_key (JSON, see
+                                 :class:`~calibration.rigkey.RigKey`; absent in format 1)
         daq/                     attrs date, tolerance (JSON), problems (JSON), n_samples
             ao/, ai/             datasets channel (str), gain, offset_v, residual_rms_v,
                                  linearity (one value per channel, the DAQ's order)
@@ -16,10 +17,14 @@ Layout (``h5ls -r`` shows it all)::
 
 A :class:`Calibration` holds a DAQ part (:class:`~calibration.daq.DaqCalibration`) and an
 edge-board part, the plain dict of an edge calibration's ``to_dict()`` (passed through, so
-the store does not depend on how the boards are calibrated), or both. The default file is
-``$TWINRIG_CALIBRATION`` or ``~/.local/share/twinrig/calibration.h5``; every function takes
-a path (None for the default). A run file embeds :func:`to_json` of the calibration it ran
-with.
+the store does not depend on how the boards are calibrated), or both, and the
+:class:`~calibration.rigkey.RigKey` of the rig. A calibration of format 1 has no key: it is
+still read, shown and compared, but belongs to no rig that can be checked, so it is never
+applied automatically. The default file (the store of the built-in simulated benches) is
+``$TWINRIG_CALIBRATION`` or ``$XDG_DATA_HOME/twinrig/calibration/simulated-benches.h5``
+(``~/.local/share`` when ``XDG_DATA_HOME`` is not set); :mod:`hostctl.calibrating` chooses
+the store of a rig file. Every function takes a path (None for the default). A run file
+embeds :func:`to_json` of the calibration it ran with, key included.
 """
 
 from __future__ import annotations
@@ -37,9 +42,11 @@ import h5py
 import numpy as np
 
 from .daq import ChannelFit, DaqCalibration, Tolerance
+from .rigkey import RigKey, differences
 
 FORMAT = "twinrig-calibration"
-FORMAT_VERSION = 1
+#: 2: every calibration carries the key of its rig; 1 (still read): none does.
+FORMAT_VERSION = 2
 ENV_VAR = "TWINRIG_CALIBRATION"
 KINDS = ("daq", "edges", "all")
 #: The numbers of each channel that :func:`diff` compares, and the HDF5 datasets per kind.
@@ -74,6 +81,11 @@ class Calibration:
         identities: role -> identity of the instruments; default the DAQ calibration's.
         version: its version in the store (None until saved or loaded).
         twinrig_version: the software that made it; default this one.
+        key: the rig it was made on; None for a calibration from before keys were kept
+            (never applied automatically).
+        omitted: what of it was left out because it does not match the rig it is applied
+            to (a part applied with ``--partial-calibration``), one phrase each; empty for a
+            calibration as it was made. Only whole calibrations are stored.
     """
 
     rig: str
@@ -83,6 +95,8 @@ class Calibration:
     identities: dict = field(default_factory=dict)
     version: int | None = None
     twinrig_version: str | None = None
+    key: RigKey | None = None
+    omitted: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.edges is not None and not isinstance(self.edges, dict):
@@ -106,7 +120,8 @@ class Calibration:
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "version": self.version, "rig": self.rig,
                 "kind": self.kind, "created": self.created, "identities": dict(self.identities),
                 "twinrig_version": self.twinrig_version,
-                "daq": None if self.daq is None else self.daq.to_dict(), "edges": self.edges}
+                "daq": None if self.daq is None else self.daq.to_dict(), "edges": self.edges,
+                "key": None if self.key is None else self.key.to_dict(), "omitted": list(self.omitted)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Calibration":
@@ -116,16 +131,20 @@ class Calibration:
             raise CalibrationStoreError(f"calibration format {d['format_version']}, this twinrig reads up to {FORMAT_VERSION}")
         return cls(rig=str(d["rig"]), daq=None if d["daq"] is None else DaqCalibration.from_dict(d["daq"]),
                    edges=d["edges"], created=str(d["created"]), identities=dict(d["identities"]),
-                   version=None if d["version"] is None else int(d["version"]), twinrig_version=d["twinrig_version"])
+                   version=None if d["version"] is None else int(d["version"]), twinrig_version=d["twinrig_version"],
+                   key=None if d.get("key") is None else RigKey.from_dict(d["key"]),
+                   omitted=tuple(str(o) for o in d.get("omitted", ())))
 
 
 class VersionInfo(NamedTuple):
-    """One line of :func:`versions`."""
+    """One line of :func:`versions`: ``keyed`` is False for a calibration without a rig key
+    (format 1), which is never applied automatically."""
 
     version: int
     created: str
     rig: str
     kind: str
+    keyed: bool
 
 
 class DiffRow(NamedTuple):
@@ -142,10 +161,20 @@ class DiffRow(NamedTuple):
 # -- the file --------------------------------------------------------------------------------
 
 
+def data_home() -> Path:
+    """``$XDG_DATA_HOME``, or ``~/.local/share`` when it is not set (or not absolute, as the
+    XDG specification says)."""
+    xdg = os.environ.get("XDG_DATA_HOME", "")
+    return Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
+
+
 def default_path() -> Path:
-    """``$TWINRIG_CALIBRATION``, or ``~/.local/share/twinrig/calibration.h5``."""
+    """``$TWINRIG_CALIBRATION``, or the store of the built-in simulated benches,
+    ``$XDG_DATA_HOME/twinrig/calibration/simulated-benches.h5``: one file for them all (one
+    bench has several names, ``gen2-sim`` and ``gen2-lattice-sim``; their keys tell them
+    apart)."""
     env = os.environ.get(ENV_VAR)
-    return Path(env).expanduser() if env else Path.home() / ".local" / "share" / "twinrig" / "calibration.h5"
+    return Path(env).expanduser() if env else data_home() / "twinrig" / "calibration" / "simulated-benches.h5"
 
 
 def _path(path) -> Path:
@@ -203,16 +232,22 @@ def _read_channels(group: h5py.Group, kind: str) -> tuple[ChannelFit, ...]:
 def save(path, calibration: Calibration) -> int:
     """Add ``calibration`` to the file at ``path`` (None: :func:`default_path`), creating it
     (and its folder) if needed; returns its version, one more than the newest there."""
+    cal = calibration
+    if cal.omitted:
+        raise ValueError("a calibration with parts left out is not stored; store the calibration as it was made")
     path = _path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    cal = calibration
     with _open(path, "a") as f:
         existing = _versions_in(f)
         version = existing[-1] + 1 if existing else 1
+        # a format-1 file grows format-2 entries; its old entries read as before
+        f.attrs["format_version"] = FORMAT_VERSION
         g = f["calibrations"].create_group(str(version))
         try:
             g.attrs.update(version=version, created=cal.created, rig=cal.rig, kind=cal.kind,
                            identities=json.dumps(cal.identities), twinrig_version=cal.twinrig_version or "")
+            if cal.key is not None:
+                g.attrs["rig_key"] = json.dumps(cal.key.to_dict())
             if cal.daq is not None:
                 d = g.create_group("daq")
                 d.attrs.update(date=cal.daq.date, rig=cal.daq.rig, identities=json.dumps(cal.daq.identities),
@@ -242,9 +277,10 @@ def _load_group(g: h5py.Group) -> Calibration:
     if "edges" in g:
         raw = g["edges"][()]
         edges = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    key = RigKey.from_dict(json.loads(a["rig_key"])) if "rig_key" in a else None
     return Calibration(rig=str(a["rig"]), daq=daq, edges=edges, created=str(a["created"]),
                        identities=json.loads(a["identities"]), version=int(a["version"]),
-                       twinrig_version=str(a["twinrig_version"]) or None)
+                       twinrig_version=str(a["twinrig_version"]) or None, key=key)
 
 
 def load(path=None, version: int | None = None) -> Calibration:
@@ -274,18 +310,21 @@ def versions(path=None) -> list[VersionInfo]:
         out = []
         for v in _versions_in(f):
             a = f["calibrations"][str(v)].attrs
-            out.append(VersionInfo(v, str(a["created"]), str(a["rig"]), str(a["kind"])))
+            out.append(VersionInfo(v, str(a["created"]), str(a["rig"]), str(a["kind"]), "rig_key" in a))
         return out
 
 
-def latest(path, rig_name: str, kind: str | None = None) -> Calibration | None:
-    """The newest calibration of rig ``rig_name`` (of ``kind``, or that includes it: an
-    ``"all"`` calibration has a ``"daq"`` part), or None when there is none."""
+def latest(path, key: RigKey, kind: str | None = None) -> Calibration | None:
+    """The newest calibration made on the rig of ``key`` (:meth:`RigKey.matches`; of
+    ``kind``, or one that includes it: an ``"all"`` calibration has a ``"daq"`` part), or
+    None when there is none. Calibrations without a key never match."""
     if kind is not None and kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     for info in reversed(versions(path)):
-        if info.rig == rig_name and (kind is None or info.kind in (kind, "all")):
-            return load(path, info.version)
+        if info.keyed and (kind is None or info.kind in (kind, "all")):
+            cal = load(path, info.version)
+            if cal.key.matches(key):
+                return cal
     return None
 
 
@@ -341,12 +380,19 @@ def diff(a: Calibration, b: Calibration) -> list[DiffRow]:
     """How ``b`` differs from ``a``: for every DAQ channel its gain, offset, linearity and
     residual (``change`` = b - a, NaN-safe: None when a side lacks the channel); for the
     edge parts every numeric leaf of their dicts that differs (``"boards.3.offset_uv"``);
-    every instrument whose identity changed. Rows in channel order, then edges."""
+    every instrument whose identity changed, every part of the rig's key that differs
+    (what ``"rig"``, quantity ``"key"``, ``b`` the phrase of :func:`~calibration.rigkey.differences`,
+    or the keys' digests when only one side has a key). Rows: instruments, key, channels in order, then edges."""
     rows: list[DiffRow] = []
     for role in sorted(set(a.identities) | set(b.identities)):
         ia, ib = a.identities.get(role), b.identities.get(role)
         if ia != ib:
             rows.append(DiffRow(role, "identity", ia, ib, None))
+    if (a.key is None) != (b.key is None):
+        rows.append(DiffRow("rig", "key", "none" if a.key is None else a.key.digest(),
+                            "none" if b.key is None else b.key.digest(), None))
+    elif a.key is not None:
+        rows.extend(DiffRow("rig", "key", "", what, None) for what in differences(a.key, b.key))
     fits = lambda cal, kind: {} if cal.daq is None else {c.name: c for c in getattr(cal.daq, kind)}  # noqa: E731
     for kind in ("ao", "ai"):
         fa, fb = fits(a, kind), fits(b, kind)

@@ -4,6 +4,8 @@
 
     name = "gen2-bench"
     edge_kind = "mosfet"                    # or "digipot": the kind of every edge board
+    calibration = "gen2-bench.cal.h5"       # optional: this rig's calibration store, relative
+                                            # to this file (default: RIG.calibration.h5 beside it)
 
     [network]
     builtin = "gen2"                        # "gen2" (Gen-2 lattice) or "gen1" (digipot grid)
@@ -200,6 +202,7 @@ class InstrumentsSpec(Strict):
 class RigSpec(Strict):
     name: str
     edge_kind: Literal["mosfet", "digipot"] = "mosfet"
+    calibration: str | None = Field(None, min_length=1)  # read by hostctl.calibrating.store_path
     network: NetworkSpec
     daq: DaqSpec
     outputs: list[OutputSpec] = Field(min_length=1)

@@ -99,20 +99,25 @@ def default_run_path(exp: Experiment) -> Path:
     return Path("runs") / f"{exp.name}-{stamp}.h5"
 
 
-def calibrate_rig(rig: Rig, store_path, use: bool = True, max_age_s: float | None = None) -> tuple[object | None, list[str]]:
-    """Apply the store's calibration of this rig (see :mod:`hostctl.calibrating`); returns
-    it (None when there is none, or ``use`` is False) and the warnings to log."""
+def calibrate_rig(rig: Rig, store_path, use: bool = True, max_age_s: float | None = None, *,
+                  partial: bool = False, rig_file=None) -> tuple[object | None, list[str]]:
+    """Apply the calibration of this rig from its store (``store_path``, or None for the
+    rig's own: see :mod:`hostctl.calibrating`); returns it (None when there is none, or
+    ``use`` is False; with ``partial``, the part that holds) and the notes to log.
+
+    Raises:
+        CalibrationMismatch: the store's calibration of this rig no longer matches it.
+    """
     from . import calibrating
 
     if not use:
         return None, ["calibration not applied (--no-calibration)"]
-    cal = calibrating.find(store_path, rig)
+    path = calibrating.store_path(store_path, rig_file, rig.simulated)
+    cal, notes = calibrating.choose(path, rig, partial)
     if cal is None:
-        return None, [f"no calibration of this bench's DAQ ({rig.identities()['daq']}) in the store: "
-                      f"values are uncorrected (hostctl calibrate)"]
+        return None, notes
     age = calibrating.DEFAULT_MAX_AGE_S if max_age_s is None else max_age_s
-    return cal, [f"calibration v{cal.version} of {cal.rig} ({cal.created}) applied",
-                 *calibrating.apply(rig, cal, max_age_s=age)]
+    return cal, [*notes, *calibrating.apply(rig, cal, max_age_s=age)]
 
 
 def train(exp: Experiment, rig: Rig, out: Path, on_progress: Callable | None = None, *,
@@ -173,7 +178,7 @@ def resume(path: Path, rig_path: str | None, on_progress: Callable | None = None
 
             from . import calibrating
 
-            for note in calibrating.apply(rig, from_json(meta["calibration"]), max_age_s=float("inf")):
+            for note in calibrating.reapply(rig, from_json(meta["calibration"])):
                 writer.event(writer.last_checkpoint_step or 0, "warning", note)
         try:
             outcome = Runner(exp, rig, writer, on_progress=on_progress).run(writer.last_checkpoint)

@@ -6,7 +6,8 @@ fresh examples each run, so local runs keep exploring. Every example a run has f
 kept in its test as an explicit ``@example`` or case. Neither profile has a deadline: a
 test's speed is measured by the benchmarks, never by a wall clock.
 
-Every test sees an empty calibration store of its own, never the user's.
+Every test sees an empty calibration store of its own, never the user's, and a data folder
+(``$XDG_DATA_HOME``) of its own: the default stores of the built-in benches are there.
 """
 
 from __future__ import annotations
@@ -27,3 +28,4 @@ settings.load_profile("ci" if os.environ.get("CI", "").lower() == "true" else "d
 @pytest.fixture(autouse=True)
 def _private_calibration_store(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("TWINRIG_CALIBRATION", str(tmp_path_factory.mktemp("calibration") / "store.h5"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg-data")))

@@ -43,8 +43,10 @@ def test_calibration_show_of_a_missing_version_is_one_line(store_path, capsys):
     assert err.startswith("hostctl: error: ") and "\n" not in err
 
 
-def xor_on_a_realistic_bench(tmp_path):
+def xor_on_a_realistic_bench(tmp_path, epochs: int = 4000):
+    """XOR on the simulated bench that ``hostctl calibrate`` calibrates (gen2, seed 0)."""
     text = builtin_experiment_text("xor_gen2").replace('daq_errors = "ideal"', 'daq_errors = "realistic"')
+    text = text.replace("epochs = 4000", f"epochs = {epochs}")
     path = tmp_path / "xor.toml"
     path.write_text(text)
     return path
@@ -70,9 +72,7 @@ def test_an_old_calibration_draws_a_warning(store_path, tmp_path, capsys):
     store.save(store_path, old)
     capsys.readouterr()
     out = tmp_path / "r.h5"
-    exp = tmp_path / "iris.toml"
-    exp.write_text(builtin_experiment_text("iris_gen2").replace("[schedule]\nepochs = 100", "[schedule]\nepochs = 2")
-                   + "\n[bench]\nseed = 0\n")
+    exp = xor_on_a_realistic_bench(tmp_path, epochs=2)  # the bench calibrated
     assert main(["train", str(exp), "--out", str(tmp_path / "young.h5"), "--max-calibration-age", "400"]) == 0
     assert "days old" not in capsys.readouterr().out
     assert main(["train", str(exp), "--out", str(out)]) == 0
@@ -116,8 +116,7 @@ def test_a_run_file_holds_the_calibrated_device_models(store_path, tmp_path, cap
     from instruments.sim.netfile import loads_network_file
 
     assert main(["calibrate", "all", "--quiet"]) == 0
-    exp = tmp_path / "xor.toml"
-    exp.write_text(builtin_experiment_text("xor_gen2").replace("epochs = 4000", "epochs = 2"))
+    exp = xor_on_a_realistic_bench(tmp_path, epochs=2)
     out = tmp_path / "r.h5"
     assert main(["train", str(exp), "--out", str(out), "--quiet"]) == 0
     device = loads_network_file(load(out).metadata["network"]).device

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 
 from calibration import store
 from calibration.daq import ChannelFit, DaqCalibration, Tolerance, calibrate_daq
+from calibration.rigkey import RigKey
 from calibration.store import Calibration, CalibrationStoreError
 from instruments.rig import open_rig
 from instruments.sim.bench import DaqErrors
@@ -38,9 +40,10 @@ def monday() -> DaqCalibration:
 
 
 @pytest.fixture(scope="module")
-def friday() -> DaqCalibration:
-    """The same bench after the outputs' offsets drifted by 1 mV."""
-    return calibrate(ao_offset_v=0.003)
+def friday(monday) -> DaqCalibration:
+    """The same bench after the outputs' offsets drifted by 1 mV (the same DAQ: a simulated
+    DAQ of other errors has another serial, a real one that drifted keeps its own)."""
+    return replace(calibrate(ao_offset_v=0.003), identities=monday.identities)
 
 
 class EdgePart:
@@ -73,16 +76,55 @@ def test_a_loaded_calibration_corrects_like_the_saved_one(tmp_path, monday):
     np.testing.assert_array_equal(loaded.correct_inputs(v[:2]), monday.correct_inputs(v[:2]))
 
 
-def test_latest_finds_the_newest_of_one_rig(tmp_path, monday, friday):
+KEY = RigKey(daq="NI PXIe-6738 SN 1", boards={1: "aa", 2: "bb"}, network="n1", wiring="w1", rig="gen2-sim")
+
+
+def test_latest_finds_the_newest_of_one_rig_by_its_key(tmp_path, monday, friday):
     path = tmp_path / "cal.h5"
-    assert store.latest(path, "gen2-sim") is None  # no file yet
+    other = replace(KEY, boards={1: "aa", 2: "cc"})  # board 2 replaced: another rig
+    assert store.latest(path, KEY) is None  # no file yet
+    store.save(path, Calibration("gen2-sim", daq=monday, key=KEY))
+    store.save(path, Calibration("gen2-sim", daq=friday, key=other))
+    store.save(path, Calibration("gen2-sim", edges=EdgePart([3.0, -2.0]), key=KEY))
+    store.save(path, Calibration("gen2-sim", daq=friday))  # no key: never matches
+    assert store.latest(path, KEY).version == 3
+    assert store.latest(path, replace(KEY, rig="renamed")).version == 3  # the name is not the rig
+    assert store.latest(path, KEY, kind="daq").version == 1
+    assert store.latest(path, other).version == 2
+    assert store.latest(path, replace(KEY, network="n2")) is None
+    assert [v.keyed for v in store.versions(path)] == [True, True, True, False]
+
+
+def test_the_key_survives_the_store_and_json(tmp_path, monday):
+    key = replace(KEY, simulated={"seed": 3, "imperfections": "0123456789abcdef"}, boards={1: "aa", 2: None})
+    store.save(tmp_path / "cal.h5", Calibration("gen2-sim", daq=monday, key=key))
+    loaded = store.load(tmp_path / "cal.h5")
+    assert loaded.key == key
+    assert store.from_json(store.to_json(loaded)).key == key
+
+
+def test_a_format_1_store_is_read_and_grows_keyed_entries(tmp_path, monday):
+    path = tmp_path / "cal.h5"
     store.save(path, Calibration("gen2-sim", daq=monday))
-    store.save(path, Calibration("other-rig", daq=friday))
-    store.save(path, Calibration("gen2-sim", edges=EdgePart([3.0, -2.0])))
-    assert store.latest(path, "gen2-sim").version == 3
-    assert store.latest(path, "gen2-sim", kind="daq").version == 1
-    assert store.latest(path, "other-rig").version == 2
-    assert store.latest(path, "nobody") is None
+    with h5py.File(path, "a") as f:  # as a twinrig before rig keys wrote it
+        f.attrs["format_version"] = 1
+    assert store.load(path).key is None
+    store.save(path, Calibration("gen2-sim", daq=monday, key=KEY))
+    assert [v.keyed for v in store.versions(path)] == [False, True]
+    assert store.latest(path, KEY).version == 2
+
+
+def test_a_calibration_with_parts_left_out_is_not_stored(tmp_path, monday):
+    with pytest.raises(ValueError, match="parts left out"):
+        store.save(tmp_path / "cal.h5", Calibration("gen2-sim", daq=monday, key=KEY, omitted=("the DAQ",)))
+
+
+def test_diff_names_what_differs_in_the_rig_keys(monday):
+    a = Calibration("gen2-sim", daq=monday, key=KEY)
+    rows = store.diff(a, Calibration("gen2-sim", daq=monday, key=replace(KEY, boards={1: "aa", 2: "cc"})))
+    assert [r.b for r in rows if r.quantity == "key"] == ["board 2 (uid bb -> cc) replaced"]
+    rows = store.diff(a, Calibration("gen2-sim", daq=monday))
+    assert [(r.a, r.b) for r in rows if r.quantity == "key"] == [(KEY.digest(), "none")]
 
 
 def test_diff_lists_the_drift_with_numbers(monday, friday):
@@ -149,7 +191,14 @@ def test_the_default_file_comes_from_the_environment(tmp_path, monkeypatch, mond
     assert (tmp_path / "deep" / "cal.h5").exists()
     assert store.load().version == 1
     monkeypatch.delenv(store.ENV_VAR)
-    assert store.default_path() == Path.home() / ".local" / "share" / "twinrig" / "calibration.h5"
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert store.default_path() == tmp_path / "data" / "twinrig" / "calibration" / "simulated-benches.h5"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    share = tmp_path / "home" / ".local" / "share"
+    assert store.default_path() == share / "twinrig" / "calibration" / "simulated-benches.h5"
+    monkeypatch.setenv("XDG_DATA_HOME", "relative/data")  # not absolute: ignored, as XDG says
+    assert store.default_path().parent == share / "twinrig" / "calibration"
 
 
 def test_a_file_that_is_not_a_calibration_file_is_refused_by_name(tmp_path):

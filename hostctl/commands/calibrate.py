@@ -1,15 +1,20 @@
 """``hostctl calibrate`` and ``hostctl calibration``: measure the bench, keep the results.
 
-- ``calibrate daq|edges|all [--rig RIG.toml] [--store PATH]``: the DAQ's analog channels
-  against the multimeter, the edge boards' ADC offsets and device curves against the
-  source-measure unit, or both; the result is saved as a new version in the calibration store
-  and used automatically by every later run on this bench. Without a rig file the built-in
-  simulated bench is calibrated (``--builtin gen2|gen1``, ``--seed N`` for its own seed).
-  On a real bench the command asks you to connect the meter where it is needed.
-- ``calibration show [--store PATH] [--version N]``: every version, or one in full;
-- ``calibration diff A B [--store PATH]``: what drifted between two versions, by how much.
+- ``calibrate daq|edges|all [--rig RIG.toml [--simulate]] [--store PATH]``: the DAQ's
+  analog channels against the multimeter, the edge boards' ADC offsets and device curves
+  against the source-measure unit, or both; the result is saved, with the key of the rig
+  (:class:`~calibration.rigkey.RigKey`), as a new version in the rig's calibration store and
+  used automatically by every later run on this rig. Without a rig file the built-in
+  simulated bench is calibrated (``--builtin gen2|gen1``, ``--seed N`` for its own seed);
+  ``--rig RIG.toml --simulate`` rehearses calibrating a real wiring on the simulated bench
+  (into the rig's simulated store). On a real bench the command asks you to connect the
+  meter where it is needed.
+- ``calibration show [--version N]``: every version, or one in full;
+- ``calibration diff A B``: what drifted between two versions, by how much.
 
-The store is ``$TWINRIG_CALIBRATION`` or ``~/.local/share/twinrig/calibration.h5``.
+Every command takes the rig file (``--rig RIG.toml [--simulate]``) whose store it reads or
+writes, or ``--store PATH``; without either, the store of the built-in simulated benches.
+See :func:`hostctl.calibrating.store_path`.
 """
 
 from __future__ import annotations
@@ -17,31 +22,52 @@ from __future__ import annotations
 import argparse
 import math
 
+from hostctl import argtypes
 from hostctl.errors import UserError
+
+
+def _store_arguments(p, calibrating: bool = False) -> None:
+    p.add_argument("--rig", metavar="RIG.toml", help="the bench's rig file (default: the built-in simulated bench)")
+    p.add_argument("--simulate", action="store_true", help="the rig file's wiring on the simulated bench")
+    if calibrating:
+        p.add_argument("--builtin", choices=("gen2", "gen1"), default="gen2",
+                       help="the built-in simulated bench, without --rig (default gen2)")
+        p.add_argument("--seed", type=argtypes.seed, default=0, help="the simulated bench's seed (default 0)")
+    p.add_argument("--store", metavar="PATH", help="the calibration store (default: the rig's own)")
 
 
 def register(sub) -> None:
     c = sub.add_parser("calibrate", help="calibrate the DAQ channels and/or the edge boards",
-                       description="Measure the bench and save a new calibration version.")
+                       description="Measure the bench and save a new calibration version in the rig's store.")
     c.add_argument("what", choices=("daq", "edges", "all"), help="what to calibrate")
-    c.add_argument("--rig", metavar="RIG.toml", help="the bench's rig file (default: the simulated bench)")
-    c.add_argument("--builtin", choices=("gen2", "gen1"), default="gen2", help="the simulated bench (default gen2)")
-    c.add_argument("--seed", type=int, default=0, help="the simulated bench's seed (default 0)")
-    c.add_argument("--store", metavar="PATH", help="the calibration store (default $TWINRIG_CALIBRATION or ~/.local/...)")
+    _store_arguments(c, calibrating=True)
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=calibrate)
     s = sub.add_parser("calibration", help="show and compare stored calibrations")
     cmds = s.add_subparsers(dest="calibration_command", metavar="CALIBRATION_COMMAND")
     cmds.required = True
     sh = cmds.add_parser("show", help="list the stored calibrations, or show one")
-    sh.add_argument("--store", metavar="PATH")
+    _store_arguments(sh)
     sh.add_argument("--version", type=int, help="one version in full (default: the list)")
     sh.set_defaults(func=show)
     d = cmds.add_parser("diff", help="what changed between two calibration versions")
     d.add_argument("a", type=int, metavar="A")
     d.add_argument("b", type=int, metavar="B")
-    d.add_argument("--store", metavar="PATH")
+    _store_arguments(d)
     d.set_defaults(func=diff)
+
+
+def _store(args):
+    """The store the command reads or writes: ``--store``, else the rig's own."""
+    from hostctl.calibrating import store_path
+
+    if args.simulate and args.rig is None:
+        raise UserError("--simulate needs --rig (without a rig file the bench is simulated anyway)")
+    if args.rig is not None:
+        from hostctl.commands.rig import load
+
+        load(args.rig)  # one error line naming the file when it cannot be read
+    return store_path(args.store, args.rig, args.simulate)
 
 
 def _open_rig(args):
@@ -57,6 +83,8 @@ def _open_rig(args):
     if problems:
         raise UserError(f"{args.rig}: the wiring is not sound: {problems[0]}")
     try:
+        if args.simulate:
+            return open_rig(wiring, simulate=True, seed=args.seed)
         return open_rig(wiring)
     except (ValueError, RuntimeError, OSError) as exc:
         raise UserError(f"cannot open the bench: {exc}") from None
@@ -88,6 +116,9 @@ def calibrate(args: argparse.Namespace) -> int:
     from calibration.daq import calibrate_daq
     from hostctl.commands.run import Progress
 
+    from calibration.rigkey import key_of
+
+    where = _store(args)
     rig = _open_rig(args)
     connect_dmm, connect_smu = _connectors(rig)
     try:
@@ -112,14 +143,17 @@ def calibrate(args: argparse.Namespace) -> int:
                 # corrected outputs set far more exactly than the raw ones
                 apply_daq_calibration(rig, daq_cal.corrections())
             edges = calibrate_edges(rig, connect_smu, quiet=args.quiet, connect_dmm=connect_dmm)
-        cal = store.Calibration(rig.wiring.name, daq=daq_cal, edges=edges, identities=rig.identities())
+        cal = store.Calibration(rig.wiring.name, daq=daq_cal, edges=edges, identities=rig.identities(),
+                                key=key_of(rig))
         try:
-            version = store.save(args.store, cal)
+            version = store.save(where, cal)
         except store.CalibrationStoreError as exc:
             raise UserError(str(exc)) from None
+        except OSError as exc:
+            raise UserError(f"{where}: cannot write the calibration store: {exc.strerror or exc}") from None
     finally:
         rig.close()
-    print(f"calibration v{version} of {rig.wiring.name} saved in {store._path(args.store)}")
+    print(f"calibration v{version} of {rig.wiring.name} saved in {where} (rig key {cal.key.digest()})")
     if daq_cal is not None:
         print(daq_table(daq_cal))
         for p in daq_cal.problems:
@@ -154,20 +188,30 @@ def _store_call(fn, *a):
 def show(args: argparse.Namespace) -> int:
     from calibration import store
 
+    where = _store(args)
     if args.version is None:
-        infos = _store_call(store.versions, args.store)
+        infos = _store_call(store.versions, where)
         if not infos:
-            print(f"no calibrations in {store._path(args.store)}")
+            print(f"no calibrations in {where}")
             return 0
-        print(f"{'version':>7}  {'created':<27}{'rig':<24}{'kind':<6}{'age (days)':>10}")
+        print(f"calibrations in {where}")
+        print(f"{'version':>7}  {'created':<27}{'rig':<24}{'kind':<6}{'rig key':<10}{'age (days)':>10}")
         for i in infos:
-            cal = _store_call(store.load, args.store, i.version)
-            print(f"{i.version:>7}  {i.created:<27}{i.rig:<24}{i.kind:<6}{store.age_s(cal) / 86400:>10.1f}")
+            cal = _store_call(store.load, where, i.version)
+            key = cal.key.digest() if cal.key is not None else "none"
+            print(f"{i.version:>7}  {i.created:<27}{i.rig:<24}{i.kind:<6}{key:<10}{store.age_s(cal) / 86400:>10.1f}")
         return 0
-    cal = _store_call(store.load, args.store, args.version)
+    cal = _store_call(store.load, where, args.version)
     print(f"calibration v{cal.version} of {cal.rig} ({cal.kind}), made {cal.created} with twinrig {cal.twinrig_version}")
     for role, ident in cal.identities.items():
         print(f"  {role}: {ident}")
+    if cal.key is None:
+        print("  rig key: none (made before rig keys were kept; never applied automatically)")
+    else:
+        k = cal.key
+        print(f"  rig key {k.digest()}: network {k.network}, wiring {k.wiring}, {len(k.boards)} boards"
+              + ("" if k.simulated is None else
+                 f", simulated bench of seed {k.simulated['seed']} (imperfections {k.simulated['imperfections']})"))
     if cal.daq is not None:
         print(daq_table(cal.daq))
     if cal.edges is not None:
@@ -180,8 +224,9 @@ def show(args: argparse.Namespace) -> int:
 def diff(args: argparse.Namespace) -> int:
     from calibration import store
 
-    a = _store_call(store.load, args.store, args.a)
-    b = _store_call(store.load, args.store, args.b)
+    where = _store(args)
+    a = _store_call(store.load, where, args.a)
+    b = _store_call(store.load, where, args.b)
     rows = [r for r in store.diff(a, b) if r.a != r.b]
     print(f"calibration v{a.version} ({a.created}) -> v{b.version} ({b.created}): "
           f"{len(rows)} value{'s' if len(rows) != 1 else ''} changed")

@@ -39,6 +39,7 @@ from numba import njit
 from ..bus import protocol as p
 from ..bus.client import BusClient
 from ..daq import models
+from ..fingerprint import fingerprint
 from ..interfaces import DaqError, DaqTimeout, InstrumentError, OverCurrent
 from ..wiring import Wiring, default_wiring
 from .boards import DEVICE_UNIT, SimBoards
@@ -533,10 +534,11 @@ class SimDaq:
             self._write(self._safe_v)
 
     def identity(self) -> str:
-        """The devices, with serial numbers that follow the bench's seed: another seed is
-        another simulated bench (other channel errors), so its calibration does not apply."""
+        """The devices, with serial numbers that follow the bench's seed and the channels'
+        errors: another seed, or other errors at the same seed (an ideal DAQ), is another
+        simulated DAQ, so its calibration does not apply."""
         devices = self._bench.wiring.daq_devices.items()
-        serial = zlib.crc32(repr(self._bench.seed).encode())
+        serial = zlib.crc32(f"{self._bench.seed!r} {fingerprint(self.errors)}".encode())
         return "; ".join(f"National Instruments {name} {dev} SN {serial + k:08X} (simulated)"
                          for k, (dev, name) in enumerate(devices))
 
@@ -851,6 +853,9 @@ class SimBench:
         wiring, layout, network, device: the bench's description.
         daq, bus, smu, dmm, psu: the instruments.
         boards: the emulated boards; port: the loopback port of the bus.
+        imperfections: a fingerprint (:func:`~instruments.fingerprint.fingerprint`) of what
+            calibration measures on this bench: the DAQ's errors, the edge devices'
+            parameters, the boards' ADC offsets. Part of the key of its calibrations.
     """
 
     def __init__(self, wiring: Wiring | None = None, *, device: EdgeDevice | None = None,
@@ -934,6 +939,8 @@ class SimBench:
         opts = self.wiring.psu.options if self.wiring.psu is not None else {}
         self.psu = SimPsu(self, opts.get("channel", 1), opts.get("voltage_v", 5.0), opts.get("current_limit_a", 0.5))
 
+        self.imperfections = fingerprint(self.daq.errors, device,
+                                         np.broadcast_to(np.asarray(adc_offset_uv, float), (len(addresses), 4)))
         for a in faults.mute:
             self.mute_board(a)
         for j in faults.stuck:
