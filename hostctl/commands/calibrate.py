@@ -26,6 +26,10 @@ from hostctl import argtypes
 from hostctl.errors import UserError
 
 
+#: A calibration's version in its store: 1, 2, 3...
+VERSION = argtypes.integer(1, 2**31 - 1)
+
+
 def _store_arguments(p, calibrating: bool = False) -> None:
     p.add_argument("--rig", metavar="RIG.toml", help="the bench's rig file (default: the built-in simulated bench)")
     p.add_argument("--simulate", action="store_true", help="the rig file's wiring on the simulated bench")
@@ -48,11 +52,11 @@ def register(sub) -> None:
     cmds.required = True
     sh = cmds.add_parser("show", help="list the stored calibrations, or show one")
     _store_arguments(sh)
-    sh.add_argument("--version", type=int, help="one version in full (default: the list)")
+    sh.add_argument("--version", type=VERSION, help="one version in full (default: the list)")
     sh.set_defaults(func=show)
     d = cmds.add_parser("diff", help="what changed between two calibration versions")
-    d.add_argument("a", type=int, metavar="A")
-    d.add_argument("b", type=int, metavar="B")
+    d.add_argument("a", type=VERSION, metavar="A")
+    d.add_argument("b", type=VERSION, metavar="B")
     _store_arguments(d)
     d.set_defaults(func=diff)
 
