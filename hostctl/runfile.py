@@ -386,11 +386,12 @@ class RunWriter:
                 f"of {', '.join(TABLES)} when it was taken"
             )
             f.flush()
-        except BaseException:
+            self._start(f, path, flush_s, buffer_rows, clock, t_s=0.0)
+        except BaseException:  # an interrupted creation leaves no file behind
+            _OPEN_WRITERS.discard(path.resolve())
             f.close()
             path.unlink(missing_ok=True)
             raise
-        self._start(f, path, flush_s, buffer_rows, clock, t_s=0.0)
 
     @classmethod
     def resume(

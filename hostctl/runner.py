@@ -11,10 +11,19 @@ One learning step (see ``../shared/design.md``):
 
 Before the first output the plan is checked against the rig's limits (:func:`check_plan`),
 the boards are configured with the experiment's rule over the bus, and a checkpoint is
-written. The run lives in the rig's safety guard with signals deferred: a Ctrl-C (or
-SIGTERM) lets the current step finish, then the outputs go safe, a last checkpoint is
-written and the file is closed as ``interrupted``; ``hostctl resume RUN.h5`` continues it.
-Nothing here knows whether the rig is simulated.
+written. The run lives in the rig's safety guard; signals follow :mod:`hostctl.stopping`:
+during set-up a signal ends the run at once; while running, a Ctrl-C (or SIGTERM, or
+:meth:`Runner.request_stop`) lets the current step finish, then the outputs go safe, a last
+checkpoint is written and the file is closed as ``interrupted``; a second signal aborts the
+step at once and writes no checkpoint (the run resumes from its last consistent one).
+``hostctl resume RUN.h5`` continues it.
+
+A checkpoint holds everything the run depends on: the plan's position, the outputs, the
+board configuration the runner last sent (and the epoch of its gain), and on a simulated
+rig the bench's whole state. A resume takes all of it from the checkpoint and sets each
+piece once: on a simulated rig the bench's saved state *is* the hardware's (nothing is
+written to it besides); on a real bench the boards get the saved configuration and the
+outputs are ramped to the saved values.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from instruments.safety import Interrupted
 from .experiment import Experiment
 from .plans import EndEpoch, Evaluate, Learn, ReadEdges, TrainingPlan, check_plan
 from .runfile import RunWriter
+from .stopping import Stop, active
 
 STATE_SCALE = {"mosfet": 1e-6, "digipot": 1.0}
 """Board state units to the device's unit: uV of gate to V; taps stay taps."""
@@ -63,13 +73,16 @@ class Runner:
         experiment: what to do.
         rig: where (real or simulated; only its interfaces are used).
         writer: the run file, open for writing.
-        checkpoint_s: seconds between checkpoints (s); also taken at every epoch's end.
+        checkpoint_s: seconds between checkpoints (s); also taken when the run stops or ends.
         on_progress: called after every epoch with (epoch, step, metrics dict).
         clock: monotonic clock (s).
+        stop: the stop requests to follow (default: the one installed by the command, see
+            :func:`hostctl.stopping.active`, else a new one, installed for :meth:`run`).
     """
 
     def __init__(self, experiment: Experiment, rig: Rig, writer: RunWriter, *, checkpoint_s: float = 1.0,
-                 on_progress: Callable[[int, int, dict], None] | None = None, clock=time.monotonic):
+                 on_progress: Callable[[int, int, dict], None] | None = None, clock=time.monotonic,
+                 stop: Stop | None = None):
         self.exp = experiment
         self.rig = rig
         self.writer = writer
@@ -88,7 +101,11 @@ class Runner:
         self._clamp_hi = rig.limits.max_v[lay.clamp_ao]
         self._state_scale = STATE_SCALE[rig.wiring.edge_kind]
         self.last_metrics: dict = {}
+        self.stop = stop or active() or Stop()
         self._gain_epoch = 0
+        self._board_config: dict | None = None  # the configure_rule arguments last sent
+        self._guard = None
+        self._guard_clock = _guard_clock(rig)
         self._next_checkpoint = -np.inf
 
     # -- the pieces ------------------------------------------------------------------------------
@@ -96,13 +113,22 @@ class Runner:
         """The experiment's rule on every board (one broadcast), at the current epoch's gain
         times ``scale``."""
         r = self.exp.board_rule
-        self._gain_epoch = self.plan.epoch
         gain = min(P.GAIN_LIMIT - 1, int(round(r.gain_at(self.plan.epoch) * scale)))
-        self.rig.bus.broadcast("configure_rule", rule=int(r.rule), probability=r.probability, gain=gain,
-                               dead_band_uv2=r.dead_band_uv2)
+        self._send_board_config({"rule": int(r.rule), "probability": int(r.probability), "gain": gain,
+                                 "dead_band_uv2": int(r.dead_band_uv2)})
+        self._gain_epoch = self.plan.epoch
+
+    def _send_board_config(self, config: dict) -> None:
+        self.rig.bus.broadcast("configure_rule", **config)
+        self._board_config = config
         # a broadcast has no reply; every board answering afterwards has applied it (each board
         # handles its frames in order), before the learn line, which is not on the bus, fires
         self.rig.bus.read_states(self.addresses.tolist())
+
+    def request_stop(self, reason: str = "a stop request") -> None:
+        """Stop before the next learning step, as a first Ctrl-C does (checkpoint written,
+        file left ``interrupted``)."""
+        self.stop.request(reason)
 
     def set_initial_state(self) -> None:
         """Every board to the experiment's initial state (one request per board)."""
@@ -175,21 +201,43 @@ class Runner:
 
     # -- checkpoints -----------------------------------------------------------------------------
     def checkpoint(self) -> None:
+        """The resume state, taken between learning steps: the plan's position, the outputs
+        (V), the board configuration last sent and the epoch of its gain, and the rig's own
+        state (:meth:`Rig.snapshot`: the simulated bench's whole state; None on hardware)."""
         state = {"plan": self.plan.state(), "clamps": self._clamps.tolist(), "values": self._values.tolist(),
+                 "boards": {"config": self._board_config, "gain_epoch": self._gain_epoch},
+                 "guard": {"next_poll_s": -np.inf if self._guard is None else float(self._guard._next_poll)},
                  "bench": self.rig.snapshot()}
         self.writer.checkpoint(self.plan.step, state)
         self._next_checkpoint = self.clock() + self.checkpoint_s
 
     def restore(self, state: dict) -> None:
-        """Continue from a checkpoint (see :meth:`checkpoint`): the boards configured and the
-        outputs ramped back to where they were, then (on a simulated rig) the bench's own
-        state put back, so the run goes on exactly as it would have."""
+        """Continue from a checkpoint (see :meth:`checkpoint`), every piece of state taken
+        from it and set once: the plan, the outputs and the board configuration the runner
+        knows; then the hardware: on a simulated rig the bench's saved state (which holds the
+        boards' configuration and what the outputs hold, so nothing else is written to it),
+        on a real bench the saved board configuration sent and the outputs ramped back."""
         self.plan.load_state(state["plan"])
         self._clamps[:] = state["clamps"]
         self._values[:] = state["values"]
-        self.configure_boards()
-        self.rig.daq.ramp_to(self._values)
+        boards = state.get("boards")
+        if boards is not None:
+            self._board_config = boards["config"]
+            self._gain_epoch = int(boards["gain_epoch"])
+        else:  # a checkpoint from before the board configuration was saved
+            self._board_config = None
+            self._gain_epoch = -1  # a decaying gain is set again at the next learning step
         self.rig.restore(state["bench"])
+        guard = state.get("guard")
+        if state["bench"] is not None and guard is not None and self._guard is not None:
+            # the supply is polled at the same points of the bench's own time as before
+            self._guard._next_poll = float(guard["next_poll_s"])
+        if state["bench"] is None:
+            if self._board_config is not None:
+                self._send_board_config(self._board_config)
+            else:
+                self.configure_boards()
+            self.rig.daq.ramp_to(self._values)
 
     # -- the run ---------------------------------------------------------------------------------
     def run(self, resume_state: dict | None = None) -> Outcome:
@@ -201,43 +249,75 @@ class Runner:
             as failed by its owner).
         """
         check_plan(self.exp, self.layout, self.rig.limits)
-        w = self.writer
-        with self.rig.guard(defer_signals=True, on_event=lambda m: w.event(self.plan.step, "warning", m)) as guard:
-            if resume_state is None:
-                self.configure_boards()
-                if self.exp.initial_state is not None:
-                    self.set_initial_state()
-                self.rig.daq.ramp_to(self._values)
-                self.checkpoint()
-            else:
-                self.restore(resume_state)
+        w, stop = self.writer, self.stop
+        guard = self.rig.guard(defer_signals=True, clock=self._guard_clock,
+                               on_event=lambda m: w.event(self.plan.step, "warning", m))
+        self._guard = guard
+        with stop.handling(), guard:
+            stop.take_over()  # the guard's handler would raise in the middle of a step
             try:
-                gen = self.plan.actions()
-                reply = None
-                while True:
-                    try:
-                        a = gen.send(reply)
-                    except StopIteration:
-                        break
-                    reply = None
-                    if isinstance(a, Learn):
-                        if self.clock() >= self._next_checkpoint:
-                            self.checkpoint()
-                        guard.check()
-                        self.learn(a)
-                    elif isinstance(a, Evaluate):
-                        reply = self.evaluate(a.split)
-                    elif isinstance(a, ReadEdges):
-                        w.edges(a.step, self.edge_states())
-                    elif isinstance(a, EndEpoch):
-                        self.end_epoch(a)
-                    w.tick()
+                if resume_state is None:
+                    self.configure_boards()
+                    if self.exp.initial_state is not None:
+                        self.set_initial_state()
+                    self.rig.daq.ramp_to(self._values)
+                    self.checkpoint()
+                else:
+                    self.restore(resume_state)
+                if guard.stop_requested is not None:  # arrived before the handler was ours
+                    stop.request(guard.stop_requested)
+                stop.running()
+                self._loop(guard)
             except Interrupted as exc:
-                w.event(self.plan.step, "pause", f"interrupted by {exc.signal_name} before step {self.plan.step}")
-                self.checkpoint()
+                stop.winding_down()
+                if stop.aborted is not None:
+                    w.event(self.plan.step, "pause",
+                            f"aborted by {stop.aborted} during step {self.plan.step} (after {stop.requested}); "
+                            f"the run resumes from the checkpoint of step {w.last_checkpoint_step}")
+                else:
+                    w.event(self.plan.step, "pause", f"interrupted by {exc.signal_name} before step {self.plan.step}")
+                    self.checkpoint()
                 return Outcome("interrupted", self.plan.step, **self.last_metrics)
+            finally:
+                stop.winding_down()
             self.checkpoint()
         return Outcome("complete", self.plan.step, **self.last_metrics)
+
+    def _loop(self, guard) -> None:
+        w, stop = self.writer, self.stop
+        gen = self.plan.actions()
+        reply = None
+        while True:
+            try:
+                a = gen.send(reply)
+            except StopIteration:
+                return
+            reply = None
+            if isinstance(a, Learn):
+                if stop.requested is not None:
+                    stop.winding_down()  # from here on no signal raises
+                    raise Interrupted(stop.requested)
+                guard.check()
+                if self.clock() >= self._next_checkpoint:
+                    self.checkpoint()
+                self.learn(a)
+            elif isinstance(a, Evaluate):
+                reply = self.evaluate(a.split)
+            elif isinstance(a, ReadEdges):
+                w.edges(a.step, self.edge_states())
+            elif isinstance(a, EndEpoch):
+                self.end_epoch(a)
+            w.tick()
+
+
+def _guard_clock(rig: Rig) -> Callable[[], float]:
+    """The clock the safety guard polls the power supply by (s): a simulated bench's own time
+    (its DAQ operations and bus traffic), so that a simulated run and its resume poll, and so
+    solve the network, at the same points; the monotonic wall clock on hardware."""
+    bench = rig.bench
+    if bench is not None and hasattr(bench, "time_s"):
+        return lambda: bench.time_s
+    return time.monotonic
 
 
 def metadata(exp: Experiment, rig: Rig, calibration=None) -> dict[str, str]:

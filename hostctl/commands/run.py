@@ -9,8 +9,11 @@
 - ``eval RUN.h5``: the run's test metrics, from its file (the last evaluation);
 - ``report RUN.h5 [--out DIR]``: the figures and a summary.
 
-Ctrl-C during a run finishes the current step, drives the outputs safe, closes the file and
-exits with status 130; the file says how to resume.
+Ctrl-C (or SIGTERM) during a run finishes the current step, drives the outputs safe, writes a
+checkpoint, closes the file and exits with status 130; the file says how to resume. A second
+signal aborts the step at once (the run resumes from its last checkpoint). A signal during
+set-up (before the first step) ends the command at once, status 130, leaving no run file (or,
+for ``resume``, the file as it was). See :mod:`hostctl.stopping`.
 """
 
 from __future__ import annotations
@@ -113,6 +116,46 @@ def describe(outcome, out: Path) -> str:
 
 
 def train(args: argparse.Namespace) -> int:
+    from hostctl.stopping import SetUpInterrupted, Stop
+
+    named: dict = {}
+    try:
+        with Stop().handling():
+            return _train(args, named)
+    except SetUpInterrupted as exc:
+        out = named.get("out")
+        if out is not None and _discard_unstarted(out):
+            return _stopped_in_set_up(exc, "no run file kept")
+        return _stopped_in_set_up(exc, "no run started" if out is None or not out.exists() else f"run file: {out}")
+
+
+def _stopped_in_set_up(exc, what: str) -> int:
+    import sys
+
+    print(f"hostctl: {exc}; {what}", file=sys.stderr)
+    return 130
+
+
+def _discard_unstarted(out: Path) -> bool:
+    """Remove ``out`` if this process wrote it and it holds no checkpoint (a run stopped
+    before its first step); True if removed."""
+    import os
+
+    from hostctl.runfile import RunFileError, RunReader
+
+    try:
+        with RunReader(out) as r:
+            mine = r.attrs.get("writer_pid") == os.getpid()
+            empty = r.checkpoint_pointer()[0] < 0
+    except (OSError, RunFileError, KeyError):
+        return False
+    if mine and empty:
+        out.unlink()
+        return True
+    return False
+
+
+def _train(args: argparse.Namespace, named: dict) -> int:
     from hostctl import session
 
     if args.simulate and args.rig is None:
@@ -122,6 +165,7 @@ def train(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else session.default_run_path(exp)
     if out.exists():
         raise UserError(f"{out} exists; choose another --out (run files are never overwritten)")
+    named["out"] = out
     rig = session.open_bench(exp, wiring, simulate=args.rig is None or args.simulate)
     try:
         if not args.max_calibration_age > 0:
@@ -142,6 +186,16 @@ def train(args: argparse.Namespace) -> int:
 
 
 def resume(args: argparse.Namespace) -> int:
+    from hostctl.stopping import SetUpInterrupted, Stop
+
+    try:
+        with Stop().handling():
+            return _resume(args)
+    except SetUpInterrupted as exc:
+        return _stopped_in_set_up(exc, f"{args.run} is as it was (resume it again)")
+
+
+def _resume(args: argparse.Namespace) -> int:
     from hostctl import session
 
     path = Path(args.run)
