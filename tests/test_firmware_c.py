@@ -323,6 +323,20 @@ def _board_line(board: dict) -> str:
         board["state_max"], board["initial_state"], *fw, *board["node_uv"], board["uptime_ms"]))
 
 
+def test_stream_vectors_after_line_noise(harness):
+    """Line noise, then frames with a 0x00 before as well as after: the C board answers
+    every frame that had its leading 0x00, byte for byte (the whole stream in one send, and
+    in pieces)."""
+    for case in _load("commands.json")["streams"]:
+        stream = bytes.fromhex(case["stream_hex"])
+        pieces = [stream[i:i + 97] for i in range(0, len(stream), 97)]
+        out = harness.run([_board_line(case["board"]), f"send {_hex(stream)}", _board_line(case["board"]),
+                           *(f"send {_hex(p)}" for p in pieces)])
+        whole = [r.hex() for r, _ in _replies(out[1])]
+        split = [r.hex() for line in out[3:] for r, _ in _replies(line)]
+        assert whole == split == case["replies_hex"], case["name"]
+
+
 def test_command_vectors_reply_byte_for_byte(harness):
     cases = _load("commands.json")["cases"]
     lines, where = [], []

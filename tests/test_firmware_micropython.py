@@ -209,6 +209,13 @@ def test_command_exchanges(run):
         assert r["stream"] == [[w] if w is not None else [] for w in want], case["name"]
 
 
+def test_stream_vectors_after_line_noise(run):
+    """Line noise, then frames with a 0x00 before them as well as after (what the host
+    sends): the board answers every frame that had its leading 0x00."""
+    got = {r["name"]: r["replies"] for r in run["streams"]}
+    assert got == {c["name"]: c["replies_hex"] for c in COMMANDS["streams"]}
+
+
 # ---------------------------------------------------------------- main loop and HAL
 
 

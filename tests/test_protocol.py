@@ -321,6 +321,34 @@ def test_gate_gain_formula():
 # ------------------------------------------------------------------------------ command vectors
 
 
+@pytest.mark.parametrize("case", COMMANDS["streams"], ids=lambda c: c["name"])
+@pytest.mark.parametrize("piece", [1, 7, 4096, 10**6])
+def test_stream_vector_after_line_noise(case, piece):
+    """Line noise, then frames with a 0x00 before them as well as after: the reference board
+    answers every one, in pieces of any size."""
+    board = _board(case["board"])
+    stream = bytes.fromhex(case["stream_hex"])
+    got = []
+    for i in range(0, len(stream), piece):
+        got += board.feed(stream[i:i + piece])
+    assert [r.hex() for r in got] == case["replies_hex"]
+
+
+def test_stream_vectors_cover_noise_and_the_leading_zero():
+    by_name = {c["name"]: c for c in COMMANDS["streams"]}
+    noisy = by_name["noise_then_line_frames"]
+    replies = [decode_frame(bytes.fromhex(h)) for h in noisy["replies_hex"]]
+    assert [f.cmd & 0x7F for f in replies] == [P.Cmd.IDENTIFY, P.Cmd.READ_STATE, P.Cmd.READ_STATE,
+                                               P.Cmd.READ_TELEMETRY]
+    assert P.unpack_reply("read_state", replies[1].payload)["state"] == 2_000_000  # the broadcast set_state
+    tel = P.unpack_reply("read_telemetry", replies[-1].payload)
+    assert tel["frames_ok"] == 5 and tel["frames_bad"] > 10    # the noise: bad chunks, never an answer
+    old = by_name["noise_then_frame_without_leading_zero"]
+    assert [decode_frame(bytes.fromhex(h)).seq for h in old["replies_hex"]] == [2, 3]  # seq 1 was lost
+    for v in FRAMES["valid"]:
+        assert v["line_hex"] == "00" + v["wire_hex"]
+
+
 def _board(b: dict) -> ReferenceBoard:
     return ReferenceBoard(b["address"], bytes.fromhex(b["uid_hex"]), P.KINDS[b["kind"]],
                           state_min=b["state_min"], state_max=b["state_max"], initial_state=b["initial_state"],

@@ -285,6 +285,15 @@ def test_every_command_vector_gives_identical_bytes_through_the_loopback(case):
     assert port.read(10**6).hex() == "".join(ex["reply_hex"] or "" for ex in case["exchanges"])
 
 
+@pytest.mark.parametrize("case", COMMANDS["streams"], ids=lambda c: c["name"])
+def test_stream_vectors_after_line_noise_through_the_loopback(case):
+    port = LoopbackPort(_vector_boards(case["board"]))
+    stream = bytes.fromhex(case["stream_hex"])
+    for i in range(0, len(stream), 333):
+        port.write(stream[i:i + 333])
+    assert port.read(10**6).hex() == "".join(case["replies_hex"])
+
+
 def test_slotted_broadcast_replies_come_in_address_order():
     port = LoopbackPort(SimBoards([9, 2, 5], "digipot", initial_state=[90, 20, 50]))
     replies = _request(port, P.ADDR_BROADCAST, 4, "read_state")

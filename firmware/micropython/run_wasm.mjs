@@ -4,6 +4,10 @@
 //   node firmware/micropython/run_wasm.mjs --vectors firmware/protocol/vectors \
 //        [--suites frames,rules,commands,main_loop,calibration_file,fuzz] \
 //        [--fuzz-n 100000] [--fuzz-seed 1] [--heap-mb 32 | --heap-kb 32768]
+//   node firmware/micropython/run_wasm.mjs --serve
+//
+// --serve: one emulated board for the host's bus emulator instead of the test driver:
+// reads command lines on stdin and answers each with one line (wasm/serve.py says which).
 //
 // Copies the firmware's top-level *.py files and wasm/*.py (the driver and a
 // stand-in `machine`) into /fw of the
@@ -13,6 +17,7 @@
 // the npm package is missing (install: npm ci --prefix firmware/micropython).
 
 import fs from "node:fs";
+import readline from "node:readline";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
@@ -22,7 +27,7 @@ const PKG = path.join(HERE, "node_modules", "@micropython", "micropython-webasse
 
 function parseArgs(argv) {
   const a = { vectors: path.join(HERE, "..", "protocol", "vectors"), suites: null,
-              fuzzN: 100000, fuzzSeed: 1, heapKb: 32 * 1024 };
+              fuzzN: 100000, fuzzSeed: 1, heapKb: 32 * 1024, serve: false };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i], v = argv[i + 1];
     if (k === "--vectors") { a.vectors = v; i++; }
@@ -31,6 +36,7 @@ function parseArgs(argv) {
     else if (k === "--fuzz-seed") { a.fuzzSeed = parseInt(v, 10); i++; }
     else if (k === "--heap-mb") { a.heapKb = 1024 * parseInt(v, 10); i++; }
     else if (k === "--heap-kb") { a.heapKb = parseInt(v, 10); i++; }
+    else if (k === "--serve") { a.serve = true; }
     else { process.stderr.write(`run_wasm: unknown argument ${k}\n`); process.exit(64); }
   }
   return a;
@@ -63,6 +69,17 @@ if (fs.existsSync(args.vectors)) {
   for (const f of fs.readdirSync(args.vectors)) {
     if (f.endsWith(".json")) FS.writeFile("/vectors/" + f, fs.readFileSync(path.join(args.vectors, f)));
   }
+}
+
+if (args.serve) {
+  mp.runPython("import sys\nsys.path.insert(0, '/fw')\nimport serve");
+  const rl = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
+  for await (const line of rl) {
+    mp.globals.set("_line", line);
+    mp.runPython("_answer = serve.line(_line)");
+    process.stdout.write(mp.globals.get("_answer") + "\n");
+  }
+  process.exit(0);
 }
 
 const driverArgs = { vectors: "/vectors", tmp: "/tmp", fuzz_n: args.fuzzN, fuzz_seed: args.fuzzSeed };

@@ -7,9 +7,9 @@ committed files are current). Writes ``vectors/frames.json``, ``vectors/rules.js
 
 Formats:
 
-* frames.json: ``{"valid": [{name, wire_hex, frame_hex, version, dst, src, seq, cmd,
-  payload_hex}], "malformed": [{name, wire_hex, error}]}``. ``wire_hex`` is one chunk
-  including its trailing 00. Malformed vectors named ``zero_inside_*`` hold a 00 before the
+* frames.json: ``{"valid": [{name, wire_hex, line_hex, frame_hex, version, dst, src, seq,
+  cmd, payload_hex}], "malformed": [{name, wire_hex, error}]}``. ``wire_hex`` is one chunk
+  including its trailing 00; ``line_hex`` is what the host sends, 00 before it as well. Malformed vectors named ``zero_inside_*`` hold a 00 before the
   final delimiter: a chunk decoder that is handed the whole chunk must report ``bad_cobs``;
   a stream splitter sees two chunks there, each of which is also ``bad_cobs``.
 * rules.json: ``{"prng": [{uid_hex, seed, draws}], "cases": [{name, protocol_minor, kind,
@@ -21,9 +21,12 @@ Formats:
   ``cases_minor_0`` are the same inputs on a board of minor 0 (firmware 1.1.0 and before,
   which floors), for emulators of the older boards.
 * commands.json: ``{"cases": [{name, board: {address, uid_hex, kind, state_min, state_max,
-  initial_state, node_uv, uptime_ms, fw_version}, exchanges: [{request_hex, reply_hex}]}]}``
-  against a fresh board (calibration all zero, uptime constant); ``reply_hex`` null means no
-  reply.
+  initial_state, node_uv, uptime_ms, fw_version}, exchanges: [{request_hex, reply_hex}]}],
+  "streams": [{name, board, stream_hex, replies_hex}]}`` against a fresh board (calibration
+  all zero, uptime constant); ``reply_hex`` null means no reply. A stream is fed to the
+  board as one byte stream (in any pieces): line noise, then frames as the host sends them
+  (:func:`~instruments.bus.protocol.line_frame`: a 0x00 before each frame as well as
+  after); ``replies_hex`` are the board's replies in order.
 """
 
 from __future__ import annotations
@@ -55,7 +58,8 @@ def _hex(b: bytes) -> str:
 
 
 def _valid(name: str, f: Frame) -> dict:
-    return {"name": name, "wire_hex": _hex(encode_frame(f)), "frame_hex": _hex(frame_bytes(f)),
+    return {"name": name, "wire_hex": _hex(encode_frame(f)), "line_hex": _hex(P.line_frame(f)),
+            "frame_hex": _hex(frame_bytes(f)),
             "version": f.version, "dst": f.dst, "src": f.src, "seq": f.seq, "cmd": f.cmd,
             "payload_hex": _hex(f.payload)}
 
@@ -642,6 +646,44 @@ def command_cases() -> list[dict]:
     return [c.json() for c in cases]
 
 
+def _noise(n: int, seed: int) -> bytes:
+    """n bytes of line noise from xorshift32 (zeros included), ending in a non-zero byte so
+    that it is pending in a receiver when the next frame starts."""
+    g = P.Xorshift32(seed)
+    out = bytes(g.next() >> 24 for _ in range(n))
+    return out[:-1] + (out[-1:] if out[-1] else b"\x5a")
+
+
+def stream_cases() -> list[dict]:
+    out = []
+
+    def stream(name: str, session: Session, parts: list[bytes]) -> None:
+        data = b"".join(parts)
+        replies = session.board.feed(data)
+        out.append({"name": name, "board": session.board_json, "stream_hex": _hex(data),
+                    "replies_hex": [_hex(r) for r in replies]})
+
+    def line(cmd: str, dst: int, seq: int, **fields) -> bytes:
+        return P.line_frame(P.request_frame(dst, seq, cmd, **fields))
+
+    def plain(cmd: str, dst: int, seq: int, **fields) -> bytes:
+        return P.encode_frame(P.request_frame(dst, seq, cmd, **fields))
+
+    noise = _noise(4096, 0x4B1D)
+    s = Session("noise_then_line_frames", address=3, kind="mosfet", node_uv=MOSFET_NODES)
+    stream(s.name, s, [noise, line("identify", 255, 1), line("set_state", 255, 2, state=2_000_000),
+                       line("read_state", 3, 3), noise[:77], line("read_state", 255, 4),
+                       line("read_telemetry", 3, 5)])
+    # the same noise before a frame without the leading 0x00: the frame is glued to the
+    # noise and lost (one bad chunk); the next frame, after its trailing 0x00, is heard
+    s = Session("noise_then_frame_without_leading_zero", address=3, kind="mosfet", node_uv=MOSFET_NODES)
+    stream(s.name, s, [noise, plain("identify", 255, 1), line("identify", 255, 2), plain("read_telemetry", 3, 3)])
+    s = Session("line_frames_back_to_back", address=9)
+    stream(s.name, s, [line("read_state", 9, 1), line("identify", 9, 2), b"\x00\x00",
+                       line("read_telemetry", 9, 3)])
+    return out
+
+
 # ------------------------------------------------------------------------------ output
 
 
@@ -649,7 +691,7 @@ def build() -> dict[str, str]:
     """The three vector files' text, by file name."""
     frames = {"valid": valid_frames(), "malformed": malformed_frames()}
     rules = {"prng": prng_vectors(), "cases": rule_cases(), "cases_minor_0": rule_cases(0)}
-    commands = {"cases": command_cases()}
+    commands = {"cases": command_cases(), "streams": stream_cases()}
     return {name: json.dumps(obj, indent=1) + "\n"
             for name, obj in (("frames.json", frames), ("rules.json", rules), ("commands.json", commands))}
 

@@ -1,6 +1,7 @@
 """``hostctl firmware``: emulate edge boards, deploy the MicroPython firmware.
 
-``hostctl firmware emulate --boards N [--runtime micropython|c]`` serves N emulated boards
+``hostctl firmware emulate --boards N [--runtime micropython|micropython-wasm|c|reference]``
+serves N emulated boards
 behind one pseudo-terminal; the first line printed is the port's path; it serves until
 interrupted. ``hostctl firmware deploy --port PORT`` copies the MicroPython firmware to a
 board with mpremote.
@@ -13,6 +14,7 @@ import shutil
 import subprocess
 import sys
 
+from hostctl import argtypes
 from hostctl.errors import UserError
 
 
@@ -23,12 +25,14 @@ def register(sub) -> None:
     fw_sub = p.add_subparsers(dest="firmware_command", metavar="COMMAND")
     fw_sub.required = True
     em = fw_sub.add_parser("emulate", help="serve emulated boards on a pseudo-terminal")
-    em.add_argument("--boards", type=int, default=4, help="number of boards, 1..247 (default 4)")
+    em.add_argument("--boards", type=argtypes.integer(1, 247), default=4, help="number of boards, 1..247 (default 4)")
     em.add_argument("--runtime", choices=RUNTIMES, default="micropython",
-                    help="firmware that runs the boards: the MicroPython firmware (default), the "
+                    help="firmware that runs the boards: the MicroPython firmware (default; "
+                         "micropython-wasm: on MicroPython's WebAssembly port under Node), the "
                          "C core, or the host's reference model")
     em.add_argument("--kind", choices=("mosfet", "digipot"), default="mosfet", help="board kind (default mosfet)")
-    em.add_argument("--seed", type=int, default=0, help="seed of the boards' unique ids (default 0)")
+    em.add_argument("--seed", type=argtypes.seed, default=0,
+                    help="seed of the boards' unique ids, 0..2^32-1 (default 0)")
     em.set_defaults(func=run_emulate)
     dep = fw_sub.add_parser("deploy", help="copy the MicroPython firmware to a board (mpremote)")
     dep.add_argument("--port", required=True, help="the board's serial port")

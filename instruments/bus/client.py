@@ -7,6 +7,11 @@ dropped, never mistaken for the answer. Requests that are safe to repeat are ret
 a timeout or a corrupted reply; ``learn`` and ``reset`` change the board in a way a repeat
 would double, so a lost reply to them is reported, not retried.
 
+Every frame goes out with a 0x00 before it as well as after
+(:func:`~instruments.bus.protocol.line_frame`), so line noise received before it cannot
+glue onto it. A scan repeats its identify broadcast until two passes agree and reports
+the replies that arrived garbled (:class:`ScanResult`).
+
 Framing and checksums come from :mod:`instruments.bus.protocol` (the ``cobs`` and ``crc``
 packages). Times are in seconds.
 """
@@ -28,6 +33,8 @@ IDEMPOTENT = frozenset(
 KIND_NAMES = {int(k): k.name.lower() for k in p.Kind}
 #: Longest single read while waiting for a reply (s); a deadline can overrun by this much.
 _POLL_S = 0.002
+#: Line rates a port is opened at (baud): what RS-485 transceivers and USB adapters run.
+BAUDRATE_MIN, BAUDRATE_MAX = 300, 4_000_000
 
 
 class BusError(RuntimeError):
@@ -77,6 +84,29 @@ class BoardInfo:
                 "protocol_minor": self.protocol_minor}
 
 
+class ScanResult(list):
+    """The boards a scan found (a list of :class:`BoardInfo`, in address order), with how
+    the scan went.
+
+    Attributes:
+        passes: identify broadcasts sent (2 or more).
+        garbled: replies that arrived corrupted (bad COBS, CRC, length) over all passes.
+        agreed: True when the last two passes heard the same boards say the same; False
+            when the scan gave up after ``max_passes`` (the boards are then every board
+            heard in any pass).
+    """
+
+    def __init__(self, boards=(), passes: int = 0, garbled: int = 0, agreed: bool = True):
+        super().__init__(boards)
+        self.passes, self.garbled, self.agreed = passes, garbled, agreed
+
+    def summary(self) -> str:
+        """One line: boards, passes, garbled replies."""
+        agreed = "" if self.agreed else ", the passes did not agree"
+        return (f"{len(self)} board(s) in {self.passes} passes, {self.garbled} "
+                f"repl{'y' if self.garbled == 1 else 'ies'} garbled{agreed}")
+
+
 @dataclass
 class BusStats:
     """Counters of what the client saw: requests sent, retries, dropped frames."""
@@ -92,7 +122,7 @@ class BusClient:
 
     Args:
         port: a device path or pyserial URL, or an open :class:`serial.Serial`.
-        baudrate: line rate (baud), default 115200.
+        baudrate: line rate (baud), 300..4,000,000, default 115200.
         timeout_s: how long to wait for one reply (s), default 0.05.
         retries: extra attempts for idempotent commands, default 2.
         slot_s: reply slot per address for slotted broadcasts (s), default 0.002.
@@ -101,9 +131,11 @@ class BusClient:
     def __init__(self, port, baudrate: int = 115200, timeout_s: float = 0.05, retries: int = 2,
                  slot_s: float = 0.002):
         if isinstance(port, str):
+            if not BAUDRATE_MIN <= baudrate <= BAUDRATE_MAX:
+                raise BusError(f"baudrate must be {BAUDRATE_MIN}..{BAUDRATE_MAX:,} baud, got {baudrate}")
             try:
                 self.serial = serial.serial_for_url(port, baudrate=baudrate)
-            except (serial.SerialException, ValueError, OSError) as exc:
+            except (serial.SerialException, ValueError, OSError, OverflowError) as exc:
                 raise BusError(f"cannot open the bus port {port}: {exc}") from None
         else:
             self.serial = port
@@ -116,6 +148,8 @@ class BusClient:
         self._seq = 0
         self._splitter = p.FrameSplitter()
         self.stats = BusStats()
+        #: Replies that arrived garbled in the last broadcast (or in all passes of the last scan).
+        self.last_broadcast_garbled = 0
 
     # -- plumbing ------------------------------------------------------------------------------
     def close(self) -> None:
@@ -134,7 +168,7 @@ class BusClient:
     def _send(self, frame: p.Frame) -> None:
         self.serial.reset_input_buffer()
         self._splitter.reset()
-        self.serial.write(p.encode_frame(frame))
+        self.serial.write(p.line_frame(frame))  # 0x00 first: noise before it ends there
         self.serial.flush()
 
     def _receive(self, deadline: float):
@@ -191,7 +225,13 @@ class BusClient:
 
         A slotted broadcast listens until the slot of address 247 has passed, or, when
         ``expect`` (a collection of addresses) is given, until every one of them has answered.
+        Replies that arrive garbled are counted (``stats.corrupted`` and
+        ``last_broadcast_garbled``) and dropped.
         """
+        replies, self.last_broadcast_garbled = self._broadcast(command, expect, **fields)
+        return replies
+
+    def _broadcast(self, command: str, expect=None, **fields) -> tuple[dict[int, dict], int]:
         spec = p.command_spec(command)
         if spec.broadcast == "refused":
             raise BusError(f"{spec.name} may not be broadcast")
@@ -199,15 +239,17 @@ class BusClient:
         self.stats.requests += 1
         self._send(p.request_frame(p.ADDR_BROADCAST, seq, spec.name, **fields))
         if spec.broadcast != "slotted":
-            return {}
+            return {}, 0
         replies: dict[int, dict] = {}
+        garbled = 0
         waiting = None if expect is None else set(expect)
         if waiting is not None and not waiting:
-            return replies
+            return replies, 0
         deadline = time.monotonic() + self.timeout_s + self.slot_s * p.ADDR_BOARD_MAX
         for item in self._receive(deadline):
             if isinstance(item, p.FrameError):
                 self.stats.corrupted += 1
+                garbled += 1
                 continue
             if item.seq != seq or item.cmd != spec.code | p.REPLY_BIT or item.dst != p.ADDR_HOST:
                 self.stats.stray += 1
@@ -216,13 +258,14 @@ class BusClient:
                 reply = p.unpack_reply(spec.name, item.payload)
             except p.PayloadError:
                 self.stats.corrupted += 1
+                garbled += 1
                 continue
             replies[item.src] = reply
             if waiting is not None:
                 waiting.discard(item.src)
                 if not waiting:
                     break
-        return replies
+        return replies, garbled
 
     # -- board-level operations ------------------------------------------------------------------
     @staticmethod
@@ -246,12 +289,36 @@ class BusClient:
                 f"version {info.protocol}; this host speaks {p.PROTOCOL_VERSION}"
             )
 
-    def scan(self) -> list[BoardInfo]:
-        """Every board on the bus (one slotted identify broadcast), in address order."""
-        boards = [self._info(a, r) for a, r in sorted(self.broadcast("identify").items()) if r["status"] == 0]
+    def scan(self, max_passes: int = 6) -> ScanResult:
+        """Every board on the bus, in address order.
+
+        A pass is one slotted identify broadcast; passes repeat until two in a row hear the
+        same boards say the same (at least two passes, at most ``max_passes``, 2..16), so a
+        reply lost to a garbled frame in one pass is heard in another. The result holds
+        every board heard in any pass (the last reply of each), how many passes were sent
+        and how many replies arrived garbled.
+        """
+        if not 2 <= int(max_passes) <= 16:
+            raise BusError(f"a scan takes 2..16 passes, got {max_passes}")
+        heard: dict[int, dict] = {}
+        previous = None
+        garbled = passes = 0
+        agreed = False
+        while passes < max_passes:
+            replies, bad = self._broadcast("identify")
+            passes += 1
+            garbled += bad
+            current = {a: r for a, r in replies.items() if r["status"] == 0}
+            heard.update(current)
+            if current == previous:
+                agreed = True
+                break
+            previous = current
+        self.last_broadcast_garbled = garbled
+        boards = [self._info(a, r) for a, r in sorted(heard.items())]
         for info in boards:
             self._check_version(info)
-        return boards
+        return ScanResult(boards, passes, garbled, agreed)
 
     def read_states(self, addresses=None) -> dict[int, int]:
         """Learned state of every board (one slotted broadcast, which ends as soon as every

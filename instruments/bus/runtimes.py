@@ -4,8 +4,11 @@
   cache folder, one ``board_sim`` process per board (its line interface: ``board ...`` to
   power on, ``send HEX`` per received chunk).
 * ``"micropython"``: the MicroPython firmware (firmware/micropython/), whose board and
-  protocol modules also import under CPython, on its simulated hardware layer. (The test
-  suite runs the same modules under the real MicroPython interpreter.)
+  protocol modules also import under CPython, on its simulated hardware layer.
+* ``"micropython-wasm"``: the same firmware on the real MicroPython interpreter, its
+  official WebAssembly port under Node (npm ``@micropython/micropython-webassembly-pyscript``,
+  ``npm ci --prefix firmware/micropython``), one ``node run_wasm.mjs --serve`` process per
+  board, with the line interface of ``board_sim``.
 
 Both present the interface :class:`~instruments.bus.emulator.BusEmulator` expects: an
 ``address`` and ``handle(chunk) -> bytes | None``.
@@ -61,16 +64,17 @@ def build_board_sim() -> Path:
     return exe
 
 
-class CBoard:
-    """One board running the C core in its own ``board_sim`` process."""
+class _LineBoard:
+    """One board in its own process that speaks ``board_sim``'s line interface."""
 
-    def __init__(self, address: int, uid: bytes, kind: int, node_uv, uptime_ms: int = 0,
+    name = "line"
+
+    def __init__(self, command: list[str], address: int, uid: bytes, kind: int, node_uv, uptime_ms: int = 0,
                  fw_version=p.FIRMWARE_VERSION):
         lo, hi = p.DEFAULT_LIMITS[p.Kind(kind)]
         self.address = address
         self.uid = bytes(uid)
-        self._proc = subprocess.Popen([str(build_board_sim())], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, text=True, bufsize=1)
+        self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         self._ask(" ".join(map(str, ["board", address, self.uid.hex(), int(kind), lo, hi, lo, *fw_version,
                                      *node_uv, uptime_ms])))
 
@@ -79,7 +83,7 @@ class CBoard:
         self._proc.stdin.flush()
         answer = self._proc.stdout.readline().strip()
         if not answer or answer.startswith("error"):
-            raise RuntimeError(f"C board {self.address}: {line.split()[0]}: {answer or 'no answer'}")
+            raise RuntimeError(f"{self.name} board {self.address}: {line.split()[0]}: {answer or 'no answer'}")
         return answer
 
     def handle(self, chunk: bytes) -> bytes | None:
@@ -93,6 +97,41 @@ class CBoard:
         if self._proc.poll() is None:
             self._proc.stdin.close()
             self._proc.wait()
+
+
+class CBoard(_LineBoard):
+    """One board running the C core in its own ``board_sim`` process."""
+
+    name = "C"
+
+    def __init__(self, address: int, uid: bytes, kind: int, node_uv, uptime_ms: int = 0,
+                 fw_version=p.FIRMWARE_VERSION):
+        super().__init__([str(build_board_sim())], address, uid, kind, node_uv, uptime_ms, fw_version)
+
+
+def wasm_command() -> list[str]:
+    """The command that serves one board on MicroPython's WebAssembly port under Node;
+    :class:`RuntimeUnavailable` when node or the npm package is missing."""
+    mp_dir = FIRMWARE_DIR / "micropython"
+    node = shutil.which("node")
+    if node is None:
+        raise RuntimeUnavailable("node is not on PATH (the MicroPython WebAssembly port runs under Node)")
+    pkg = mp_dir / "node_modules" / "@micropython" / "micropython-webassembly-pyscript" / "micropython.mjs"
+    if not pkg.exists():
+        raise RuntimeUnavailable(f"the MicroPython WebAssembly port is missing ({pkg}); "
+                                 "install it: npm ci --prefix firmware/micropython")
+    return [node, str(mp_dir / "run_wasm.mjs"), "--serve"]
+
+
+class WasmBoard(_LineBoard):
+    """One board running the MicroPython firmware on the real MicroPython interpreter (its
+    WebAssembly port, one Node process per board)."""
+
+    name = "MicroPython (WebAssembly)"
+
+    def __init__(self, address: int, uid: bytes, kind: int, node_uv, uptime_ms: int = 0,
+                 fw_version=p.FIRMWARE_VERSION):
+        super().__init__(wasm_command(), address, uid, kind, node_uv, uptime_ms, fw_version)
 
 
 def micropython_board(address: int, uid: bytes, kind: int, node_uv, uptime_ms: int = 0):
@@ -110,9 +149,11 @@ def micropython_board(address: int, uid: bytes, kind: int, node_uv, uptime_ms: i
 
 
 def board(runtime: str, address: int, uid: bytes, kind: int, node_uv, uptime_ms: int = 0):
-    """An emulated board of ``runtime`` (``"c"`` or ``"micropython"``)."""
+    """An emulated board of ``runtime`` (``"c"``, ``"micropython"`` or ``"micropython-wasm"``)."""
     if runtime == "c":
         return CBoard(address, uid, kind, node_uv, uptime_ms)
+    if runtime == "micropython-wasm":
+        return WasmBoard(address, uid, kind, node_uv, uptime_ms)
     if runtime == "micropython":
         return micropython_board(address, uid, kind, node_uv, uptime_ms)
     raise ValueError(f"unknown firmware runtime {runtime!r}")

@@ -9,7 +9,7 @@
 #                                "drift_n": 100000}')
 #
 # Suites: frames, rules, commands, main_loop, calibration_file, machine_hal, fuzz,
-# drift.
+# drift, streams.
 # Not part of the firmware (main.py and friends never import it; it lives outside
 # the top-level folder that `hostctl firmware deploy` copies).
 
@@ -149,6 +149,18 @@ def _board_from(spec):
                        spec["state_min"], spec["state_max"], spec["initial_state"],
                        tuple(spec.get("fw_version", tr_board.FW_VERSION)))
     return b, sim
+
+
+def suite_streams(vectors):
+    """Every stream vector (line noise, then frames with a 0x00 before them as well as
+    after) fed to a fresh board in pieces of 61 bytes: the replies in order."""
+    for case in load(vectors, "commands.json")["streams"]:
+        b, _ = _board_from(case["board"])
+        data = unhx(case["stream_hex"])
+        replies = []
+        for i in range(0, len(data), 61):
+            replies += [hx(r) for r in b.feed(data[i:i + 61])]
+        emit({"suite": "streams", "name": case["name"], "replies": replies})
 
 
 # Gen-2 gate charging at 100 us (round(1e-4 / (1e3 * 2.2e-6) * 0.1 * 1e-6 * 2^48)).
@@ -656,7 +668,7 @@ def main(args_json):
     args = json.loads(args_json)
     t0 = now_s()
     suites = args.get("suites", ["frames", "rules", "commands", "main_loop",
-                                 "calibration_file", "machine_hal", "fuzz", "drift"])
+                                 "calibration_file", "machine_hal", "fuzz", "drift", "streams"])
     emit({"suite": "info", "implementation": sys.implementation.name,
           "version": list(sys.implementation.version)[:3]})
     for s in suites:
@@ -669,6 +681,8 @@ def main(args_json):
             suite_commands(args["vectors"])
         elif s == "fuzz":
             suite_fuzz(args.get("fuzz_n", 100000), args.get("fuzz_seed", 1))
+        elif s == "streams":
+            suite_streams(args["vectors"])
         elif s == "drift":
             suite_drift(args.get("drift_n", 100000), args.get("drift_seed", 7))
         elif s == "main_loop":
