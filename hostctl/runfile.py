@@ -346,12 +346,17 @@ class RunWriter:
             arrays[name] = a
         prov_text = json.dumps(provenance, default=_json_default)
         _check_settings(flush_s, buffer_rows)
+        lock = _lock_for_writing(path)
         try:
             f = _open_file(path, "w-")
         except FileExistsError:
+            lock.release()
             raise RunFileError(
                 f"{path}: already exists (a run file is never overwritten; resume it or choose another name)"
             ) from None
+        except BaseException:
+            lock.release()
+            raise
         try:
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = FORMAT_VERSION
@@ -386,11 +391,12 @@ class RunWriter:
                 f"of {', '.join(TABLES)} when it was taken"
             )
             f.flush()
-            self._start(f, path, flush_s, buffer_rows, clock, t_s=0.0)
+            self._start(f, path, flush_s, buffer_rows, clock, t_s=0.0, lock=lock)
         except BaseException:  # an interrupted creation leaves no file behind
             _OPEN_WRITERS.discard(path.resolve())
             f.close()
             path.unlink(missing_ok=True)
+            lock.release()
             raise
 
     @classmethod
@@ -414,6 +420,17 @@ class RunWriter:
         """
         path = Path(path)
         _check_settings(flush_s, buffer_rows)
+        if path.resolve() in _OPEN_WRITERS:
+            raise RunFileError(f"{path}: is still being written by this process")
+        lock = _lock_for_writing(path)
+        try:
+            return cls._resume(path, lock, flush_s, buffer_rows, clock, force)
+        except BaseException:
+            lock.release()
+            raise
+
+    @classmethod
+    def _resume(cls, path: Path, lock, flush_s: float, buffer_rows: int, clock, force: bool) -> "RunWriter":
         with RunReader(path) as r:
             status, pointer = r.stored_status, r.checkpoint_pointer()
             host, pid = r.attrs.get("writer_host"), r.attrs.get("writer_pid")
@@ -449,7 +466,7 @@ class RunWriter:
             t_s = max(_last_t_s(f), _seconds_since(f.attrs["start_time"]))
             f.flush()
             self = cls.__new__(cls)
-            self._start(f, path, flush_s, buffer_rows, clock, t_s=t_s, checkpoint=(ck_step, state))
+            self._start(f, path, flush_s, buffer_rows, clock, t_s=t_s, checkpoint=(ck_step, state), lock=lock)
         except BaseException:
             f.close()
             raise
@@ -458,10 +475,12 @@ class RunWriter:
         return self
 
     def _start(self, f: h5py.File, path: Path, flush_s: float, buffer_rows: int, clock, t_s: float,
-               checkpoint: tuple[int | None, dict | None] = (None, None)) -> None:
+               checkpoint: tuple[int | None, dict | None] = (None, None), lock=None) -> None:
         """Take over the open file ``f`` (no SWMR yet), switch on SWMR; ``t_s`` is now;
-        ``checkpoint``: (step, state) of the last checkpoint."""
+        ``checkpoint``: (step, state) of the last checkpoint; ``lock``: the file's write lock,
+        held until :meth:`close`."""
         self.path = path
+        self._lock = lock
         self.metadata = {name: _read_text(ds) for name, ds in f["metadata"].items()}
         self._file = f
         self._clock = clock
@@ -621,9 +640,13 @@ class RunWriter:
         except BaseException as exc:
             failure = failure or exc
         # attributes cannot change in SWMR mode: mark the file in a short ordinary session
-        with _open_file(self.path, "r+") as f:
-            f.attrs["status"] = status
-            f.attrs["end_time"] = _now_iso()
+        try:
+            with _open_file(self.path, "r+") as f:
+                f.attrs["status"] = status
+                f.attrs["end_time"] = _now_iso()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
         if failure is not None:
             raise failure
 
@@ -657,6 +680,26 @@ def _check_settings(flush_s: float, buffer_rows: int) -> None:
         raise ValueError(f"flush_s must be at least 0 s, got {flush_s!r}")
     if not isinstance(buffer_rows, (int, np.integer)) or buffer_rows < 1:
         raise ValueError(f"buffer_rows must be a positive integer, got {buffer_rows!r}")
+
+
+def _lock_for_writing(path: Path):
+    """The write lock of the run file ``path`` (see :mod:`hostctl.locks`), acquired.
+
+    Raises:
+        RunFileError: another process (or another writer of this one) holds it, or the lock
+            file cannot be made there (the message names the file and why).
+    """
+    from .locks import FileLock, LockHeld, lock_path_for
+
+    lock = FileLock(lock_path_for(path))
+    try:
+        return lock.acquire()
+    except LockHeld as exc:
+        who = "another process" if exc.pid is None else f"process {exc.pid}"
+        raise RunFileError(f"{path}: is still being written by {who} (it holds {exc.path}); "
+                           "a run file is written by one process at a time") from None
+    except OSError as exc:
+        raise RunFileError(f"{path}: cannot write a run file there: {exc.strerror or exc}") from None
 
 
 def _mark_writer(f: h5py.File) -> None:

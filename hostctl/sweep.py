@@ -383,18 +383,80 @@ def _existing(path: Path) -> dict | None:
     return row
 
 
+class SweepBusy(RuntimeError):
+    """Another sweep holds the output folder's lock; the message names the folder and its pid."""
+
+
+#: The lock file of a sweep's output folder.
+LOCK_NAME = ".sweep.lock"
+
+
+def sweep_lock(out: str | Path):
+    """Create the output folder ``out`` (and ``out/points``) and take its lock (an
+    exclusive ``fcntl.flock`` on ``out/.sweep.lock``, see :mod:`hostctl.locks`), held
+    until released or until this process ends.
+
+    Raises:
+        SweepBusy: another sweep (another process, or another lock of this one) holds it.
+        OSError: the folder cannot be made (e.g. a part of its path is a file).
+    """
+    from .locks import FileLock, LockHeld
+
+    out = Path(out)
+    (out / "points").mkdir(parents=True, exist_ok=True)
+    lock = FileLock(out / LOCK_NAME)
+    try:
+        return lock.acquire()
+    except LockHeld as exc:
+        who = "another sweep" if exc.pid is None else f"another sweep (process {exc.pid})"
+        raise SweepBusy(f"{out}: {who} is writing this folder ({exc.path}); wait for it to end "
+                        "or choose another --out") from None
+
+
+def local_cluster(n_workers: int, host: str = "127.0.0.1", dashboard_address: str | None = None):
+    """A dask LocalCluster of ``n_workers`` single-threaded worker processes whose scheduler,
+    workers, nannies and dashboard all listen on ``host`` only (default the loopback
+    interface); the dashboard at ``dashboard_address`` (``HOST:PORT``; default ``host`` on
+    a free port)."""
+    from distributed import LocalCluster
+
+    return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host=host,
+                        dashboard_address=dashboard_address or f"{host}:0", worker_dashboard_address=None)
+
+
+def _failed(error: str) -> dict:
+    return {"status": "failed", "error": error, "traceback": None, "steps": 0, "wall_s": float("nan"),
+            **{m: float("nan") for m in METRICS}}
+
+
 def run_sweep(sweep: Sweep, points: list[Point], out: str | Path, client,
-              on_point: Callable[[dict, int, int], None] | None = None) -> pd.DataFrame:
+              on_point: Callable[[dict, int, int], None] | None = None, *, lock=None) -> pd.DataFrame:
     """Run ``points`` on the dask ``client`` (one task each) into ``out``; returns the summary.
 
     Points whose run file exists with status "complete" are skipped; any other file of the
-    point (failed, interrupted, killed) is replaced. ``on_point(row, done, total)`` is called
-    as each point finishes. The workers must see ``out`` (a shared file system on a cluster).
+    point (failed, interrupted, killed) is replaced, unless another process is writing it
+    (it holds the run file's lock): that point is recorded as failed and its file left
+    alone. ``on_point(row, done, total)`` is called as each point finishes. The workers must
+    see ``out`` (a shared file system on a cluster). ``lock``: the folder's lock, already
+    held (:func:`sweep_lock`); without it, it is taken for the duration.
+
+    Raises:
+        SweepBusy: another sweep holds the folder.
     """
+    out = Path(out).resolve()
+    own = sweep_lock(out) if lock is None else None
+    try:
+        return _run_sweep(sweep, points, out, client, on_point)
+    finally:
+        if own is not None:
+            own.release()
+
+
+def _run_sweep(sweep: Sweep, points: list[Point], out: Path, client, on_point) -> pd.DataFrame:
     from distributed import as_completed
 
-    out = Path(out).resolve()
-    (out / "points").mkdir(parents=True, exist_ok=True)
+    from .locks import FileLock, LockHeld, lock_path_for
+
     base_dir = str(sweep.base_dir) if sweep.base_dir else None
     rows: dict[int, dict] = {}
     total = len(points)
@@ -413,7 +475,17 @@ def run_sweep(sweep: Sweep, points: list[Point], out: str | Path, client,
         if done is not None:
             finish(point, done)
             continue
-        path.unlink(missing_ok=True)
+        point_lock = FileLock(lock_path_for(path))
+        try:
+            point_lock.acquire()
+        except LockHeld as exc:
+            who = "another process" if exc.pid is None else f"process {exc.pid}"
+            finish(point, _failed(f"{path} is being written by {who}; left alone"))
+            continue
+        try:
+            path.unlink(missing_ok=True)
+        finally:
+            point_lock.release()
         source = f"{sweep.source}: point {point.index}"
         future = client.submit(run_point, point.text, source, base_dir, str(path), pure=False,
                                key=f"sweep-{sweep.name}-{point.index}-{point.hash}-{time.time_ns()}")
@@ -423,9 +495,7 @@ def run_sweep(sweep: Sweep, points: list[Point], out: str | Path, client,
         try:
             result = future.result()
         except Exception as exc:  # the worker died, or the task could not be run at all
-            result = {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
-                      "traceback": "".join(traceback.format_exception(exc)), "steps": 0,
-                      "wall_s": float("nan"), **{m: float("nan") for m in METRICS}}
+            result = {**_failed(f"{type(exc).__name__}: {exc}"), "traceback": "".join(traceback.format_exception(exc))}
         finish(point, result)
         future.release()
     columns = ["index", *sweep.fields, "status", "error", "traceback", *METRICS, "steps", "wall_s", "hash", "run_file"]

@@ -543,3 +543,67 @@ def test_any_sequence_of_records_reads_back_identically(ops, buffer_rows, flush_
         expected = pd.DataFrame(want[name], columns=cols).astype(got.dtypes.to_dict())
         pd.testing.assert_frame_equal(got.reset_index(drop=True), expected, check_exact=True)
     assert run.status == "complete"
+
+
+# ------------------------------------------------------------------------------ write locks
+
+
+def test_a_run_file_whose_lock_another_open_file_holds_is_neither_created_nor_resumed(tmp_path):
+    from hostctl.locks import FileLock, lock_path_for
+
+    path = tmp_path / "r.h5"
+    other = FileLock(lock_path_for(path)).acquire()  # another open file description, same process
+    try:
+        with pytest.raises(RunFileError, match=f"still being written by process {os.getpid()}"):
+            writer(path)
+        assert not path.exists()
+    finally:
+        other.release()
+    with writer(path) as w:
+        w.checkpoint(0, {})
+        w.close("interrupted")
+    other = FileLock(lock_path_for(path)).acquire()
+    try:
+        before = path.read_bytes()
+        with pytest.raises(RunFileError, match="still being written"):
+            RunWriter.resume(path)
+        assert path.read_bytes() == before
+    finally:
+        other.release()
+    RunWriter.resume(path).close("interrupted")
+
+
+def test_the_write_lock_is_held_while_writing_and_released_at_close(tmp_path):
+    from hostctl.locks import holder, lock_path_for
+
+    path = tmp_path / "r.h5"
+    w = writer(path)
+    assert holder(lock_path_for(path)) == os.getpid()
+    w.checkpoint(0, {})
+    w.close("interrupted")
+    assert holder(lock_path_for(path)) is None and not lock_path_for(path).exists()
+    w = RunWriter.resume(path)
+    assert holder(lock_path_for(path)) == os.getpid()
+    w.close()
+    assert not lock_path_for(path).exists()
+
+
+def test_train_and_resume_refuse_a_run_file_another_process_is_writing(tmp_path, capsys):
+    from hostctl.cli import main
+
+    path = tmp_path / "r.h5"
+    child = run_child(KILLED, str(path), "20")
+    try:
+        assert child.stdout.readline() == "ready\n"
+        before = path.read_bytes()
+        code = main(["resume", str(path), "--quiet"])
+        err = capsys.readouterr().err
+        assert code != 0 and "Traceback" not in err
+        assert err.count("\n") == 1 and str(path) in err and f"process {child.pid}" in err, err
+        code = main(["train", "iris_gen2", "--out", str(path), "--quiet"])
+        err = capsys.readouterr().err
+        assert code != 0 and err.count("\n") == 1 and str(path) in err, err
+        assert path.read_bytes() == before
+    finally:
+        child.stdin.close()
+        child.wait()

@@ -4,6 +4,9 @@ on a dask cluster with resumption."""
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -34,15 +37,14 @@ def small_sweep(tmp_path: Path, text: str = SMALL) -> S.Sweep:
 
 @pytest.fixture(scope="module")
 def cluster_client():
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
-            Client(cluster) as client:
+    with S.local_cluster(2) as cluster, Client(cluster) as client:
         yield client
 
 
 @pytest.fixture
 def inprocess_client():
     """Workers in this process, so a monkeypatched function is what they run."""
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster, \
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address="127.0.0.1:0") as cluster, \
             Client(cluster) as client:
         yield client
 
@@ -246,3 +248,120 @@ def test_best_ranks_by_test_accuracy_and_leaves_out_failed_points():
     summary = pd.DataFrame({"index": [0, 1, 2], "seed": [0, 1, 2], "status": ["complete", "failed", "skipped-existing"],
                             "test_accuracy": [0.5, float("nan"), 0.9], "test_error": [0.1, float("nan"), 0.05]})
     assert list(S.best(summary, ("seed",))["index"]) == [2, 0]
+
+
+# -- one sweep per folder; a run file being written is left alone ----------------------------
+
+HOLD = """
+import sys
+from hostctl import sweep as S
+from hostctl.runfile import RunWriter
+what, path = sys.argv[1], sys.argv[2]
+if what == "folder":
+    lock = S.sweep_lock(path)
+else:
+    w = RunWriter(path, n_sources=4, n_targets=3, n_edges=24, metadata={}, provenance={})
+print("ready", flush=True)
+sys.stdin.readline()
+"""
+
+
+def holder_process(what: str, path: Path) -> subprocess.Popen:
+    child = subprocess.Popen([sys.executable, "-c", HOLD, what, str(path)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert child.stdout.readline() == "ready\n", child.stderr.read()
+    return child
+
+
+def release(child: subprocess.Popen) -> None:
+    child.stdin.close()
+    child.wait()
+
+
+def test_a_second_sweep_on_a_folder_is_refused_naming_the_folder_and_the_holder(tmp_path, capsys):
+    path = tmp_path / "sweep.toml"
+    path.write_text(SMALL)
+    out = tmp_path / "out"
+    child = holder_process("folder", out)
+    try:
+        code = main(["sweep", str(path), "--out", str(out), "--quiet"])
+    finally:
+        release(child)
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and err.count("\n") == 1, err
+    assert str(out) in err and f"process {child.pid}" in err, err
+    assert not any((out / "points").iterdir())
+
+
+def test_the_folder_lock_conflicts_within_one_process_too(tmp_path, inprocess_client):
+    sweep = small_sweep(tmp_path)
+    out = tmp_path / "out"
+    first = S.sweep_lock(out)
+    try:
+        with pytest.raises(S.SweepBusy, match=f"process {os.getpid()}"):
+            S.sweep_lock(out)
+        with pytest.raises(S.SweepBusy):
+            S.run_sweep(sweep, S.expand(sweep)[:1], out, inprocess_client)
+        # the holder's own runs go on
+        summary = S.run_sweep(sweep, S.expand(sweep)[:1], out, inprocess_client, lock=first)
+        assert list(summary["status"]) == ["complete"]
+    finally:
+        first.release()
+    assert not (out / S.LOCK_NAME).exists()
+    S.sweep_lock(out).release()
+
+
+def test_a_point_file_another_process_is_writing_is_neither_deleted_nor_overwritten(tmp_path, inprocess_client):
+    from hostctl.runfile import RunReader
+
+    sweep = small_sweep(tmp_path)
+    points = S.expand(sweep)[:2]
+    out = tmp_path / "out"
+    (out / "points").mkdir(parents=True)
+    busy = out / "points" / points[0].file_name
+    child = holder_process("run", busy)
+    try:
+        summary = S.run_sweep(sweep, points, out, inprocess_client)
+        with RunReader(busy) as r:
+            assert r.stored_status == "running" and r.attrs["writer_pid"] == child.pid
+    finally:
+        release(child)
+    assert list(summary["status"]) == ["failed", "complete"]
+    assert f"being written by process {child.pid}" in summary["error"].iloc[0]
+
+
+# -- addresses -------------------------------------------------------------------------------
+
+
+def _worker_http_sockets(dask_worker):
+    return [s.getsockname()[0] for s in dask_worker.http_server._sockets.values()]
+
+
+def test_the_local_cluster_listens_on_the_loopback_interface_only():
+    from distributed.comm import get_address_host
+
+    with S.local_cluster(1) as cluster, Client(cluster) as client:
+        scheduler = cluster.scheduler
+        hosts = {get_address_host(scheduler.address)}
+        hosts |= {get_address_host(listener.listen_address) for listener in scheduler.listeners}
+        hosts |= {s.getsockname()[0] for s in scheduler.http_server._sockets.values()}  # the dashboard
+        assert scheduler.http_server._sockets, "the dashboard is not running"
+        info = client.scheduler_info()
+        assert len(info["workers"]) == 1
+        for address, worker in info["workers"].items():
+            hosts |= {get_address_host(address), get_address_host(worker["nanny"])}
+        for sockets in client.run(_worker_http_sockets).values():
+            hosts |= set(sockets)
+    assert hosts == {"127.0.0.1"}
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--dashboard-address", "127.0.0.1"), ("--dashboard-address", "127.0.0.1:70000"),
+    ("--dashboard-address", ":8787"), ("--host", "http://x/"), ("--host", ""),
+])
+def test_bad_listening_addresses_are_one_line_errors(tmp_path, capsys, option, value):
+    path = tmp_path / "sweep.toml"
+    path.write_text(SMALL)
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), option, value]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and option in err and "Traceback" not in err

@@ -157,6 +157,7 @@ def _discard_unstarted(out: Path) -> bool:
 
 def _train(args: argparse.Namespace, named: dict) -> int:
     from hostctl import session
+    from hostctl.runfile import RunFileError
 
     if args.simulate and args.rig is None:
         raise UserError("--simulate needs --rig (without a rig file the bench is simulated anyway)")
@@ -176,7 +177,10 @@ def _train(args: argparse.Namespace, named: dict) -> int:
             for note in notes:
                 print(note)
         with Progress(exp.epochs, exp.name, args.quiet) as progress:
-            outcome = session.train(exp, rig, out, progress, calibration=cal, notes=tuple(notes))
+            try:
+                outcome = session.train(exp, rig, out, progress, calibration=cal, notes=tuple(notes))
+            except RunFileError as exc:  # another process took the name, or holds its lock
+                raise UserError(str(exc)) from None
     finally:
         rig.close()
     print(describe(outcome, out))
@@ -198,13 +202,35 @@ def resume(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace) -> int:
     from hostctl import session
 
+    from hostctl.locks import holder, lock_path_for
+
     path = Path(args.run)
+    pid = holder(lock_path_for(path))
+    if pid is not None:
+        who = "another process" if pid < 0 else f"process {pid}"
+        raise UserError(f"{path}: is still being written by {who}; a run file is written by one process at a time")
     run = _load(args.run)
-    total = int(json.loads(run.metadata["plan"])["args"]["epochs"])
+    total = _resumable(path, run.metadata)
     with Progress(total, f"{path.name} (resumed)", args.quiet) as progress:
         _, outcome = session.resume(path, args.rig, progress)
     print(describe(outcome, path))
     return 130 if outcome.status == "interrupted" else 0
+
+
+def _resumable(path: Path, meta: dict) -> int:
+    """The run's epochs, after checking that its file holds what a resume needs (the
+    experiment, the wiring and the plan); UserError naming what is missing or wrong."""
+    for name in ("experiment", "wiring", "plan"):
+        if not meta.get(name):
+            raise UserError(f"{path}: the run file has no /metadata/{name}, which a resume needs")
+    try:
+        epochs = json.loads(meta["plan"])["args"]["epochs"]
+        json.loads(meta["wiring"]).get("simulated", False)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise UserError(f"{path}: /metadata/plan or /metadata/wiring is not what twinrig writes") from None
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
+        raise UserError(f"{path}: /metadata/plan: epochs must be a whole number, got {epochs!r}")
+    return epochs
 
 
 def _load(path: str):

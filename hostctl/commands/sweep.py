@@ -5,6 +5,10 @@
   worker processes (default 2) or on the dask scheduler at ``ADDRESS``, and write
   ``DIR/points/*.h5``, ``DIR/summary.parquet`` and ``DIR/summary.png``. Run again to finish
   an interrupted sweep: points with a complete run file are skipped.
+
+The local cluster's scheduler, workers and dashboard listen on 127.0.0.1 only, unless
+``--host`` (scheduler and workers) or ``--dashboard-address HOST:PORT`` names another
+address. One sweep at a time writes a folder: a second is refused (it names the holder's pid).
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, default=2, metavar="N",
                    help="worker processes of the local cluster (default 2; ignored with --scheduler)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: the sweep file's out, or sweeps/NAME)")
+    p.add_argument("--host", default="127.0.0.1", metavar="ADDRESS",
+                   help="the address the local cluster's scheduler and workers listen on (default 127.0.0.1)")
+    p.add_argument("--dashboard-address", metavar="HOST:PORT",
+                   help="where the local cluster's dashboard listens (default: --host, a free port)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -83,7 +91,32 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UserError(f"{args.sweep}: cannot read the sweep file: {exc.strerror or exc}") from None
     out = Path(args.out) if args.out else sweep.out
-    from distributed import Client, LocalCluster
+    _check_address("--host", args.host, port=False)
+    if args.dashboard_address is not None:
+        _check_address("--dashboard-address", args.dashboard_address, port=True)
+    try:
+        lock = S.sweep_lock(out)
+    except S.SweepBusy as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:
+        raise UserError(f"{out}: cannot make the sweep's output folder: {exc.strerror or exc}") from None
+    try:
+        summary = _run(args, S, sweep, points, out, lock)
+        table, figure = S.write_summary(summary, sweep.fields, out)
+    finally:
+        lock.release()
+    counts = summary["status"].value_counts()
+    print(", ".join(f"{counts.get(s, 0)} {s}" for s in S.STATUSES))
+    print(f"summary: {table}\nplot: {figure}")
+    top = S.best(summary, sweep.fields)
+    if len(top):
+        print("best points:")
+        print(top.to_string(index=False))
+    return 1 if counts.get("failed", 0) else 0
+
+
+def _run(args, S, sweep, points, out: Path, lock):
+    from distributed import Client
 
     print(f"sweep {sweep.name}: {len(points)} points of {', '.join(sweep.fields)} -> {out}", flush=True)
     with SweepProgress(len(points), f"sweep {sweep.name}", args.quiet) as progress:
@@ -93,17 +126,18 @@ def run(args: argparse.Namespace) -> int:
             except (OSError, TimeoutError) as exc:
                 raise UserError(f"--scheduler {args.scheduler}: cannot connect: {exc}") from None
             with client:
-                summary = S.run_sweep(sweep, points, out, client, progress)
-        else:
-            with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                              dashboard_address=":0") as cluster, Client(cluster) as client:
-                summary = S.run_sweep(sweep, points, out, client, progress)
-    table, figure = S.write_summary(summary, sweep.fields, out)
-    counts = summary["status"].value_counts()
-    print(", ".join(f"{counts.get(s, 0)} {s}" for s in S.STATUSES))
-    print(f"summary: {table}\nplot: {figure}")
-    top = S.best(summary, sweep.fields)
-    if len(top):
-        print("best points:")
-        print(top.to_string(index=False))
-    return 1 if counts.get("failed", 0) else 0
+                return S.run_sweep(sweep, points, out, client, progress, lock=lock)
+        with S.local_cluster(args.workers, args.host, args.dashboard_address) as cluster, Client(cluster) as client:
+            return S.run_sweep(sweep, points, out, client, progress, lock=lock)
+
+
+def _check_address(option: str, value: str, port: bool) -> None:
+    """UserError unless ``value`` is a host name or address (``port``: ``HOST:PORT``, port
+    0..65535, 0 for a free one)."""
+    host, sep, number = value.rpartition(":") if port else (value, "", "")
+    ok = bool(host.strip("[]")) and not any(c.isspace() or c in "/?#@" for c in host)
+    if port:
+        ok = ok and sep == ":" and number.isdigit() and int(number) <= 65535
+    if not ok:
+        form = "HOST:PORT (port 0..65535; 0: a free port)" if port else "a host name or address"
+        raise UserError(f"{option} must be {form}, got {value!r}")
