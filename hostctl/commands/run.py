@@ -35,8 +35,10 @@ def register(sub) -> None:
     t.add_argument("--out", metavar="RUN.h5", help="the run file (default runs/NAME-TIME.h5)")
     t.add_argument("--report", action="store_true", help="write the report when the run ends")
     t.add_argument("--calibration-store", metavar="PATH",
-                   help="the calibration store (default $TWINRIG_CALIBRATION or ~/.local/share/twinrig/calibration.h5)")
+                   help="the calibration store (default: the rig's own; see docs/calibration.md)")
     t.add_argument("--no-calibration", action="store_true", help="run with uncorrected values")
+    t.add_argument("--partial-calibration", action="store_true",
+                   help="when the rig's calibration no longer matches it, apply the part that does")
     t.add_argument("--max-calibration-age", type=float, default=7.0, metavar="DAYS",
                    help="warn when the calibration is older than this (default 7 days)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -172,7 +174,8 @@ def _train(args: argparse.Namespace, named: dict) -> int:
         if not args.max_calibration_age > 0:
             raise UserError(f"--max-calibration-age must be positive, got {args.max_calibration_age}")
         cal, notes = session.calibrate_rig(rig, args.calibration_store, not args.no_calibration,
-                                           max_age_s=args.max_calibration_age * 86400.0)
+                                           max_age_s=args.max_calibration_age * 86400.0,
+                                           partial=args.partial_calibration, rig_file=args.rig)
         if not args.quiet:
             for note in notes:
                 print(note)
