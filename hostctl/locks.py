@@ -105,23 +105,27 @@ class FileLock:
 
 
 def holder(path) -> int | None:
-    """The pid holding the lock file ``path``, or None when nobody holds it (or it does not
-    exist). A holder that has not yet written its pid reads as -1."""
-    path = Path(path)
+    """The pid recorded in the lock file ``path`` when that process is alive, else None (no
+    lock file, no pid in it, or its process gone: a holder killed with SIGKILL leaves its
+    lock file, and the kernel has dropped its lock). A look that takes no lock, so it never
+    makes a writer taking the lock fail; the lock itself is what keeps writers apart."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
+        fd = os.open(Path(path), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
         return None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pid = _read_pid(fd)
-            return -1 if pid is None else pid
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
+        pid = _read_pid(fd)
     finally:
         os.close(fd)
+    if pid is None or pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
 
 
 def _read_pid(fd: int) -> int | None:

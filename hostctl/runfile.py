@@ -844,6 +844,67 @@ class Run:
     n_test: int = 0
 
 
+_READ_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError, UnicodeDecodeError)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _damaged(path: Path, exc: BaseException) -> RunFileError:
+    return RunFileError(f"{path}: the run file is damaged or incomplete ({type(exc).__name__}: {_first_line(exc)})")
+
+
+def _one_line_damage(method):
+    """What HDF5 raises reading a damaged file (a cut dataset, a broken heap, a missing
+    group) becomes one RunFileError naming the file."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kw):
+        try:
+            return method(self, *args, **kw)
+        except RunFileError:
+            raise
+        except _READ_ERRORS as exc:
+            raise _damaged(self.path, exc) from None
+    return wrapper
+
+
+def _being_written(path: Path) -> bool:
+    """Whether a live process holds the run file's write lock (by the pid it recorded)."""
+    from .locks import holder, lock_path_for
+
+    return holder(lock_path_for(path)) is not None
+
+
+def _check_intact(path: Path) -> bool:
+    """RunFileError when a file nobody writes is shorter than its HDF5 superblock says
+    (cut, or copied before it was complete), or its superblock is damaged. A SWMR writer
+    extends the file before its superblock points past the old end, so a killed writer's
+    file passes. Returns whether the superblock is marked open for writing (a killed
+    writer's file, which HDF5 opens only in SWMR mode)."""
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:8] != _HDF5_SIGNATURE or head[8] not in (2, 3):
+            return True  # another superblock version: HDF5 checks it
+        size_o = head[9]
+        end = 12 + 4 * size_o
+        block = head + fh.read(end + 4 - 12)
+    if len(block) < end + 4:
+        raise RunFileError(f"{path}: the run file is damaged (its HDF5 superblock is cut short)")
+    if int.from_bytes(block[end:end + 4], "little") != _lookup3(block[:end]):
+        raise RunFileError(f"{path}: the run file is damaged (its HDF5 superblock checksum does not match)")
+    base = int.from_bytes(block[12:12 + size_o], "little")
+    eof = base + int.from_bytes(block[12 + 2 * size_o:12 + 3 * size_o], "little")
+    size = path.stat().st_size
+    if size < eof:
+        raise RunFileError(f"{path}: the run file is damaged: it has {size} bytes, its HDF5 superblock says "
+                           f"{eof} (cut short, or copied before it was complete)")
+    return block[11] != 0
+
+
 class RunReader:
     """A run file open for reading in SWMR mode; follows a live writer with :meth:`refresh`.
 
@@ -861,24 +922,37 @@ class RunReader:
         self.path = Path(path)
         if not self.path.exists():
             raise FileNotFoundError(f"{self.path}: no such run file")
+        if self.path.is_dir():
+            raise RunFileError(f"{self.path}: is a folder, not a run file")
         if not h5py.is_hdf5(self.path):
             raise RunFileError(f"{self.path}: not a twinrig run file (not an HDF5 file)")
+        # HDF5 retries a SWMR read of damaged metadata for a long time, for a writer that
+        # might be midway: a file nobody writes is checked first, refused at once if cut,
+        # and read without SWMR unless a killed writer left it marked open for writing
+        swmr = _being_written(self.path) or _check_intact(self.path)
         try:
-            self._file = _open_file(self.path, "r", swmr=True)
+            self._file = _open_file(self.path, "r", swmr=swmr)
         except OSError as exc:
-            raise RunFileError(f"{self.path}: cannot be opened for reading ({exc})") from None
-        a = self._file.attrs
-        fmt = a.get("format")
-        if fmt != FORMAT:
+            raise RunFileError(f"{self.path}: cannot be opened for reading ({_first_line(exc)})") from None
+        try:
+            a = self._file.attrs
+            fmt = a.get("format")
+            if fmt != FORMAT:
+                raise RunFileError(f"{self.path}: not a twinrig run file (format attribute {fmt!r}, expected {FORMAT!r})")
+            version = int(a.get("format_version", 0))
+            if version > FORMAT_VERSION:
+                raise RunFileError(
+                    f"{self.path}: written in run-file format {version}, this twinrig reads up to {FORMAT_VERSION}"
+                )
+            self.attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in a.items()}
+            for key in ("status", "n_sources", "n_targets", "n_edges", "n_test"):
+                if key not in self.attrs:
+                    raise RunFileError(f"{self.path}: the run file is damaged (no root attribute {key!r})")
+        except BaseException as exc:
             self._file.close()
-            raise RunFileError(f"{self.path}: not a twinrig run file (format attribute {fmt!r}, expected {FORMAT!r})")
-        version = int(a.get("format_version", 0))
-        if version > FORMAT_VERSION:
-            self._file.close()
-            raise RunFileError(
-                f"{self.path}: written in run-file format {version}, this twinrig reads up to {FORMAT_VERSION}"
-            )
-        self.attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in a.items()}
+            if isinstance(exc, _READ_ERRORS) and not isinstance(exc, RunFileError):
+                raise _damaged(self.path, exc) from None
+            raise
 
     @property
     def stored_status(self) -> str:
@@ -896,6 +970,7 @@ class RunReader:
                 return "killed"
         return s
 
+    @_one_line_damage
     def refresh(self) -> dict[str, int]:
         """See what the writer has flushed since; returns the row count of every table."""
         for name in TABLES:
@@ -905,6 +980,7 @@ class RunReader:
             ds.refresh()
         return {name: self.rows(name) for name in TABLES}
 
+    @_one_line_damage
     def rows(self, name: str) -> int:
         """Rows of table ``name`` that every one of its datasets holds."""
         return min(ds.shape[0] for ds in self._file[name].values())
@@ -912,6 +988,12 @@ class RunReader:
     def table(self, name: str, start: int = 0) -> pd.DataFrame:
         """Rows ``start``.. of table ``name`` (steps | epochs | evaluations | edges | events)
         as a DataFrame (columns as in :class:`Run`)."""
+        if name not in TABLES:
+            raise KeyError(f"no table {name!r} in a run file")
+        return self._table(name, start)
+
+    @_one_line_damage
+    def _table(self, name: str, start: int) -> pd.DataFrame:
         g = self._file[name]
         stop = self.rows(name)
         start = min(max(start, 0), stop)
@@ -947,11 +1029,13 @@ class RunReader:
             })
         raise KeyError(f"no table {name!r} in a run file")
 
+    @_one_line_damage
     def checkpoint_pointer(self) -> np.ndarray:
         """(step, slot, length, CRC-32, rows of every table in :data:`TABLES` order) of the
         latest checkpoint; step -1 when there is none."""
         return self._file["checkpoint/pointer"][:]
 
+    @_one_line_damage
     def run(self) -> Run:
         """Everything in the file, as it stands."""
         f, a = self._file, self.attrs

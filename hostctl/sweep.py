@@ -47,6 +47,9 @@ from .experiment import BUILTIN_EXPERIMENTS, ExperimentFileError, builtin_experi
 Number = float | int
 
 STATUSES = ("complete", "failed", "skipped-existing")
+#: The most points a sweep file may describe (grid product or ``random.n``): every point is
+#: built and validated before anything runs.
+MAX_POINTS = 100_000
 METRICS = ("train_error", "test_error", "train_accuracy", "test_accuracy")
 
 
@@ -215,14 +218,20 @@ def loads_sweep(text: str, source: str = "<sweep>", base: Path | None = None) ->
             for field, values in grid.items():
                 if not isinstance(values, list) or not values:
                     raise SpecProblem(f"grid.{field}", f"must be a non-empty list of values (got {shown(values)})")
+            size = math.prod(len(values) for values in grid.values())
+            if size > MAX_POINTS:
+                lengths = " x ".join(str(len(values)) for values in grid.values())
+                raise SpecProblem("grid", f"describes {lengths} = {size} points, at most {MAX_POINTS} "
+                                          "(every point is built and checked before the sweep runs)")
             fields = tuple(grid)
         else:
             rest = dict(spec.random)
             n = rest.pop("n", None)
             # a table under "seed" draws the experiment's seed; a number seeds the draws
             seed = 0 if isinstance(rest.get("seed", 0), dict) else rest.pop("seed", 0)
-            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-                raise SpecProblem("random.n", "missing" if n is None else f"must be a whole number >= 1 (got {shown(n)})")
+            if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_POINTS:
+                raise SpecProblem("random.n", "missing" if n is None else
+                                  f"must be a whole number from 1 to {MAX_POINTS} (got {shown(n)})")
             if not isinstance(seed, int) or isinstance(seed, bool):
                 raise SpecProblem("random.seed", f"must be a whole number (got {shown(seed)})")
             flat = _flatten(rest, "", lambda v: bool(set(v) & _DISTRIBUTION_KEYS))

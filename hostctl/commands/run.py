@@ -168,6 +168,7 @@ def _train(args: argparse.Namespace, named: dict) -> int:
     out = Path(args.out) if args.out else session.default_run_path(exp)
     if out.exists():
         raise UserError(f"{out} exists; choose another --out (run files are never overwritten)")
+    _make_folder(out.parent, f"--out {out}", "the run file")
     named["out"] = out
     rig = session.open_bench(exp, wiring, simulate=args.rig is None or args.simulate)
     try:
@@ -210,8 +211,7 @@ def _resume(args: argparse.Namespace) -> int:
     path = Path(args.run)
     pid = holder(lock_path_for(path))
     if pid is not None:
-        who = "another process" if pid < 0 else f"process {pid}"
-        raise UserError(f"{path}: is still being written by {who}; a run file is written by one process at a time")
+        raise UserError(f"{path}: is still being written by process {pid}; a run file is written by one process at a time")
     run = _load(args.run)
     total = _resumable(path, run.metadata)
     with Progress(total, f"{path.name} (resumed)", args.quiet) as progress:
@@ -261,10 +261,27 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _make_folder(folder: Path, option: str, what: str) -> None:
+    """Create ``folder`` (and its parents); UserError in one line when a part of its path is
+    a file, or it cannot be made."""
+    folder = Path(folder)
+    for part in (folder, *folder.parents):
+        if part.exists():
+            if not part.is_dir():
+                raise UserError(f"{option}: {part} is a file, not a folder (cannot hold {what})")
+            break
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{option}: cannot make {what} {folder}: {exc.strerror or exc}") from None
+
+
 def write_report(path: Path, out_dir: str | None = None) -> list[Path]:
     from hostctl.report import summary, write_report as figures
 
     run = _load(str(path))
+    if out_dir is not None:
+        _make_folder(Path(out_dir), f"--out {out_dir}", "the report's figures")
     files = figures(path, out_dir)
     print(summary(run))
     for f in files:
