@@ -248,7 +248,7 @@ def test_watch_follows_a_writer_in_another_process_until_it_closes(tmp_path, mon
             assert child.stdout.readline().split()[0] in ("flushed", "closed")
 
         monkeypatch.setattr("hostctl.watch.follow", functools.partial(follow, sleep=sleep))
-        assert main(["watch", str(path), "--interval", "0"]) == 0
+        assert main(["watch", str(path), "--interval", "0.01"]) == 0
         assert child.wait(timeout=60) == 0, child.stderr.read()
     finally:
         child.kill()
@@ -286,5 +286,7 @@ def test_a_missing_or_foreign_file_is_one_line_error(tmp_path, capsys, make, mes
 
 
 def test_a_negative_interval_is_refused(tmp_path, capsys):
-    assert main(["watch", str(tmp_path / "r.h5"), "--interval", "-1"]) == 2
-    assert "--interval" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main(["watch", str(tmp_path / "r.h5"), "--interval", "-1"])
+    assert stop.value.code == 2
+    assert "argument --interval: must be at least 0.01" in capsys.readouterr().err

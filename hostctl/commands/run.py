@@ -23,6 +23,7 @@ import json
 import math
 from pathlib import Path
 
+from hostctl.argtypes import number
 from hostctl.errors import UserError
 
 
@@ -39,7 +40,7 @@ def register(sub) -> None:
     t.add_argument("--no-calibration", action="store_true", help="run with uncorrected values")
     t.add_argument("--partial-calibration", action="store_true",
                    help="when the rig's calibration no longer matches it, apply the part that does")
-    t.add_argument("--max-calibration-age", type=float, default=7.0, metavar="DAYS",
+    t.add_argument("--max-calibration-age", type=number(0.0, 36500.0, "days", lo_open=True), default=7.0, metavar="DAYS",
                    help="warn when the calibration is older than this (default 7 days)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=train)

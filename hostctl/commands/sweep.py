@@ -18,6 +18,7 @@ import math
 import sys
 from pathlib import Path
 
+from hostctl.argtypes import integer
 from hostctl.errors import UserError
 
 
@@ -28,7 +29,7 @@ def register(sub) -> None:
     p.add_argument("sweep", metavar="SWEEP.toml", help="the sweep file")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="a running dask scheduler (e.g. tcp://10.0.0.5:8786); default: a local cluster")
-    p.add_argument("--workers", type=int, default=2, metavar="N",
+    p.add_argument("--workers", type=integer(1, 64, "workers"), default=2, metavar="N",
                    help="worker processes of the local cluster (default 2; ignored with --scheduler)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: the sweep file's out, or sweeps/NAME)")
     p.add_argument("--host", default="127.0.0.1", metavar="ADDRESS",

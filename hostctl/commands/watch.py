@@ -7,8 +7,8 @@ seconds and exits when the run is no longer running; see docs/watch.md.
 from __future__ import annotations
 
 import argparse
-import math
 
+from hostctl.argtypes import number
 from hostctl.errors import UserError
 
 
@@ -18,7 +18,7 @@ def register(sub) -> None:
                        "wall time, refreshed until the run ends (live in a terminal, one block per refresh "
                        "otherwise). Ctrl-C stops watching; the run goes on.")
     p.add_argument("run", metavar="RUN.h5", help="the run file")
-    p.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds between refreshes (default 1.0)")
+    p.add_argument("--interval", type=number(0.01, 3600.0, "s"), default=1.0, metavar="S", help="seconds between refreshes (default 1.0)")
     p.add_argument("--once", action="store_true", help="refresh once and exit")
     p.set_defaults(func=run)
 
@@ -27,8 +27,6 @@ def run(args: argparse.Namespace) -> int:
     from hostctl.runfile import RunFileError
     from hostctl.watch import follow
 
-    if not (math.isfinite(args.interval) and args.interval >= 0):
-        raise UserError(f"--interval must be a number of seconds >= 0, got {args.interval}")
     try:
         follow(args.run, args.interval, args.once)
     except (FileNotFoundError, RunFileError) as exc:
