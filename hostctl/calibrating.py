@@ -166,9 +166,11 @@ def _load_all(path) -> list[store.Calibration]:
         raise UserError(f"{store._path(path)}: cannot read the calibration store: {exc}") from None
 
 
-def choose(path, rig: Rig, partial: bool = False) -> tuple[store.Calibration | None, list[str]]:
+def choose(path, rig: Rig, partial: bool = False,
+           how: str = "hostctl calibrate") -> tuple[store.Calibration | None, list[str]]:
     """The calibration of the store at ``path`` (None: the default) to apply to ``rig``, and
-    notes for the run's log; None (and why) when it has none.
+    notes for the run's log; None (and why) when it has none. ``how`` is the command that
+    calibrates this rig, named in the notes and errors.
 
     Raises:
         CalibrationMismatch: the newest calibration made for a rig of this name does not
@@ -189,14 +191,14 @@ def choose(path, rig: Rig, partial: bool = False) -> tuple[store.Calibration | N
         what = "; ".join(differences(candidate.key, present))
         if not partial:
             raise CalibrationMismatch(
-                f"{where}: {_describe(candidate)} is not of this rig: {what}; recalibrate (hostctl calibrate), or "
+                f"{where}: {_describe(candidate)} is not of this rig: {what}; recalibrate ({how}), or "
                 f"run with --partial-calibration (the part that matches) or --no-calibration")
         part, omitted = restrict(candidate, present, rig)
         if part is None:
             raise CalibrationMismatch(f"{where}: nothing of {_describe(candidate)} holds on this rig: {what}")
         return part, [f"{_describe(candidate)} applied in part ({what}); not applied: {'; '.join(omitted)}"]
     old = len(cals) - len(keyed)
-    note = f"no calibration of this rig in {where}: values are uncorrected (hostctl calibrate)"
+    note = f"no calibration of this rig in {where}: values are uncorrected ({how})"
     if old:
         note += (f"; {old} calibration{'s' if old > 1 else ''} there predate{'s' if old == 1 else ''} rig keys "
                  f"and {'are' if old > 1 else 'is'} never applied automatically")

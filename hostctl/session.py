@@ -94,16 +94,29 @@ def open_bench(exp: Experiment, wiring: Wiring, simulate: bool) -> Rig:
         raise UserError(f"cannot open the bench: {exc}") from None
 
 
+def calibrate_command(experiment: str, rig_path: str | None = None, simulate: bool = False) -> str:
+    """The command that calibrates the bench ``hostctl train EXPERIMENT [--rig RIG [--simulate]]``
+    runs on."""
+    import shlex
+
+    words = ["hostctl", "calibrate", "all", "--experiment", experiment]
+    if rig_path is not None:
+        words += ["--rig", str(rig_path)] + (["--simulate"] if simulate else [])
+    return shlex.join(words)
+
+
 def default_run_path(exp: Experiment) -> Path:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{exp.name}-{stamp}.h5"
 
 
 def calibrate_rig(rig: Rig, store_path, use: bool = True, max_age_s: float | None = None, *,
-                  partial: bool = False, rig_file=None) -> tuple[object | None, list[str]]:
+                  partial: bool = False, rig_file=None,
+                  how: str = "hostctl calibrate") -> tuple[object | None, list[str]]:
     """Apply the calibration of this rig from its store (``store_path``, or None for the
     rig's own: see :mod:`hostctl.calibrating`); returns it (None when there is none, or
-    ``use`` is False; with ``partial``, the part that holds) and the notes to log.
+    ``use`` is False; with ``partial``, the part that holds) and the notes to log, which
+    name ``how`` (the command that calibrates this rig) when there is none.
 
     Raises:
         CalibrationMismatch: the store's calibration of this rig no longer matches it.
@@ -113,7 +126,7 @@ def calibrate_rig(rig: Rig, store_path, use: bool = True, max_age_s: float | Non
     if not use:
         return None, ["calibration not applied (--no-calibration)"]
     path = calibrating.store_path(store_path, rig_file, rig.simulated)
-    cal, notes = calibrating.choose(path, rig, partial)
+    cal, notes = calibrating.choose(path, rig, partial, how)
     if cal is None:
         return None, notes
     age = calibrating.DEFAULT_MAX_AGE_S if max_age_s is None else max_age_s

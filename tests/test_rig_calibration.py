@@ -317,3 +317,25 @@ def test_a_fresh_home_calibrates_runs_the_demo_and_xor_each_with_its_own_rigs_ca
     assert main(["train", str(xor_file(tmp_path, errors="realistic")), "--out", "real.h5", "--quiet"]) == 0
     assert json.loads(load(tmp_path / "real.h5").metadata["calibration"])["version"] == 1
     assert [p.relative_to(home) for p in home.rglob("*.h5")] == [Path(".local/share/twinrig/calibration/simulated-benches.h5")]
+
+
+def test_calibrate_experiment_calibrates_the_bench_that_experiment_runs_on(tmp_path, capsys):
+    exp = xor_file(tmp_path, errors="ideal")  # xor_gen2 as shipped: its own ideal bench
+    out = tmp_path / "before.h5"
+    assert main(["train", str(exp), "--out", str(out), "--quiet"]) == 0
+    # no calibration of its bench yet: the note names the command that makes one
+    note = f"values are uncorrected (hostctl calibrate all --experiment {exp})"
+    assert any(m.endswith(note) for m in load(out).events["message"])
+    assert main(["calibrate", "all", "--quiet"]) == 0  # the default Gen-2 bench is another rig
+    assert main(["calibrate", "all", "--experiment", str(exp), "--quiet"]) == 0
+    assert "calibration v2 of gen2-lattice-sim saved" in capsys.readouterr().out
+    out = tmp_path / "after.h5"
+    assert main(["train", str(exp), "--out", str(out), "--quiet"]) == 0
+    assert json.loads(load(out).metadata["calibration"])["version"] == 2
+    assert "calibration v2 of gen2-lattice-sim" in load(out).events["message"][0]
+
+
+@pytest.mark.parametrize("extra", [["--seed", "3"], ["--builtin", "gen1"]])
+def test_calibrate_experiment_takes_the_bench_from_the_experiment_alone(extra, capsys):
+    assert main(["calibrate", "daq", "--experiment", "xor_gen2", *extra, "--quiet"]) == 2
+    assert f"{extra[0]} and --experiment" in capsys.readouterr().err

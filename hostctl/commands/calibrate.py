@@ -5,7 +5,9 @@
   against the source-measure unit, or both; the result is saved, with the key of the rig
   (:class:`~calibration.rigkey.RigKey`), as a new version in the rig's calibration store and
   used automatically by every later run on this rig. Without a rig file the built-in
-  simulated bench is calibrated (``--builtin gen2|gen1``, ``--seed N`` for its own seed);
+  simulated bench is calibrated (``--builtin gen2|gen1``, ``--seed N`` for its own seed), or
+  with ``--experiment EXP`` the simulated bench that experiment runs on (its network, wiring,
+  seed and DAQ errors, exactly as ``hostctl train EXP`` opens it);
   ``--rig RIG.toml --simulate`` rehearses calibrating a real wiring on the simulated bench
   (into the rig's simulated store). On a real bench the command asks you to connect the
   meter where it is needed.
@@ -34,9 +36,12 @@ def _store_arguments(p, calibrating: bool = False) -> None:
     p.add_argument("--rig", metavar="RIG.toml", help="the bench's rig file (default: the built-in simulated bench)")
     p.add_argument("--simulate", action="store_true", help="the rig file's wiring on the simulated bench")
     if calibrating:
-        p.add_argument("--builtin", choices=("gen2", "gen1"), default="gen2",
-                       help="the built-in simulated bench, without --rig (default gen2)")
-        p.add_argument("--seed", type=argtypes.seed, default=0, help="the simulated bench's seed (default 0)")
+        p.add_argument("--experiment", metavar="EXP",
+                       help="the simulated bench an experiment file (or built-in experiment) runs on: its "
+                            "network, wiring, seed and DAQ errors, as `hostctl train EXP` opens it")
+        p.add_argument("--builtin", choices=("gen2", "gen1"), default=None,
+                       help="the built-in simulated bench, without --rig or --experiment (default gen2)")
+        p.add_argument("--seed", type=argtypes.seed, default=None, help="the simulated bench's seed (default 0)")
     p.add_argument("--store", metavar="PATH", help="the calibration store (default: the rig's own)")
 
 
@@ -78,8 +83,11 @@ def _open_rig(args):
     from instruments.rig import open_rig
     from instruments.wiring import default_wiring
 
+    if args.experiment is not None:
+        return _experiment_rig(args)
+    seed = 0 if args.seed is None else args.seed
     if args.rig is None:
-        return open_rig(default_wiring(args.builtin), simulate=True, seed=args.seed)
+        return open_rig(default_wiring(args.builtin or "gen2"), simulate=True, seed=seed)
     from hostctl.commands.rig import load
 
     wiring = load(args.rig)
@@ -88,10 +96,23 @@ def _open_rig(args):
         raise UserError(f"{args.rig}: the wiring is not sound: {problems[0]}")
     try:
         if args.simulate:
-            return open_rig(wiring, simulate=True, seed=args.seed)
+            return open_rig(wiring, simulate=True, seed=seed)
         return open_rig(wiring)
     except (ValueError, RuntimeError, OSError) as exc:
         raise UserError(f"cannot open the bench: {exc}") from None
+
+
+def _experiment_rig(args):
+    """The bench ``hostctl train EXP [--rig RIG.toml [--simulate]]`` opens: the same wiring
+    and, when simulated, the experiment's bench seed and DAQ errors, so the calibration's
+    rig key is the one that run will look for."""
+    from hostctl import session
+
+    for name in ("builtin", "seed"):
+        if getattr(args, name) is not None:
+            raise UserError(f"--{name} and --experiment: the experiment names its bench; give one of them")
+    exp = session.resolve_experiment(args.experiment)
+    return session.open_bench(exp, session.wiring_for(exp, args.rig), simulate=args.rig is None or args.simulate)
 
 
 def _connectors(rig):

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{out} exists; choose another --out (run files are never overwritten)")
     rig = session.open_bench(exp, session.wiring_for(exp, None), simulate=True)
     try:
-        cal, notes = session.calibrate_rig(rig, None)
+        cal, notes = session.calibrate_rig(rig, None, how=session.calibrate_command(args.experiment))
         with Progress(exp.epochs, f"{exp.name} (simulated bench)", args.quiet) as progress:
             outcome = session.train(exp, rig, out, progress, calibration=cal, notes=tuple(notes))
     finally:

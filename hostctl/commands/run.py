@@ -177,7 +177,8 @@ def _train(args: argparse.Namespace, named: dict) -> int:
             raise UserError(f"--max-calibration-age must be positive, got {args.max_calibration_age}")
         cal, notes = session.calibrate_rig(rig, args.calibration_store, not args.no_calibration,
                                            max_age_s=args.max_calibration_age * 86400.0,
-                                           partial=args.partial_calibration, rig_file=args.rig)
+                                           partial=args.partial_calibration, rig_file=args.rig,
+                                           how=session.calibrate_command(args.experiment, args.rig, args.simulate))
         if not args.quiet:
             for note in notes:
                 print(note)
