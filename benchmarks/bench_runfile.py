@@ -38,6 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import hostctl.runfile as runfile  # noqa: E402
+import hostctl.runschema as runschema  # noqa: E402  (where the datasets' filter is read)
 
 S, T, E = 4, 2, 32
 ROWS = {
@@ -118,7 +119,7 @@ def run_reference(path: Path, n: int) -> dict:
 
 def child(name: str, n: int) -> dict:
     kind, compression, per_flush = ROWS[name]
-    runfile._COMPRESSION = FILTERS[compression]  # the filter under test, for this process only
+    runschema._COMPRESSION = FILTERS[compression]  # the filter under test, for this process only
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.h5"
         out = run_reference(path, n) if kind == "reference" else run_twinrig(path, n, per_flush)
