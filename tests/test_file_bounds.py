@@ -94,13 +94,56 @@ def test_every_numeric_field_of_the_rig_file_is_bounded():
             assert t.n_average <= 100_000, field
 
 
+def _usable_network(nf):
+    """A loaded network file draws and solves: finite positions, physical device parameters."""
+    net, dev = nf.network, nf.device
+    assert net.n_edges >= 1
+    if net.positions is not None:
+        assert (abs(net.positions) <= 1e9).all()
+    assert (dev.s_a_per_v2 > 0).all() and (dev.s_a_per_v2 <= 1).all()
+    assert (abs(dev.vt_v) <= 50).all() and abs(dev.state_min) <= 50 and abs(dev.state_max) <= 50
+    assert dev.subthreshold_v is None or 1e-3 <= dev.subthreshold_v <= 1
+    assert (abs(dev.update_bias) <= dev.state_max - dev.state_min).all()
+
+
 def test_every_numeric_field_of_a_network_file_is_bounded():
     text = (EXAMPLES / "gen2_lattice.toml").read_text()
     for field, value, doc in _mutations(text):
         try:
-            loads_network_file(tomli_w.dumps(doc), "net.toml")
+            nf = loads_network_file(tomli_w.dumps(doc), "net.toml")
         except NetworkFileError as exc:
             _one_line(exc, "net.toml")
+        else:
+            _usable_network(nf)
+
+
+@pytest.mark.parametrize("field, value", [
+    # found by mutating examples/gen2_lattice.toml: each loaded before
+    ("positions.r0c0", [math.nan, 0.0]), ("positions.r0c0", [1e300, 0.0]),
+    ("device.s_a_per_v2", 1e300), ("device.s_a_per_v2", 1e-300), ("device.vt_v", -1e300),
+    ("device.subthreshold_v", math.inf), ("device.subthreshold_v", 1e-300), ("device.state_max", 1e300),
+    ("device.state_min", -1e300), ("device.update_bias", 1e300), ("device.update_bias", -5.0),
+    ("edges", []),
+])
+def test_network_file_values_no_device_has_are_refused_naming_the_field(field, value):
+    doc = tomllib.loads((EXAMPLES / "gen2_lattice.toml").read_text())
+    _set(doc, tuple(field.split(".")), value)
+    with pytest.raises(NetworkFileError) as info:
+        loads_network_file(tomli_w.dumps(doc), "net.toml")
+    _one_line(info.value, "net.toml")
+    assert str(info.value).startswith(f"net.toml: {field}"), str(info.value)
+
+
+@pytest.mark.parametrize("kind, extra, field", [
+    ("resistor", {"gain": 11.0}, "device.gain"), ("resistor", {"state_max": 1e7}, "device.state_max"),
+    ("digipot", {"gain": 0.0}, "device.gain"), ("digipot", {"update_bias": 100.0}, "device.update_bias"),
+])
+def test_resistor_and_digipot_parameters_are_bounded(kind, extra, field):
+    doc = tomllib.loads((EXAMPLES / "gen2_lattice.toml").read_text())
+    doc["device"] = {"kind": kind, **extra}
+    with pytest.raises(NetworkFileError) as info:
+        loads_network_file(tomli_w.dumps(doc), "net.toml")
+    assert str(info.value).startswith(f"net.toml: {field}"), str(info.value)
 
 
 def _exp(name="iris_gen1", **sections):

@@ -40,7 +40,13 @@ and the edge devices with their initial state are optional::
     initial_state = 2.5        # V; a number or one per edge
 
 Resistor fields: ``gain`` (per twin), ``state_min``/``state_max`` (S). Digipot fields:
-``n_taps``, ``r_min_ohm``, ``r_max_ohm``, ``gain``; its state is a tap number. A mixed device
+``n_taps``, ``r_min_ohm``, ``r_max_ohm``, ``gain``; its state is a tap number.
+
+Every number is finite and within what a device on a bench can be: positions within
++-1e9 (drawing units); ``gain`` in (0, 10] (the real over the commanded conductance);
+``s_a_per_v2`` in [1e-12, 1] A/V^2; ``vt_v`` and the gate limits within +-50 V;
+``subthreshold_v`` in [1e-3, 1] V per decade; resistor conductance limits in [0, 1e6] S;
+``update_bias`` at most the state's span (``state_max - state_min``) per update. A mixed device
 lists its parts as ``[[device.parts]]`` tables, each with a ``kind``, the ``edges`` (by name)
 it covers, and that kind's fields (per-edge values then run over the part's own edges); its
 ``update_bias`` is given once, on ``[device]``, for all edges.
@@ -50,6 +56,7 @@ Every problem is one :class:`NetworkFileError` naming the file, the field and th
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass
@@ -113,6 +120,20 @@ class NetworkFile:
 # -- the schema -----------------------------------------------------------------------------
 
 
+#: The largest drawing coordinate of a node.
+POSITION_MAX = 1e9
+#: Bounds of the device parameters (SI units): gain factor, S (A/V^2), V_T and gate limits (V),
+#: subthreshold slope (V per decade), resistor conductance (S).
+GAIN_MAX = 10.0
+S_MIN_A_PER_V2, S_MAX_A_PER_V2 = 1e-12, 1.0
+VOLTS_MAX = 50.0
+SUBTHRESHOLD_MIN_V, SUBTHRESHOLD_MAX_V = 1e-3, 1.0
+CONDUCTANCE_MAX_S = 1e6
+
+Volts = Annotated[Number, Field(ge=-VOLTS_MAX, le=VOLTS_MAX)]
+Siemens = Annotated[Number, Field(ge=0, le=CONDUCTANCE_MAX_S)]
+
+
 def _is_number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
@@ -139,9 +160,9 @@ def _off_is_none(x):
     """``false`` (TOML has no null) switches subthreshold conduction off."""
     if x is False:
         return None
-    if _is_number(x) and x > 0:
+    if _is_number(x) and SUBTHRESHOLD_MIN_V <= x <= SUBTHRESHOLD_MAX_V:
         return x
-    raise ValueError("expected volts per decade (a positive number) or false")
+    raise ValueError(f"expected volts per decade ({SUBTHRESHOLD_MIN_V:g}..{SUBTHRESHOLD_MAX_V:g}) or false")
 
 
 def _pair(x):
@@ -152,7 +173,9 @@ def _pair(x):
 
 def _xy(x):
     if isinstance(x, list) and len(x) == 2 and all(_is_number(v) for v in x):
-        return x
+        if all(math.isfinite(v) and abs(v) <= POSITION_MAX for v in x):
+            return x
+        raise ValueError(f"expected finite coordinates within +-{POSITION_MAX:g}")
     raise ValueError("expected a position [x, y]")
 
 
@@ -199,8 +222,8 @@ class _DeviceSpec(_Strict):
 class ResistorSpec(_DeviceSpec):
     kind: Literal["resistor"]
     gain: PerTwin = 1.0
-    state_min: Number = 1e-6
-    state_max: Number = 1.0
+    state_min: Siemens = 1e-6
+    state_max: Siemens = 1.0
 
 
 class DigipotSpec(_DeviceSpec):
@@ -216,8 +239,8 @@ class MosfetSpec(_DeviceSpec):
     s_a_per_v2: PerTwin = GEN2_S_A_PER_V2
     vt_v: PerTwin = GEN2_VT_V
     subthreshold_v: Annotated[float | None, BeforeValidator(_off_is_none)] = SUBTHRESHOLD_V_PER_DECADE
-    state_min: Number = GEN2_GATE_MIN_V
-    state_max: Number = GEN2_GATE_MAX_V
+    state_min: Volts = GEN2_GATE_MIN_V
+    state_max: Volts = GEN2_GATE_MAX_V
 
 
 class MixedSpec(_Strict):
@@ -258,6 +281,8 @@ def loads_network_file(text: str, source: str = "<network file>") -> NetworkFile
     try:
         spec = validate_spec(FileSpec, data)
         network = _network(spec)
+        if network.n_edges == 0:
+            raise SpecProblem("edges", "a network needs at least one edge")
         device, state = _device(spec.device, network) if spec.device is not None else (None, None)
     except SpecProblem as p:
         raise NetworkFileError(source, p.field, p.problem) from None
@@ -382,8 +407,10 @@ def _roles(spec: RolesSpec | None, index: dict[str, int], net: Network | None) -
     return tuple(roles)
 
 
-def _values(x, n: int, field: str, twins: bool, positive: bool = False) -> np.ndarray:
-    """A per-edge (``(n,)``) or per-twin (``(2, n)``) parameter array from its file form."""
+def _values(x, n: int, field: str, twins: bool, positive: bool = False,
+            within: tuple[float, float, str] | None = None) -> np.ndarray:
+    """A per-edge (``(n,)``) or per-twin (``(2, n)``) parameter array from its file form;
+    ``within`` is ``(lo, hi, unit)``, both ends included."""
     try:
         arr = np.asarray(x, dtype=float)
     except ValueError:
@@ -396,6 +423,12 @@ def _values(x, n: int, field: str, twins: bool, positive: bool = False) -> np.nd
         raise SpecProblem(field, f"values must be finite (got {shown(x)})")
     if positive and not np.all(arr > 0):
         raise SpecProblem(field, f"values must be positive (got {shown(x)})")
+    if within is not None:
+        lo, hi, unit = within
+        bad = arr[(arr < lo) | (arr > hi)]
+        if bad.size:
+            suffix = f" {unit}" if unit else ""
+            raise SpecProblem(field, f"{bad.flat[0]:g}{suffix} is outside {lo:g}..{hi:g}{suffix}")
     return np.broadcast_to(arr, (2, n) if twins else (n,)).copy()
 
 
@@ -447,6 +480,8 @@ def _device(data: dict[str, Any], network: Network) -> tuple[EdgeDevice, np.ndar
         device = MixedEdges(e, update_bias=bias, parts=tuple(parts))
     except ValueError as exc:
         raise SpecProblem("device", str(exc)) from None
+    for dev, idx in parts:
+        _check_bias(bias[idx], dev, "device.update_bias")
     if not any(given):
         return device, None
     state = np.empty(e)
@@ -455,12 +490,22 @@ def _device(data: dict[str, Any], network: Network) -> tuple[EdgeDevice, np.ndar
     return device, state
 
 
+def _check_bias(bias: np.ndarray, dev: EdgeDevice, field: str) -> None:
+    """An update bias larger than the whole state range is no device's drift."""
+    span = float(dev.state_max - dev.state_min)
+    big = np.flatnonzero(np.abs(bias) > span)
+    if big.size:
+        j = int(big[0])
+        raise SpecProblem(field, f"{bias[j]:g} {dev.state_unit} per update (edge {j}) is more than the state's "
+                                 f"whole range {span:g} {dev.state_unit}")
+
+
 def _single(spec, n: int, where: str) -> tuple[EdgeDevice, np.ndarray | None]:
     bias = _values(spec.update_bias, n, f"{where}.update_bias", twins=False)
     try:
         if isinstance(spec, ResistorSpec):
             dev: EdgeDevice = Resistor(
-                n, update_bias=bias, gain=_values(spec.gain, n, f"{where}.gain", True),
+                n, update_bias=bias, gain=_values(spec.gain, n, f"{where}.gain", True, True, (0, GAIN_MAX, "")),
                 state_min=spec.state_min, state_max=spec.state_max,
             )
         elif isinstance(spec, DigipotSpec):
@@ -469,19 +514,20 @@ def _single(spec, n: int, where: str) -> tuple[EdgeDevice, np.ndarray | None]:
                 raise SpecProblem(f"{where}.r_min_ohm", why)
             dev = Digipot(
                 n, update_bias=bias, n_taps=spec.n_taps, r_min_ohm=spec.r_min_ohm,
-                r_max_ohm=spec.r_max_ohm, gain=_values(spec.gain, n, f"{where}.gain", True),
+                r_max_ohm=spec.r_max_ohm, gain=_values(spec.gain, n, f"{where}.gain", True, True, (0, GAIN_MAX, "")),
             )
         else:
             dev = Mosfet(
                 n, update_bias=bias,
-                s_a_per_v2=_values(spec.s_a_per_v2, n, f"{where}.s_a_per_v2", True, positive=True),
-                vt_v=_values(spec.vt_v, n, f"{where}.vt_v", True),
+                s_a_per_v2=_values(spec.s_a_per_v2, n, f"{where}.s_a_per_v2", True, True, (S_MIN_A_PER_V2, S_MAX_A_PER_V2, "A/V^2")),
+                vt_v=_values(spec.vt_v, n, f"{where}.vt_v", True, within=(-VOLTS_MAX, VOLTS_MAX, "V")),
                 subthreshold_v=spec.subthreshold_v, state_min=spec.state_min, state_max=spec.state_max,
             )
     except ValueError as exc:
         raise SpecProblem(where, str(exc)) from None
     if not dev.state_min <= dev.state_max:
         raise SpecProblem(f"{where}.state_min", f"{dev.state_min:g} is above state_max {dev.state_max:g}")
+    _check_bias(bias, dev, f"{where}.update_bias")
     if spec.initial_state is None:
         return dev, None
     state = _values(spec.initial_state, n, f"{where}.initial_state", twins=False)
