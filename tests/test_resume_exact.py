@@ -19,7 +19,7 @@ import pytest
 import tomli_w
 
 from hostctl import session
-from hostctl.experiment import builtin_experiment_text, loads_experiment
+from hostctl.experiment import BUILTIN_EXPERIMENTS, builtin_experiment_text, loads_experiment
 from hostctl.runfile import encode_state, load
 from hostctl.runner import Runner
 
@@ -33,8 +33,13 @@ EXPERIMENTS = {
     "regression_gen2": {"schedule": {"edges_every": 2}},
     "xor_gen2": {"rule": {"decay_epochs": 1}},
 }
-#: Where to stop: before the first step, the last and first step of epochs, the last step.
-STOPS = [0, STEPS_PER_EPOCH - 1, STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH - 1, 2 * STEPS_PER_EPOCH, TOTAL - 1]
+#: Where to stop: at every step, so before the first, on every epoch's first and last step
+#: and before the last.
+STOPS = list(range(TOTAL))
+
+
+def test_every_built_in_experiment_is_stopped_and_resumed():
+    assert sorted(EXPERIMENTS) == sorted(BUILTIN_EXPERIMENTS)
 
 
 def experiment_text(name: str) -> str:
