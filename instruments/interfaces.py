@@ -57,6 +57,18 @@ class Identified(Protocol):
 
 
 @runtime_checkable
+class Configured(Protocol):
+    def settings(self) -> dict:
+        """What this instrument is set to measure or source with, read back from the
+        instrument itself (not what the driver last sent), for the run file and the
+        calibration store: a flat dict of setting name -> JSON value (str, int, float, bool
+        or None), names in snake case with their unit as suffix, e.g. ``{"nplc": 1.0,
+        "range_v": 10.0, "autozero": True, "input_impedance": "10G"}``. A DAQ gives its
+        tasks' settings (channels, ranges, terminal configuration, timing, watchdog)."""
+        ...
+
+
+@runtime_checkable
 class AnalogOutputs(Protocol):
     ao_channels: tuple[str, ...]
     """Physical output channel names, in the order of every values array, e.g. ``("Dev1/ao0", ...)``."""
