@@ -18,6 +18,8 @@ and stops the run on an over-current.
 from __future__ import annotations
 
 import atexit
+import logging
+import math
 import signal
 import threading
 import time
@@ -29,6 +31,8 @@ import numpy as np
 
 from .interfaces import BoundaryDaq, OverCurrent, SourceMeter
 from .wiring import Wiring
+
+log = logging.getLogger(__name__)
 
 MAX_RAMP_WRITES = 1_000_000
 """The most writes one ramp may take (at 1 ms a write, about 17 minutes)."""
@@ -168,6 +172,13 @@ class Limits:
                 return
             prev = np.asarray(values, float)
 
+    def safe_ramp_writes(self) -> int:
+        """The most writes a ramp to the safe values takes from anywhere inside the limits
+        (the safe state's own write included): the ramp from each output's farther limit,
+        as :meth:`ramp` plans it, at least 1."""
+        far = np.where(self.max_v - self.safe_v >= self.safe_v - self.min_v, self.max_v, self.min_v)
+        return max(1, len(self.ramp(far, self.safe_v)))
+
     def ramp(self, from_v: np.ndarray, to_v: np.ndarray) -> np.ndarray:
         """Intermediate vectors (M, N) from ``from_v`` to ``to_v`` (inclusive of the end),
         each step within every ramp limit; straight lines in voltage.
@@ -217,6 +228,7 @@ class SafeDaq:
         self.ao_channels = daq.ao_channels
         self.ai_channels = daq.ai_channels
         self._held = limits.safe_v.copy()
+        self.ramp_failure: str | None = None
 
     @property
     def held_v(self) -> np.ndarray:
@@ -268,14 +280,51 @@ class SafeDaq:
         self.daq.pulse(width_s)
 
     def safe_state(self) -> None:
+        """Ramp from what the outputs hold to their safe values, every write inside every
+        limit (the path is a straight line between two states that both keep the
+        cross-channel limits, so every point on it keeps them too), then the DAQ's own safe
+        state (stop, the safe values, learn line low).
+
+        When a ramp write fails (the DAQ in error, a signal during the ramp), the rest of the
+        ramp is skipped and the DAQ's safe state goes to the safe values in one write; that
+        is logged and kept in :attr:`ramp_failure`. The longest ramp is
+        :meth:`Limits.safe_ramp_writes` writes.
+        """
+        self.ramp_failure = None
+        try:
+            path = self.limits.ramp(self._held, self.limits.safe_v)
+            for v in path[:-1]:
+                self.write(v)
+        except BaseException as exc:
+            self.ramp_failure = f"{type(exc).__name__}: {exc}"
+            log.warning("ramp to the safe state stopped at %s V (%s); going there in one write",
+                        np.array2string(self._held, precision=4), self.ramp_failure)
+            self.daq.safe_state()
+            self._held[:] = self.limits.safe_v
+            if not isinstance(exc, Exception):
+                raise
+            return
         self.daq.safe_state()
         self._held[:] = self.limits.safe_v
 
     def identity(self) -> str:
         return self.daq.identity()
 
+    def settings(self) -> dict:
+        """The DAQ's settings (see :class:`~instruments.interfaces.Configured`), ``{}`` when
+        the DAQ cannot tell."""
+        settings = getattr(self.daq, "settings", None)
+        return {} if settings is None else dict(settings())
+
     def close(self) -> None:
-        self.daq.close()
+        """Ramp to the safe state (see :meth:`safe_state`) unless the outputs are there
+        already, then close the DAQ (whose close goes to its safe state too), even when the
+        ramp fails."""
+        try:
+            if not np.array_equal(self._held, self.limits.safe_v):
+                self.safe_state()
+        finally:
+            self.daq.close()
 
 
 class SafetyGuard:
@@ -331,7 +380,7 @@ class SafetyGuard:
         try:
             if exc is not None:
                 self.on_event(f"safe state after {type(exc).__name__}: {exc}")
-            self.shutdown()
+            self.shutdown(exc)
         finally:
             for sig, old in self._old_handlers.items():
                 signal.signal(sig, old)
@@ -363,16 +412,30 @@ class SafetyGuard:
                         raise OverCurrent(message)
 
     # -- the end -------------------------------------------------------------------------------
-    def shutdown(self) -> None:
+    def shutdown(self, cause: BaseException | None = None) -> None:
         """Outputs safe, SMU off, everything closed; idempotent, never raises. Failures are
-        kept in :attr:`errors` (and reported through ``on_event``)."""
+        kept in :attr:`errors` (and reported through ``on_event``).
+
+        In order: the DAQ ramps to its safe state (:meth:`SafeDaq.safe_state`); each
+        source-measure unit goes to its safe state (its own ``safe_state()``, which on
+        :class:`~instruments.safe_instruments.SafeSourceMeter` ramps the level to 0 V before
+        switching off; else ``output(False)``); when ``cause`` is a fault (any exception but
+        :class:`Interrupted`, e.g. :class:`~instruments.interfaces.OverCurrent`) the power
+        supply goes to its safe state too (outputs off). A normal end or a requested stop
+        leaves the supply on: the edge boards keep their learned state only while powered,
+        and a stopped run resumes on them. Then the DAQ and every instrument are closed.
+        """
         if self._done:
             return
         self._done = True
         steps = [("safe state", self.daq.safe_state)]
         for inst in self.instruments:
             if isinstance(inst, SourceMeter):
-                steps.append((f"output off ({type(inst).__name__})", lambda i=inst: i.output(False)))
+                off = getattr(inst, "safe_state", None) or (lambda i=inst: i.output(False))
+                steps.append((f"output off ({type(inst).__name__})", off))
+        fault = cause is not None and not isinstance(cause, Interrupted)
+        if fault and self.psu is not None and hasattr(self.psu, "safe_state"):
+            steps.append((f"supply outputs off ({type(self.psu).__name__})", self.psu.safe_state))
         steps.append(("close DAQ", self.daq.close))
         for inst in self.instruments:
             steps.append((f"close {type(inst).__name__}", inst.close))
@@ -383,3 +446,8 @@ class SafetyGuard:
                 message = f"{what} failed: {type(exc).__name__}: {exc}"
                 self.errors.append(message)
                 self.on_event(message)
+        failure = getattr(self.daq, "ramp_failure", None)
+        if failure is not None:
+            message = f"the ramp to the safe state was cut short ({failure}); the outputs went there in one write"
+            self.errors.append(message)
+            self.on_event(message)

@@ -85,6 +85,10 @@ class FakePsu:
     def __init__(self, tripped=False):
         self.tripped = tripped
         self.asked = 0
+        self.safe = 0
+
+    def safe_state(self):
+        self.safe += 1
 
     def over_current(self, channel):
         self.asked += 1
@@ -253,9 +257,10 @@ def test_ramp_limit_compares_with_what_the_outputs_hold(limits):
     safe.write_and_read(np.full(6, 0.4), 1e-3, 10)  # 0.2 V from the held 0.2 V
     with pytest.raises(LimitError, match="from 0.4 V to 0.1 V"):
         safe.write(np.full(6, 0.1))
-    safe.safe_state()
+    safe.safe_state()  # 0.4 V -> 0.2 V -> the safe 0 V, within the 0.2 V ramp limit
     safe.write(np.full(6, 0.1))  # from the safe 0 V now
-    assert [c[0] for c in daq.calls] == ["write", "write_and_read", "safe_state", "write"]
+    assert [c[0] for c in daq.calls] == ["write", "write_and_read", "write", "safe_state", "write"]
+    assert daq.calls[2][1] == pytest.approx((0.2,) * 6)
 
 
 def test_a_batch_within_every_limit_reaches_the_daq_whole_and_leaves_the_last_row_held(limits):
@@ -421,3 +426,80 @@ def test_interpreter_exit_without_leaving_the_context_still_goes_safe(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert proc.returncode == 3
     assert marker.read_text() == "safe\nclosed\n"
+
+
+# -- the way to the safe state ------------------------------------------------------------------
+
+
+def _ramp_writes(daq):
+    return [np.array(c[1]) for c in daq.calls if c[0] == "write"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(0.0, 0.45), min_size=6, max_size=6), st.floats(0.01, 0.45))
+def test_the_safe_state_is_reached_by_a_ramp_inside_every_limit(held, max_step_v):
+    limits = Limits.from_wiring(gen2_with_cross(max_diff_v=0.45, max_step_v=max_step_v))
+    daq = RecordingDaq(limits.channels)
+    safe = SafeDaq(daq, limits)
+    safe._held[:] = held
+    safe.safe_state()
+    path = [np.array(held), *_ramp_writes(daq), limits.safe_v]
+    for a, b in zip(path, path[1:]):
+        assert limits.violation(b, a) is None
+    assert daq.calls[-1] == ("safe_state",)
+    assert len(path) - 1 <= limits.safe_ramp_writes()
+    assert np.array_equal(safe.held_v, limits.safe_v)
+
+
+def test_the_safe_ramp_bound_is_reached_from_the_far_end_of_the_limits(limits):
+    # 0..0.45 V at 0.2 V a write: 0.45 -> 0.25 -> 0.05 -> 0 takes three writes
+    assert limits.safe_ramp_writes() == 3
+    daq = RecordingDaq(limits.channels)
+    safe = SafeDaq(daq, limits)
+    safe._held[:] = 0.45
+    safe.safe_state()
+    assert len(_ramp_writes(daq)) + 1 == 3
+
+
+def test_closing_ramps_to_the_safe_state_before_the_daq_closes(limits):
+    daq = RecordingDaq(limits.channels)
+    safe = SafeDaq(daq, limits)
+    safe.write(np.full(6, 0.2))
+    safe.write(np.full(6, 0.4))
+    safe.close()
+    assert [c[0] for c in daq.calls] == ["write", "write", "write", "safe_state", "close"]
+
+
+def test_a_ramp_that_fails_goes_to_the_safe_state_in_one_write_and_says_so(limits):
+    daq = RecordingDaq(limits.channels)
+    safe = SafeDaq(daq, limits)
+    safe.write(np.full(6, 0.2))
+    safe.write(np.full(6, 0.4))
+    daq.fail_on = {"write"}
+    events: list[str] = []
+    guard = SafetyGuard(safe, on_event=events.append)
+    with guard:
+        pass
+    assert [c[0] for c in daq.calls][-3:] == ["write", "safe_state", "close"]
+    assert np.array_equal(safe.held_v, limits.safe_v)
+    assert any("ramp to the safe state was cut short" in e and "write failed" in e for e in events)
+
+
+def test_a_fault_switches_the_supply_off_a_requested_stop_does_not(limits):
+    for cause, off in ((RuntimeError("DAQ lost"), 1), (OverCurrent("tripped"), 1), (Interrupted("SIGINT"), 0), (None, 0)):
+        psu = FakePsu()
+        guard = SafetyGuard(RecordingDaq(limits.channels), instruments=[psu], psu=psu, psu_channels=[1])
+        guard.shutdown(cause)
+        assert psu.safe == off, cause
+
+
+def test_a_source_meter_with_a_safe_state_is_taken_there_not_just_switched_off(limits):
+    log: list = []
+
+    class RampingSmu(FakeSmu):
+        def safe_state(self):
+            log.append(("smu safe state",))
+
+    guard = SafetyGuard(RecordingDaq(limits.channels), instruments=[RampingSmu(log)])
+    guard.shutdown()
+    assert log == [("smu safe state",), ("smu close",)]
