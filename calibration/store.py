@@ -79,6 +79,9 @@ class Calibration:
             ``to_dict()`` (an ``EdgeCalibration``) is turned into its dict.
         created: ISO 8601 UTC; default the DAQ calibration's date, else now.
         identities: role -> identity of the instruments; default the DAQ calibration's.
+        settings: role -> what the instrument was set to when it measured, read back from
+            it (:meth:`instruments.rig.Rig.settings`); empty for a calibration from before
+            settings were kept.
         version: its version in the store (None until saved or loaded).
         twinrig_version: the software that made it; default this one.
         key: the rig it was made on; None for a calibration from before keys were kept
@@ -93,6 +96,7 @@ class Calibration:
     edges: dict | None = None
     created: str | None = None
     identities: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
     version: int | None = None
     twinrig_version: str | None = None
     key: RigKey | None = None
@@ -119,7 +123,7 @@ class Calibration:
         """Plain JSON-able values."""
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "version": self.version, "rig": self.rig,
                 "kind": self.kind, "created": self.created, "identities": dict(self.identities),
-                "twinrig_version": self.twinrig_version,
+                "settings": {role: dict(v) for role, v in self.settings.items()}, "twinrig_version": self.twinrig_version,
                 "daq": None if self.daq is None else self.daq.to_dict(), "edges": self.edges,
                 "key": None if self.key is None else self.key.to_dict(), "omitted": list(self.omitted)}
 
@@ -131,7 +135,7 @@ class Calibration:
             raise CalibrationStoreError(f"calibration format {d['format_version']}, this twinrig reads up to {FORMAT_VERSION}")
         return cls(rig=str(d["rig"]), daq=None if d["daq"] is None else DaqCalibration.from_dict(d["daq"]),
                    edges=d["edges"], created=str(d["created"]), identities=dict(d["identities"]),
-                   version=None if d["version"] is None else int(d["version"]), twinrig_version=d["twinrig_version"],
+                   settings=dict(d.get("settings") or {}), version=None if d["version"] is None else int(d["version"]), twinrig_version=d["twinrig_version"],
                    key=None if d.get("key") is None else RigKey.from_dict(d["key"]),
                    omitted=tuple(str(o) for o in d.get("omitted", ())))
 
@@ -248,6 +252,8 @@ def save(path, calibration: Calibration) -> int:
                            identities=json.dumps(cal.identities), twinrig_version=cal.twinrig_version or "")
             if cal.key is not None:
                 g.attrs["rig_key"] = json.dumps(cal.key.to_dict())
+            if cal.settings:
+                g.attrs["settings"] = json.dumps(cal.settings)
             if cal.daq is not None:
                 d = g.create_group("daq")
                 d.attrs.update(date=cal.daq.date, rig=cal.daq.rig, identities=json.dumps(cal.daq.identities),
@@ -280,6 +286,7 @@ def _load_group(g: h5py.Group) -> Calibration:
     key = RigKey.from_dict(json.loads(a["rig_key"])) if "rig_key" in a else None
     return Calibration(rig=str(a["rig"]), daq=daq, edges=edges, created=str(a["created"]),
                        identities=json.loads(a["identities"]), version=int(a["version"]),
+                       settings=json.loads(a["settings"]) if "settings" in a else {},
                        twinrig_version=str(a["twinrig_version"]) or None, key=key)
 
 

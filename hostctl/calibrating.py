@@ -152,6 +152,7 @@ def restrict(cal: store.Calibration, present: RigKey, rig: Rig) -> tuple[store.C
     if daq is None and edges is None:
         return None, omitted
     return store.Calibration(cal.rig, daq=daq, edges=edges, created=cal.created, identities=cal.identities,
+                             settings=cal.settings,
                              version=cal.version, twinrig_version=cal.twinrig_version, key=cal.key,
                              omitted=tuple(cal.omitted) + tuple(omitted)), omitted
 

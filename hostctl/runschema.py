@@ -62,16 +62,18 @@ class RunFileError(ValueError):
 # -- provenance ------------------------------------------------------------------------------
 
 
-def provenance(identities: dict[str, str] | None = None) -> dict:
+def provenance(identities: dict[str, str] | None = None, settings: dict[str, dict] | None = None) -> dict:
     """Where a run comes from: software, source tree, machine, start time, instruments.
 
     Returns:
         ``{"twinrig_version", "git_revision", "git_dirty", "host", "user", "python",
-        "platform", "packages", "start_time", "instruments"}``: ``git_revision`` and
+        "platform", "packages", "start_time", "instruments", "settings"}``: ``git_revision`` and
         ``git_dirty`` are None unless the package is imported from a git checkout (dirty:
         any change to tracked files or any untracked file that is not ignored);
         ``start_time`` is ISO 8601 UTC; ``instruments`` is ``identities`` (instrument name
-        -> identity string, e.g. the ``*IDN?`` reply), or ``{}``.
+        -> identity string, e.g. the ``*IDN?`` reply), or ``{}``; ``settings`` is what each
+        instrument was set to, read back from it (role -> setting -> value, see
+        :meth:`instruments.rig.Rig.settings`), or ``{}``.
     """
     try:
         version = importlib.metadata.version("twinrig")
@@ -93,6 +95,7 @@ def provenance(identities: dict[str, str] | None = None) -> dict:
         "packages": {"numpy": np.__version__, "h5py": h5py.version.version, "hdf5": h5py.version.hdf5_version},
         "start_time": _now_iso(),
         "instruments": dict(identities or {}),
+        "settings": {role: dict(values) for role, values in (settings or {}).items()},
     }
 
 

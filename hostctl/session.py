@@ -156,7 +156,7 @@ def train(exp: Experiment, rig: Rig, out: Path, on_progress: Callable | None = N
     with RunWriter(out, n_sources=net.sources.size, n_targets=net.targets.size, n_edges=net.n_edges,
                    n_test=task.test_inputs.shape[0] + (0 if task.grid_inputs is None else task.grid_inputs.shape[0]),
                    metadata=metadata(exp, rig, calibration),
-                   provenance=provenance(rig.identities()), task_arrays=arrays) as writer:
+                   provenance=provenance(rig.identities(), rig.settings()), task_arrays=arrays) as writer:
         for note in notes:
             writer.event(0, "info" if note.endswith(" applied") else "warning", note)
         outcome = Runner(exp, rig, writer, on_progress=on_progress).run()

@@ -142,6 +142,11 @@ class CalibratedDaq:
     def identity(self) -> str:
         return self.daq.identity()
 
+    def settings(self) -> dict:
+        """The raw DAQ's settings (see :class:`~instruments.interfaces.Configured`)."""
+        settings = getattr(self.daq, "settings", None)
+        return {} if settings is None else dict(settings())
+
     def close(self) -> None:
         self.daq.close()
 

@@ -70,6 +70,24 @@ class Rig:
             out["bus"] = getattr(self.bus, "port_name", type(self.bus).__name__)
         return out
 
+    def settings(self) -> dict[str, dict]:
+        """What every instrument is set to, read back from it (for the run file and the
+        calibration store): role -> its :meth:`~instruments.interfaces.Configured.settings`.
+        An instrument that cannot tell (no ``settings``) is left out; one that fails to
+        answer gets ``{"unreadable": "<the error>"}``, so a run still records that it was
+        asked."""
+        out: dict[str, dict] = {}
+        for role in ("daq", "smu", "dmm", "psu"):
+            inst = getattr(self, role)
+            read = getattr(inst, "settings", None)
+            if read is None:
+                continue
+            try:
+                out[role] = dict(read())
+            except Exception as exc:  # an instrument that cannot say is recorded as such
+                out[role] = {"unreadable": f"{type(exc).__name__}: {' '.join(str(exc).split())}"}
+        return out
+
     def snapshot(self) -> dict | None:
         """What a run needs to be resumed exactly: the simulated bench's
         :meth:`~instruments.sim.bench.SimBench.save_state` (numpy arrays and plain values),

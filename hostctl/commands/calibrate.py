@@ -169,7 +169,7 @@ def calibrate(args: argparse.Namespace) -> int:
                 apply_daq_calibration(rig, daq_cal.corrections())
             edges = calibrate_edges(rig, connect_smu, quiet=args.quiet, connect_dmm=connect_dmm)
         cal = store.Calibration(rig.wiring.name, daq=daq_cal, edges=edges, identities=rig.identities(),
-                                key=key_of(rig))
+                                settings=rig.settings(), key=key_of(rig))
         try:
             version = store.save(where, cal)
         except store.CalibrationStoreError as exc:
@@ -230,6 +230,8 @@ def show(args: argparse.Namespace) -> int:
     print(f"calibration v{cal.version} of {cal.rig} ({cal.kind}), made {cal.created} with twinrig {cal.twinrig_version}")
     for role, ident in cal.identities.items():
         print(f"  {role}: {ident}")
+        if cal.settings.get(role):
+            print(f"    settings: {', '.join(f'{k} = {v}' for k, v in cal.settings[role].items())}")
     if cal.key is None:
         print("  rig key: none (made before rig keys were kept; never applied automatically)")
     else:
