@@ -103,6 +103,24 @@ def test_the_key_survives_the_store_and_json(tmp_path, monday):
     assert store.from_json(store.to_json(loaded)).key == key
 
 
+SETTINGS = {"dmm": {"function": "VOLT:DC", "range_v": 10.0, "nplc": 10.0, "autozero": True, "input_impedance": "10G"},
+            "smu": {"source_v": 0.0, "current_limit_a": 1e-3, "output_on": False}}
+
+
+def test_the_settings_instruments_measured_with_survive_the_store_and_json(tmp_path, monday):
+    store.save(tmp_path / "cal.h5", Calibration("gen2-sim", daq=monday, key=KEY, settings=SETTINGS))
+    loaded = store.load(tmp_path / "cal.h5")
+    assert loaded.settings == SETTINGS
+    assert store.from_json(store.to_json(loaded)).settings == SETTINGS
+
+
+def test_a_calibration_stored_before_settings_were_kept_reads_with_none(tmp_path, monday):
+    store.save(tmp_path / "cal.h5", Calibration("gen2-sim", daq=monday, key=KEY))
+    with h5py.File(tmp_path / "cal.h5", "r") as f:
+        assert "settings" not in f["calibrations/1"].attrs
+    assert store.load(tmp_path / "cal.h5").settings == {}
+
+
 def test_a_format_1_store_is_read_and_grows_keyed_entries(tmp_path, monday):
     path = tmp_path / "cal.h5"
     store.save(path, Calibration("gen2-sim", daq=monday))

@@ -178,3 +178,27 @@ def test_rig_check_says_how_far_away_the_safe_state_is_at_worst(tmp_path, capsys
     # 0.45 V from the safe 0 V at 0.1 V a write: 0.35, 0.25, 0.15, 0.05, then the safe value
     assert last.endswith("the safe state is at most 5 writes away (about 0.005 s at 1 ms a software-timed write); "
                          "a watchdog expiry goes there in one step")
+
+
+# -- settings ----------------------------------------------------------------------------------
+
+
+def test_a_rig_reports_every_instruments_settings_and_names_one_that_cannot_answer():
+    from instruments.rig import open_rig
+
+    rig = open_rig(WIRING, simulate=True)
+    try:
+        class Mute:
+            def settings(self):
+                raise TimeoutError("VI_ERROR_TMO (-1073807339):\n Timeout expired")
+
+        class Plain:  # an instrument that cannot tell its settings
+            pass
+
+        rig.dmm, rig.psu = Mute(), Plain()
+        out = rig.settings()
+        assert out["dmm"] == {"unreadable": "TimeoutError: VI_ERROR_TMO (-1073807339): Timeout expired"}
+        assert "psu" not in out
+    finally:
+        rig.dmm = rig.psu = None
+        rig.close()
