@@ -1,0 +1,495 @@
+"""A lab's already-open QCoDeS instruments behind twinrig's interfaces.
+
+A lab whose QCoDeS station already holds the Keithley 2450 and the Keysight 34465A can hand
+them to twinrig without opening them a second time:
+
+    >>> from instruments.qcodes_adapters import adapt
+    >>> smu = adapt(station.components["smu"])    # a SourceMeter
+    >>> dmm = adapt(station.components["dmm"])    # a Multimeter
+
+Each adapter works through the QCoDeS driver's own parameters (``smu.source.voltage``,
+``smu.sense.current``, ``dmm.volt``, ``dmm.NPLC``...), so the station's snapshot and cache
+stay true; it sends SCPI of its own only where the driver has no parameter, and says so
+where it does. It behaves as twinrig's drivers (:mod:`instruments.visa`) do where it
+matters:
+
+* every setting it makes is read back through the driver and confirmed; a refusal, a
+  timeout or an answer that does not parse is one
+  :class:`~instruments.interfaces.InstrumentError` naming the instrument, the parameter and
+  its SCPI command, after which the instrument's output queue is cleared so that the next
+  command is answered in step;
+* a value outside its range is a ``ValueError`` naming it, before anything is sent;
+* the source-meter's output is never switched on before its level is 0 V and its current
+  limit is the one :meth:`Keithley2450Adapter.configure` set;
+* the meter's overload reading (+/-9.9E+37, which QCoDeS turns into +/-inf) is an
+  ``InstrumentError``, never a voltage.
+
+``close()`` releases the adapter only: the station owns the instrument and closes it. The
+source-meter adapter switches the output off first.
+
+QCoDeS is an optional dependency (``pip install twinrig[qcodes]``); this module imports it
+only when an adapter is made.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pyvisa
+
+from .interfaces import InstrumentError
+from .visa.scpi import Each, OneOf, Range, check, parse_bool, parse_error
+
+__all__ = ["Keithley2450Adapter", "Keysight34465AAdapter", "adapt"]
+
+VOLTAGE_V = Range(-210, 210)
+"""The 2450's source range (V), as twinrig's own driver allows it."""
+CURRENT_LIMIT_A = Range(1e-9, 1.05)
+SMU_NPLC = Range(0.01, 10)
+SWEEP_V = Each(VOLTAGE_V, 2500)
+DMM_RANGES_V = OneOf(0.1, 1, 10, 100, 1000)
+
+# The 34465A and the 2450 answer +/-9.9E+37 for a reading beyond the range (9.91E+37: not a
+# number); QCoDeS's 34465A driver turns it into +/-inf.
+_OVERLOAD = 9.9e37
+# An error queue that never empties is a broken instrument: stop asking, report what came.
+_MAX_QUEUED_ERRORS = 32
+# Replies left queued by a failed exchange that a resynchronisation reads off at most.
+_MAX_STALE_REPLIES = 32
+_DRAIN_TIMEOUT_S = 0.02
+
+
+def _cause(exc: BaseException) -> str:
+    """An exception as one line: QCoDeS appends its context ('getting smu_source_limit') to
+    the args of whatever the exchange raised."""
+    text = "; ".join(str(a) for a in exc.args) or str(exc)
+    return f"{type(exc).__name__}: {' '.join(text.split())}"
+
+
+def _template(param, kind: str) -> str | None:
+    """The SCPI template the driver sends for ``param`` (``kind`` 'set' or 'get'), or None
+    where the driver builds the command in code."""
+    return getattr(getattr(param, f"{kind}_raw", None), "cmd_str", None)
+
+
+def _same(got: Any, want: Any) -> bool:
+    if isinstance(want, (bool, str)):
+        return got == want
+    try:
+        return math.isclose(float(got), float(want), rel_tol=1e-6, abs_tol=1e-15)
+    except (TypeError, ValueError):
+        return False
+
+
+class _Adapter:
+    """What both adapters share: the QCoDeS instrument, the checked exchange, the closed state."""
+
+    model: str
+    driver_class: str
+    """``module:Class`` of the QCoDeS driver this adapter takes."""
+
+    def __init__(self, instrument, driver: type):
+        if not isinstance(instrument, driver):
+            raise TypeError(
+                f"{type(self).__name__} takes a {driver.__module__}.{driver.__qualname__}, "
+                f"got {type(instrument).__module__}.{type(instrument).__qualname__}"
+            )
+        self.instrument = instrument
+        """The station's QCoDeS instrument (never closed by the adapter)."""
+        self.closed = False
+        self.who = f"{self.model} (QCoDeS instrument {instrument.name!r})"
+
+    # -- exchanges -----------------------------------------------------------------------------
+    def _failed(self, doing: str, exc: BaseException) -> InstrumentError:
+        self._resync()
+        return InstrumentError(f"{self.who}: {doing} failed: {_cause(exc)}")
+
+    def _call(self, doing: str, call: Callable[[], Any]) -> Any:
+        """``call()``, with whatever it raises as one InstrumentError saying what was ``doing``."""
+        self._check_open()
+        try:
+            return call()
+        except InstrumentError:
+            raise
+        except Exception as exc:
+            raise self._failed(doing, exc) from exc
+
+    def _get(self, param) -> Any:
+        query = _template(param, "get")
+        return self._call(f"reading {param.full_name}" + (f" ({query})" if query else ""), param.get)
+
+    def _set(self, param, value: Any, unit: str = "") -> Any:
+        """Set ``param`` through the driver, then read it back and return what it reads:
+        anything but ``value`` is an InstrumentError naming the parameter and its commands."""
+        shown = f"{value!r} {unit}".rstrip()
+        command = _template(param, "set")
+        self._call(f"setting {param.full_name} to {shown}" + (f" ({command})" if command else ""),
+                   lambda: param.set(value))
+        query = _template(param, "get")
+        got = self._call(f"confirming {param.full_name} = {shown}: reading it back"
+                         + (f" ({query})" if query else ""), param.get)
+        if not _same(got, value):
+            self._resync()
+            raise InstrumentError(
+                f"{self.who}: set {param.full_name} to {shown}"
+                + (f" ({command})" if command else "")
+                + f" but it reads back {got!r}: the instrument refused or ignored the command"
+            )
+        return got
+
+    def _resync(self) -> None:
+        """After a failed exchange, empty the instrument's output queue so that a reply left
+        waiting is not read as the next command's answer."""
+        inst = self.instrument
+        try:
+            inst.device_clear()
+        except Exception:  # the error being reported already says the instrument is not answering
+            return
+        if getattr(inst, "visabackend", None) != "sim":
+            return
+        # QCoDeS does not clear a pyvisa-sim device, and pyvisa-sim answers an unknown
+        # command with a reply of its own: read those off, as a device clear empties a real
+        # instrument's output queue.
+        try:
+            with inst.timeout.set_to(_DRAIN_TIMEOUT_S):
+                for _ in range(_MAX_STALE_REPLIES):
+                    inst.visa_handle.read()
+        except pyvisa.errors.VisaIOError:
+            pass  # nothing more waiting
+
+    def _check_errors(self, query: str, read_one: Callable[[], tuple[int, str]]) -> None:
+        """Read the instrument's error queue until it is empty; any error it held is an
+        InstrumentError listing them all (errors queued before this configuration too)."""
+        errors = []
+        for _ in range(_MAX_QUEUED_ERRORS):
+            code, message = self._call(f"reading the error queue ({query})", read_one)
+            if code == 0:
+                break
+            errors.append(f'{code},"{message}"')
+        else:
+            errors.append(f"... still not empty after {_MAX_QUEUED_ERRORS} entries")
+        if errors:
+            raise InstrumentError(f"{self.who}: the error queue ({query}) held {'; '.join(errors)}")
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise InstrumentError(f"{self.who}: the adapter is closed")
+
+    # -- Identified ----------------------------------------------------------------------------
+    def identity(self) -> str:
+        """The instrument's ``*IDN?`` reply, e.g. ``"KEITHLEY INSTRUMENTS,MODEL 2450,04096331,1.7.12b"``."""
+        # Not the driver's IDN parameter: it rewrites the reply (the 2450's "MODEL 2450"
+        # becomes "2450") and hides a failed query, and a run file and a calibration must
+        # name the instrument as twinrig's own drivers do.
+        return self._call("reading the identity (*IDN?)", lambda: self.instrument.ask("*IDN?")).strip()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} of {self.who}{' (closed)' if self.closed else ''}>"
+
+
+class Keithley2450Adapter(_Adapter):
+    """A QCoDeS ``Keithley2450`` as a :class:`~instruments.interfaces.SourceMeter`: a voltage
+    source measuring current.
+
+    Args:
+        instrument: the open ``qcodes.instrument_drivers.Keithley.Keithley2450``, in its SCPI
+            command set.
+
+    Raises:
+        TypeError: not that driver.
+        InstrumentError: the instrument is in its TSP command set (the driver then has no
+            parameters).
+    """
+
+    model = "Keithley 2450"
+    driver_class = "qcodes.instrument_drivers.Keithley:Keithley2450"
+
+    def __init__(self, instrument):
+        from qcodes.instrument_drivers.Keithley import Keithley2450
+
+        super().__init__(instrument, Keithley2450)
+        if "output_enabled" not in instrument.parameters:
+            raise InstrumentError(
+                f"{self.who}: not in its SCPI command set (*LANG? is not SCPI), so the QCoDeS "
+                f"driver made no parameters; run its set_correct_language(), power-cycle the "
+                f"instrument and open it again"
+            )
+        self.compliance_a: float | None = None
+        """The current limit (A) :meth:`configure` set; None until it has."""
+
+    def configure(self, compliance_a: float, nplc: float = 1.0) -> None:
+        """Output off; voltage source with auto range at 0 V; current measurement with auto
+        range; current limit ``compliance_a`` (A, 1e-9..1.05); integration ``nplc``
+        power-line cycles (0.01..10). Each setting is read back, then the error queue must be
+        empty.
+
+        Raises:
+            ValueError: a value outside its range; nothing is sent.
+            InstrumentError: the instrument refused, ignored or did not answer a command.
+        """
+        check(f"{type(self).__name__}.compliance_a", CURRENT_LIMIT_A, compliance_a, "A")
+        check(f"{type(self).__name__}.nplc", SMU_NPLC, nplc)
+        self._check_open()
+        smu = self.instrument
+        self.compliance_a = None
+        self._set(smu.output_enabled, False)
+        # the driver refuses a change of source function while measuring resistance
+        self._set(smu.sense_function, "current")
+        self._set(smu.source_function, "voltage")
+        source, sense = smu.source, smu.sense
+        self._set(source.voltage, 0.0, "V")
+        self._set(source.auto_range, True)
+        self._set(source.limit, float(compliance_a), "A")
+        self._set(sense.auto_range, True)
+        self._set(sense.nplc, float(nplc))
+        self._check_errors(":SYST:ERR?", self._next_error)
+        self.compliance_a = float(compliance_a)
+
+    def _next_error(self) -> tuple[int, str]:
+        # The QCoDeS 2450 driver has no error-queue parameter, so the adapter asks itself.
+        return parse_error(self.instrument.ask(":SYST:ERR?"))
+
+    def _configured(self, doing: str) -> None:
+        """Refuse ``doing`` unless :meth:`configure` has run and the station has not since
+        switched the source or measurement to another function."""
+        self._check_open()
+        if self.compliance_a is None:
+            raise InstrumentError(f"{self.who}: cannot {doing} before configure(compliance_a)")
+        smu = self.instrument
+        functions = (smu.source_function.get_latest(), smu.sense_function.get_latest())
+        if functions != ("voltage", "current"):
+            raise InstrumentError(
+                f"{self.who}: cannot {doing}: the instrument was set to source {functions[0]} and "
+                f"measure {functions[1]} since configure(); configure() again"
+            )
+
+    def output(self, on: bool) -> None:
+        """Switch the output off, or on: on only after :meth:`configure`, and only once the
+        level reads back 0 V and the current limit reads back as configured.
+
+        Raises:
+            InstrumentError: not configured, the limit was changed since, or the instrument
+                refused a command; the output is left as it was.
+        """
+        smu = self.instrument
+        if not on:
+            self._check_open()
+            self._set(smu.output_enabled, False)
+            return
+        self._configured("switch the output on")
+        source = smu.source
+        self._set(source.voltage, 0.0, "V")
+        limit_a = self._get(source.limit)
+        if not _same(limit_a, self.compliance_a):
+            raise InstrumentError(
+                f"{self.who}: the current limit reads {limit_a!r} A, not the {self.compliance_a!r} A "
+                f"configure() set; the output stays off until configure() runs again"
+            )
+        self._set(smu.output_enabled, True)
+
+    def measure_current(self, voltage_v: float) -> float:
+        """Source ``voltage_v`` (V, -210..210; confirmed by reading it back) and return one
+        current reading (A); the output must be on.
+
+        Raises:
+            ValueError: the voltage is outside -210..210 V; nothing is sent.
+            InstrumentError: not configured, the output is off, the instrument refused or
+                did not answer, or the reading overflowed its range.
+        """
+        check(f"{type(self).__name__}.measure_current voltage_v", VOLTAGE_V, voltage_v, "V")
+        self._configured("measure")
+        return self._measure(float(voltage_v))[1]
+
+    def _measure(self, voltage_v: float) -> tuple[float, float]:
+        """(source level V as read back, current A) at ``voltage_v``."""
+        smu = self.instrument
+        level_v = float(self._set(smu.source.voltage, voltage_v, "V"))
+        sense = smu.sense
+        current_a = float(self._call(f"measuring {sense.current.full_name} (driver code: :OUTP?, :MEASure?)",
+                                     sense.current.get))
+        if not math.isfinite(current_a) or abs(current_a) >= _OVERLOAD:
+            raise InstrumentError(f"{self.who}: the current reading at {voltage_v!r} V overflowed its "
+                                  f"range ({current_a!r} A)")
+        return level_v, current_a
+
+    def sweep(self, voltages_v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Source each of ``voltages_v`` (V, -210..210, 1..2500 points) in turn, point by
+        point (the QCoDeS driver sweeps only linear ramps), measuring the current at each
+        without stopping at the current limit; return (source level V as read back, current
+        A), one entry per point.
+
+        Raises:
+            ValueError: too many points or a voltage out of range; nothing is sent.
+            InstrumentError: as :meth:`measure_current`.
+        """
+        voltages_v = np.asarray(voltages_v, dtype=float).ravel()
+        check(f"{type(self).__name__}.sweep", SWEEP_V, voltages_v, "V")
+        self._configured("sweep")
+        levels_v, currents_a = np.array([self._measure(float(v)) for v in voltages_v]).T
+        return levels_v, currents_a
+
+    def in_compliance(self) -> bool:
+        """True when the source is in its current limit."""
+        self._configured("ask for the current limit")
+        return bool(self._get(self.instrument.source.limit_tripped))
+
+    def settings(self) -> dict:
+        """Read back from the instrument, e.g. ``{"output_on": True, "source_function":
+        "voltage", "sense_function": "current", "source_level_v": 0.1, "current_limit_a":
+        1e-3, "source_autorange": True, "sense_autorange": True, "nplc": 1.0}`` (a current
+        source gives ``source_level_a`` and ``voltage_limit_v``)."""
+        smu = self.instrument
+        out: dict = {"output_on": bool(self._get(smu.output_enabled))}
+        source_function = self._get(smu.source_function)
+        sense_function = self._get(smu.sense_function)
+        out["source_function"], out["sense_function"] = source_function, sense_function
+        source, sense = smu.source, smu.sense
+        level, limit = {"voltage": ("source_level_v", "current_limit_a"),
+                        "current": ("source_level_a", "voltage_limit_v")}[source_function]
+        out[level] = float(self._get(getattr(source, source_function)))
+        out[limit] = float(self._get(source.limit))
+        out["source_autorange"] = bool(self._get(source.auto_range))
+        out["sense_autorange"] = bool(self._get(sense.auto_range))
+        out["nplc"] = float(self._get(sense.nplc))
+        return out
+
+    def close(self) -> None:
+        """Switch the output off and release the adapter (idempotent); the QCoDeS instrument
+        stays open: the station owns it. The adapter is closed even when switching off fails
+        (which raises InstrumentError)."""
+        if self.closed:
+            return
+        try:
+            self._set(self.instrument.output_enabled, False)
+        finally:
+            self.closed = True
+            self.compliance_a = None
+
+
+class Keysight34465AAdapter(_Adapter):
+    """A QCoDeS ``Keysight34465A`` as a :class:`~instruments.interfaces.Multimeter`: a DC
+    voltmeter.
+
+    Args:
+        instrument: the open ``qcodes.instrument_drivers.Keysight.Keysight34465A``.
+
+    Raises:
+        TypeError: not that driver.
+    """
+
+    model = "Keysight 34465A"
+    driver_class = "qcodes.instrument_drivers.Keysight:Keysight34465A"
+    # The QCoDeS driver has no input-impedance parameter, so the adapter sends these itself.
+    IMPEDANCE_AUTO = "SENSe:VOLTage:DC:IMPedance:AUTO"
+
+    def __init__(self, instrument):
+        from qcodes.instrument_drivers.Keysight import Keysight34465A
+
+        super().__init__(instrument, Keysight34465A)
+
+    def configure_dc_volts(self, range_v: float | None = None, nplc: float = 1.0, *,
+                           autozero: bool = True, high_impedance: bool = True) -> None:
+        """DC volts on range ``range_v`` (V: 0.1, 1, 10, 100, 1000) or auto-range when None,
+        integrating ``nplc`` power-line cycles (one of the driver's ``NPLC_list``: 0.02 ..
+        100, from 0.001 with the DIG option), autozero on or off, and the input at 10 GOhm on
+        the 0.1..10 V ranges (``high_impedance``, ``VOLT:DC:IMP:AUTO ON``) or 10 MOhm on all,
+        so the meter does not load the node it calibrates against. Each setting is read
+        back, then the error queue must be empty.
+
+        Raises:
+            ValueError: a range or integration time not in its set; nothing is sent.
+            InstrumentError: the meter refused, ignored or did not answer a command.
+        """
+        dmm = self.instrument
+        if range_v is not None:
+            check(f"{type(self).__name__}.range_v", DMM_RANGES_V, range_v, "V")
+        check(f"{type(self).__name__}.nplc", OneOf(*dmm.NPLC_list), nplc)
+        self._check_open()
+        self._set(dmm.sense_function, "DC Voltage")
+        if range_v is None:
+            self._set(dmm.autorange, "ON")
+        else:
+            self._set(dmm.autorange, "OFF")
+            self._set(dmm.range, float(range_v), "V")
+        self._set(dmm.NPLC, float(nplc))
+        self._set(dmm.autozero, "ON" if autozero else "OFF")
+        self._set_impedance_auto(high_impedance)
+        self._check_errors("SYSTem:ERRor?", dmm.error)
+
+    def _set_impedance_auto(self, on: bool) -> None:
+        dmm, command = self.instrument, f"{self.IMPEDANCE_AUTO} {int(on)}"
+        self._call(f"setting the input impedance ({command})", lambda: dmm.write(command))
+        if self._impedance_auto(f"confirming {command}: reading it back") != on:
+            self._resync()
+            raise InstrumentError(f"{self.who}: sent {command} but {self.IMPEDANCE_AUTO}? reads back "
+                                  f"{not on}: the meter refused or ignored the command")
+
+    def _impedance_auto(self, doing: str = "reading the input impedance") -> bool:
+        query = f"{self.IMPEDANCE_AUTO}?"
+        return self._call(f"{doing} ({query})",
+                          lambda: parse_bool(self.instrument.ask(query)))
+
+    def measure_dc_volts(self) -> float:
+        """One DC voltage reading (V).
+
+        Raises:
+            InstrumentError: the meter did not answer, or read an overload (+/-9.9E+37: the
+                input is beyond the range).
+        """
+        volts = float(self._call(f"reading {self.instrument.volt.full_name} (driver code: READ?)",
+                                 self.instrument.volt.get))
+        if not math.isfinite(volts) or abs(volts) >= _OVERLOAD:
+            sign = "-" if volts < 0 else "+"
+            raise InstrumentError(f"{self.who}: overload: READ? gave {sign}9.9E+37 (QCoDeS: {volts!r} V), "
+                                  f"the input is beyond the range")
+        return volts
+
+    def settings(self) -> dict:
+        """Read back from the meter, e.g. ``{"function": "DC Voltage", "range_v": 10.0,
+        "autorange": False, "nplc": 1.0, "autozero": True, "aperture_enabled": False,
+        "input_impedance_auto": True, "input_impedance": "10G"}`` (``input_impedance``: what
+        the input is on the present range, "10G" or "10M")."""
+        dmm = self.instrument
+        range_v = float(self._get(dmm.range))
+        impedance_auto = self._impedance_auto()
+        return {
+            "function": self._get(dmm.sense_function),
+            "range_v": range_v,
+            "autorange": self._get(dmm.autorange) == "ON",
+            "nplc": float(self._get(dmm.NPLC)),
+            "autozero": self._get(dmm.autozero) == "ON",
+            "aperture_enabled": self._get(dmm.aperture_mode) == "ON",
+            "input_impedance_auto": impedance_auto,
+            "input_impedance": "10G" if impedance_auto and range_v <= 10 else "10M",
+        }
+
+    def close(self) -> None:
+        """Release the adapter (idempotent); the QCoDeS instrument stays open: the station
+        owns it."""
+        self.closed = True
+
+
+def adapt(instrument) -> Keithley2450Adapter | Keysight34465AAdapter:
+    """The twinrig interface of a QCoDeS instrument, chosen by its driver class: a
+    ``Keithley2450`` becomes a SourceMeter, a ``Keysight34465A`` a Multimeter.
+
+    Raises:
+        TypeError: no adapter for this instrument's driver (the message names it and the
+            supported ones).
+        InstrumentError: as the adapter's constructor.
+    """
+    from qcodes.instrument_drivers.Keithley import Keithley2450
+    from qcodes.instrument_drivers.Keysight import Keysight34465A
+
+    for driver, adapter in ((Keithley2450, Keithley2450Adapter), (Keysight34465A, Keysight34465AAdapter)):
+        if isinstance(instrument, driver):
+            return adapter(instrument)
+    name = getattr(instrument, "name", None)
+    supported = ", ".join(a.driver_class for a in (Keithley2450Adapter, Keysight34465AAdapter))
+    raise TypeError(
+        f"no twinrig adapter for {type(instrument).__module__}.{type(instrument).__qualname__}"
+        + (f" ({name!r})" if name else "") + f"; adapters exist for {supported}"
+    )

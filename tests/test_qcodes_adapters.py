@@ -1,0 +1,389 @@
+"""The QCoDeS adapters against QCoDeS's own drivers on pyvisa-sim.
+
+Each QCoDeS instrument is opened as QCoDeS's tests open it: on the pyvisa-sim file that ships
+with qcodes (``pyvisa_sim_file="Keithley_2450.yaml"``), or, for what that file lacks, on the
+extended copy in ``tests/visa_sims/qcodes/`` (given as ``visalib``, since QCoDeS looks a
+``pyvisa_sim_file`` up in an importable package). On the stock files the adapters fail with
+one InstrumentError naming the missing command; on the extended ones they work.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+qcodes = pytest.importorskip("qcodes")
+
+from qcodes.instrument_drivers.Keithley import Keithley2450  # noqa: E402
+from qcodes.instrument_drivers.Keysight import Keysight34465A  # noqa: E402
+
+from instruments.interfaces import (  # noqa: E402
+    Configured,
+    Identified,
+    InstrumentError,
+    Multimeter,
+    SourceMeter,
+)
+from instruments.qcodes_adapters import (  # noqa: E402
+    Keithley2450Adapter,
+    Keysight34465AAdapter,
+    adapt,
+)
+
+SIMS = Path(__file__).parent / "visa_sims" / "qcodes"
+SMU_SIM = f"{SIMS / 'Keithley_2450.yaml'}@sim"
+DMM_SIM = f"{SIMS / 'Keysight_34465A.yaml'}@sim"
+SMU_IDN = "KEITHLEY INSTRUMENTS,MODEL 2450,04096331,1.7.12b"
+
+_names = itertools.count()
+
+
+def _open(driver, address: str, **where):
+    """A QCoDeS instrument under a fresh name (QCoDeS refuses two of one name), closed at the
+    end of the test by the fixture that asked for it."""
+    return driver(f"{driver.__name__.lower()}_{next(_names)}", address, **where)
+
+
+def _record(instrument) -> list[str]:
+    """Every command the QCoDeS driver sends from now on, in order (writes and queries)."""
+    sent: list[str] = []
+    write, ask = instrument.write_raw, instrument.ask_raw
+
+    def write_raw(cmd: str) -> None:
+        sent.append(cmd)
+        write(cmd)
+
+    def ask_raw(cmd: str) -> str:
+        sent.append(cmd)
+        return ask(cmd)
+
+    instrument.write_raw, instrument.ask_raw = write_raw, ask_raw
+    return sent
+
+
+@pytest.fixture
+def qsmu():
+    smu = _open(Keithley2450, "GPIB::2::INSTR", visalib=SMU_SIM)
+    yield smu
+    smu.close()
+
+
+@pytest.fixture
+def qdmm():
+    dmm = _open(Keysight34465A, "GPIB::1::INSTR", visalib=DMM_SIM)
+    yield dmm
+    dmm.close()
+
+
+@pytest.fixture
+def smu(qsmu):
+    adapter = adapt(qsmu)
+    yield adapter
+    adapter.close()
+
+
+@pytest.fixture
+def dmm(qdmm):
+    adapter = adapt(qdmm)
+    yield adapter
+    adapter.close()
+
+
+@pytest.fixture
+def stock_smu():
+    smu = _open(Keithley2450, "GPIB::2::INSTR", pyvisa_sim_file="Keithley_2450.yaml")
+    yield smu
+    smu.close()
+
+
+@pytest.fixture
+def stock_dmm():
+    dmm = _open(Keysight34465A, "GPIB::1::INSTR", pyvisa_sim_file="Keysight_34465A.yaml")
+    yield dmm
+    dmm.close()
+
+
+# -- choosing the adapter ----------------------------------------------------------------------
+def test_adapt_makes_a_keithley_2450_a_source_meter(qsmu):
+    adapter = adapt(qsmu)
+    assert isinstance(adapter, Keithley2450Adapter)
+    assert isinstance(adapter, SourceMeter) and isinstance(adapter, Identified)
+    assert isinstance(adapter, Configured)
+
+
+def test_adapt_makes_a_keysight_34465a_a_multimeter(qdmm):
+    adapter = adapt(qdmm)
+    assert isinstance(adapter, Keysight34465AAdapter)
+    assert isinstance(adapter, Multimeter) and isinstance(adapter, Configured)
+
+
+def test_adapt_refuses_an_instrument_it_has_no_adapter_for_naming_it():
+    from qcodes.instrument_drivers.mock_instruments import DummyInstrument
+
+    dummy = DummyInstrument("dummy_unsupported")
+    try:
+        with pytest.raises(TypeError,
+                           match=r"DummyInstrument \('dummy_unsupported'\).*Keithley2450.*Keysight34465A"):
+            adapt(dummy)
+    finally:
+        dummy.close()
+
+
+def test_an_adapter_refuses_the_other_driver(qdmm):
+    with pytest.raises(TypeError, match="Keithley2450, got .*Keysight34465A"):
+        Keithley2450Adapter(qdmm)
+
+
+def test_a_2450_in_its_tsp_command_set_is_refused_by_name():
+    # the stock file's "wrong mode" device
+    smu = _open(Keithley2450, "GPIB::1::INSTR", pyvisa_sim_file="Keithley_2450.yaml")
+    try:
+        with pytest.raises(InstrumentError, match="not in its SCPI command set.*set_correct_language"):
+            adapt(smu)
+    finally:
+        smu.close()
+
+
+# -- the source-meter --------------------------------------------------------------------------
+def test_smu_identity_is_the_idn_reply_as_twinrig_drivers_record_it(smu):
+    assert smu.identity() == SMU_IDN  # QCoDeS's IDN parameter would say model "2450"
+
+
+def test_smu_configure_sets_and_reads_back_every_setting(smu, qsmu):
+    qsmu.output_enabled(True)
+    smu.configure(1e-3, nplc=2.0)
+    assert smu.settings() == {
+        "output_on": False, "source_function": "voltage", "sense_function": "current",
+        "source_level_v": 0.0, "current_limit_a": 1e-3, "source_autorange": True,
+        "sense_autorange": True, "nplc": 2.0,
+    }
+
+
+def test_smu_settings_are_a_flat_json_dict(smu):
+    smu.configure(1e-4)
+    settings = smu.settings()
+    assert all(isinstance(v, (str, int, float, bool, type(None))) for v in settings.values())
+    assert json.loads(json.dumps(settings)) == settings
+
+
+def test_smu_configure_switches_the_output_off_first_and_zeroes_a_stale_level(smu, qsmu):
+    qsmu.source_function("voltage")
+    qsmu.source.voltage(150.0)
+    qsmu.output_enabled(True)
+    sent = _record(qsmu)
+    smu.configure(1e-3)
+    assert sent[0] == ":OUTP 0"
+    assert "SOUR:voltage 0.0" in sent
+    assert qsmu.source.voltage() == 0.0
+
+
+def test_smu_output_is_never_switched_on_before_its_level_is_0_v_and_its_limit_set(smu, qsmu):
+    smu.configure(1e-3)
+    smu.output(True)
+    smu.measure_current(5.0)
+    smu.output(False)
+    sent = _record(qsmu)
+    smu.output(True)
+    on = sent.index(":OUTP 1")
+    assert "SOUR:voltage 0.0" in sent[:on]  # not the 5 V it last sourced
+    assert "SOUR:voltage:ILIM?" in sent[:on]
+    assert qsmu.output_enabled() is True
+
+
+def test_smu_output_on_before_configure_is_refused_and_nothing_is_sent(smu, qsmu):
+    sent = _record(qsmu)
+    with pytest.raises(InstrumentError, match="cannot switch the output on before configure"):
+        smu.output(True)
+    assert sent == []
+
+
+def test_smu_output_stays_off_when_the_station_changed_the_limit_since_configure(smu, qsmu):
+    smu.configure(1e-3)
+    qsmu.source.limit(0.5)
+    with pytest.raises(InstrumentError, match="limit reads 0.5 A, not the 0.001 A"):
+        smu.output(True)
+    assert qsmu.output_enabled() is False
+
+
+def test_smu_measure_current_sources_the_voltage_and_reads_the_current(smu, qsmu):
+    smu.configure(1e-3)
+    smu.output(True)
+    qsmu.write("SIM:CURRent 2.5e-05")
+    assert smu.measure_current(0.3) == 2.5e-05
+    assert qsmu.source.voltage() == 0.3
+
+
+@pytest.mark.parametrize("voltage_v", [210.5, -300.0, float("nan")])
+def test_smu_measure_current_refuses_a_voltage_outside_210_v_naming_it(smu, qsmu, voltage_v):
+    smu.configure(1e-3)
+    smu.output(True)
+    sent = _record(qsmu)
+    with pytest.raises(ValueError, match=rf"voltage_v: {voltage_v} V is outside -210..210 V"):
+        smu.measure_current(voltage_v)
+    assert sent == []
+
+
+def test_smu_measure_current_with_the_output_off_is_an_instrument_error(smu):
+    smu.configure(1e-3)
+    with pytest.raises(InstrumentError, match="Output needs to be on"):
+        smu.measure_current(0.1)
+
+
+def test_smu_refuses_to_measure_once_the_station_switched_it_to_another_function(smu, qsmu):
+    smu.configure(1e-3)
+    smu.output(True)
+    qsmu.source_function("current")
+    with pytest.raises(InstrumentError, match="source current and measure current since configure"):
+        smu.measure_current(0.1)
+
+
+def test_smu_sweep_returns_levels_read_back_and_currents(smu, qsmu):
+    smu.configure(1e-3)
+    smu.output(True)
+    qsmu.write("SIM:CURRent 1e-06")
+    levels_v, currents_a = smu.sweep(np.array([0.0, 0.1, -0.2]))
+    np.testing.assert_array_equal(levels_v, [0.0, 0.1, -0.2])
+    np.testing.assert_array_equal(currents_a, [1e-06, 1e-06, 1e-06])
+
+
+def test_smu_sweep_does_not_stop_at_the_current_limit(smu, qsmu):
+    smu.configure(1e-6)
+    smu.output(True)
+    qsmu.write("SIM:TRIPped 1")
+    levels_v, _ = smu.sweep([0.1, 0.2, 0.3])
+    assert levels_v.size == 3
+    assert smu.in_compliance() is True
+
+
+def test_smu_sweep_refuses_a_point_out_of_range_before_sending_anything(smu, qsmu):
+    smu.configure(1e-3)
+    smu.output(True)
+    sent = _record(qsmu)
+    with pytest.raises(ValueError, match="sweep"):
+        smu.sweep([0.0, 1.0, 250.0])
+    assert sent == []
+
+
+def test_smu_in_compliance_reads_the_limit_trip_flag(smu, qsmu):
+    smu.configure(1e-3)
+    assert smu.in_compliance() is False
+    qsmu.write("SIM:TRIPped 1")
+    assert smu.in_compliance() is True
+
+
+def test_smu_configure_reports_an_error_the_instrument_queued(smu, qsmu):
+    qsmu.write(":SOUR:VOLT:BOGUS 1")  # an unknown command: queued, no reply
+    with pytest.raises(InstrumentError, match=r'error queue \(:SYST:ERR\?\) held -113,"Undefined header'):
+        smu.configure(1e-3)
+    smu.configure(1e-3)  # the report emptied the queue
+
+
+def test_smu_close_switches_the_output_off_and_leaves_the_qcodes_instrument_open(smu, qsmu):
+    smu.configure(1e-3)
+    smu.output(True)
+    smu.close()
+    smu.close()
+    assert qsmu.output_enabled() is False
+    assert qsmu.ask("*IDN?") == SMU_IDN
+    with pytest.raises(InstrumentError, match="closed"):
+        smu.configure(1e-3)
+
+
+def test_smu_on_the_stock_qcodes_sim_fails_once_naming_the_missing_command(stock_smu):
+    smu = adapt(stock_smu)
+    with pytest.raises(InstrumentError, match=r"_source_voltage = 0.0 V.*\(SOUR:voltage\?\).*'ERROR'"):
+        smu.configure(1e-3)
+    smu.close()  # the instrument answers in step again: off, confirmed
+    assert stock_smu.output_enabled() is False
+
+
+# -- the multimeter ----------------------------------------------------------------------------
+def test_dmm_configure_sets_and_reads_back_every_setting(dmm):
+    dmm.configure_dc_volts(10, 1)
+    assert dmm.settings() == {
+        "function": "DC Voltage", "range_v": 10.0, "autorange": False, "nplc": 1.0,
+        "autozero": True, "aperture_enabled": False, "input_impedance_auto": True,
+        "input_impedance": "10G",
+    }
+
+
+def test_dmm_configure_without_a_range_autoranges(dmm):
+    dmm.configure_dc_volts(None, 10, autozero=False, high_impedance=False)
+    settings = dmm.settings()
+    assert settings["autorange"] is True and settings["nplc"] == 10.0
+    assert settings["autozero"] is False and settings["input_impedance"] == "10M"
+    assert json.loads(json.dumps(settings)) == settings
+
+
+def test_dmm_configure_sets_the_input_impedance_the_driver_has_no_parameter_for(dmm, qdmm):
+    sent = _record(qdmm)
+    dmm.configure_dc_volts(1, 1)
+    assert "SENSe:VOLTage:DC:IMPedance:AUTO 1" in sent
+    assert qdmm.ask("SENSe:VOLTage:DC:IMPedance:AUTO?") == "1"
+
+
+@pytest.mark.parametrize(("range_v", "nplc", "match"), [
+    (3, 1, "range_v: 3 V is not one of 0.1, 1, 10, 100, 1000"),
+    (10, 3, "nplc: 3 is not one of"),
+])
+def test_dmm_configure_refuses_a_range_or_nplc_it_lacks_before_sending(dmm, qdmm, range_v, nplc, match):
+    sent = _record(qdmm)
+    with pytest.raises(ValueError, match=match):
+        dmm.configure_dc_volts(range_v, nplc)
+    assert sent == []
+
+
+def test_dmm_measure_dc_volts_reads_the_meter(dmm, qdmm):
+    qdmm.write("SIM:VOLTage 0.4125")
+    assert dmm.measure_dc_volts() == 0.4125
+
+
+@pytest.mark.parametrize("reading", ["9.9E+37", "-9.9E+37", "9.91E+37"])
+def test_dmm_overload_is_an_instrument_error_never_a_voltage(dmm, qdmm, reading):
+    qdmm.write(f"SIM:VOLTage {reading}")
+    with pytest.raises(InstrumentError, match=r"overload: READ\? gave [+-]9.9E\+37"):
+        dmm.measure_dc_volts()
+    qdmm.write("SIM:VOLTage 0.2")
+    assert dmm.measure_dc_volts() == 0.2
+
+
+def test_dmm_configure_reports_an_error_the_meter_queued(dmm, qdmm):
+    qdmm.write("VOLT:DC:BOGUS 1")
+    with pytest.raises(InstrumentError, match=r'error queue \(SYSTem:ERRor\?\) held -113,"Undefined header"'):
+        dmm.configure_dc_volts(10, 1)
+
+
+def test_dmm_close_leaves_the_qcodes_instrument_open(dmm, qdmm):
+    dmm.close()
+    dmm.close()
+    assert qdmm.volt() == 10.0
+    with pytest.raises(InstrumentError, match="closed"):
+        dmm.measure_dc_volts()
+
+
+def test_dmm_on_the_stock_qcodes_sim_fails_once_naming_the_missing_command(stock_dmm):
+    dmm = adapt(stock_dmm)
+    assert dmm.measure_dc_volts() == 10.0  # the stock file reads 10 V
+    with pytest.raises(InstrumentError, match=r"SENSe:VOLTage:DC:IMPedance:AUTO 1.*'ERROR'"):
+        dmm.configure_dc_volts(10, 1)
+    assert dmm.measure_dc_volts() == 10.0  # in step again
+
+
+# -- on a rig ----------------------------------------------------------------------------------
+def test_a_rig_given_the_adapters_records_them_and_switches_the_smu_off_at_close(smu, dmm, qsmu, qdmm):
+    from instruments.rig import open_rig
+
+    rig = open_rig()
+    rig.smu, rig.dmm = smu, dmm
+    smu.configure(1e-3)
+    smu.output(True)
+    assert rig.identities()["smu"] == SMU_IDN
+    assert rig.settings()["smu"]["output_on"] is True
+    assert rig.settings()["dmm"]["function"] == "DC Voltage"
+    rig.close()
+    assert qsmu.output_enabled() is False
+    assert qdmm.volt() == 10.0  # the station's instruments stay open
