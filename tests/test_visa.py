@@ -3,6 +3,9 @@ every way an instrument can fail (refusal, silence, nonsense, a tripped output).
 
 from __future__ import annotations
 
+import json
+import logging
+import math
 import re
 
 import numpy as np
@@ -27,6 +30,7 @@ from instruments.visa import (
     open_instrument,
     sim_resource_manager,
 )
+from instruments.visa.keithley2450 import protection_for
 from instruments.visa.scpi import (
     Range,
     ScpiInstrument,
@@ -41,9 +45,12 @@ from instruments.visa.scpi import (
 )
 
 SMU = "USB0::0x05E6::0x2450::04096331::INSTR"
+SMU_TSP = "USB0::0x05E6::0x2450::04099999::INSTR"
 DMM = "USB0::0x2A8D::0x0101::MY57503317::INSTR"
 DMM_SILENT = "USB0::0x2A8D::0x0101::MY57500001::INSTR"
 DMM_GARBLED = "USB0::0x2A8D::0x0101::MY57500002::INSTR"
+DMM_OVERLOADED = "USB0::0x2A8D::0x0101::MY57500003::INSTR"
+DMM_OVERLOADED_NEGATIVE = "USB0::0x2A8D::0x0101::MY57500004::INSTR"
 PSU = "USB0::0x2A8D::0x1102::MY59001234::INSTR"
 PSU_TRIPPED = "USB0::0x2A8D::0x1102::MY59005678::INSTR"
 
@@ -97,6 +104,13 @@ def test_the_wrong_instrument_at_an_address_is_refused(rm, kind, address, model)
         open_instrument(kind, address, rm, timeout_s=TIMEOUT_S)
 
 
+OPENING = {
+    "keithley2450": [("*IDN?", SMU_IDN), ("*LANG?", "SCPI"), ("*CLS", None)],
+    "keysight34465a": [("*IDN?", DMM_IDN), ("*CLS", None)],
+    "keysight_e36312a": [("*IDN?", PSU_IDN), ("*CLS", None)],
+}
+
+
 @pytest.mark.parametrize(
     "kind, address, idn",
     [("keithley2450", SMU, SMU_IDN), ("keysight34465a", DMM, DMM_IDN), ("keysight_e36312a", PSU, PSU_IDN)],
@@ -104,10 +118,40 @@ def test_the_wrong_instrument_at_an_address_is_refused(rm, kind, address, model)
 def test_opening_identifies_the_instrument_and_clears_its_error_queue(rm, kind, address, idn):
     instrument = open_instrument(kind, address, rm, timeout_s=TIMEOUT_S, record=True)
     try:
-        assert instrument.transport.exchanges == [("*IDN?", idn), ("*CLS", None)]
+        assert instrument.transport.exchanges[:len(OPENING[kind])] == OPENING[kind]
         assert instrument.identity() == idn
+        assert instrument.stale_replies == []
     finally:
         instrument.close()
+
+
+@pytest.mark.parametrize("kind, address, query, stale", [
+    ("keysight34465a", DMM, "READ?", "+4.99987654E-01"),
+    ("keithley2450", SMU, ":SOUR:VOLT:ILIM?", "1.050000E-04"),
+    ("keysight_e36312a", PSU, "MEAS:CURR? (@1)", "+1.23450000E-02"),
+])
+def test_a_reply_a_killed_run_left_behind_is_read_out_at_opening_not_taken_for_the_identity(
+        rm, kind, address, query, stale):
+    killed = rm.open_resource(address)
+    killed.write_termination = "\n"
+    killed.write(query)  # the run died before reading the reply
+    killed.close()
+    instrument = open_instrument(kind, address, rm, timeout_s=TIMEOUT_S, record=True)
+    try:
+        assert instrument.stale_replies == [stale]
+        assert instrument.transport.exchanges[:2] == [("<stale>", stale), OPENING[kind][0]]
+    finally:
+        instrument.close()
+
+
+def test_a_2450_in_its_tsp_command_set_is_refused_in_one_line_saying_how_to_switch(rm):
+    with pytest.raises(InstrumentError) as caught:
+        open_instrument("keithley2450", SMU_TSP, rm, timeout_s=TIMEOUT_S)
+    assert str(caught.value) == (
+        f"the 2450 at {pyvisa.rname.to_canonical_name(SMU_TSP)} is in its TSP command set; switch it to SCPI "
+        "(MENU > System > Settings > Command Set) and power-cycle"
+    )
+    assert rm.list_opened_resources() == []
 
 
 def test_every_driver_is_its_interface(smu, dmm, psu):
@@ -167,19 +211,69 @@ def test_the_bench_file_holds_every_resource_of_the_instrument_files():
 
 
 # -- Keithley 2450 -----------------------------------------------------------------------------
-def test_smu_configure_sends_each_setting_then_checks_for_errors(smu):
-    smu.configure(1e-3, nplc=2.0)
+def test_smu_configure_reaches_a_known_state_output_off_at_0_v_before_anything_else(smu):
+    smu.configure(1e-3, nplc=2.0, voltage_protection_v=0.45)
     assert smu.transport.exchanges == [
+        (":OUTP OFF", None), SMU_OK,
         (":SOUR:FUNC VOLT", None), SMU_OK,
-        (':SENS:FUNC "CURR"', None), SMU_OK,
+        (":SOUR:VOLT 0.0", None), SMU_OK,
+        (":SOUR:VOLT:PROT PROT2", None), SMU_OK,
         (":SOUR:VOLT:RANG:AUTO ON", None), SMU_OK,
+        (':SENS:FUNC "CURR"', None), SMU_OK,
         (":SENS:CURR:RANG:AUTO ON", None), SMU_OK,
         (":SOUR:VOLT:ILIM 0.001", None), SMU_OK,
         (":SENS:CURR:NPLC 2.0", None), SMU_OK,
     ]
 
 
-def test_smu_settings_read_back_what_was_set(smu):
+def test_smu_configure_leaves_no_stale_level_programmed(smu):
+    smu.set_voltage(42.0)
+    smu.configure(1e-3)
+    assert smu.source_voltage() == 0.0
+
+
+@pytest.mark.parametrize("voltage_v, setting", [
+    (None, "NONE"), (0.0, "PROT2"), (0.45, "PROT2"), (2.0, "PROT2"), (2.0001, "PROT5"), (7.5, "PROT10"),
+    (41.0, "PROT60"), (180.0, "PROT180"), (180.5, "NONE"), (210.0, "NONE"),
+])
+def test_the_overvoltage_protection_is_the_lowest_level_covering_the_largest_allowed_level(voltage_v, setting):
+    assert protection_for(voltage_v) == setting
+
+
+@pytest.mark.parametrize("voltage_v", [-1.0, 210.5, math.nan])
+def test_an_overvoltage_protection_outside_the_2450s_range_is_refused_naming_the_option(voltage_v):
+    with pytest.raises(ValueError, match=rf"^voltage_protection_v: {voltage_v} V is outside 0..210 V$"):
+        protection_for(voltage_v)
+
+
+def test_the_protection_option_holds_for_every_configure_and_opening_leaves_the_output_off_at_0_v(rm):
+    smu = open_instrument("keithley2450", SMU, rm, timeout_s=TIMEOUT_S, record=True, voltage_protection_v=12.0)
+    try:
+        opened = [c for c, _ in smu.transport.exchanges if not c.startswith(":SYST")][len(OPENING["keithley2450"]):]
+        assert opened == [":OUTP OFF", ":SOUR:FUNC VOLT", ":SOUR:VOLT 0.0", ":SOUR:VOLT:PROT PROT20"]
+        smu.configure(1e-3)
+        assert smu.settings()["voltage_protection_v"] == 20.0
+    finally:
+        smu.close()
+
+
+def test_smu_settings_are_read_back_from_the_instrument(smu):
+    smu.configure(2e-3, nplc=0.5, voltage_protection_v=4.0)
+    smu.set_voltage(0.25)
+    smu.output(True)
+    smu.transport.exchanges.clear()
+    assert smu.settings() == {
+        "source_function": "VOLT", "source_voltage_v": 0.25, "source_range_v": 2.0, "source_autorange": True,
+        "current_limit_a": 2e-3, "voltage_protection_v": 5.0, "voltage_protection_tripped": False,
+        "sense_function": "CURR:DC", "current_range_a": 1e-4, "current_autorange": True, "nplc": 0.5,
+        "output_on": True,
+    }
+    queries = [c for c, _ in smu.transport.exchanges]
+    assert queries[:3] == [":SOUR:FUNC?", ":SOUR:VOLT?", ":SOUR:VOLT:RANG?"] and queries[-1] == ":SYST:ERR?"
+    assert json.loads(json.dumps(smu.settings())) == smu.settings()
+
+
+def test_smu_setting_values_read_back_what_was_set(smu):
     smu.configure(2.5e-3, nplc=0.5)
     smu.voltage_v.set(-1.25)
     assert smu.current_limit_a.get() == 2.5e-3
@@ -293,20 +387,85 @@ def test_dmm_configure_fixed_range(dmm):
     assert dmm.transport.exchanges == [
         ("CONF:VOLT:DC", None), KEYSIGHT_OK,
         ("VOLT:DC:RANG 10.0", None), KEYSIGHT_OK,
+        ("VOLT:DC:RANG:AUTO OFF", None), KEYSIGHT_OK,
         ("VOLT:DC:NPLC 1.0", None), KEYSIGHT_OK,
+        ("VOLT:DC:APER:ENAB OFF", None), KEYSIGHT_OK,
+        ("VOLT:DC:ZERO:AUTO ON", None), KEYSIGHT_OK,
+        ("VOLT:DC:IMP:AUTO ON", None), KEYSIGHT_OK,
     ]
 
 
-def test_dmm_configure_auto_range(dmm):
-    dmm.configure_dc_volts(None, nplc=10)
+def test_dmm_configure_auto_range_aperture_autozero_once_and_10_mohm(dmm):
+    dmm.configure_dc_volts(None, aperture_s=0.02, autozero="ONCE", input_impedance="10M")
     assert dmm.transport.exchanges == [
         ("CONF:VOLT:DC", None), KEYSIGHT_OK,
         ("VOLT:DC:RANG:AUTO ON", None), KEYSIGHT_OK,
-        ("VOLT:DC:NPLC 10.0", None), KEYSIGHT_OK,
+        ("VOLT:DC:APER 0.02", None), KEYSIGHT_OK,
+        ("VOLT:DC:APER:ENAB ON", None), KEYSIGHT_OK,
+        ("VOLT:DC:ZERO:AUTO ONCE", None), KEYSIGHT_OK,
+        ("VOLT:DC:IMP:AUTO OFF", None), KEYSIGHT_OK,
     ]
 
 
-def test_dmm_settings_read_back_what_was_set(dmm):
+def test_opening_the_dmm_leaves_input_impedance_auto_so_it_does_not_load_the_node(rm):
+    dmm = open_instrument("keysight34465a", DMM, rm, timeout_s=TIMEOUT_S)
+    try:
+        settings = dmm.settings()
+        assert settings["input_impedance_auto"] is True and settings["input_impedance"] == "10G"
+    finally:
+        dmm.close()
+
+
+def test_dmm_settings_are_read_back_from_the_meter(dmm):
+    dmm.configure_dc_volts(100, nplc=10, autozero="OFF")
+    settings = dmm.settings()
+    assert settings.pop("aperture_s") > 0  # kept by the meter, not in use
+    assert settings == {
+        "function": "VOLT", "range_v": 100.0, "autorange": False, "nplc": 10.0, "aperture_enabled": False,
+        "autozero": False, "input_impedance_auto": True, "input_impedance": "10M",
+    }
+    dmm.configure_dc_volts(1, aperture_s=0.5)
+    settings = dmm.settings()
+    assert (settings["range_v"], settings["aperture_enabled"], settings["aperture_s"]) == (1.0, True, 0.5)
+    assert (settings["autozero"], settings["input_impedance"]) == (True, "10G")
+
+
+@pytest.mark.parametrize("address, reading", [(DMM_OVERLOADED, "+9.90000000E+37"),
+                                              (DMM_OVERLOADED_NEGATIVE, "-9.90000000E+37")])
+def test_an_overload_is_an_error_naming_range_and_reading_not_a_voltage(rm, address, reading):
+    dmm = open_instrument("keysight34465a", address, rm, timeout_s=TIMEOUT_S, range_v=1)
+    try:
+        with pytest.raises(InstrumentError) as caught:
+            dmm.measure_dc_volts()
+        assert str(caught.value) == (f"{dmm.identity()}: overload on the 1 V range: READ? gave {reading} "
+                                     "(the input is beyond 120 % of the range)")
+    finally:
+        dmm.close()
+
+
+def test_nplc_and_aperture_together_are_refused_before_anything_is_sent(rm):
+    with pytest.raises(ValueError, match=r"give nplc \(10\) or aperture_s \(0.1 s\), not both"):
+        open_instrument("keysight34465a", DMM, rm, timeout_s=TIMEOUT_S, nplc=10, aperture_s=0.1)
+    assert rm.list_opened_resources() == []
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"aperture_s": 2.0}, r"dc_aperture_s: 2.0 s is outside 2e-05..1 s"),
+    ({"autozero": "SOMETIMES"}, r"dc_autozero: SOMETIMES is not one of ON, OFF, ONCE"),
+    ({"input_impedance": "10G"}, r"input_impedance: '10G' is not one of auto, 10M"),
+])
+def test_dmm_settings_outside_their_sets_send_nothing(dmm, options, message):
+    with pytest.raises(ValueError, match=message):
+        dmm.configure_dc_volts(None, **options)
+    assert dmm.transport.exchanges == []
+
+
+def test_dmm_without_the_dig_option_refuses_the_shortest_apertures(dmm):
+    with pytest.raises(InstrumentError, match=r"'VOLT:DC:APER 5e-05' refused: -224,Illegal parameter value"):
+        dmm.configure_dc_volts(None, aperture_s=50e-6)
+
+
+def test_dmm_setting_values_read_back_what_was_set(dmm):
     dmm.configure_dc_volts(0.1, nplc=100)
     assert dmm.dc_range_v.get() == 0.1
     assert dmm.dc_nplc.get() == 100.0
@@ -333,7 +492,7 @@ def test_dmm_without_the_dig_option_refuses_the_fastest_integration(dmm):
         ("CONF:VOLT:DC", None), KEYSIGHT_OK,
         ("VOLT:DC:RANG:AUTO ON", None), KEYSIGHT_OK,
         ("VOLT:DC:NPLC 0.001", None), ("SYST:ERR?", '-224,"Illegal parameter value"'), KEYSIGHT_OK,
-    ]
+    ]  # the later settings are not sent
 
 
 def test_dmm_measure_reads_once(dmm):
@@ -348,9 +507,18 @@ def test_a_silent_meter_times_out_naming_instrument_command_and_timeout(rm):
             dmm.measure_dc_volts()
         assert str(caught.value) == f"{dmm.identity()}: 'READ?' timed out after 0.05 s"
         assert isinstance(caught.value.__cause__, pyvisa.errors.VisaIOError)
-        assert dmm.transport.exchanges == [("READ?", None)]
+        # asked why: nothing in the error queue, so nothing added
+        assert dmm.transport.exchanges == [("READ?", None), KEYSIGHT_OK]
     finally:
         dmm.close()
+
+
+def test_a_query_the_instrument_does_not_know_times_out_naming_what_its_error_queue_then_says(dmm):
+    with pytest.raises(InstrumentError) as caught:
+        dmm.ask("VOLT:DC:FILT?")
+    assert str(caught.value) == (f"{dmm.identity()}: 'VOLT:DC:FILT?' timed out after 0.05 s; the instrument "
+                                 "reports -224,Illegal parameter value (does it know this query?)")
+    dmm.check_errors()  # the error was read out
 
 
 def test_a_reply_that_is_not_a_number_names_instrument_command_and_reply(rm):
@@ -433,6 +601,60 @@ def test_psu_tripped_channel_raises_over_current_naming_instrument_and_channel(r
         assert isinstance(caught.value, InstrumentError)
     finally:
         psu.close()
+
+
+def test_psu_a_tripped_channel_cannot_be_switched_back_on_before_its_protection_is_cleared(rm):
+    psu = _open(rm, "keysight_e36312a", PSU_TRIPPED)
+    try:
+        with pytest.raises(InstrumentError, match=r"'OUTP ON,\(@2\)' refused"):
+            psu.output(2, True)
+        assert psu.over_current(2) is True
+    finally:
+        psu.close()
+
+
+def test_psu_clearing_the_protection_is_deliberate_and_logged_with_what_was_cleared(caplog):
+    # the supply's own file: a resource manager of its own, for the clear lasts (pyvisa shares
+    # one simulated library, devices and all, between resource managers of the same file)
+    psu = _open(pyvisa.ResourceManager(f"{SIM_BENCH.parent / 'keysight_e36312a.yaml'}@sim"), "keysight_e36312a",
+                PSU_TRIPPED)
+    try:
+        with caplog.at_level(logging.WARNING, logger="instruments.visa.keysight_e36312a"):
+            assert psu.clear_protection(2) is True
+            assert psu.clear_protection(1) is False
+        assert psu.transport.exchanges[:3] == [
+            ("CURR:PROT:TRIP? (@2)", "1"), ("OUTP:PROT:CLE (@2)", None), KEYSIGHT_OK,
+        ]
+        assert [r.getMessage() for r in caplog.records] == [
+            f"{psu.identity()}: channel 2 protection cleared (it had tripped its over-current protection)",
+            f"{psu.identity()}: channel 1 protection cleared (nothing had tripped)",
+        ]
+        assert psu.over_current(2) is False
+    finally:
+        psu.close()
+
+
+def test_opening_a_tripped_supply_clears_nothing(rm):
+    psu = open_instrument("keysight_e36312a", PSU_TRIPPED, rm, timeout_s=TIMEOUT_S, record=True)
+    try:
+        assert not any(command.startswith("OUTP:PROT:CLE") for command, _ in psu.transport.exchanges)
+        assert psu.settings()["ch2_over_current_tripped"] is True
+    finally:
+        psu.close()
+
+
+def test_psu_settings_are_read_back_per_channel(psu):
+    psu.set_current_limit(2, 0.25)
+    psu.set_voltage(2, 12.0)
+    psu.output(2, True)
+    settings = psu.settings()
+    assert {k: v for k, v in settings.items() if k.startswith("ch2_")} == {
+        "ch2_voltage_v": 12.0, "ch2_current_limit_a": 0.25, "ch2_over_current_protection": True,
+        "ch2_over_current_tripped": False, "ch2_output_on": True,
+    }
+    assert sorted(settings) == sorted(f"ch{c}_{k}" for c in (1, 2, 3) for k in (
+        "voltage_v", "current_limit_a", "over_current_protection", "over_current_tripped", "output_on"))
+    psu.output(2, False)
 
 
 def test_psu_safe_state_switches_every_output_off_at_once(psu):

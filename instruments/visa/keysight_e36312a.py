@@ -2,16 +2,25 @@
 
 Implements :class:`~instruments.interfaces.PowerSupply`. Channel 1 is the 6 V / 5 A output,
 channels 2 and 3 the 25 V / 1 A ones; commands address a channel with a channel list
-``(@n)`` as in the E36300 Series programming guide.
+``(@n)`` as in the E36300 Series programming guide (``SOURce:VOLTage``, ``SOURce:CURRent``,
+``CURRent:PROTection:STATe`` and ``:TRIPped?``, ``OUTPut[:STATe]``, ``OUTPut:PROTection:CLEar``).
+
+A channel whose over-current protection has tripped is off and stays off, whatever is sent,
+until its protection is cleared: :meth:`KeysightE36312A.clear_protection` does that, on
+purpose and logged, never by itself (not at opening, not on switching on).
 """
 
 from __future__ import annotations
+
+import logging
 
 from ..interfaces import OverCurrent
 from .scpi import OneOf, Range, Reading, ScpiInstrument, Setting, format_bool, parse_bool
 
 CHANNELS = (1, 2, 3)
 ON_OFF = OneOf(True, False)
+
+log = logging.getLogger(__name__)
 
 
 class KeysightE36312A(ScpiInstrument):
@@ -37,9 +46,13 @@ class KeysightE36312A(ScpiInstrument):
     )
     """Current limit (A): channel 1 0..5, channels 2 and 3 0..1."""
     over_current_protection = Setting(
-        "CURR:PROT:STAT {value},(@{channel})", ON_OFF, formatter=format_bool, channels=CHANNELS
+        "CURR:PROT:STAT {value},(@{channel})", ON_OFF, formatter=format_bool, channels=CHANNELS,
+        query="CURR:PROT:STAT? (@{channel})", parser=parse_bool,
     )
-    output_on = Setting("OUTP {value},(@{channel})", ON_OFF, formatter=format_bool, channels=CHANNELS)
+    output_on = Setting("OUTP {value},(@{channel})", ON_OFF, formatter=format_bool, channels=CHANNELS,
+                        query="OUTP? (@{channel})", parser=parse_bool)
+    protection_clear = Setting("OUTP:PROT:CLE (@{channel})", OneOf(None), formatter=str, channels=CHANNELS)
+    """Clears the channel's latched protection (a command without a value: set it to None)."""
     all_outputs_on = Setting("OUTP {value},(@1:3)", ON_OFF, formatter=format_bool)
 
     current_a = Reading("MEAS:CURR? (@{channel})", "A", channels=CHANNELS)
@@ -48,6 +61,12 @@ class KeysightE36312A(ScpiInstrument):
         "CURR:PROT:TRIP? (@{channel})", parser=parse_bool, channels=CHANNELS
     )
     """True when the channel's over-current protection has switched it off."""
+
+    reported = {
+        "voltage_v": "voltage_v", "current_limit_a": "current_limit_a",
+        "over_current_protection": "over_current_protection", "over_current_tripped": "over_current_tripped",
+        "output_on": "output_on",
+    }
 
     def setup(
         self, channel: int = 1, voltage_v: float | None = None, current_limit_a: float | None = None
@@ -88,6 +107,20 @@ class KeysightE36312A(ScpiInstrument):
         """Raise :class:`~instruments.interfaces.OverCurrent` when ``channel`` has tripped."""
         if self.over_current(channel):
             raise OverCurrent(f"{self.identity()}: channel {channel} tripped its over-current protection")
+
+    def clear_protection(self, channel: int) -> bool:
+        """Clear ``channel``'s latched protection (``OUTP:PROT:CLE (@n)``) so that it can be
+        switched on again; the output stays off until :meth:`output` switches it on. Logged
+        with what was cleared.
+
+        Returns:
+            True when the channel had tripped its over-current protection.
+        """
+        tripped = self.over_current(channel)
+        self.protection_clear.set(None, channel)
+        log.warning("%s: channel %d protection cleared (%s)", self.identity(), channel,
+                    "it had tripped its over-current protection" if tripped else "nothing had tripped")
+        return tripped
 
     def safe_state(self) -> None:
         """Every output off, in one command."""

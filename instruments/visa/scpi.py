@@ -10,7 +10,11 @@ settings to send in which order. :class:`ScpiInstrument` does the rest:
   reports becomes an :class:`~instruments.interfaces.InstrumentError` naming the instrument
   (its ``*IDN?``), the command and the error text;
 * a pyvisa timeout, or a reply that does not parse, becomes an ``InstrumentError`` naming
-  the instrument, the command and the timeout (s) or the reply.
+  the instrument, the command and the timeout (s) or the reply; after a timeout the
+  instrument is cleared (a late reply would otherwise answer the next query) and its error
+  queue asked, so that a query the instrument does not know is named as such;
+* opening clears the instrument (VISA device clear) and reads out whatever a killed run
+  left in its output queue, so a stale reply is never taken for the next answer.
 
 :class:`Transport` wraps the pyvisa resource and can record every exchange as
 ``(command sent, reply or None)``, which is what the driver tests compare.
@@ -18,6 +22,7 @@ settings to send in which order. :class:`ScpiInstrument` does the rest:
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Protocol
@@ -38,6 +43,10 @@ _ERROR_CODE = re.compile(r"[+-]?\d+")
 
 # An error queue that never empties is a broken instrument: stop asking, report what came.
 _MAX_QUEUED_ERRORS = 32
+# Likewise an output queue that never empties: a stream, not stale replies.
+_MAX_STALE_REPLIES = 64
+
+log = logging.getLogger(__name__)
 
 
 # -- values <-> SCPI text ----------------------------------------------------------------------
@@ -341,6 +350,38 @@ class Transport:
             self.resource.timeout = saved_ms
             self._log(command, reply)
 
+    def clear(self, drain_timeout_s: float) -> list[str]:
+        """Device clear, then read out what is still waiting; returns the stale messages.
+
+        The device clear (VISA ``viClear``, IEEE 488.2 DCL/SDC, USBTMC INITIATE_CLEAR) makes the
+        instrument abort a pending reply and empty its input and output queues; an interface
+        without it (pyvisa-sim, some serial links) leaves this to the reads that follow, each
+        waiting up to ``drain_timeout_s`` (s) until one times out. Recorded as
+        ``("<device clear>", None)`` and one ``("<stale>", message)`` per message read.
+        """
+        try:
+            self.resource.clear()
+        except (NotImplementedError, pyvisa.errors.VisaIOError):
+            pass  # no device clear on this interface: the reads below empty the output queue
+        else:
+            self._log("<device clear>", None)
+        stale: list[str] = []
+        saved_ms = self.resource.timeout
+        self.resource.timeout = drain_timeout_s * 1000
+        try:
+            for _ in range(_MAX_STALE_REPLIES):
+                try:
+                    message = self.resource.read()
+                except pyvisa.errors.VisaIOError as exc:
+                    if exc.error_code == StatusCode.error_timeout:
+                        break
+                    raise
+                stale.append(message)
+                self._log("<stale>", message)
+        finally:
+            self.resource.timeout = saved_ms
+        return stale
+
     def close(self) -> None:
         """Close the resource (idempotent)."""
         if not self.closed:
@@ -354,18 +395,27 @@ class Transport:
 
 # -- the instrument ----------------------------------------------------------------------------
 class ScpiInstrument:
-    """Base of the SCPI drivers: opening identifies the instrument (``*IDN?``) and clears
-    its status and error queue (``*CLS``) so that stale errors are not blamed on the first
-    command.
+    """Base of the SCPI drivers. Opening, in order:
+
+    1. device clear and read-out of anything stale (:meth:`Transport.clear`): a reply left
+       by a killed run would otherwise be read as the answer to ``*IDN?``; what was read is
+       logged and kept in :attr:`stale_replies`;
+    2. ``*IDN?``, which must name :attr:`model`;
+    3. :meth:`check_command_set` (the 2450 asks ``*LANG?``);
+    4. ``*CLS``, so that stale errors are not blamed on the first command.
 
     A driver declares its settings and readings on the class, sets :attr:`error_query` to
-    its instrument's, and defines ``setup(**options)``: what
-    :func:`~instruments.visa.open_instrument` applies from a rig file's options.
+    its instrument's, lists in :attr:`reported` what :meth:`settings` reads back, and defines
+    ``setup(**options)``: what :func:`~instruments.visa.open_instrument` applies from a rig
+    file's options.
 
     Args:
         resource: an open pyvisa message-based resource; its terminations are set to
             :attr:`termination`.
         record: keep every exchange in ``transport.exchanges`` (for tests).
+
+    Attributes:
+        stale_replies: what the output queue held at opening (normally empty).
     """
 
     error_query: ClassVar[str] = "SYST:ERR?"
@@ -378,11 +428,23 @@ class ScpiInstrument:
     termination: ClassVar[str] = "\n"
     """End of every message, both ways (LF on USBTMC and LAN for these instruments)."""
 
+    drain_timeout_s: ClassVar[float] = 0.02
+    """How long a read of the output queue waits before the queue counts as empty (s)."""
+
+    reported: ClassVar[Mapping[str, str]] = {}
+    """What :meth:`settings` reads back: key -> name of a :class:`Setting` (with a query) or
+    :class:`Reading` of the class; a per-channel one is reported per channel as
+    ``ch<n>_<key>``."""
+
     def __init__(self, resource: pyvisa.resources.MessageBasedResource, *, record: bool = False):
         resource.read_termination = resource.write_termination = self.termination
         self.transport = Transport(resource, record=record)
         # messages name the resource until *IDN? has answered
         self._identity: str | None = None
+        self.stale_replies = self.transport.clear(self.drain_timeout_s)
+        if self.stale_replies:
+            log.warning("%s: discarded %d stale replies at opening: %s", self.transport.name,
+                        len(self.stale_replies), "; ".join(map(repr, self.stale_replies)))
         identity = self.ask("*IDN?", str.strip)
         if self.model not in identity:
             raise InstrumentError(
@@ -390,11 +452,37 @@ class ScpiInstrument:
                 f"(is the right instrument at this address?)"
             )
         self._identity = identity
+        self.check_command_set()
         self.write("*CLS")
 
     def identity(self) -> str:
         """The ``*IDN?`` reply, e.g. ``"KEITHLEY INSTRUMENTS,MODEL 2450,04096331,1.7.12b"``."""
         return self._identity or self.transport.name
+
+    def check_command_set(self) -> None:
+        """Raise :class:`InstrumentError` when the instrument does not speak the commands
+        this driver sends (nothing to check by default)."""
+
+    def settings(self) -> dict:
+        """Every setting of :attr:`reported`, read back from the instrument, then its error
+        queue checked (see :class:`~instruments.interfaces.Configured`).
+
+        Raises:
+            InstrumentError: a query went unanswered, its reply did not parse, or the
+                instrument reported an error.
+        """
+        out: dict = {}
+        for key, name in self.reported.items():
+            declaration = getattr(type(self), name)
+            bound = getattr(self, name)
+            read = bound.get if isinstance(declaration, Setting) else bound.read
+            if declaration.channels is None:
+                out[key] = read()
+            else:
+                for channel in declaration.channels:
+                    out[f"ch{channel}_{key}"] = read(channel)
+        self.check_errors()
+        return out
 
     def close(self) -> None:
         """Close the resource (idempotent)."""
@@ -405,22 +493,52 @@ class ScpiInstrument:
         self._exchange(command, reply=False)
 
     def send(self, *commands: str) -> None:
-        """Write each command in turn, each followed by the error query.
+        """Write each command in turn, each followed by the error queue read out to its end.
 
         Raises:
             InstrumentError: the instrument refused a command (the later ones are not sent),
-                or did not answer in time.
+                answered it as if it were a query (an instrument that does not know it), did
+                not answer its error query with an error-queue entry, or did not answer in
+                time.
         """
         for command in commands:
             self.write(command)
-            errors = []
-            for _ in range(_MAX_QUEUED_ERRORS):
-                code, message = self.ask(self.error_query, parse_error)
-                if code == 0:
-                    break
-                errors.append(f"{code},{message}")
+            errors = self._queued_errors(command)
             if errors:
                 raise InstrumentError(f"{self.identity()}: {command!r} refused: {'; '.join(errors)}")
+
+    def check_errors(self) -> None:
+        """Read the error queue to its end; raise :class:`InstrumentError` naming every error
+        it held (e.g. after queries, which :meth:`send` does not follow up)."""
+        errors = self._queued_errors(None)
+        if errors:
+            raise InstrumentError(f"{self.identity()}: the error queue held: {'; '.join(errors)}")
+
+    def _queued_errors(self, after: str | None) -> list[str]:
+        """The error queue's entries up to its first "no error" (``code,message`` each)."""
+        errors = []
+        for _ in range(_MAX_QUEUED_ERRORS):
+            reply = self._exchange(self.error_query, reply=True)
+            try:
+                code, message = parse_error(reply)
+            except ValueError:
+                raise self._not_an_error_entry(after, reply) from None
+            if code == 0:
+                break
+            errors.append(f"{code},{message}")
+        return errors
+
+    def _not_an_error_entry(self, after: str | None, reply: str) -> InstrumentError:
+        """The error for an error query answered with something else. When more replies wait
+        behind it, the command before produced one: the instrument answered a command it does
+        not know (as QCoDeS-style simulations and some instruments do with ``ERROR``);
+        otherwise it does not know its own error query."""
+        waiting = self.transport.clear(self.drain_timeout_s)
+        if after is not None and waiting:
+            return InstrumentError(f"{self.identity()}: {after!r} was answered {reply!r} instead of being "
+                                   f"executed: the instrument does not know this command")
+        return InstrumentError(f"{self.identity()}: the error query {self.error_query!r} was answered {reply!r}, "
+                               f"not an error-queue entry (does the instrument speak this command set?)")
 
     def ask(
         self, query: str, parser: Callable[[str], Any] = parse_number, timeout_s: float | None = None
@@ -429,7 +547,8 @@ class ScpiInstrument:
         transport's timeout).
 
         Raises:
-            InstrumentError: no reply in time, or a reply ``parser`` refuses.
+            InstrumentError: no reply in time (naming the error the instrument then reports,
+                when it reports one), or a reply ``parser`` refuses.
         """
         reply = self._exchange(query, reply=True, timeout_s=timeout_s)
         try:
@@ -445,5 +564,20 @@ class ScpiInstrument:
         except pyvisa.errors.VisaIOError as exc:
             if exc.error_code == StatusCode.error_timeout:
                 waited_s = self.transport.timeout_s if timeout_s is None else timeout_s
-                raise InstrumentError(f"{self.identity()}: {command!r} timed out after {waited_s:g} s") from exc
+                message = f"{self.identity()}: {command!r} timed out after {waited_s:g} s"
+                if reply and command != self.error_query:
+                    message += self._why_unanswered()
+                raise InstrumentError(message) from exc
             raise InstrumentError(f"{self.identity()}: {command!r} failed: {exc.description}") from exc
+
+    def _why_unanswered(self) -> str:
+        """After a query timed out: clear the instrument (a late reply must not answer the next
+        query), then ask its error queue once; what it says, as the end of a message."""
+        try:
+            self.transport.clear(self.drain_timeout_s)
+            code, message = parse_error(self.transport.query(self.error_query))
+        except (pyvisa.errors.VisaIOError, ValueError):
+            return f"; its error query {self.error_query!r} got no usable answer either"
+        if code == 0:
+            return ""
+        return f"; the instrument reports {code},{message} (does it know this query?)"
