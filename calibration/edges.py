@@ -30,7 +30,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from instruments.interfaces import SourceMeter
+from instruments.safe_instruments import SafeSourceMeter
 from instruments.sim.edges import DIGIPOT_TAPS, Digipot, EdgeDevice, Mosfet
+from instruments.wiring import NODE_MAX_V
 
 from .daq import ConnectDmm
 
@@ -340,11 +342,18 @@ def mismatch(cal_kind: str, s_a_per_v2=None, vt_v=None, r_ohm=None) -> dict:
     return summary("r_rel", med)
 
 
-def _smu(rig, connect_smu: ConnectSmu, edge: int, twin: str, compliance_a: float, nplc: float) -> SourceMeter:
+def _smu(rig, connect_smu: ConnectSmu, edge: int, twin: str, compliance_a: float, nplc: float,
+         max_v: float, max_step_v: float) -> SafeSourceMeter:
+    """The SMU across one device, inside the safety layer (levels 0..``max_v`` V, ramped in
+    ``max_step_v`` steps; one the rig wired in already keeps its own limits too): configured
+    with its output off at 0 V, then switched on at 0 V, never at a level left from before."""
     smu = connect_smu(edge, twin)
     smu = rig.smu if smu is None else smu
     if smu is None:
         raise ValueError("no source-meter: connect_smu returned None and the rig has none")
+    if not isinstance(smu, SafeSourceMeter):
+        smu = SafeSourceMeter(smu, max_v=max_v, max_step_v=max_step_v, compliance_a=compliance_a, nplc=nplc,
+                              name=f"smu across edge {edge} ({twin})")
     smu.configure(compliance_a, nplc)
     smu.output(True)
     return smu
@@ -375,7 +384,7 @@ def _sweep_mosfet(smu, vds: np.ndarray, compliance_a: float) -> tuple[np.ndarray
 def calibrate_devices(rig, connect_smu: ConnectSmu, *, kind: str, gates_v: Sequence[float] = (1.5, 2.0, 2.5, 3.0),
                       vds_v: Sequence[float] = (0.02, 0.04, 0.06, 0.08, 0.1), taps: Sequence[int] | None = None,
                       probe_v: float = 0.02, compliance_a: float = 1e-3, nplc: float = 1.0, adc: dict | None = None,
-                      on_progress: Progress | None = None) -> EdgeCalibration:
+                      smu_max_step_v: float = 0.05, on_progress: Progress | None = None) -> EdgeCalibration:
     """Measure every edge device of both twins with the source-meter and fit its model.
 
     MOSFET boards: for each edge and twin, the SMU is wired across the device, and for each
@@ -388,18 +397,23 @@ def calibrate_devices(rig, connect_smu: ConnectSmu, *, kind: str, gates_v: Seque
     the limit (extrapolated from the two taps before, log-spaced) or does is not driven, nor
     any tap above it, and is listed in ``refused``.
 
-    Every board is back at its state from before, and the SMU's output off, afterwards.
+    The SMU drives each device inside the safety layer (:func:`_smu`): switched on at 0 V,
+    every level within the boards' node range (:data:`~instruments.wiring.NODE_MAX_V`) and
+    reached in steps of at most ``smu_max_step_v``, ramped back to 0 V before it is switched
+    off. Every board is back at its state from before, and the SMU's output off at 0 V,
+    afterwards.
 
     Args:
         rig: an open rig with an edge bus.
         connect_smu: wires the SMU across one device (see :data:`ConnectSmu`).
         kind: the boards' kind, ``"mosfet"`` or ``"digipot"``; must be the wiring's.
         gates_v: gate voltages (V), at least two different ones, inside the boards' limits.
-        vds_v: drain voltages (V), > 0.
+        vds_v: drain voltages (V), in (0, 0.45] (the MOSFET boards' node range).
         taps: digipot taps to measure; default all (0..99).
-        probe_v: the digipots' measuring voltage (V), > 0.
+        probe_v: the digipots' measuring voltage (V), in (0, 1] (the digipot boards' node range).
         compliance_a, nplc: the SMU's current limit (A) and integration (power-line cycles).
         adc: the boards' drop offsets (:func:`calibrate_adc`'s result), kept in the result.
+        smu_max_step_v: the SMU's ramp limit (V per write), > 0.
         on_progress: ``on_progress("edge j twin", done, total)`` per device, and
             ``("", total, total)`` at the end.
 
@@ -414,13 +428,16 @@ def calibrate_devices(rig, connect_smu: ConnectSmu, *, kind: str, gates_v: Seque
     gates = np.sort(np.asarray(gates_v, float))
     vds = np.sort(np.asarray(vds_v, float))
     tap_list = np.sort(np.asarray(range(DIGIPOT_TAPS) if taps is None else taps, np.int64))
+    node_max_v = NODE_MAX_V[kind]  # what the edge boards' devices take across them
     if kind == "mosfet":
         if np.unique(gates).size < 2 or not np.all(np.isfinite(gates)):
             raise ValueError(f"gates_v: at least two different finite gate voltages are needed, got {list(gates_v)}")
-        if vds.size < 1 or not np.all((vds > 0) & np.isfinite(vds)):
-            raise ValueError(f"vds_v: drain voltages must be finite and > 0, got {list(vds_v)}")
-    elif tap_list.size < 1 or not probe_v > 0:
-        raise ValueError(f"need at least one tap and probe_v > 0, got taps {list(tap_list)} and probe_v {probe_v}")
+        if vds.size < 1 or not np.all((vds > 0) & (vds <= node_max_v)):
+            raise ValueError(f"vds_v: drain voltages must be in (0, {node_max_v:g}] V, the mosfet boards' node "
+                             f"range; got {list(vds_v)}")
+    elif tap_list.size < 1 or not 0 < probe_v <= node_max_v:
+        raise ValueError(f"need at least one tap and probe_v in (0, {node_max_v:g}] V (the digipot boards' node "
+                         f"range), got taps {list(tap_list)} and probe_v {probe_v}")
     progress = _progress(on_progress)
     n_edges = rig.wiring.network.n_edges
     board_of = np.zeros(n_edges, np.int64)
@@ -442,7 +459,7 @@ def calibrate_devices(rig, connect_smu: ConnectSmu, *, kind: str, gates_v: Seque
             for t, twin in enumerate(TWINS):
                 progress(f"edge {j} {twin}", done, total)
                 done += 1
-                smu = _smu(rig, connect_smu, j, twin, compliance_a, nplc)
+                smu = _smu(rig, connect_smu, j, twin, compliance_a, nplc, node_max_v, smu_max_step_v)
                 where = {"edge": j, "twin": twin, "address": a}
                 if kind == "mosfet":
                     for g, vg in enumerate(gates):
@@ -472,10 +489,10 @@ def calibrate_devices(rig, connect_smu: ConnectSmu, *, kind: str, gates_v: Seque
                             break
                         r_ohm[t, j, k] = probe_v / i
                         seen.append((int(tap), float(i)))
-                smu.output(False)
+                smu.safe_state()  # ramped down to 0 V, then off
     finally:
         if smu is not None:
-            smu.output(False)
+            smu.safe_state()
         for a, state in original.items():
             bus.request(int(a), "set_state", state=int(state))
     progress("", total, total)

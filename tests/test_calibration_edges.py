@@ -80,6 +80,42 @@ def test_board_states_are_restored_and_the_smu_is_off(mosfet_rig):
     np.testing.assert_array_equal(mosfet_rig.bench.device_state(), device_before)
     with pytest.raises(Exception, match="output off"):
         mosfet_rig.smu.measure_current(0.01)
+    assert mosfet_rig.smu.source_voltage() == 0.0  # ramped down before it was switched off
+
+
+def test_the_old_sequence_put_a_stale_level_on_the_edge_the_new_one_starts_at_0_v_and_ramps():
+    rig = open_rig(GEN2, simulate=True, seed=11)
+    smu = rig.bench.probe_smu(4, "free")
+    smu.set_voltage(5.0)  # left programmed by the SMU's last user; its output is off
+    # the sequence calibration used to follow: configure, output on, and only then the level
+    smu.configure(1e-3)
+    smu.output(True)
+    smu.measure_current(0.02)
+    smu.output(False)
+    assert [v for *_, v in smu.applied][0] == 5.0  # the edge saw 5 V, 11 times its node range
+
+    smu.applied.clear()
+    smu.set_voltage(5.0)
+    calibrate_devices(rig, rig.bench.probe_smu, kind="mosfet", gates_v=(1.5, 3.0), vds_v=(0.02, 0.06, 0.1),
+                      smu_max_step_v=0.03)
+    seen = [v for *_, v in smu.applied]
+    assert len({(e, t) for e, t, _ in smu.applied}) == 64  # every device of both twins
+    assert seen[0] == 0.0 and max(seen) == pytest.approx(0.1)
+    assert np.max(np.abs(np.diff(seen))) <= 0.03 + 1e-12  # every change within the ramp, switch-on included
+    assert seen[-1] == 0.0 and smu.source_voltage() == 0.0
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"kind": "mosfet", "vds_v": (0.02, 0.5)}, r"vds_v: drain voltages must be in \(0, 0.45\] V, the mosfet boards' "
+                                               r"node range; got \[0.02, 0.5\]"),
+    ({"kind": "mosfet", "vds_v": (0.0, 0.1)}, r"vds_v: drain voltages must be in \(0, 0.45\] V"),
+])
+def test_drain_voltages_beyond_the_boards_node_range_are_refused_before_the_smu_is_touched(mosfet_rig, options,
+                                                                                           message):
+    mosfet_rig.smu.applied.clear()
+    with pytest.raises(ValueError, match=message):
+        calibrate_devices(mosfet_rig, mosfet_rig.bench.probe_smu, **options)
+    assert not mosfet_rig.smu.applied
 
 
 def test_device_model_carries_the_fitted_parameters(mosfet_rig, mosfet_cal):
@@ -182,6 +218,11 @@ def test_digipot_tap_resistances_match_the_device_within_1_percent(digipot_rig):
     np.testing.assert_allclose(cal.mismatch["r_rel"], (1 / g[1] - 1 / g[0]) / (0.5 * (1 / g[0] + 1 / g[1])), atol=1e-3)
     back = EdgeCalibration.from_dict(json.loads(json.dumps(cal.to_dict(), allow_nan=False)))
     np.testing.assert_array_equal(back.r_ohm, cal.r_ohm)
+
+
+def test_a_digipot_probe_voltage_beyond_the_boards_node_range_is_refused(digipot_rig):
+    with pytest.raises(ValueError, match=r"probe_v in \(0, 1\] V \(the digipot boards' node range\).* probe_v 1.5"):
+        calibrate_devices(digipot_rig, digipot_rig.bench.probe_smu, kind="digipot", taps=TAPS, probe_v=1.5)
 
 
 def test_digipot_taps_beyond_the_compliance_are_reported_not_driven(digipot_rig):
