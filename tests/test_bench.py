@@ -392,6 +392,9 @@ def test_a_requested_psu_trip_is_seen_as_over_current():
     bench = SimBench(faults=BenchFaults(psu_trip=True))
     assert bench.psu.over_current(1)
     assert not bench.boards.powered
+    with pytest.raises(InstrumentError, match="stays off until it is cleared"):
+        bench.psu.output(1, True)  # as the E36312A: a tripped channel stays off
+    assert bench.psu.clear_protection(1) and not bench.boards.powered
     bench.psu.output(1, True)
     assert not bench.psu.over_current(1) and bench.boards.powered
 
@@ -517,6 +520,7 @@ def test_a_tripped_supply_stays_tripped_and_its_boards_dark():
     assert resumed.psu.over_current(1) and not resumed.boards.powered
     assert resumed.bus.scan() == []
     for b in (bench, resumed):
+        b.psu.clear_protection(1)
         b.psu.output(1, True)  # power back: every board restarts
     assert resumed.boards.powered and np.array_equal(resumed.boards.state, bench.boards.state)
     assert np.array_equal(resumed.boards.state, resumed.boards.initial_state)
