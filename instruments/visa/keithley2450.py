@@ -149,6 +149,9 @@ class Keithley2450(ScpiInstrument):
         """``*LANG?`` must answer SCPI: in TSP (or SCPI2400) the instrument ignores every
         SCPI command of this driver and never answers its error query."""
         language = self.command_set.read()
+        if language not in ("SCPI", "TSP", "SCPI2400"):
+            raise InstrumentError(f"{self.identity()}: *LANG? answered {language!r}, not a command set of the 2450 "
+                                  "(SCPI, TSP, SCPI2400)")
         if language != "SCPI":
             raise InstrumentError(
                 f"the 2450 at {self.transport.name} is in its {language} command set; switch it to SCPI "
