@@ -158,7 +158,7 @@ def test_a_sweep_must_step_within_the_ramp_and_is_reached_by_a_ramp(stale):
     with pytest.raises(LimitError, match=r"0.5 V is above its limit 0.45 V \(sweep point 2\)"):
         smu.sweep(np.array([0.4, 0.45, 0.5]))
     assert volts_seen(stale) == [0.0]
-    sourced_v, _ = smu.sweep(np.array([0.1, 0.12, 0.14]))
+    smu.sweep(np.array([0.1, 0.12, 0.14]))
     assert volts_seen(stale) == pytest.approx([0.0, 0.05, 0.1, 0.12, 0.14]) and smu.level_v == 0.14
 
 
@@ -190,7 +190,7 @@ def test_a_safe_source_meter_is_built_from_a_wirings_options(stale):
                                   "voltage_protection_v": 2}) == {"compliance_a": 1e-3, "voltage_protection_v": 2}
 
 
-def test_through_the_2450_driver_the_output_goes_on_only_after_0_v_and_the_protection(tmp_path):
+def test_through_the_2450_driver_the_output_goes_on_only_after_0_v_and_the_protection():
     rm = pyvisa.ResourceManager(f"{SIM_BENCH.parent / 'keithley2450.yaml'}@sim")
     driver = open_instrument("keithley2450", "USB0::0x05E6::0x2450::04096331::INSTR", rm, timeout_s=0.05,
                              record=True)

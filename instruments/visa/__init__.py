@@ -2,6 +2,12 @@
 34465A multimeter and the Keysight E36312A supply, on a small declarative base
 (:mod:`.scpi`), with pyvisa-sim definitions of all three in ``sim/``.
 
+Opening any of them clears the instrument and reads out replies a killed run left behind,
+checks its identity (and the 2450's command set), clears its error queue and applies the rig
+file's options; each reports what it is set to with ``settings()``. Limits and ramps are not
+the drivers' business: :mod:`instruments.safe_instruments` wraps the source-meter and the
+supply for that.
+
 :func:`open_instrument` opens one by kind and VISA address; :func:`sim_resource_manager`
 gives a resource manager on the simulated bench (``sim/bench.yaml``) for tests and dry runs.
 """
@@ -63,9 +69,12 @@ def open_instrument(
         resource_manager: where to open it; None for pyvisa's default one.
         timeout_s: I/O timeout (s).
         record: keep every exchange in ``transport.exchanges`` (for tests).
-        options: the driver's ``setup`` options (a rig file's further keys), e.g.
-            ``compliance_a`` for the 2450, ``range_v`` and ``nplc`` for the 34465A,
-            ``channel``, ``voltage_v`` and ``current_limit_a`` for the E36312A.
+        options: the driver's ``setup`` options (a rig file's further keys, without the
+            safety layer's: :func:`instruments.safe_instruments.driver_options`):
+            ``compliance_a``, ``nplc`` and ``voltage_protection_v`` for the 2450;
+            ``range_v``, ``nplc`` or ``aperture_s``, ``autozero`` and ``input_impedance``
+            for the 34465A; ``channel``, ``voltage_v`` and ``current_limit_a`` for the
+            E36312A.
 
     Raises:
         ValueError: unknown kind or an option value out of range.
