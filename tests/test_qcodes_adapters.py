@@ -155,12 +155,29 @@ def test_smu_identity_is_the_idn_reply_as_twinrig_drivers_record_it(smu):
 
 def test_smu_configure_sets_and_reads_back_every_setting(smu, qsmu):
     qsmu.output_enabled(True)
-    smu.configure(1e-3, nplc=2.0)
+    smu.configure(1e-3, nplc=2.0, voltage_protection_v=0.45)
     assert smu.settings() == {
-        "output_on": False, "source_function": "voltage", "sense_function": "current",
-        "source_level_v": 0.0, "current_limit_a": 1e-3, "source_autorange": True,
-        "sense_autorange": True, "nplc": 2.0,
+        "output_on": False, "source_function": "VOLT", "sense_function": "CURR:DC",
+        "source_voltage_v": 0.0, "source_range_v": 2.0, "source_autorange": True,
+        "voltage_protection_v": 2.0, "voltage_protection_tripped": False, "current_limit_a": 1e-3,
+        "current_range_a": 1e-4, "current_autorange": True, "nplc": 2.0,
     }
+
+
+def test_smu_configure_sets_the_overvoltage_protection_the_driver_has_no_parameter_for(qsmu):
+    smu = adapt(qsmu, voltage_protection_v=12.0)
+    sent = _record(qsmu)
+    smu.configure(1e-3)
+    assert ":SOUR:VOLT:PROT PROT20" in sent
+    assert sent.index(":SOUR:VOLT:PROT PROT20") < sent.index("SOUR:voltage:ILIM 0.001")
+    smu.set_voltage_protection(None)
+    assert smu.settings()["voltage_protection_v"] is None
+    smu.close()
+
+
+def test_smu_refuses_a_voltage_protection_outside_210_v_before_sending(qsmu):
+    with pytest.raises(ValueError, match="voltage_protection_v: 250 V is outside 0..210 V"):
+        adapt(qsmu, voltage_protection_v=250)
 
 
 def test_smu_settings_are_a_flat_json_dict(smu):
@@ -176,22 +193,34 @@ def test_smu_configure_switches_the_output_off_first_and_zeroes_a_stale_level(sm
     qsmu.output_enabled(True)
     sent = _record(qsmu)
     smu.configure(1e-3)
-    assert sent[0] == ":OUTP 0"
+    assert [c for c in sent if not c.endswith("?")][0] == ":OUTP 0"
     assert "SOUR:voltage 0.0" in sent
     assert qsmu.source.voltage() == 0.0
 
 
-def test_smu_output_is_never_switched_on_before_its_level_is_0_v_and_its_limit_set(smu, qsmu):
+def test_smu_output_is_switched_on_only_after_0_v_and_the_limit_were_set(smu, qsmu):
+    sent = _record(qsmu)
     smu.configure(1e-3)
     smu.output(True)
-    smu.measure_current(5.0)
-    smu.output(False)
-    sent = _record(qsmu)
-    smu.output(True)
     on = sent.index(":OUTP 1")
-    assert "SOUR:voltage 0.0" in sent[:on]  # not the 5 V it last sourced
-    assert "SOUR:voltage:ILIM?" in sent[:on]
+    assert sent.index("SOUR:voltage 0.0") < on and sent.index("SOUR:voltage:ILIM 0.001") < on
+    assert {"SOUR:voltage?", "SOUR:voltage:ILIM?"} <= set(sent[sent.index("SOUR:voltage:ILIM 0.001") + 1:on])
     assert qsmu.output_enabled() is True
+
+
+def test_smu_output_goes_on_at_the_level_programmed_through_the_adapter(smu, qsmu):
+    smu.configure(1e-3)
+    smu.set_voltage(0.2)
+    smu.output(True)
+    assert smu.source_voltage() == 0.2 and qsmu.output_enabled() is True
+
+
+def test_smu_output_stays_off_when_the_station_changed_the_level_since(smu, qsmu):
+    smu.configure(1e-3)
+    qsmu.source.voltage(150.0)
+    with pytest.raises(InstrumentError, match="reads 150.0 V with a 0.001 A limit, not the 0.0 V"):
+        smu.output(True)
+    assert qsmu.output_enabled() is False
 
 
 def test_smu_output_on_before_configure_is_refused_and_nothing_is_sent(smu, qsmu):
@@ -204,7 +233,7 @@ def test_smu_output_on_before_configure_is_refused_and_nothing_is_sent(smu, qsmu
 def test_smu_output_stays_off_when_the_station_changed_the_limit_since_configure(smu, qsmu):
     smu.configure(1e-3)
     qsmu.source.limit(0.5)
-    with pytest.raises(InstrumentError, match="limit reads 0.5 A, not the 0.001 A"):
+    with pytest.raises(InstrumentError, match="reads 0.0 V with a 0.5 A limit, not the 0.0 V and 0.001 A"):
         smu.output(True)
     assert qsmu.output_enabled() is False
 
@@ -218,12 +247,13 @@ def test_smu_measure_current_sources_the_voltage_and_reads_the_current(smu, qsmu
 
 
 @pytest.mark.parametrize("voltage_v", [210.5, -300.0, float("nan")])
-def test_smu_measure_current_refuses_a_voltage_outside_210_v_naming_it(smu, qsmu, voltage_v):
+@pytest.mark.parametrize("method", ["measure_current", "set_voltage"])
+def test_smu_refuses_a_voltage_outside_210_v_naming_it(smu, qsmu, voltage_v, method):
     smu.configure(1e-3)
     smu.output(True)
     sent = _record(qsmu)
-    with pytest.raises(ValueError, match=rf"voltage_v: {voltage_v} V is outside -210..210 V"):
-        smu.measure_current(voltage_v)
+    with pytest.raises(ValueError, match=rf"{method} voltage_v: {voltage_v} V is outside -210..210 V"):
+        getattr(smu, method)(voltage_v)
     assert sent == []
 
 
@@ -275,11 +305,19 @@ def test_smu_in_compliance_reads_the_limit_trip_flag(smu, qsmu):
     assert smu.in_compliance() is True
 
 
-def test_smu_configure_reports_an_error_the_instrument_queued(smu, qsmu):
+def test_smu_configure_discards_and_logs_errors_queued_before_it(smu, qsmu, caplog):
     qsmu.write(":SOUR:VOLT:BOGUS 1")  # an unknown command: queued, no reply
+    smu.configure(1e-3)
+    assert 'discarded 1 error(s) queued before this configuration: -113,"Undefined header' in caplog.text
+
+
+def test_smu_configure_reports_an_error_the_instrument_queued_during_it(smu, qsmu, monkeypatch):
+    # a command the instrument refuses although the setting then reads back as wanted
+    qsmu.source_function("voltage")
+    monkeypatch.setattr(qsmu.source.auto_range, "set",
+                        lambda on: qsmu.write(":SOURce:voltage:RANGe:AUTO BOGUS"))
     with pytest.raises(InstrumentError, match=r'error queue \(:SYST:ERR\?\) held -113,"Undefined header'):
         smu.configure(1e-3)
-    smu.configure(1e-3)  # the report emptied the queue
 
 
 def test_smu_close_switches_the_output_off_and_leaves_the_qcodes_instrument_open(smu, qsmu):
@@ -295,28 +333,46 @@ def test_smu_close_switches_the_output_off_and_leaves_the_qcodes_instrument_open
 
 def test_smu_on_the_stock_qcodes_sim_fails_once_naming_the_missing_command(stock_smu):
     smu = adapt(stock_smu)
-    with pytest.raises(InstrumentError, match=r"_source_voltage = 0.0 V.*\(SOUR:voltage\?\).*'ERROR'"):
+    with pytest.raises(InstrumentError, match=r"reading the error queue \(:SYST:ERR\?\) failed: .*'ERROR'"):
         smu.configure(1e-3)
     smu.close()  # the instrument answers in step again: off, confirmed
     assert stock_smu.output_enabled() is False
+
+
+def test_smu_a_setting_that_does_not_read_back_is_an_instrument_error_naming_it(smu, qsmu, monkeypatch):
+    smu.configure(1e-3)
+    # an instrument that takes the command and keeps its old value
+    monkeypatch.setattr(qsmu.sense.nplc, "get", lambda: "1")
+    with pytest.raises(InstrumentError,
+                       match=r"set \w+_sense_nplc to 5.0 \(:SENSe:current:NPLCycles \{\}\) "
+                             r"but it reads back '1'"):
+        smu.configure(1e-3, nplc=5.0)
+    with pytest.raises(InstrumentError, match="before configure"):
+        smu.output(True)  # a failed configure leaves it unconfigured
 
 
 # -- the multimeter ----------------------------------------------------------------------------
 def test_dmm_configure_sets_and_reads_back_every_setting(dmm):
     dmm.configure_dc_volts(10, 1)
     assert dmm.settings() == {
-        "function": "DC Voltage", "range_v": 10.0, "autorange": False, "nplc": 1.0,
-        "autozero": True, "aperture_enabled": False, "input_impedance_auto": True,
-        "input_impedance": "10G",
+        "function": "VOLT", "range_v": 10.0, "autorange": False, "nplc": 1.0,
+        "aperture_enabled": False, "aperture_s": 0.0, "autozero": True,
+        "input_impedance_auto": True, "input_impedance": "10G",
     }
 
 
 def test_dmm_configure_without_a_range_autoranges(dmm):
-    dmm.configure_dc_volts(None, 10, autozero=False, high_impedance=False)
+    dmm.configure_dc_volts(None, 10, autozero="OFF", input_impedance="10M")
     settings = dmm.settings()
     assert settings["autorange"] is True and settings["nplc"] == 10.0
     assert settings["autozero"] is False and settings["input_impedance"] == "10M"
     assert json.loads(json.dumps(settings)) == settings
+
+
+def test_dmm_configure_with_an_aperture_integrates_for_that_time(dmm):
+    dmm.configure_dc_volts(1, aperture_s=0.001)
+    settings = dmm.settings()
+    assert settings["aperture_enabled"] is True and settings["aperture_s"] == 0.001
 
 
 def test_dmm_configure_sets_the_input_impedance_the_driver_has_no_parameter_for(dmm, qdmm):
@@ -326,14 +382,17 @@ def test_dmm_configure_sets_the_input_impedance_the_driver_has_no_parameter_for(
     assert qdmm.ask("SENSe:VOLTage:DC:IMPedance:AUTO?") == "1"
 
 
-@pytest.mark.parametrize(("range_v", "nplc", "match"), [
-    (3, 1, "range_v: 3 V is not one of 0.1, 1, 10, 100, 1000"),
-    (10, 3, "nplc: 3 is not one of"),
+@pytest.mark.parametrize(("options", "match"), [
+    ({"range_v": 3}, "range_v: 3 V is not one of 0.1, 1, 10, 100, 1000"),
+    ({"nplc": 3}, "nplc: 3 is not one of"),
+    ({"aperture_s": 5.0}, "aperture_s: 5.0 s is outside 2e-05..1 s"),
+    ({"autozero": "ONCE"}, "autozero: ONCE is not one of ON, OFF"),
+    ({"input_impedance": "1G"}, "input_impedance: 1G is not one of auto, 10M"),
 ])
-def test_dmm_configure_refuses_a_range_or_nplc_it_lacks_before_sending(dmm, qdmm, range_v, nplc, match):
+def test_dmm_configure_refuses_a_value_it_does_not_take_before_sending(dmm, qdmm, options, match):
     sent = _record(qdmm)
     with pytest.raises(ValueError, match=match):
-        dmm.configure_dc_volts(range_v, nplc)
+        dmm.configure_dc_volts(**options)
     assert sent == []
 
 
@@ -344,17 +403,41 @@ def test_dmm_measure_dc_volts_reads_the_meter(dmm, qdmm):
 
 @pytest.mark.parametrize("reading", ["9.9E+37", "-9.9E+37", "9.91E+37"])
 def test_dmm_overload_is_an_instrument_error_never_a_voltage(dmm, qdmm, reading):
+    dmm.configure_dc_volts(1)
     qdmm.write(f"SIM:VOLTage {reading}")
-    with pytest.raises(InstrumentError, match=r"overload: READ\? gave [+-]9.9E\+37"):
+    with pytest.raises(InstrumentError, match=r"overload on the 1 V range: READ\? gave [+-]9.9E\+37"):
         dmm.measure_dc_volts()
     qdmm.write("SIM:VOLTage 0.2")
     assert dmm.measure_dc_volts() == 0.2
 
 
-def test_dmm_configure_reports_an_error_the_meter_queued(dmm, qdmm):
+def test_dmm_configure_discards_and_logs_errors_queued_before_it(dmm, qdmm, caplog):
     qdmm.write("VOLT:DC:BOGUS 1")
+    dmm.configure_dc_volts(10, 1)
+    assert 'discarded 1 error(s) queued before this configuration: -113,"Undefined header"' in caplog.text
+
+
+def test_dmm_configure_reports_an_error_the_meter_queued_during_it(dmm, qdmm, monkeypatch):
+    # a range the meter refuses, leaving the 1 V range it was asked for
+    monkeypatch.setattr(qdmm.range, "set", lambda range_v: qdmm.write("SENSe:VOLTage:DC:RANGe 3"))
     with pytest.raises(InstrumentError, match=r'error queue \(SYSTem:ERRor\?\) held -113,"Undefined header"'):
+        dmm.configure_dc_volts(1, 1)
+
+
+def test_adapting_reads_off_a_reply_an_interrupted_script_left_waiting(qdmm, caplog):
+    qdmm.visa_handle.write("READ?")  # asked, never read
+    dmm = adapt(qdmm)
+    assert "discarded 1 stale reply: '10'" in caplog.text
+    dmm.configure_dc_volts(10, 1)
+    assert dmm.measure_dc_volts() == 10.0
+
+
+def test_after_a_failed_exchange_the_next_command_is_answered_in_step(dmm, qdmm):
+    qdmm.visa_handle.write("READ?")  # a reply the adapter does not expect
+    with pytest.raises(InstrumentError, match=r"reading the error queue \(SYSTem:ERRor\?\) failed"):
         dmm.configure_dc_volts(10, 1)
+    dmm.configure_dc_volts(10, 1)
+    assert dmm.settings()["range_v"] == 10.0
 
 
 def test_dmm_close_leaves_the_qcodes_instrument_open(dmm, qdmm):
@@ -368,12 +451,28 @@ def test_dmm_close_leaves_the_qcodes_instrument_open(dmm, qdmm):
 def test_dmm_on_the_stock_qcodes_sim_fails_once_naming_the_missing_command(stock_dmm):
     dmm = adapt(stock_dmm)
     assert dmm.measure_dc_volts() == 10.0  # the stock file reads 10 V
-    with pytest.raises(InstrumentError, match=r"SENSe:VOLTage:DC:IMPedance:AUTO 1.*'ERROR'"):
+    with pytest.raises(InstrumentError,
+                       match=r"reading the error queue \(SYSTem:ERRor\?\) failed: .*'ERROR'"):
         dmm.configure_dc_volts(10, 1)
     assert dmm.measure_dc_volts() == 10.0  # in step again
 
 
-# -- on a rig ----------------------------------------------------------------------------------
+# -- from a station, on a rig ------------------------------------------------------------------
+def test_the_adapters_configure_instruments_a_station_holds_after_its_snapshot(qsmu, qdmm, caplog):
+    # the station's snapshot asks for parameters the simulated instruments refuse; each is
+    # an error queued, and a timeout (kept short here) since no reply comes
+    qsmu.timeout(0.02)
+    qdmm.timeout(0.02)
+    station = qcodes.Station(qsmu, qdmm)
+    smu, dmm = adapt(station.components[qsmu.name]), adapt(station.components[qdmm.name])
+    smu.configure(1e-3)
+    dmm.configure_dc_volts(10, 1)
+    assert "queued before this configuration" in caplog.text
+    smu.output(True)
+    assert smu.measure_current(0.1) == 1.5e-06 and dmm.measure_dc_volts() == 10.0
+    smu.close()
+
+
 def test_a_rig_given_the_adapters_records_them_and_switches_the_smu_off_at_close(smu, dmm, qsmu, qdmm):
     from instruments.rig import open_rig
 
@@ -383,7 +482,8 @@ def test_a_rig_given_the_adapters_records_them_and_switches_the_smu_off_at_close
     smu.output(True)
     assert rig.identities()["smu"] == SMU_IDN
     assert rig.settings()["smu"]["output_on"] is True
-    assert rig.settings()["dmm"]["function"] == "DC Voltage"
+    assert rig.settings()["dmm"]["function"] == "VOLT"
     rig.close()
     assert qsmu.output_enabled() is False
     assert qdmm.volt() == 10.0  # the station's instruments stay open
+
