@@ -164,11 +164,16 @@ def _instrument(role: str, inst, manager) -> Finding:
     except (pyvisa.errors.Error, ValueError, OSError) as exc:
         return Finding(role, False, f"cannot open {inst.address}: {_one_line(exc)}")
     try:
+        # every instrument the drivers know ends its messages with a line feed
+        resource.read_termination = resource.write_termination = "\n"
         try:
             resource.clear()
         except (pyvisa.errors.Error, NotImplementedError):
             pass  # not every interface has a device clear; a stale reply then shows as a wrong answer
         idn = resource.query("*IDN?").strip()
+        if not idn:
+            return Finding(role, False, f"{inst.address} gives an empty reply to *IDN?: nothing there answers "
+                                        f"as a {IDN_MODEL.get(inst.kind, inst.kind)}")
         want = IDN_MODEL.get(inst.kind)
         fields = [f.strip() for f in idn.split(",")]
         model = fields[1] if len(fields) > 1 else idn

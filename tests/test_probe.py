@@ -202,3 +202,46 @@ def test_a_rig_reports_every_instruments_settings_and_names_one_that_cannot_answ
     finally:
         rig.dmm = rig.psu = None
         rig.close()
+
+
+# -- SCPI instruments on pyvisa-sim --------------------------------------------------------------
+
+
+def scpi_findings(**roles):
+    from instruments.visa import sim_resource_manager
+    from instruments.wiring import Instrument
+
+    chosen = {role: None for role in ("smu", "dmm", "psu")}
+    chosen.update({role: Instrument(kind, address) for role, (kind, address) in roles.items()})
+    wiring = replace(WIRING, bus_port=None, boards={}, **chosen)
+    return [f for f in probe(wiring, system=nidaq_system(WIRING.daq_devices), resource_manager=sim_resource_manager())
+            if not f.part.startswith("daq")]
+
+
+def test_instruments_that_answer_as_their_kind_pass_with_their_identity():
+    found = scpi_findings(smu=("keithley2450", "USB0::0x05E6::0x2450::04096331::INSTR"),
+                          dmm=("keysight34465a", "USB0::0x2A8D::0x0101::MY57503317::INSTR"),
+                          psu=("keysight_e36312a", "USB0::0x2A8D::0x1102::MY59001234::INSTR"))
+    assert [(f.part, f.ok) for f in found] == [("smu", True), ("dmm", True), ("psu", True)]
+    assert "2450" in found[0].message and "04096331" in found[0].message
+
+
+def test_a_2450_in_its_tsp_command_set_is_named_with_how_to_switch():
+    (found,) = scpi_findings(smu=("keithley2450", "USB0::0x05E6::0x2450::04099999::INSTR"))
+    assert not found.ok
+    assert found.message == ("USB0::0x05E6::0x2450::04099999::INSTR is in its TSP command set; switch it to SCPI "
+                             "(MENU > System > Settings > Command Set) and power-cycle it")
+
+
+def test_another_instrument_at_the_address_is_named_with_what_it_says():
+    (found,) = scpi_findings(dmm=("keysight34465a", "USB0::0x2A8D::0x1102::MY59001234::INSTR"))
+    assert not found.ok and "not a 34465A (keysight34465a)" in found.message
+
+
+def test_an_address_nothing_answers_at_is_one_finding():
+    # pyvisa-sim opens any address and answers nothing there with an empty message
+    with pytest.warns(UserWarning, match="termination"):
+        (found,) = scpi_findings(psu=("keysight_e36312a", "USB0::0x2A8D::0x1102::NOSUCH::INSTR"))
+    assert not found.ok
+    assert found.message == ("USB0::0x2A8D::0x1102::NOSUCH::INSTR gives an empty reply to *IDN?: nothing there "
+                             "answers as a E36312A")
