@@ -69,12 +69,22 @@ IMPEDANCE = OneOf("auto", "10M")
 _OVERLOAD = 9.9e37
 # An error queue that never empties is a broken instrument: stop asking, report what came.
 _MAX_QUEUED_ERRORS = 32
-# Before a configuration the queue may hold one error per query a station's snapshot made
-# that the instrument refused (the 2450 keeps them in its event log, not a 20-entry queue).
+# Before a configuration the queue may hold one error per query of a station's snapshot
+# that the instrument refused: dozens on a 2450.
 _MAX_STALE_ERRORS = 512
 # Replies left queued by a failed exchange that a resynchronisation reads off at most.
 _MAX_STALE_REPLIES = 32
 _DRAIN_TIMEOUT_S = 0.02
+
+
+def _drivers() -> tuple[type, type]:
+    """The QCoDeS driver classes the adapters take: (Keithley2450, Keysight34465A)."""
+    try:
+        from qcodes.instrument_drivers.Keithley import Keithley2450
+        from qcodes.instrument_drivers.Keysight import Keysight34465A
+    except ImportError as exc:
+        raise ImportError(f"the QCoDeS adapters need qcodes: pip install 'twinrig[qcodes]' ({exc})") from exc
+    return Keithley2450, Keysight34465A
 
 
 def _cause(exc: BaseException) -> str:
@@ -263,10 +273,8 @@ class Keithley2450Adapter(_Adapter):
     ERROR_QUERY = ":SYST:ERR?"
 
     def __init__(self, instrument, *, voltage_protection_v: float | None = None):
-        from qcodes.instrument_drivers.Keithley import Keithley2450
-
         protection_for(voltage_protection_v)
-        super().__init__(instrument, Keithley2450)
+        super().__init__(instrument, _drivers()[0])
         if "output_enabled" not in instrument.parameters:
             raise InstrumentError(
                 f"{self.who}: not in its SCPI command set (*LANG? is not SCPI), so the QCoDeS "
@@ -508,9 +516,7 @@ class Keysight34465AAdapter(_Adapter):
     ERROR_QUERY = "SYSTem:ERRor?"  # what the driver's error() asks
 
     def __init__(self, instrument):
-        from qcodes.instrument_drivers.Keysight import Keysight34465A
-
-        super().__init__(instrument, Keysight34465A)
+        super().__init__(instrument, _drivers()[1])
 
     def configure_dc_volts(self, range_v: float | None = None, nplc: float = 1.0, *,
                            aperture_s: float | None = None, autozero: str = "ON",
@@ -631,10 +637,7 @@ def adapt(instrument, **options) -> Keithley2450Adapter | Keysight34465AAdapter:
             supported ones), or an option the adapter does not take.
         InstrumentError: as the adapter's constructor.
     """
-    from qcodes.instrument_drivers.Keithley import Keithley2450
-    from qcodes.instrument_drivers.Keysight import Keysight34465A
-
-    for driver, adapter in ((Keithley2450, Keithley2450Adapter), (Keysight34465A, Keysight34465AAdapter)):
+    for driver, adapter in zip(_drivers(), (Keithley2450Adapter, Keysight34465AAdapter)):
         if isinstance(instrument, driver):
             return adapter(instrument, **options)
     name = getattr(instrument, "name", None)
