@@ -50,7 +50,8 @@
     [instruments.smu]                       # optional, likewise dmm and psu
     kind = "keithley2450"
     address = "USB0::0x05E6::0x2450::04096331::INSTR"
-    compliance_a = 1e-3                     # any further keys are the driver's options
+    compliance_a = 1e-3                     # further keys: the driver's and the safety
+    voltage_protection_v = 2.0              # layer's options (max_v, max_step_v, ...)
 
 Reading a file checks its form (every problem one :class:`RigFileError` naming the file,
 the field and the value); :meth:`instruments.wiring.Wiring.problems` then checks that the
@@ -163,6 +164,14 @@ class SmuOptions(Strict):
 
     compliance_a: Number | None = Field(None, ge=1e-9, le=1.05)
     nplc: Number = Field(1.0, ge=0.01, le=10.0)
+    # the overvoltage protection (V); the 2450 rounds it up to its next level, 2 .. 180 V
+    voltage_protection_v: Number | None = Field(None, gt=0.0, le=210.0)
+    # the safety layer's (instruments/safe_instruments.py): the levels allowed (V), default
+    # 0 .. the node range of the network's edge boards, and the ramp per write
+    max_v: Number | None = Field(None, ge=0.0, le=210.0)
+    min_v: Number = Field(0.0, ge=-210.0, le=0.0)
+    max_step_v: Number = Field(0.05, gt=0.0, le=210.0)
+    step_delay_s: Number = Field(0.0, ge=0.0, le=10.0)
 
 
 class DmmOptions(Strict):
@@ -170,6 +179,11 @@ class DmmOptions(Strict):
 
     range_v: Literal[0.1, 1, 1.0, 10, 10.0, 100, 100.0, 1000, 1000.0] | None = None
     nplc: Number | None = Field(None, ge=0.001, le=100.0)
+    # integration as a time instead of power-line cycles (s), 20 us .. 1 s
+    aperture_s: Number | None = Field(None, ge=20e-6, le=1.0)
+    autozero: Literal["ON", "OFF", "ONCE"] = "ON"
+    # auto: 10 GOhm on the 0.1 .. 10 V ranges, the meter does not load the node it measures
+    input_impedance: Literal["auto", "10M"] = "auto"
 
 
 class PsuOptions(Strict):
@@ -179,6 +193,12 @@ class PsuOptions(Strict):
     channel: int = Field(1, ge=1, le=3)
     voltage_v: Number | None = Field(None, ge=0.0, le=25.0)
     current_limit_a: Number | None = Field(None, ge=0.0, le=5.0)
+    # the safety layer's: the highest level and current limit allowed (default voltage_v and
+    # current_limit_a, else the channel's rating) and the ramp per write
+    max_v: Number | None = Field(None, ge=0.0, le=25.0)
+    max_current_a: Number | None = Field(None, ge=0.0, le=5.0)
+    max_step_v: Number | None = Field(None, gt=0.0, le=25.0)
+    step_delay_s: Number = Field(0.0, ge=0.0, le=10.0)
 
     @model_validator(mode="after")
     def _per_channel(self):

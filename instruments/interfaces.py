@@ -141,6 +141,11 @@ class SourceMeter(Identified, Protocol):
         """Switch the output on or off (off is the safe state)."""
         ...
 
+    def set_voltage(self, voltage_v: float) -> None:
+        """Program the source level (V) without measuring; the safety layer ramps with it.
+        (A source-meter may also have ``safe_state()``: level to 0 V, then output off.)"""
+        ...
+
     def measure_current(self, voltage_v: float) -> float:
         """Source ``voltage_v`` (V), return the measured current (A)."""
         ...
@@ -183,6 +188,15 @@ class PowerSupply(Identified, Protocol):
 
     def over_current(self, channel: int) -> bool:
         """True when ``channel``'s over-current protection has tripped."""
+        ...
+
+    def clear_protection(self, channel: int) -> bool:
+        """Clear ``channel``'s tripped protection, on purpose (a tripped channel stays off
+        until then); True when it had tripped."""
+        ...
+
+    def safe_state(self) -> None:
+        """Every output off."""
         ...
 
 

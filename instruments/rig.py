@@ -119,31 +119,72 @@ class Rig:
             self.guard().shutdown()
 
 
+def _safe_instruments(wiring: Wiring, smu, psu, on_event=None) -> tuple:
+    """The source-meter and the supply behind the safety layer
+    (:mod:`instruments.safe_instruments`), from the wiring's options: the source-meter's
+    levels 0 .. the node range of the wiring's edge boards unless ``max_v`` says less, its
+    compliance the ``compliance_a`` option (default :data:`DEFAULT_SMU_COMPLIANCE_A`); the
+    supply's channel at its ``voltage_v`` and ``current_limit_a`` at most."""
+    from .safe_instruments import SafeSourceMeter, SafeSupply
+    from .wiring import NODE_MAX_V
+
+    if smu is not None and not isinstance(smu, SafeSourceMeter):
+        options = dict(wiring.smu.options) if wiring.smu is not None else {}
+        options.setdefault("compliance_a", DEFAULT_SMU_COMPLIANCE_A)
+        smu = SafeSourceMeter.from_options(smu, options, max_v=NODE_MAX_V.get(wiring.edge_kind, 1.0),
+                                           on_event=on_event)
+    if psu is not None and not isinstance(psu, SafeSupply):
+        options = dict(wiring.psu.options) if wiring.psu is not None else {}
+        psu = SafeSupply.from_options(psu, options, on_event=on_event)
+    return smu, psu
+
+
+DEFAULT_SMU_COMPLIANCE_A = 1e-3
+"""The source-meter's largest current limit (A) when the rig file gives no ``compliance_a``:
+the edge calibration's default, above what a Gen-2 edge draws at its 0.45 V node range."""
+
+
 def open_rig(wiring: Wiring | None = None, *, simulate: bool = False, resource_manager=None,
-             **bench_options) -> Rig:
+             instruments: dict | None = None, **bench_options) -> Rig:
     """Open the bench of ``wiring`` (the built-in Gen-2 bench when None, always simulated).
+
+    The source-meter and the supply are put behind the safety layer
+    (:class:`~instruments.safe_instruments.SafeSourceMeter`,
+    :class:`~instruments.safe_instruments.SafeSupply`): an output on only after its level,
+    every level within its limits and ramped, the safe state ramped down.
 
     Args:
         simulate: True to run the wiring on the simulated bench.
         resource_manager: the pyvisa resource manager the SCPI instruments are opened with
             (None: pyvisa's default; :func:`instruments.visa.sim_resource_manager` for the
             pyvisa-sim definitions).
+        instruments: role (``"smu"``, ``"dmm"``, ``"psu"``) -> an instrument already open
+            (e.g. a QCoDeS station's, through :func:`instruments.qcodes_adapters.adapt`) to
+            use instead of opening the rig file's; it goes behind the safety layer like an
+            opened one, and closing the rig closes it (an adapter leaves the station's
+            instrument open).
         bench_options: passed to :class:`~instruments.sim.bench.SimBench` (seed, device,
             errors, faults...) when simulating.
 
     Raises:
-        ValueError: the wiring is unsound (each problem named).
+        ValueError: the wiring is unsound (each problem named), an unknown role in
+            ``instruments``, or a safety option out of range.
     """
     if wiring is None:
         wiring, simulate = default_wiring("gen2"), True
+    given = dict(instruments or {})
+    unknown = sorted(set(given) - {"smu", "dmm", "psu"})
+    if unknown:
+        raise ValueError(f"instruments: unknown role {', '.join(unknown)} (roles: smu, dmm, psu)")
     limits = Limits.from_wiring(wiring)
     layout = wiring.layout()
     if simulate:
         from .sim.bench import SimBench
 
         bench = SimBench(wiring, **bench_options)
-        return Rig(wiring, SafeDaq(bench.daq, limits), bench.bus, bench.smu, bench.dmm, bench.psu,
-                   limits, layout, bench)
+        parts = {"smu": bench.smu, "dmm": bench.dmm, "psu": bench.psu, **given}
+        smu, psu = _safe_instruments(wiring, parts["smu"], parts["psu"])
+        return Rig(wiring, SafeDaq(bench.daq, limits), bench.bus, smu, parts["dmm"], psu, limits, layout, bench)
     if bench_options:
         raise ValueError(f"bench options {sorted(bench_options)} apply only to the simulated bench")
     from .daq.nidaq import NidaqDaq
@@ -160,14 +201,21 @@ def open_rig(wiring: Wiring | None = None, *, simulate: bool = False, resource_m
         insts = {}
         for role in ("smu", "dmm", "psu"):
             spec = getattr(wiring, role)
+            if role in given:
+                insts[role] = given[role]
+                opened.append(given[role])
+                continue
             if spec is None:
                 insts[role] = None
                 continue
+            from .safe_instruments import driver_options
             from .visa import open_instrument
 
-            insts[role] = open_instrument(spec.kind, spec.address, resource_manager, **spec.options)
+            insts[role] = open_instrument(spec.kind, spec.address, resource_manager,
+                                          **driver_options(role, spec.options))
             opened.append(insts[role])
+        smu, psu = _safe_instruments(wiring, insts["smu"], insts["psu"])
     except BaseException:
         SafetyGuard(daq, instruments=opened).shutdown()
         raise
-    return Rig(wiring, SafeDaq(daq, limits), bus, insts["smu"], insts["dmm"], insts["psu"], limits, layout)
+    return Rig(wiring, SafeDaq(daq, limits), bus, smu, insts["dmm"], psu, limits, layout)

@@ -80,7 +80,7 @@ def test_board_states_are_restored_and_the_smu_is_off(mosfet_rig):
     np.testing.assert_array_equal(mosfet_rig.bench.device_state(), device_before)
     with pytest.raises(Exception, match="output off"):
         mosfet_rig.smu.measure_current(0.01)
-    assert mosfet_rig.smu.source_voltage() == 0.0  # ramped down before it was switched off
+    assert mosfet_rig.bench.smu.source_voltage() == 0.0  # ramped down before it was switched off
 
 
 def test_the_old_sequence_put_a_stale_level_on_the_edge_the_new_one_starts_at_0_v_and_ramps():
@@ -112,10 +112,10 @@ def test_the_old_sequence_put_a_stale_level_on_the_edge_the_new_one_starts_at_0_
 ])
 def test_drain_voltages_beyond_the_boards_node_range_are_refused_before_the_smu_is_touched(mosfet_rig, options,
                                                                                            message):
-    mosfet_rig.smu.applied.clear()
+    mosfet_rig.bench.smu.applied.clear()
     with pytest.raises(ValueError, match=message):
         calibrate_devices(mosfet_rig, mosfet_rig.bench.probe_smu, **options)
-    assert not mosfet_rig.smu.applied
+    assert not mosfet_rig.bench.smu.applied
 
 
 def test_device_model_carries_the_fitted_parameters(mosfet_rig, mosfet_cal):

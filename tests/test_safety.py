@@ -69,6 +69,7 @@ class FakeSmu:
         self.log = log
 
     def configure(self, compliance_a, nplc=1.0): ...
+    def set_voltage(self, voltage_v): ...
     def measure_current(self, voltage_v): return 0.0
     def sweep(self, voltages_v): return voltages_v, voltages_v * 0
     def in_compliance(self): return False

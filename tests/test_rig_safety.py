@@ -1,0 +1,83 @@
+"""A rig puts every output on the bench behind the safety layer: the DAQ, the source-meter
+and the supply, opened from a rig file or handed over already open."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from hostctl.rigfile import RigFileError, loads_rig
+from instruments.rig import open_rig
+from instruments.safe_instruments import SafeSourceMeter, SafeSupply
+from instruments.safety import LimitError
+from instruments.wiring import Instrument, default_wiring
+
+RIG = open("examples/rig_gen2.toml").read()
+
+
+def test_the_simulated_benchs_source_meter_and_supply_are_behind_the_safety_layer():
+    rig = open_rig(default_wiring("gen2"), simulate=True)
+    try:
+        assert isinstance(rig.smu, SafeSourceMeter) and isinstance(rig.psu, SafeSupply)
+        assert rig.smu.max_v == 0.45  # the Gen-2 boards' node range
+        rig.smu.configure(1e-3)
+        with pytest.raises(LimitError, match="0.5"):
+            rig.smu.set_voltage(0.5)
+        rig.smu.output(True)
+        rig.smu.set_voltage(0.2)  # ramped: 0.05 V a write at most
+        steps = [volts for _, _, volts in rig.bench.smu.applied]
+        assert steps[-1] == pytest.approx(0.2)
+        assert max(abs(b - a) for a, b in zip([0.0, *steps], steps)) <= 0.05 + 1e-12
+    finally:
+        rig.close()
+    assert rig.bench.smu.source_voltage() == 0.0  # ramped down before the output went off
+
+
+def test_the_rig_files_safety_options_set_the_source_meters_limits():
+    wiring = default_wiring("gen2")
+    smu = Instrument("sim", "sim", {"compliance_a": 2e-4, "max_v": 0.3, "max_step_v": 0.01})
+    rig = open_rig(replace(wiring, smu=smu), simulate=True)
+    try:
+        assert (rig.smu.max_v, rig.smu.max_step_v, rig.smu.compliance_a) == (0.3, 0.01, 2e-4)
+        with pytest.raises(LimitError):
+            rig.smu.configure(1e-3)  # above the rig's compliance
+    finally:
+        rig.close()
+
+
+def test_an_instrument_already_open_goes_behind_the_safety_layer_too():
+    from instruments.sim.bench import SimBench
+
+    other = SimBench(default_wiring("gen2"), seed=5).smu
+    rig = open_rig(default_wiring("gen2"), simulate=True, instruments={"smu": other})
+    try:
+        assert isinstance(rig.smu, SafeSourceMeter) and rig.smu.smu is other
+    finally:
+        rig.close()
+    with pytest.raises(ValueError, match="unknown role scope"):
+        open_rig(default_wiring("gen2"), simulate=True, instruments={"scope": other})
+
+
+@pytest.mark.parametrize("line, field", [
+    ("voltage_protection_v = 500.0", "instruments.smu.voltage_protection_v"),
+    ("max_step_v = 0.0", "instruments.smu.max_step_v"),
+    ("min_v = 1.0", "instruments.smu.min_v"),
+])
+def test_bad_source_meter_safety_options_are_refused_by_name(line, field):
+    text = RIG.replace("compliance_a = 1e-3", f"compliance_a = 1e-3\n{line}", 1)
+    assert text != RIG
+    with pytest.raises(RigFileError, match=field.replace(".", r"\.")):
+        loads_rig(text, "rig.toml")
+
+
+def test_the_meters_and_supplys_new_options_are_read():
+    text = RIG
+    for role, extra in (("dmm", 'autozero = "OFF"\ninput_impedance = "10M"\naperture_s = 0.02'),
+                        ("psu", "max_v = 5.5\nmax_step_v = 0.5")):
+        head = f"[instruments.{role}]"
+        assert head in text
+        text = text.replace(head, f"{head}\n{extra}", 1)
+    wiring = loads_rig(text, "rig.toml")
+    assert wiring.dmm.options["input_impedance"] == "10M" and wiring.dmm.options["aperture_s"] == 0.02
+    assert wiring.psu.options["max_step_v"] == 0.5
