@@ -81,3 +81,22 @@ def test_the_meters_and_supplys_new_options_are_read():
     wiring = loads_rig(text, "rig.toml")
     assert wiring.dmm.options["input_impedance"] == "10M" and wiring.dmm.options["aperture_s"] == 0.02
     assert wiring.psu.options["max_step_v"] == 0.5
+
+
+def test_a_run_file_keeps_what_every_instrument_was_set_to_read_back_from_it(tmp_path):
+    from hostctl import session
+    from hostctl.experiment import builtin_experiment_text, loads_experiment
+    from hostctl.runfile import load
+
+    text = builtin_experiment_text("xor_gen2").replace("epochs = ", "epochs = 1 #", 1)
+    exp = loads_experiment(text, "<xor_gen2>")
+    rig = session.open_bench(exp, session.wiring_for(exp, None), simulate=True)
+    try:
+        rig.bench.dmm.configure_dc_volts(10.0, 10)  # set behind the driver's back: read back, not remembered
+        session.train(exp, rig, tmp_path / "run.h5")
+    finally:
+        rig.close()
+    settings = load(tmp_path / "run.h5").provenance["settings"]
+    assert {"daq", "smu", "dmm", "psu"} <= set(settings)
+    assert settings["dmm"]["range_v"] == 10.0 and settings["dmm"]["nplc"] == 10
+    assert settings["smu"]["output_on"] is False
