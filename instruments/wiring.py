@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .daq import models
+from .interfaces import DaqError
 from .sim.network import Network, gen2_lattice, square_grid
 
 TWINS = ("both", "free", "clamped")
@@ -30,6 +31,14 @@ INSTRUMENT_KINDS = {
 }
 BOARD_ADDRESSES = range(1, 248)
 _CHANNEL = re.compile(r"^(?P<device>[A-Za-z0-9_]+)/(?P<kind>ao|ai|ctr|port\d+/line)(?P<n>\d+)$")
+_KIND = {"ao": "ao", "ai": "ai", "ctr": "co", "port": "do"}
+"""The kind of channel, as :meth:`~instruments.daq.models.DaqModel.physical_channels` names
+it, of each channel prefix."""
+
+
+def _device(channel: str) -> str:
+    """The device of a physical channel: ``"PXI1Slot2/ao0"`` -> ``"PXI1Slot2"``."""
+    return channel.split("/", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -206,7 +215,12 @@ class Wiring:
             if dev not in self.daq_devices:
                 out.append(f"{what}: channel {ch} is on device {dev}, which is not in [daq.devices]")
                 return None
-            return models.MODELS.get(self.daq_devices[dev])
+            dm = models.MODELS.get(self.daq_devices[dev])
+            kind = _KIND["port" if m["kind"].startswith("port") else m["kind"]]
+            if dm is not None and ch not in dm.physical_channels(dev, kind):
+                out.append(f"{what}: channel {ch} does not exist on the {dm.name} {dev} (it has {dm.describe(kind)})")
+                return None
+            return dm
 
         for o in self.outputs:
             what = f"output {o.channel} ({o.node}, {o.twin})"
@@ -223,7 +237,7 @@ class Wiring:
                 out.append(f"{what}: max_step_v must be positive, got {o.max_step_v}")
             if dm is not None:
                 lo, hi = dm.ao_range_v
-                if dm.n_ao == 0 or o.min_v < lo or o.max_v > hi:
+                if o.min_v < lo or o.max_v > hi:
                     out.append(f"{what}: limits {o.min_v}..{o.max_v} V are outside the {dm.name}'s output range {lo}..{hi} V")
             node_max = NODE_MAX_V.get(self.edge_kind)
             if node_max is not None and (o.min_v < 0.0 or o.max_v > node_max):
@@ -239,7 +253,8 @@ class Wiring:
             if dm is not None and i.range_v not in dm.ai_ranges_v:
                 offered = ", ".join(f"{r:g}" for r in dm.ai_ranges_v) or "none"
                 out.append(f"{what}: range_v {i.range_v} V is not an input range of the {dm.name} (offers +-{offered} V)")
-        channel(self.learn_line, "learn line", ("ctr", "port"))
+        learn = channel(self.learn_line, "learn line", ("ctr", "port"))
+        out += self._device_problems()
 
         drive = {(o.node, t) for o in self.outputs for t in (("free", "clamped") if o.twin == "both" else (o.twin,))}
         count: dict[tuple[str, str], int] = {}
@@ -269,12 +284,17 @@ class Wiring:
                 out.append(f"output {o.channel}: node {o.node} is neither a source nor a target")
 
         names = {o.channel for o in self.outputs}
+        safe = {o.channel: o.safe_v for o in self.outputs}
         for c in self.cross_limits:
             for ch in (c.a, c.b):
                 if ch not in names:
                     out.append(f"cross limit {c.a} - {c.b}: {ch} is not an output channel")
             if not c.max_diff_v > 0:
                 out.append(f"cross limit {c.a} - {c.b}: max_diff_v must be positive, got {c.max_diff_v}")
+            elif c.a in safe and c.b in safe and not abs(safe[c.a] - safe[c.b]) <= c.max_diff_v:
+                out.append(f"cross limit {c.a} - {c.b}: the safe values {safe[c.a]:g} V and {safe[c.b]:g} V differ "
+                           f"by {abs(safe[c.a] - safe[c.b]):g} V, more than max_diff_v {c.max_diff_v:g} V (the open, "
+                           f"the safe state and a watchdog expiry write them)")
 
         edges_of: dict[int, list[int]] = {}
         for addr, edge in self.boards.items():
@@ -299,29 +319,131 @@ class Wiring:
         if not t.sample_rate_hz > 0:
             out.append(f"timing.sample_rate_hz must be positive, got {t.sample_rate_hz}")
         else:
-            for dev, name in self.daq_devices.items():
-                dm = models.MODELS.get(name)
-                n_ai = sum(1 for i in self.inputs if i.channel.startswith(dev + "/"))
-                if dm is not None and n_ai and t.sample_rate_hz * n_ai > dm.ai_rate_hz:
-                    out.append(
-                        f"timing.sample_rate_hz {t.sample_rate_hz:g} Hz x {n_ai} inputs exceeds the "
-                        f"{dm.name}'s {dm.ai_rate_hz:g} S/s on {dev}"
-                    )
+            out += self._rate_problems()
         if not t.n_average >= 1:
             out.append(f"timing.n_average must be at least 1, got {t.n_average}")
         if not 0 < t.pulse_s <= 1.0:
             out.append(f"timing.pulse_s must be in (0, 1] s, got {t.pulse_s}")
+        elif learn is not None and "/ctr" in self.learn_line and t.pulse_s < learn.co_min_pulse_s:
+            out.append(f"timing.pulse_s {t.pulse_s:g} s is shorter than the {learn.name}'s shortest counter "
+                       f"pulse {learn.co_min_pulse_s:g} s (two ticks of its {learn.counter_timebase_hz:g} Hz timebase)")
         if not t.watchdog_s > 0:
             out.append(f"timing.watchdog_s must be positive, got {t.watchdog_s}")
-        elif t.sample_rate_hz > 0 and t.n_average >= 1:
-            step_s = 2 * t.settle_s + t.n_average / t.sample_rate_hz + t.pulse_s
-            if step_s > t.watchdog_s / 2:
-                out.append(f"timing: one step takes {step_s:.4g} s (settle twice, {t.n_average} samples at "
-                           f"{t.sample_rate_hz:g} Hz, the pulse), more than half the watchdog's {t.watchdog_s:g} s")
+        else:
+            for dev, covers in self.hardware_watchdog().items():
+                dm = models.MODELS[self.daq_devices[dev]]
+                if covers is not None and not t.watchdog_s <= dm.watchdog_max_s:
+                    out.append(f"timing.watchdog_s {t.watchdog_s:g} s exceeds the {dm.name}'s longest watchdog "
+                               f"timeout {dm.watchdog_max_s:.4g} s on {dev}")
+            if t.sample_rate_hz > 0 and t.n_average >= 1:
+                step_s = 2 * t.settle_s + t.n_average / t.sample_rate_hz + t.pulse_s
+                if step_s > t.watchdog_s / 2:
+                    out.append(f"timing: one step takes {step_s:.4g} s (settle twice, {t.n_average} samples at "
+                               f"{t.sample_rate_hz:g} Hz, the pulse), more than half the watchdog's "
+                               f"{t.watchdog_s:g} s")
         for role, inst in (("smu", self.smu), ("dmm", self.dmm), ("psu", self.psu)):
             if inst is not None and inst.kind not in INSTRUMENT_KINDS[role]:
                 out.append(f"{role}: kind must be one of {', '.join(INSTRUMENT_KINDS[role])}, got {inst.kind!r}")
         return out
+
+    def _device_problems(self) -> list[str]:
+        """More channels of a kind than a device has (each extra channel is named too), and
+        outputs spread over several devices."""
+        out = []
+        ao_devices = list(dict.fromkeys(_device(o.channel) for o in self.outputs
+                                        if _device(o.channel) in self.daq_devices))
+        if len(ao_devices) > 1:
+            out.append(f"outputs: on devices {', '.join(ao_devices)}; the outputs are one task, and NI-DAQmx cannot "
+                       f"time a task across devices on demand (error -201444), so put every output on one device")
+        for dev, name in self.daq_devices.items():
+            dm = models.MODELS.get(name)
+            if dm is None:
+                continue
+            n_ao = sum(1 for o in self.outputs if _device(o.channel) == dev)
+            n_ai = sum(1 for i in self.inputs if _device(i.channel) == dev)
+            if n_ao > dm.n_ao:
+                out.append(f"daq device {dev}: the wiring uses {n_ao} analog outputs, the {dm.name} has {dm.n_ao}")
+            if n_ai > dm.n_ai:
+                out.append(f"daq device {dev}: the wiring uses {n_ai} analog inputs, the {dm.name} has {dm.n_ai} "
+                           f"(single-ended)")
+        return out
+
+    def _rate_problems(self) -> list[str]:
+        """The shared sample clock against every device's input and output rates."""
+        out = []
+        rate = self.timing.sample_rate_hz
+        for dev, name in self.daq_devices.items():
+            dm = models.MODELS.get(name)
+            if dm is None:
+                continue
+            n_ai = sum(1 for i in self.inputs if _device(i.channel) == dev)
+            if n_ai and dm.n_ai and rate > dm.ai_max_rate_hz(n_ai):
+                if n_ai == 1:
+                    out.append(f"timing.sample_rate_hz {rate:g} Hz x 1 input exceeds the {dm.name}'s "
+                               f"{dm.ai_single_rate_hz:g} S/s single-channel input rate on {dev}")
+                else:
+                    out.append(f"timing.sample_rate_hz {rate:g} Hz x {n_ai} inputs exceeds the {dm.name}'s "
+                               f"{dm.ai_rate_hz:g} S/s aggregate input rate on {dev} ({rate * n_ai:g} S/s asked; "
+                               f"{dm.ai_single_rate_hz:g} S/s is for one input alone)")
+            if dm.n_ao and any(_device(o.channel) == dev for o in self.outputs) and rate > dm.ao_rate_hz:
+                out.append(f"timing.sample_rate_hz {rate:g} Hz exceeds the {dm.name}'s {dm.ao_rate_hz:g} S/s "
+                           f"output update rate on {dev}")
+        return out
+
+    # -- the watchdog ----------------------------------------------------------------------------
+    def guarded_outputs(self) -> dict[str, tuple[str, ...]]:
+        """Device -> the kinds of output this wiring has on it that must go safe when the host
+        stops: ``"ao"`` (analog outputs) and ``"do"`` (a digital learn line, which keeps its
+        level). A counter learn line is left out: its pulse is finite and ends low in
+        hardware. Devices with neither map to ``()``."""
+        kinds: dict[str, tuple[str, ...]] = {}
+        for dev in self.daq_devices:
+            has = []
+            if any(_device(o.channel) == dev for o in self.outputs):
+                has.append("ao")
+            if "/port" in self.learn_line and _device(self.learn_line) == dev:
+                has.append("do")
+            kinds[dev] = tuple(has)
+        return kinds
+
+    def hardware_watchdog(self) -> dict[str, str | None]:
+        """Device -> what its hardware watchdog guards in this wiring: ``"ao"``, ``"do"``,
+        ``"ao+do"``, or None when nothing (no output there, or a watchdog that does not cover
+        it: the X Series one takes no analog output states). What a device's watchdog covers
+        is in its :class:`~instruments.daq.models.DaqModel`; an unknown model covers nothing."""
+        out: dict[str, str | None] = {}
+        for dev, kinds in self.guarded_outputs().items():
+            dm = models.MODELS.get(self.daq_devices[dev])
+            covered = [k for k in kinds if dm is not None and k in dm.watchdog_covers]
+            out[dev] = "+".join(covered) or None
+        return out
+
+    def host_guarded(self) -> dict[str, tuple[str, ...]]:
+        """Device -> the kinds of output on it that no hardware watchdog guards, so only the
+        host's safety layer drives them safe; only devices with such outputs are listed."""
+        covered = self.hardware_watchdog()
+        out = {}
+        for dev, kinds in self.guarded_outputs().items():
+            left = tuple(k for k in kinds if k not in (covered[dev] or "").split("+"))
+            if left:
+                out[dev] = left
+        return out
+
+    def host_guarded_summary(self) -> str | None:
+        """What only the host guards, one phrase for a log or a run file, e.g. ``"the analog
+        outputs of Dev1 (USB-6343)"``; None when a hardware watchdog guards every output."""
+        words = {"ao": "analog outputs", "do": "digital learn line"}
+        parts = [f"the {' and '.join(words[k] for k in kinds)} of {dev} ({self.daq_devices[dev]})"
+                 for dev, kinds in self.host_guarded().items()]
+        return "; ".join(parts) or None
+
+    def ao_write_s(self) -> float:
+        """The time of one software-timed write of every output (s): the slowest output
+        device's :attr:`~instruments.daq.models.DaqModel.ao_write_s` (an estimate: about 1 ms
+        over USB, 10 us on PCIe and PXIe), 1 ms for a model the table does not know."""
+        times = [getattr(models.MODELS.get(self.daq_devices.get(_device(o.channel))), "ao_write_s",
+                         models.USB_WRITE_S) for o in self.outputs]
+        return max(times, default=models.USB_WRITE_S)
 
     # -- derived -------------------------------------------------------------------------------
     @property
@@ -362,6 +484,37 @@ class Wiring:
         """(addresses, edges): the boards in address order and the edge each one carries."""
         addrs = np.array(sorted(self.boards), np.int64)
         return addrs, np.array([self.boards[a] for a in addrs], np.int64)
+
+
+# -- the way to the safe state --------------------------------------------------------------
+
+
+def safe_path(limits, held_v: np.ndarray) -> np.ndarray:
+    """The writes (M, N) that take outputs holding ``held_v`` (V) to their safe values, each
+    within every limit of ``limits`` (an :class:`instruments.safety.Limits`): its
+    :meth:`~instruments.safety.Limits.ramp`, a straight line, pulled inside the per-channel
+    limits where ``held_v`` lies outside them; the last row is the safe values exactly. Both
+    DAQs (the NI driver and the simulated one) open and go safe along it.
+
+    Raises:
+        DaqError: naming the write and the channel when a step would break a limit (the
+            outputs hold a value farther outside their limits than one ramp step), or when
+            the ramp would take more writes than the safety layer allows.
+    """
+    held_v = np.asarray(held_v, dtype=np.float64)
+    try:
+        path = np.clip(limits.ramp(held_v, limits.safe_v), limits.min_v, limits.max_v)
+    except ValueError as e:  # the safety layer's LimitError: a ramp of too many writes
+        raise DaqError(f"no ramp to the safe values: {e}") from None
+    path[-1] = limits.safe_v
+    prev = held_v
+    for k, row in enumerate(path):
+        problem = limits.violation(row, prev)
+        if problem is not None:
+            raise DaqError(f"no ramp to the safe values from {np.array2string(held_v, precision=4)} V: "
+                           f"write {k + 1} of {len(path)}: {problem}")
+        prev = row
+    return path
 
 
 # -- built-in benches ----------------------------------------------------------------------

@@ -250,7 +250,7 @@ def test_write_and_read_returns_the_mean_of_the_samples_after_settling(fake, daq
 
 @settings(max_examples=30, deadline=None)
 @given(
-    rate_hz=st.sampled_from([1e3, 10e3, 25e3, 100e3, 250e3, 1e6]),
+    rate_hz=st.sampled_from([1e3, 10e3, 25e3, 100e3, 250e3, 500e3]),
     settle_s=st.floats(1e-6, 10e-3),
     n_samples=st.integers(1, 300),
     seed=st.integers(0, 2**32 - 1),
@@ -334,13 +334,14 @@ def test_a_batch_of_one_row_is_write_and_read(fake, daq):
 @settings(max_examples=30, deadline=None)
 @given(
     n_rows=st.integers(1, 20),
-    rate_hz=st.sampled_from([1e3, 10e3, 25e3, 100e3, 250e3, 1e6]),
+    rate_hz=st.sampled_from([1e3, 10e3, 25e3, 100e3, 250e3, 500e3]),
     settle_s=st.floats(1e-6, 10e-3),
     n_samples=st.integers(1, 100),
     seed=st.integers(0, 2**32 - 1),
 )
 def test_each_rows_mean_excludes_exactly_its_settling_samples(n_rows, rate_hz, settle_s, n_samples, seed):
-    wiring = dataclasses.replace(WIRING, timing=dataclasses.replace(TIMING, sample_rate_hz=rate_hz))
+    # 20 rows of 110 periods at 1 kHz take 2.2 s: a watchdog of 30 s (the X Series allow 34 s) outlasts them
+    wiring = dataclasses.replace(WIRING, timing=dataclasses.replace(TIMING, sample_rate_hz=rate_hz, watchdog_s=30.0))
     n_settle = periods(settle_s, rate_hz)
     tails = np.random.default_rng(seed).uniform(-1, 1, (N_AI, n_rows, n_samples))
     acquired = np.concatenate([np.full((N_AI, n_rows, n_settle), 50.0), tails], axis=2).reshape(N_AI, -1)

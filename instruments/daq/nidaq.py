@@ -10,7 +10,9 @@ and counters in PXI1Slot3), DAQmx routes that trigger over the PXI trigger bus i
 batch evaluation is one such operation too: the waveform holds each row in turn for its
 settle and sampling periods, and one acquisition of the same length is cut into rows.
 
-The tasks are made once, at open:
+The wiring is checked first (:meth:`~instruments.wiring.Wiring.problems`: channels the
+devices have, ranges, rates, the watchdog's maximum, safe values inside every limit); an
+unsound one is refused before anything is opened. The tasks are made once, at open:
 
 - AO: one voltage channel per wiring output with min/max = the output's safety limits, so
   DAQmx too refuses a value outside them (the third check, after the safety layer's and
@@ -22,11 +24,21 @@ The tasks are made once, at open:
 - learn: on a counter (``Dev/ctr0``, its default output terminal is the learn line), one
   finite pulse high for the pulse width after an initial delay of the settle time; on a
   digital line (``Dev/port0/line0``), a hardware-timed low-high-low waveform, or, on a
-  device whose digital lines take no start trigger, software-timed high/low writes.
-- watchdog: one :class:`~nidaqmx.system.WatchdogTask` per output device, expiring to
-  every output's safe value when no hardware operation has reset it for
-  ``timing.watchdog_s``. It is started before the other tasks exist because some devices
-  refuse to reserve a watchdog while other tasks hold the device.
+  line that takes no start trigger, software-timed high/low writes. Whatever ends a pulse
+  (an error, a KeyboardInterrupt), the line is driven low before the exception leaves.
+- watchdog: one :class:`~nidaqmx.system.WatchdogTask` per device whose hardware watchdog
+  covers an output of the wiring (:meth:`~instruments.wiring.Wiring.hardware_watchdog`): on
+  an AO Series device (PXIe-6738) the analog outputs expire to their safe values; on any
+  device whose watchdog covers digital lines, a digital learn line expires low. The X Series
+  watchdog covers digital and PFI lines only, so analog outputs on a USB-6343 or a PCIe-6363
+  get no expiration states; the host's safety layer alone drives them safe, and the open
+  says so in a warning (:attr:`NidaqDaq.hardware_watchdog` tells which device is which). A
+  watchdog is started before the other tasks exist because some devices refuse to reserve
+  a watchdog while other tasks hold the device.
+- the safe state: from what the outputs hold at open (``held_v``; their power-up value when
+  not known) the outputs ramp to their safe values in writes each within every output's
+  ``max_step_v``; :meth:`NidaqDaq.safe_state` and :meth:`NidaqDaq.close` ramp the same way
+  from the last values written.
 
 A task is reconfigured and committed only when a call needs a different configuration
 (another sample count or trigger) than the one it last ran with: a committed task starts
@@ -34,81 +46,73 @@ without DAQmx's verify/reserve/commit pass, which otherwise costs more than a st
 time. The sample buffers are likewise reused: each is a view of one store that grows only
 when a call needs more samples than any before it.
 
-Checked against the installed nidaqmx package and a fake autospecced from it
-(``tests/fake_nidaqmx.py``), not yet on the bench: the cross-slot trigger routing, the
-watchdog's AO expiration states on a PXIe-6738, the two-sample minimum of a finite read,
-DAQmx's own refusal of an AO value outside min/max, and the commit-once speed-up.
+Checked against the installed nidaqmx package and a stateful fake autospecced from it
+(``tests/fake_nidaqmx.py``: timing types, buffers, the task state machine, the watchdog's
+expiry, the devices' channel lists and limits), not yet on the bench: the cross-slot trigger
+routing, the watchdog's AO expiration states on a PXIe-6738, the two-sample minimum of a
+finite read, DAQmx's own refusal of an AO value outside min/max, and the commit-once speed-up.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import time
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
-import nidaqmx.errors
 import numpy as np
 from nidaqmx import Task
 from nidaqmx.constants import (
     AcquisitionType,
-    Edge,
     Level,
-    LineGrouping,
     SampleTimingType,
-    TaskMode,
     TerminalConfiguration,
     TriggerUsage,
     WatchdogAOExpirState,
 )
-from nidaqmx.error_codes import DAQmxErrors
 from nidaqmx.stream_readers import AnalogMultiChannelReader
 from nidaqmx.stream_writers import AnalogMultiChannelWriter
-from nidaqmx.system import AOExpirationState, System, WatchdogTask
+from nidaqmx.system import AOExpirationState, DOExpirationState, System, WatchdogTask
 
-from ..interfaces import DaqError, DaqTimeout
-from ..wiring import Timing, Wiring
+from ..interfaces import DaqError
+from ..safety import Limits
+from ..wiring import Timing, Wiring, safe_path
+from . import models
+from .nidaq_lines import (
+    TIMEOUT_MARGIN_S,
+    Configured,
+    CounterLine,
+    DigitalLine,
+    Samples,
+    clock_periods,
+    count,
+    device_of,
+    hold,
+    positive_s,
+    quietly,
+    running,
+    start_on,
+    translated,
+)
+
+__all__ = ["NidaqDaq", "TIMEOUT_MARGIN_S", "clock_periods"]
 
 log = logging.getLogger(__name__)
 
-TIMEOUT_MARGIN_S = 1.0
-"""Added to every hardware-timed operation's own duration for its timeout (s): covers task
-start latency and the transfer of the last samples to the host. Also the timeout of a
-static write."""
-
 _REFUSALS_LISTED = 5
 """Out-of-limit values named in a refusal; a batch may hold thousands."""
-
-_TIMEOUT_CODES = frozenset(
-    e.value
-    for e in (
-        DAQmxErrors.SAMPLES_NOT_YET_AVAILABLE,  # -200284: a read timed out
-        DAQmxErrors.WAIT_UNTIL_DONE_DOES_NOT_INDICATE_DONE,
-        DAQmxErrors.SAMPLES_CAN_NOT_YET_BE_WRITTEN,
-        DAQmxErrors.OPERATION_TIMED_OUT,
-    )
-)
-
-
-def clock_periods(duration_s: float, rate_hz: float) -> int:
-    """Sample-clock periods that cover ``duration_s`` (s) at ``rate_hz`` (Hz), at least one.
-
-    The outputs change on the first sample clock edge, the same edge that takes the first
-    input sample, so even the shortest settle discards one sample. A shortfall under a
-    millionth of a period counts as none: float products such as 1e-3 s x 100e3 Hz are not
-    exact, and that one must give 100 periods, not 101.
-    """
-    return max(1, math.ceil(duration_s * rate_hz - 1e-6))
 
 
 class NidaqDaq:
     """A :class:`~instruments.interfaces.BoundaryDaq` on NI-DAQmx hardware.
 
-    ``NidaqDaq(wiring)`` (or ``NidaqDaq.open(wiring)``) checks that every device of
-    ``wiring.daq_devices`` is present and is the model the wiring names, starts the
-    watchdogs, makes the tasks and drives every output to its safe value. ``system`` is the
-    DAQmx system the devices are looked up in (default: the local one).
+    ``NidaqDaq(wiring)`` (or ``NidaqDaq.open(wiring)``) checks the wiring (DaqError listing
+    its problems, nothing opened), checks that every device of ``wiring.daq_devices`` is
+    present and is the model the wiring names, starts the watchdogs, makes the tasks and
+    ramps every output to its safe value. ``system`` is the DAQmx system the devices are
+    looked up in (default: the local one). ``held_v`` is what the outputs hold now (V, one
+    value per output, in ``ao_channels`` order) when known; None takes each device's
+    power-up value (:attr:`~instruments.daq.models.DaqModel.ao_power_up_v`, 0 V on NI
+    analog outputs).
 
     Every value array is float64 in volts, in ``ao_channels`` / ``ai_channels`` order.
     Failures raise :class:`~instruments.interfaces.DaqError` (a timeout:
@@ -117,53 +121,62 @@ class NidaqDaq:
     status code) follows.
     """
 
-    def __init__(self, wiring: Wiring, *, system: System | None = None):
+    def __init__(self, wiring: Wiring, *, system: System | None = None, held_v: np.ndarray | None = None):
         if not wiring.outputs or not wiring.inputs:
             raise DaqError(f"wiring {wiring.name}: the DAQ needs at least one output and one input")
+        problems = wiring.problems()
+        if problems:
+            raise DaqError(f"wiring {wiring.name} is unsound, nothing opened: " + "; ".join(problems))
         self.ao_channels: tuple[str, ...] = wiring.ao_channels
         self.ai_channels: tuple[str, ...] = wiring.ai_channels
         self._wiring = wiring
         self._timing: Timing = wiring.timing
         self._rate_hz = float(wiring.timing.sample_rate_hz)
-        self._min_v = np.array([o.min_v for o in wiring.outputs], np.float64)
-        self._max_v = np.array([o.max_v for o in wiring.outputs], np.float64)
-        self._safe_v = np.array([o.safe_v for o in wiring.outputs], np.float64)
-        self._ao_start = f"/{_device(self.ao_channels[0])}/ao/StartTrigger"
+        self._models = {dev: models.model(name) for dev, name in wiring.daq_devices.items()}
+        self._limits = Limits.from_wiring(wiring)
+        self._min_v, self._max_v, self._safe_v = self._limits.min_v, self._limits.max_v, self._limits.safe_v
+        self._held_v = self._initially_held(held_v)
+        opening_path = safe_path(self._limits, self._held_v)
+        self._ao_start = f"/{device_of(self.ao_channels[0])}/ao/StartTrigger"
         self._system = System.local() if system is None else system
         self._closed = False
-        self._watchdogs: list[WatchdogTask] = []
+        self._watchdogs: dict[str, WatchdogTask] = {}
         self._tasks: list[Task] = []
-        self._ao_samples = _Samples(len(self.ao_channels))
-        self._ai_samples = _Samples(len(self.ai_channels))
+        self._ao_samples = Samples(len(self.ao_channels))
+        self._ai_samples = Samples(len(self.ai_channels))
         self._ao_buf = self._ao_samples.shaped(0)
         self._ai_buf = self._ai_samples.shaped(0)
         try:
             self._check_devices()
             self._start_watchdogs()
             self._ao = self._new_task("ao")
+            self._ao_chans = []
             for o in wiring.outputs:
-                with _translated(f"open: adding output {o.channel}"):
-                    self._ao.ao_channels.add_ao_voltage_chan(o.channel, min_val=o.min_v, max_val=o.max_v)
+                with translated(f"open: adding output {o.channel}"):
+                    self._ao_chans.append(
+                        self._ao.ao_channels.add_ao_voltage_chan(o.channel, min_val=o.min_v, max_val=o.max_v))
             self._ai = self._new_task("ai")
+            self._ai_chans = []
             for i in wiring.inputs:
-                with _translated(f"open: adding input {i.channel}"):
-                    self._ai.ai_channels.add_ai_voltage_chan(
+                with translated(f"open: adding input {i.channel}"):
+                    self._ai_chans.append(self._ai.ai_channels.add_ai_voltage_chan(
                         i.channel, terminal_config=TerminalConfiguration.RSE, min_val=-i.range_v, max_val=i.range_v
-                    )
+                    ))
             self._learn = self._learn_line(self._new_task("learn"))
             self._ao_writer = AnalogMultiChannelWriter(self._ao.out_stream)
             self._ai_reader = AnalogMultiChannelReader(self._ai.in_stream)
-            self._ao_config = _Configured(self._ao)
-            self._ai_config = _Configured(self._ai)
-            self.safe_state()
+            self._ao_config = Configured(self._ao)
+            self._ai_config = Configured(self._ai)
+            self._warn_host_guarded()
+            self._safe_state(opening_path, "open")
         except BaseException:
             self._release()
             raise
 
     @classmethod
-    def open(cls, wiring: Wiring, *, system: System | None = None) -> NidaqDaq:
+    def open(cls, wiring: Wiring, *, system: System | None = None, held_v: np.ndarray | None = None) -> NidaqDaq:
         """The DAQ of ``wiring``, open, its outputs at their safe values (see the class)."""
-        return cls(wiring, system=system)
+        return cls(wiring, system=system, held_v=held_v)
 
     def __enter__(self) -> NidaqDaq:
         return self
@@ -171,40 +184,62 @@ class NidaqDaq:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    # -- what guards the outputs ------------------------------------------------------------------
+    @property
+    def hardware_watchdog(self) -> dict[str, str | None]:
+        """Device -> what its hardware watchdog guards: ``"ao"`` (the analog outputs expire to
+        their safe values), ``"do"`` (a digital learn line expires low), ``"ao+do"``, or None
+        (no watchdog task on that device: it has no output, or its watchdog covers none of
+        them; the host's safety layer alone drives those safe), e.g. ``{"PXI1Slot2": "ao",
+        "PXI1Slot3": None}``."""
+        return self._wiring.hardware_watchdog()
+
+    def worst_case_safe_s(self) -> float:
+        """The longest time (s) the ramp to the safe values takes from anywhere inside the
+        limits: :meth:`~instruments.safety.Limits.safe_ramp_writes` writes at the slowest
+        output device's software-timed write
+        (:attr:`~instruments.daq.models.DaqModel.ao_write_s`, an estimate: about 1 ms over
+        USB, 10 us on PCIe and PXIe)."""
+        return self._limits.safe_ramp_writes() * self._wiring.ao_write_s()
+
     # -- BoundaryDaq -----------------------------------------------------------------------
     def write(self, values_v: np.ndarray) -> None:
         """Set every output (V) now, software-timed; shape ``(len(ao_channels),)``."""
         with self._operation("write"):
             values_v = self._checked(values_v)
             self._kick()
+            self._held_v = values_v.copy()
             self._write_static(values_v)
 
     def read(self, n_samples: int = 1) -> np.ndarray:
         """Mean of ``n_samples`` samples per input (V) at ``timing.sample_rate_hz``."""
         with self._operation("read"):
-            n_samples = _count("n_samples", n_samples)
+            n_samples = count("n_samples", n_samples)
             # Some devices refuse a finite acquisition of a single sample; the extra one is dropped.
             n = max(2, n_samples)
             timeout_s = self._duration_s("read", n) + TIMEOUT_MARGIN_S
             self._clock_ai(n, None)
             self._kick()
-            with _running(self._ai):
+            with running(self._ai):
                 self._ai.start()
                 self._ai_reader.read_many_sample(self._ai_buf, number_of_samples_per_channel=n, timeout=timeout_s)
             return self._ai_buf[:, :n_samples].mean(axis=1)
 
     def pulse(self, width_s: float) -> None:
-        """One high pulse of ``width_s`` (s) on the learn line, now."""
+        """One high pulse of ``width_s`` (s) on the learn line, now. Refused before anything
+        is armed when the counter cannot time it or the watchdog would expire during it; the
+        line is low again however the pulse ends."""
         with self._operation("pulse"):
-            _positive_s("width_s", width_s)
+            duration_s = self._checked_pulse("pulse", 0.0, width_s)
             self._kick()
-            if not self._learn.hardware_timed:
-                self._learn.fire(width_s)
-                return
-            learn = self._learn.task
-            with _running(learn):
-                duration_s = self._learn.arm(0.0, width_s, None)
-                learn.wait_until_done(timeout=duration_s + TIMEOUT_MARGIN_S)
+            with self._learn_guarded():
+                if not self._learn.hardware_timed:
+                    self._learn.fire(width_s)
+                    return
+                learn = self._learn.task
+                with running(learn):
+                    self._learn.arm(0.0, width_s, None)
+                    learn.wait_until_done(timeout=duration_s + TIMEOUT_MARGIN_S)
 
     def write_and_read(self, values_v: np.ndarray, settle_s: float, n_samples: int) -> np.ndarray:
         """Write every output (V), and from the same start trigger sample every input for
@@ -226,8 +261,8 @@ class NidaqDaq:
     def _acquire(self, what: str, rows: np.ndarray, settle_s: float, n_samples: int) -> np.ndarray:
         """One hardware-timed operation: the outputs step through ``rows`` (B, n_ao), each
         held for the settle and the samples; the inputs' per-row means after settling (B, n_ai)."""
-        n_settle = clock_periods(_positive_s("settle_s", settle_s), self._rate_hz)
-        n_row = n_settle + _count("n_samples", n_samples)
+        n_settle = clock_periods(positive_s("settle_s", settle_s), self._rate_hz)
+        n_row = n_settle + count("n_samples", n_samples)
         n_batch = rows.shape[0]
         n = n_batch * n_row
         timeout_s = self._duration_s(what, n) + TIMEOUT_MARGIN_S
@@ -235,8 +270,9 @@ class NidaqDaq:
         self._clock_ai(n, self._ao_start)
         self._ao_buf.reshape(len(self.ao_channels), n_batch, n_row)[:] = rows.T[:, :, None]
         self._kick()
+        self._held_v = rows[-1].copy()  # before the write: a failed operation may have written
         self._ao_writer.write_many_sample(self._ao_buf, timeout=timeout_s)
-        with _running(self._ai, self._ao):
+        with running(self._ai, self._ao):
             self._ai.start()
             self._ao.start()
             self._ai_reader.read_many_sample(self._ai_buf, number_of_samples_per_channel=n, timeout=timeout_s)
@@ -247,60 +283,124 @@ class NidaqDaq:
     def write_and_pulse(self, values_v: np.ndarray, settle_s: float, width_s: float) -> None:
         """Write every output (V) and, ``settle_s`` (s) after the outputs change, pulse the
         learn line high for ``width_s`` (s). On a digital learn line without hardware timing
-        the settle and the pulse are timed by the host (at least as long as asked)."""
+        the settle and the pulse are timed by the host (at least as long as asked). The
+        pulse is checked as :meth:`pulse` checks it; the line is low however it ends."""
         with self._operation("write_and_pulse"):
             values_v = self._checked(values_v)
-            _positive_s("settle_s", settle_s)
-            _positive_s("width_s", width_s)
+            positive_s("settle_s", settle_s)
+            pulse_s = self._checked_pulse("write_and_pulse", settle_s, width_s)
             if not self._learn.hardware_timed:
                 self._kick()
+                self._held_v = values_v.copy()
                 self._write_static(values_v)
-                _hold(settle_s)
-                self._learn.fire(width_s)
+                hold(settle_s)
+                with self._learn_guarded():
+                    self._learn.fire(width_s)
                 return
             n = clock_periods(settle_s, self._rate_hz) + clock_periods(width_s, self._rate_hz)
-            timeout_s = self._duration_s("write_and_pulse", n) + width_s + TIMEOUT_MARGIN_S
+            timeout_s = max(self._duration_s("write_and_pulse", n), pulse_s) + TIMEOUT_MARGIN_S
             self._clock_ao(n)
             self._ao_buf[:] = values_v[:, None]
             self._kick()
+            self._held_v = values_v.copy()
             self._ao_writer.write_many_sample(self._ao_buf, timeout=timeout_s)
             learn = self._learn.task
-            with _running(learn, self._ao):
+            with self._learn_guarded(), running(learn, self._ao):
                 self._learn.arm(settle_s, width_s, self._ao_start)
                 self._ao.start()
                 self._ao.wait_until_done(timeout=timeout_s)
                 learn.wait_until_done(timeout=timeout_s)
 
     def safe_state(self) -> None:
-        """Stop whatever runs, write every output's ``safe_v`` and idle the learn line low.
+        """Stop whatever runs, ramp every output from the values last written to its
+        ``safe_v`` (each write within every limit) and idle the learn line low.
 
-        Every step is tried even when an earlier one fails (each failure is logged); only a
-        failure to write the safe values raises, after the other steps. On a closed DAQ this
-        only logs: closing already left the outputs safe.
+        Every step is tried even when an earlier one fails (each failure is logged); a ramp
+        write that fails is followed by one write of the safe values; only a failure to
+        write the safe values raises, after the other steps. On a closed DAQ this only logs:
+        closing already left the outputs safe.
         """
         if self._closed:
             log.info("safe_state: the DAQ of %s is closed", self._wiring.name)
             return
-        _quietly("safe state: resetting the watchdog", self._kick)
-        _quietly("safe state: stopping the output task", self._ao.stop)
-        written = _quietly("safe state: writing the safe values", lambda: self._write_static(self._safe_v))
-        _quietly("safe state: idling the learn line", self._learn.idle)
-        _quietly("safe state: stopping the input task", self._ai.stop)
+        try:
+            path = safe_path(self._limits, self._held_v)
+        except DaqError as e:
+            log.warning("safe state: %s; going there in one write", e)
+            path = self._safe_v[None, :]
+        self._safe_state(path, "safe state")
+
+    def _safe_state(self, path: np.ndarray, what: str) -> None:
+        quietly(f"{what}: resetting the watchdog", self._kick)
+        quietly(f"{what}: stopping the output task", self._ao.stop)
+        written = self._ramp(path, what)
+        quietly(f"{what}: idling the learn line", self._learn.idle)
+        quietly(f"{what}: stopping the input task", self._ai.stop)
         if not written:
+            guard = ("the watchdog drives them there after {:g} s".format(self._timing.watchdog_s)
+                     if all(self.hardware_watchdog.get(device_of(ch)) for ch in self.ao_channels)
+                     else "no hardware watchdog guards them all")
             raise DaqError(
-                f"safe state: could not write the safe values to {', '.join(self.ao_channels)} "
-                f"(see the log); the watchdog drives them there after {self._timing.watchdog_s:g} s"
+                f"{what}: could not write the safe values to {', '.join(self.ao_channels)} (see the log); {guard}"
             )
+
+    def _ramp(self, path: np.ndarray, what: str) -> bool:
+        """Write the rows of ``path``, the watchdog reset before each; after a failed write,
+        one write of the safe values. True when the safe values were written."""
+        for k, row in enumerate(path):
+            if k:
+                quietly(f"{what}: resetting the watchdog", self._kick)
+            if not quietly(f"{what}: writing {'the safe values' if k == len(path) - 1 else f'ramp step {k + 1}'}",
+                           lambda row=row: self._write_static(row)):
+                if k == len(path) - 1:
+                    return False
+                log.warning("%s: the ramp to the safe values stopped at step %d of %d; going there in one write",
+                            what, k + 1, len(path))
+                return quietly(f"{what}: writing the safe values", lambda: self._write_static(self._safe_v))
+            self._held_v = row.copy()
+        return True
 
     def identity(self) -> str:
         """Every device's product type and serial number, e.g.
         ``"PXI1Slot2: NI PXIe-6738 SN 01F2A3B4; PXI1Slot3: NI PXIe-6363 SN 01E0C0DE"``."""
-        with _translated("identity"):
+        with translated("identity"):
             parts = []
             for name in self._wiring.daq_devices:
                 device = self._system.devices[name]
                 parts.append(f"{name}: NI {device.product_type} SN {device.serial_num:08X}")
             return "; ".join(parts)
+
+    def settings(self) -> dict:
+        """The tasks' settings as DAQmx reports them (see
+        :class:`~instruments.interfaces.Configured`), a flat dict, e.g. ``{"PXI1Slot2/ao0.min_v":
+        0.0, "PXI1Slot2/ao0.max_v": 0.45, "PXI1Slot3/ai0.terminal_config": "RSE",
+        "ao.timing": "ON_DEMAND", "ai.timing": "SAMPLE_CLOCK", "ai.sample_rate_hz": 100000.0,
+        "learn.kind": "counter", "watchdog.PXI1Slot2.covers": "ao",
+        "watchdog.PXI1Slot2.timeout_s": 2.0, ...}``."""
+        with self._operation("settings"):
+            out: dict = {}
+            for o, ch in zip(self._wiring.outputs, self._ao_chans):
+                out[f"{o.channel}.min_v"] = float(ch.ao_min)
+                out[f"{o.channel}.max_v"] = float(ch.ao_max)
+            for i, ch in zip(self._wiring.inputs, self._ai_chans):
+                out[f"{i.channel}.min_v"] = float(ch.ai_min)
+                out[f"{i.channel}.max_v"] = float(ch.ai_max)
+                out[f"{i.channel}.terminal_config"] = ch.ai_term_cfg.name
+            for role, task in (("ao", self._ao), ("ai", self._ai)):
+                timing = task.timing.samp_timing_type
+                out[f"{role}.timing"] = timing.name
+                if timing == SampleTimingType.SAMPLE_CLOCK:
+                    out[f"{role}.sample_rate_hz"] = float(task.timing.samp_clk_rate)
+                    out[f"{role}.sample_mode"] = task.timing.samp_quant_samp_mode.name
+                    out[f"{role}.samples_per_channel"] = int(task.timing.samp_quant_samp_per_chan)
+            out["learn.line"] = self._wiring.learn_line
+            out.update(self._learn.settings())
+            for device, covers in self.hardware_watchdog.items():
+                out[f"watchdog.{device}.covers"] = covers
+                if device in self._watchdogs:
+                    out[f"watchdog.{device}.timeout_s"] = float(self._watchdogs[device].timeout)
+            out["watchdog.host_guarded"] = self._wiring.host_guarded_summary()
+            return out
 
     def close(self) -> None:
         """Safe state, then close every task and last the watchdogs (idempotent).
@@ -321,56 +421,77 @@ class NidaqDaq:
             raise failure
 
     # -- open and close --------------------------------------------------------------------
+    def _initially_held(self, held_v) -> np.ndarray:
+        if held_v is None:
+            return np.array([self._models[device_of(ch)].ao_power_up_v for ch in self.ao_channels], np.float64)
+        held = np.array(held_v, dtype=np.float64).reshape(-1) if np.ndim(held_v) else None
+        if held is None or held.shape != self._safe_v.shape or not np.all(np.isfinite(held)):
+            raise DaqError(f"held_v must be {self._safe_v.size} finite voltages (one per AO channel), got {held_v!r}")
+        return held
+
     def _check_devices(self) -> None:
-        with _translated("open: listing the DAQ devices"):
+        with translated("open: listing the DAQ devices"):
             present = set(self._system.devices.device_names)
         for name, model in self._wiring.daq_devices.items():
             if name not in present:
                 listed = ", ".join(sorted(present)) or "none"
                 raise DaqError(f"DAQ device {name} ({model}) not found; present: {listed}")
-            with _translated(f"open: identifying {name}"):
+            with translated(f"open: identifying {name}"):
                 product = self._system.devices[name].product_type
             if product != model:
                 raise DaqError(f"DAQ device {name} is a {product}, but wiring {self._wiring.name} says {model}")
 
     def _start_watchdogs(self) -> None:
-        by_device: dict[str, list[AOExpirationState]] = {}
-        for o in self._wiring.outputs:
-            state = AOExpirationState(o.channel, o.safe_v, WatchdogAOExpirState.VOLTAGE)
-            by_device.setdefault(_device(o.channel), []).append(state)
-        for device, states in by_device.items():
-            with _translated(f"open: watchdog on {device}"):
+        """One watchdog per device whose watchdog guards an output of the wiring: analog
+        outputs expire to their safe values, a digital learn line expires low."""
+        for device, covers in self.hardware_watchdog.items():
+            if covers is None:
+                continue
+            with translated(f"open: watchdog on {device}"):
                 watchdog = WatchdogTask(
                     device, task_name=f"{self._wiring.name}-watchdog-{device}", timeout=self._timing.watchdog_s
                 )
-                self._watchdogs.append(watchdog)
-                watchdog.cfg_watchdog_ao_expir_states(states)
+                self._watchdogs[device] = watchdog
+                if "ao" in covers.split("+"):
+                    watchdog.cfg_watchdog_ao_expir_states([
+                        AOExpirationState(o.channel, o.safe_v, WatchdogAOExpirState.VOLTAGE)
+                        for o in self._wiring.outputs if device_of(o.channel) == device
+                    ])
+                if "do" in covers.split("+"):
+                    watchdog.cfg_watchdog_do_expir_states([DOExpirationState(self._wiring.learn_line, Level.LOW)])
                 watchdog.start()
 
+    def _warn_host_guarded(self) -> None:
+        text = self._wiring.host_guarded_summary()
+        if text is not None:
+            log.warning("%s: no hardware watchdog guards %s; only the host's safety layer drives them safe if this "
+                        "process stops servicing the DAQ", self._wiring.name, text)
+
     def _new_task(self, role: str) -> Task:
-        with _translated(f"open: creating the {role} task"):
+        with translated(f"open: creating the {role} task"):
             task = Task(f"{self._wiring.name}-{role}")
         self._tasks.append(task)
         return task
 
-    def _learn_line(self, task: Task) -> _CounterLine | _DigitalLine:
+    def _learn_line(self, task: Task) -> CounterLine | DigitalLine:
         line = self._wiring.learn_line
-        with _translated(f"open: learn line {line}"):
+        with translated(f"open: learn line {line}"):
             if "/ctr" in line:
-                return _CounterLine(task, line, self._timing)
+                return CounterLine(task, line, self._timing)
             if "/port" in line:
-                usage = self._system.devices[_device(line)].do_trig_usage
-                return _DigitalLine(task, line, self._rate_hz, TriggerUsage.START in usage)
+                usage = self._system.devices[device_of(line)].do_trig_usage
+                timed = TriggerUsage.START in usage and self._models[device_of(line)].hw_timed_line(line)
+                return DigitalLine(task, line, self._rate_hz, timed)
         raise DaqError(f"learn line {line!r} is neither a counter (Dev/ctr0) nor a digital line (Dev/port0/line0)")
 
     def _release(self) -> None:
         """Close every task, then stop and close the watchdogs, last so that they guard the
         outputs to the end; a failure is logged and the rest are still released."""
         for task in reversed(self._tasks):
-            _quietly(f"closing task {task.name}", task.close)
-        for watchdog in self._watchdogs:
-            _quietly("stopping the watchdog", watchdog.stop)
-            _quietly("closing the watchdog", watchdog.close)
+            quietly(f"closing task {task.name}", task.close)
+        for watchdog in self._watchdogs.values():
+            quietly("stopping the watchdog", watchdog.stop)
+            quietly("closing the watchdog", watchdog.close)
         self._tasks.clear()
         self._watchdogs.clear()
 
@@ -379,8 +500,36 @@ class NidaqDaq:
     def _operation(self, name: str) -> Iterator[None]:
         if self._closed:
             raise DaqError(f"{name}: the DAQ of {self._wiring.name} is closed")
-        with _translated(name):
+        with translated(name):
             yield
+
+    @contextmanager
+    def _learn_guarded(self) -> Iterator[None]:
+        """Whatever leaves the block (an error, a KeyboardInterrupt), the learn line is
+        driven low first; a failure to do so is logged, the first exception is raised."""
+        try:
+            yield
+        except BaseException:
+            quietly("driving the learn line low", self._learn.idle)
+            raise
+
+    def _checked_pulse(self, name: str, delay_s: float, width_s: float) -> float:
+        """How long a pulse of ``width_s`` (s) after ``delay_s`` (s) lasts (s); DaqError,
+        nothing armed, when the counter cannot time it or it would outlast the watchdog."""
+        positive_s("width_s", width_s)
+        if isinstance(self._learn, CounterLine):
+            m = self._models[device_of(self._wiring.learn_line)]
+            if not m.co_min_pulse_s <= width_s <= m.co_max_pulse_s:
+                raise DaqError(f"{name}: width_s {width_s!r} s is outside what the {m.name}'s counter can time "
+                               f"({m.co_min_pulse_s:g}..{m.co_max_pulse_s:g} s)")
+            if delay_s > m.co_max_pulse_s:
+                raise DaqError(f"{name}: settle_s {delay_s!r} s is longer than the {m.name}'s counter can delay "
+                               f"a pulse ({m.co_max_pulse_s:g} s)")
+        duration_s = self._learn.duration_s(delay_s, width_s)
+        if duration_s >= self._timing.watchdog_s:
+            raise DaqError(f"{name}: a pulse of {width_s:g} s after {delay_s:g} s takes {duration_s:g} s, "
+                           f"not less than the {self._timing.watchdog_s:g} s watchdog")
+        return duration_s
 
     def _checked(self, values_v: np.ndarray) -> np.ndarray:
         """``values_v`` as contiguous float64, refused (DaqError, nothing written) unless it
@@ -429,7 +578,7 @@ class NidaqDaq:
         return duration_s
 
     def _kick(self) -> None:
-        for watchdog in self._watchdogs:
+        for watchdog in self._watchdogs.values():
             watchdog.reset_timer()
 
     def _write_static(self, values_v: np.ndarray) -> None:
@@ -453,211 +602,8 @@ class NidaqDaq:
             self._ai.timing.cfg_samp_clk_timing(
                 self._rate_hz, sample_mode=AcquisitionType.FINITE, samps_per_chan=n_samples
             )
-            _start_on(self._ai, trigger)
+            start_on(self._ai, trigger)
 
         self._ai_config.ensure(("clocked", n_samples, trigger), configure)
         self._ai_buf = self._ai_samples.shaped(n_samples)
 
-
-class _Samples:
-    """A task's sample buffer, ``(n_channels, n_samples)`` float64: the stream readers and
-    writers need it C-contiguous and shaped exactly, so it is a view of one flat store,
-    which grows only when a call needs more samples than any before it (a smaller batch
-    after a larger one allocates nothing)."""
-
-    def __init__(self, n_channels: int):
-        self._n_channels = n_channels
-        self._store = np.empty(0)
-        self._view = self._store.reshape(n_channels, 0)
-
-    def shaped(self, n_samples: int) -> np.ndarray:
-        """The buffer for ``n_samples`` per channel; the same array while the count stays."""
-        if self._view.shape[1] != n_samples:
-            size = self._n_channels * n_samples
-            if self._store.size < size:
-                self._store = np.empty(size)
-            self._view = self._store[:size].reshape(self._n_channels, n_samples)
-        return self._view
-
-
-class _Configured:
-    """A task and the configuration key it was last committed with."""
-
-    def __init__(self, task: Task):
-        self.task = task
-        self._key: Hashable = None
-
-    def ensure(self, key: Hashable, configure: Callable[[], None]) -> None:
-        """Run ``configure`` and commit, unless the task already runs with ``key``."""
-        if key == self._key:
-            return
-        # A configuration that fails half-way leaves the task in an unknown one.
-        self._key = None
-        configure()
-        self.task.control(TaskMode.TASK_COMMIT)
-        self._key = key
-
-
-class _CounterLine:
-    """The learn line on a counter output: one finite pulse per start."""
-
-    hardware_timed = True
-
-    def __init__(self, task: Task, line: str, timing: Timing):
-        self.task = task
-        self._channel = task.co_channels.add_co_pulse_chan_time(
-            line,
-            idle_state=Level.LOW,
-            initial_delay=timing.settle_s,
-            low_time=timing.pulse_s,
-            high_time=timing.pulse_s,
-        )
-        task.timing.cfg_implicit_timing(sample_mode=AcquisitionType.FINITE, samps_per_chan=1)
-        self._config = _Configured(task)
-
-    def arm(self, delay_s: float, width_s: float, trigger: str | None) -> float:
-        """Start the pulse: high for ``width_s`` (s) ``delay_s`` (s) after ``trigger``'s edge
-        (or after now when None); return how long the generation lasts (s)."""
-
-        def configure() -> None:
-            self._channel.co_pulse_time_initial_delay = delay_s
-            self._channel.co_pulse_high_time = width_s
-            # The low time only ends the one pulse; as short as the high time keeps the step short.
-            self._channel.co_pulse_low_time = width_s
-            _start_on(self.task, trigger)
-
-        self._config.ensure((delay_s, width_s, trigger), configure)
-        self.task.start()
-        return delay_s + 2 * width_s
-
-    def idle(self) -> None:
-        """A stopped counter rests at its idle state, low."""
-        self.task.stop()
-
-
-class _DigitalLine:
-    """The learn line on a digital output line: a hardware-timed low-high-low waveform, or
-    with ``hardware_timed`` False, host-timed high and low writes."""
-
-    def __init__(self, task: Task, line: str, rate_hz: float, hardware_timed: bool):
-        self.task = task
-        self.hardware_timed = hardware_timed
-        self._rate_hz = rate_hz
-        task.do_channels.add_do_chan(line, line_grouping=LineGrouping.CHAN_PER_LINE)
-        self._wave = np.zeros(0, bool)
-        self._wave_periods = (0, 0)
-        self._config = _Configured(task)
-
-    def arm(self, delay_s: float, width_s: float, trigger: str | None) -> float:
-        """As :meth:`_CounterLine.arm`, on the sample clock: the pulse is rounded up to whole
-        periods and always starts low for one at least, so the boards see a clean edge."""
-        n_low = clock_periods(delay_s, self._rate_hz)
-        n_high = clock_periods(width_s, self._rate_hz)
-        # One low sample at the end: the line keeps its last sample after the generation.
-        n = n_low + n_high + 1
-
-        def configure() -> None:
-            self.task.timing.cfg_samp_clk_timing(self._rate_hz, sample_mode=AcquisitionType.FINITE, samps_per_chan=n)
-            _start_on(self.task, trigger)
-
-        self._config.ensure(("clocked", n_low, n_high, trigger), configure)
-        if self._wave_periods != (n_low, n_high):
-            self._wave = np.zeros(n, bool)
-            self._wave[n_low : n_low + n_high] = True
-            self._wave_periods = (n_low, n_high)
-        self.task.write(self._wave, auto_start=False, timeout=TIMEOUT_MARGIN_S)
-        self.task.start()
-        return n / self._rate_hz
-
-    def fire(self, width_s: float) -> None:
-        """High for at least ``width_s`` (s), timed by the host."""
-        self._on_demand()
-        self.task.write(True)
-        _hold(width_s)
-        self.task.write(False)
-
-    def idle(self) -> None:
-        self.task.stop()
-        self._on_demand()
-        self.task.write(False)
-
-    def _on_demand(self) -> None:
-        def configure() -> None:
-            self.task.timing.samp_timing_type = SampleTimingType.ON_DEMAND
-
-        self._config.ensure("on demand", configure)
-
-
-# -- helpers ---------------------------------------------------------------------------------
-
-
-def _device(channel: str) -> str:
-    """The device of a physical channel: ``"PXI1Slot2/ao0"`` -> ``"PXI1Slot2"``."""
-    return channel.split("/", 1)[0]
-
-
-def _start_on(task: Task, trigger: str | None) -> None:
-    """Start ``task`` on a rising edge at terminal ``trigger``, or on ``start()`` when None."""
-    if trigger is None:
-        task.triggers.start_trigger.disable_start_trig()
-    else:
-        task.triggers.start_trigger.cfg_dig_edge_start_trig(trigger, trigger_edge=Edge.RISING)
-
-
-def _positive_s(name: str, value_s: float) -> float:
-    if not (math.isfinite(value_s) and value_s > 0):
-        raise DaqError(f"{name} must be a positive number of seconds, got {value_s!r}")
-    return value_s
-
-
-def _count(name: str, n: int) -> int:
-    if isinstance(n, bool) or int(n) != n or n < 1:
-        raise DaqError(f"{name} must be a whole number >= 1, got {n!r}")
-    return int(n)
-
-
-def _hold(duration_s: float) -> None:
-    """Wait at least ``duration_s`` (s), spinning: sleep's resolution (about a millisecond,
-    more on Windows) is coarser than a learn pulse."""
-    end = time.perf_counter() + duration_s
-    while time.perf_counter() < end:
-        pass
-
-
-@contextmanager
-def _translated(operation: str) -> Iterator[None]:
-    """NI-DAQmx errors raised inside become our DaqError (a timeout: DaqTimeout) that name
-    ``operation``; NI's message, with its task, channel and status code, follows."""
-    try:
-        yield
-    except nidaqmx.errors.DaqError as e:
-        kind = DaqTimeout if e.error_code in _TIMEOUT_CODES else DaqError
-        detail = "; ".join(line.strip() for line in str(e).splitlines() if line.strip())
-        raise kind(f"{operation}: {'timed out: ' if kind is DaqTimeout else ''}{detail}") from e
-    except nidaqmx.errors.Error as e:
-        # e.g. DaqNotFoundError: the NI-DAQmx driver itself is not installed.
-        raise DaqError(f"{operation}: {e}") from e
-
-
-@contextmanager
-def _running(*tasks: Task) -> Iterator[None]:
-    """Stop ``tasks`` on the way out. When an error is already on its way, a failing stop is
-    only logged, so the error raised is the one that happened first."""
-    try:
-        yield
-    except BaseException:
-        for task in tasks:
-            _quietly(f"stopping task {task.name}", task.stop)
-        raise
-    for task in tasks:
-        task.stop()
-
-
-def _quietly(what: str, action: Callable[[], object]) -> bool:
-    """Run ``action``; log an NI-DAQmx failure instead of raising it. True if it succeeded."""
-    try:
-        action()
-    except nidaqmx.errors.Error as e:
-        log.warning("%s failed: %s", what, e)
-        return False
-    return True

@@ -17,10 +17,12 @@ from numba import njit
 
 from ..daq import models
 from ..fingerprint import fingerprint
+from ..interfaces import DaqError, DaqTimeout
+from ..safety import Limits
+from ..wiring import safe_path
 
 if TYPE_CHECKING:
     from .bench import SimBench
-from ..interfaces import DaqError, DaqTimeout
 
 # typical sizes of the DAQ's imperfections (one standard deviation across channels)
 AO_GAIN_SIGMA = 2e-4
@@ -182,13 +184,28 @@ class SimDaq:
     samples, taken at the wiring's sample rate. Software-timed operations (``write``,
     ``read``) see ``latency_s`` pass before them.
 
+    It refuses what the NI driver (:class:`~instruments.daq.nidaq.NidaqDaq`) refuses on the
+    same wiring: an operation the watchdog would outlast (its samples at the sample rate, or
+    a pulse's delay, high and low times, not less than ``timing.watchdog_s``), a pulse the
+    learn counter cannot time (:class:`~instruments.daq.models.DaqModel`'s
+    ``co_min_pulse_s`` .. ``co_max_pulse_s``), a settle time or width that is not a positive
+    number of seconds. Like the driver, it opens by ramping from what the outputs hold
+    (``held_v``; the devices' power-up value, 0 V, when None) to the safe values in writes
+    within every limit (:func:`~instruments.wiring.safe_path`), and goes safe the same way
+    from the values last written. The open and the safe state take no time on the bench's
+    clock: the clock counts the run, and a resumed run must see the same clock as an
+    uninterrupted one.
+
     Attributes:
         ao_channels, ai_channels: channel names, in the order of every values array.
         errors: the DAQ's imperfections, per channel.
         latency_s: time that passes before a software-timed read (s).
+        hardware_watchdog: device -> what the real bench's hardware watchdog would guard
+            (the same answer as :attr:`~instruments.daq.nidaq.NidaqDaq.hardware_watchdog`).
     """
 
-    def __init__(self, bench: "SimBench", errors: DaqErrors, seed, latency_s: float = 1e-3):
+    def __init__(self, bench: "SimBench", errors: DaqErrors, seed, latency_s: float = 1e-3,
+                 held_v: np.ndarray | None = None):
         w = bench.wiring
         self._bench = bench
         self.ao_channels = w.ao_channels
@@ -227,13 +244,27 @@ class SimDaq:
         self._ai_last = np.zeros(n_ai)
         self._dt_s = 1.0 / w.timing.sample_rate_hz
         self._safe_v = bench.layout.safe_v.copy()
+        self._wiring = w
+        self._limits = Limits.from_wiring(w)
+        self.hardware_watchdog = w.hardware_watchdog()
+        learn_device = w.learn_line.split("/")[0]
+        self._learn_model = self._models[learn_device] if "/ctr" in w.learn_line else None
         self._rng = np.random.default_rng(seed)
         self._normals = np.zeros(0)
         self._timeouts = 0
         self._burst_factor = 1.0
         self._burst_reads = 0
         self._closed = False
-        self._write(self._safe_v)
+        if held_v is None:
+            held = np.array([m.ao_power_up_v for m in self._ao_model], float)
+        else:
+            held = np.asarray(held_v, dtype=float)
+            if held.shape != (n_ao,) or not np.all(np.isfinite(held)):
+                raise DaqError(f"held_v must be {n_ao} finite voltages (one per AO channel), got {held_v!r}")
+        path = safe_path(self._limits, held)
+        self._write(held)
+        for row in path:
+            self._write(row)
         _relax_inputs(bench._free(), bench._clamped(), self._ai_node, self._ai_twin, self._ai_last, np.inf,
                       self.errors.tau_s)
 
@@ -259,6 +290,10 @@ class SimDaq:
         timeouts, factor, reads = int(saved["timeouts"]), float(saved["burst_factor"]), int(saved["burst_reads"])
 
         def load() -> None:
+            # what was last written: the restored outputs without their errors, inside the limits
+            e = self.errors
+            self._held_v[:] = np.clip((self._bench._ao_v - e.ao_offset_v) / (1.0 + e.ao_gain),
+                                      self._limits.min_v, self._limits.max_v)
             self._ai_last[:] = ai_last
             self._rng.bit_generator.state = saved["rng"]
             self._timeouts, self._burst_factor, self._burst_reads = timeouts, factor, reads
@@ -279,6 +314,7 @@ class SimDaq:
         v = np.asarray(values_v, dtype=float)
         if v.shape != (len(self.ao_channels),):
             raise DaqError(f"write: expected {len(self.ao_channels)} output values, got shape {v.shape}")
+        self._held_v = v.copy()
         b = self._bench
         bad, flags = _write_outputs(v, self._ao_par, b._ao_v, b._src_free_ao, b._src_clamped_ao, b._clamp_ao,
                                     b._v_fixed_free, b._v_fixed_clamped, b._v_targets)
@@ -322,8 +358,8 @@ class SimDaq:
 
     @staticmethod
     def _settle(settle_s: float) -> float:
-        if not settle_s >= 0:
-            raise DaqError(f"settle_s must be >= 0, got {settle_s}")
+        if not (math.isfinite(settle_s) and settle_s > 0):
+            raise DaqError(f"settle_s must be a positive number of seconds, got {settle_s!r}")
         return float(settle_s)
 
     @staticmethod
@@ -332,11 +368,34 @@ class SimDaq:
             raise DaqError(f"n_samples must be at least 1, got {n_samples}")
         return int(n_samples)
 
-    @staticmethod
-    def _width(width_s: float) -> float:
-        if not width_s > 0:
-            raise DaqError(f"the learn pulse's width_s must be positive, got {width_s}")
+    def _width(self, op: str, delay_s: float, width_s: float) -> float:
+        """``width_s`` if the learn line can pulse it ``delay_s`` after the start, within the
+        watchdog; DaqError as the NI driver words it otherwise."""
+        if not (math.isfinite(width_s) and width_s > 0):
+            raise DaqError(f"width_s must be a positive number of seconds, got {width_s!r}")
+        m = self._learn_model
+        if m is not None:
+            if not m.co_min_pulse_s <= width_s <= m.co_max_pulse_s:
+                raise DaqError(f"{op}: width_s {width_s!r} s is outside what the {m.name}'s counter can time "
+                               f"({m.co_min_pulse_s:g}..{m.co_max_pulse_s:g} s)")
+            duration_s = delay_s + 2 * width_s
+        elif self._models[self._wiring.learn_line.split("/")[0]].hw_timed_line(self._wiring.learn_line):
+            duration_s = (self._periods(delay_s) + self._periods(width_s) + 1) * self._dt_s
+        else:
+            duration_s = width_s  # timed by the host, the settle apart
+        watchdog_s = self._wiring.timing.watchdog_s
+        if duration_s >= watchdog_s:
+            raise DaqError(f"{op}: a pulse of {width_s:g} s after {delay_s:g} s takes {duration_s:g} s, "
+                           f"not less than the {watchdog_s:g} s watchdog")
         return float(width_s)
+
+    def _within_watchdog(self, op: str, n_samples: int) -> None:
+        """DaqError when ``n_samples`` sample periods last as long as the watchdog or longer."""
+        duration_s = n_samples * self._dt_s
+        watchdog_s = self._wiring.timing.watchdog_s
+        if duration_s >= watchdog_s:
+            raise DaqError(f"{op}: {n_samples} samples at {1.0 / self._dt_s:g} Hz take {duration_s:g} s, "
+                           f"not less than the {watchdog_s:g} s watchdog")
 
     # -- BoundaryDaq -----------------------------------------------------------------------
     def write(self, values_v: np.ndarray) -> None:
@@ -348,18 +407,21 @@ class SimDaq:
     def read(self, n_samples: int = 1) -> np.ndarray:
         """Mean of ``n_samples`` samples per input (V), sampled ``latency_s`` after the call."""
         self._hardware("read")
-        return self._sample(self.latency_s, self._count(n_samples))
+        n_samples = self._count(n_samples)
+        self._within_watchdog("read", max(2, n_samples))
+        return self._sample(self.latency_s, n_samples)
 
     def pulse(self, width_s: float) -> None:
         """One learn pulse of ``width_s`` (s): every powered board samples and learns."""
         self._hardware("pulse")
-        self._fire(0.0, self._width(width_s))
+        self._fire(0.0, self._width("pulse", 0.0, width_s))
 
     def write_and_read(self, values_v: np.ndarray, settle_s: float, n_samples: int) -> np.ndarray:
         """Write all outputs (V), settle ``settle_s`` (s), return the mean of ``n_samples``
         samples of every input (V). On a timeout nothing is written."""
         self._hardware("write_and_read")
         settle_s, n_samples = self._settle(settle_s), self._count(n_samples)
+        self._within_watchdog("write_and_read", self._periods(settle_s) + n_samples)
         self._write(values_v)
         self._bench._time_s += settle_s
         return self._sample(settle_s, n_samples)
@@ -373,6 +435,8 @@ class SimDaq:
         rows = np.asarray(values_v, dtype=float)
         if rows.ndim != 2 or rows.shape[0] == 0 or rows.shape[1] != len(self.ao_channels):
             raise DaqError(f"write_and_read_many: expected values of shape (B >= 1, {len(self.ao_channels)}), got {rows.shape}")
+        self._within_watchdog(f"write_and_read_many of {rows.shape[0]} rows",
+                              rows.shape[0] * (self._periods(settle_s) + n_samples))
         out = np.empty((rows.shape[0], len(self.ai_channels)))
         for i, row in enumerate(rows):
             self._write(row)
@@ -384,15 +448,66 @@ class SimDaq:
         """Write all outputs (V), settle ``settle_s`` (s), then pulse the learn line for
         ``width_s`` (s). On a timeout nothing is written and no board learns."""
         self._hardware("write_and_pulse")
-        settle_s, width_s = self._settle(settle_s), self._width(width_s)
+        settle_s = self._settle(settle_s)
+        width_s = self._width("write_and_pulse", settle_s, width_s)
+        self._within_watchdog("write_and_pulse", self._periods(settle_s) + self._periods(width_s))
         self._write(values_v)
         self._bench._time_s += settle_s
         self._fire(settle_s, width_s)
 
+    def _periods(self, duration_s: float) -> int:
+        """Sample periods that cover ``duration_s`` (s), at least one (as the NI driver counts)."""
+        return max(1, math.ceil(duration_s / self._dt_s - 1e-6))
+
     def safe_state(self) -> None:
-        """Every output to its wiring's safe value."""
-        if not self._closed:
-            self._write(self._safe_v)
+        """Every output to its wiring's safe value, ramped from the values last written in
+        writes within every limit (one write when no such ramp exists)."""
+        if self._closed:
+            return
+        try:
+            path = safe_path(self._limits, self._held_v)
+        except DaqError:
+            path = self._safe_v[None, :]
+        for row in path:
+            self._write(row)
+
+    def worst_case_safe_s(self) -> float:
+        """The longest time (s) the ramp to the safe values takes on the real bench of this
+        wiring, from anywhere inside the limits (the same as
+        :meth:`~instruments.daq.nidaq.NidaqDaq.worst_case_safe_s`: the ramp's writes at the
+        capability table's write time, an estimate)."""
+        return self._limits.safe_ramp_writes() * self._wiring.ao_write_s()
+
+    def settings(self) -> dict:
+        """The simulated tasks' settings, named as :meth:`~instruments.daq.nidaq.NidaqDaq.settings`
+        names the real ones (ranges, terminal configuration, sample clock, learn line,
+        watchdog), from the wiring the simulation runs."""
+        w = self._wiring
+        out: dict = {}
+        for o in w.outputs:
+            out[f"{o.channel}.min_v"] = float(o.min_v)
+            out[f"{o.channel}.max_v"] = float(o.max_v)
+        for i in w.inputs:
+            out[f"{i.channel}.min_v"] = -float(i.range_v)
+            out[f"{i.channel}.max_v"] = float(i.range_v)
+            out[f"{i.channel}.terminal_config"] = "RSE"
+        out["ao.timing"] = "ON_DEMAND"
+        out["ai.timing"] = "SAMPLE_CLOCK"
+        out["ai.sample_rate_hz"] = float(w.timing.sample_rate_hz)
+        out["learn.line"] = w.learn_line
+        if "/ctr" in w.learn_line:
+            out.update({"learn.kind": "counter", "learn.idle_state": "LOW",
+                        "learn.pulse_high_s": float(w.timing.pulse_s)})
+        else:
+            model = self._models[w.learn_line.split("/")[0]]
+            out.update({"learn.kind": "digital", "learn.hardware_timed": model.hw_timed_line(w.learn_line)})
+        for device, covers in self.hardware_watchdog.items():
+            out[f"watchdog.{device}.covers"] = covers
+            if covers is not None:
+                out[f"watchdog.{device}.timeout_s"] = float(w.timing.watchdog_s)
+        out["watchdog.host_guarded"] = w.host_guarded_summary()
+        out["simulated"] = True
+        return out
 
     def identity(self) -> str:
         """The devices, with serial numbers that follow the bench's seed and the channels'
