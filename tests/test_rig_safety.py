@@ -100,3 +100,4 @@ def test_a_run_file_keeps_what_every_instrument_was_set_to_read_back_from_it(tmp
     assert {"daq", "smu", "dmm", "psu"} <= set(settings)
     assert settings["dmm"]["range_v"] == 10.0 and settings["dmm"]["nplc"] == 10
     assert settings["smu"]["output_on"] is False
+    assert settings["daq"], "the DAQ's task settings"

@@ -98,7 +98,9 @@ def test_cross_limit_on_unknown_channel_and_bad_timing_are_named():
     d["timing"]["sample_rate_hz"] = 1.5e6
     problems = loads_rig(tomli_w.dumps(d)).problems()
     assert "cross limit PXI1Slot2/ao0 - PXI1Slot2/ao9: PXI1Slot2/ao9 is not an output channel" in problems
-    assert any("1.5e+06 Hz x 2 inputs exceeds the PXIe-6363's 2e+06 S/s" in p for p in problems)
+    # 1 MS/s aggregate over several inputs (X Series User Manual, Table 4-5), not the 2 MS/s of one input alone
+    assert any("1.5e+06 Hz x 2 inputs exceeds the PXIe-6363's 1e+06 S/s aggregate input rate" in p for p in problems)
+    assert any("exceeds the PXIe-6738's 1e+06 S/s output update rate" in p for p in problems)
 
 
 @pytest.mark.parametrize(

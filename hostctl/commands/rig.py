@@ -86,8 +86,8 @@ def check(args: argparse.Namespace) -> int:
 
 
 STATIC_WRITE_S = 1e-3
-"""Time of one software-timed static AO write (s) where the device table gives none: about
-1 ms over USB, the slowest bus a lab DAQ sits on (an estimate)."""
+"""Time of one software-timed static AO write (s) for a device the table does not know:
+about 1 ms over USB, the slowest bus a lab DAQ sits on (an estimate)."""
 
 
 def safe_way(wiring) -> str:
@@ -96,9 +96,10 @@ def safe_way(wiring) -> str:
     from instruments.safety import Limits
 
     writes = Limits.from_wiring(wiring).safe_ramp_writes()
-    write_s = max(getattr(models.MODELS.get(m), "static_write_s", STATIC_WRITE_S) for m in wiring.daq_devices.values())
+    write_s = max((models.MODELS[m].ao_write_s if m in models.MODELS else STATIC_WRITE_S)
+                  for m in wiring.daq_devices.values())
     return (f"the safe state is at most {writes} write{'s' if writes > 1 else ''} away "
-            f"(about {writes * write_s:.3g} s at {write_s * 1e3:g} ms a software-timed write); "
+            f"(about {writes * write_s:.3g} s at {write_s * 1e6:g} us a software-timed write, an estimate); "
             f"a watchdog expiry goes there in one step")
 
 
