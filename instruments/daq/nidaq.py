@@ -59,6 +59,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import nidaqmx.errors
 import numpy as np
 from nidaqmx import Task
 from nidaqmx.constants import (
@@ -69,6 +70,7 @@ from nidaqmx.constants import (
     TriggerUsage,
     WatchdogAOExpirState,
 )
+from nidaqmx.error_codes import DAQmxErrors
 from nidaqmx.stream_readers import AnalogMultiChannelReader
 from nidaqmx.stream_writers import AnalogMultiChannelWriter
 from nidaqmx.system import AOExpirationState, DOExpirationState, System, WatchdogTask
@@ -140,6 +142,7 @@ class NidaqDaq:
         self._ao_start = f"/{device_of(self.ao_channels[0])}/ao/StartTrigger"
         self._system = System.local() if system is None else system
         self._closed = False
+        self._op = "open"
         self._watchdogs: dict[str, WatchdogTask] = {}
         self._tasks: list[Task] = []
         self._ao_samples = Samples(len(self.ao_channels))
@@ -331,11 +334,16 @@ class NidaqDaq:
         self._safe_state(path, "safe state")
 
     def _safe_state(self, path: np.ndarray, what: str) -> None:
+        self._op = what
         quietly(f"{what}: resetting the watchdog", self._kick)
         quietly(f"{what}: stopping the output task", self._ao.stop)
         written = self._ramp(path, what)
         quietly(f"{what}: idling the learn line", self._learn.idle)
         quietly(f"{what}: stopping the input task", self._ai.stop)
+        if not written and set(self._expired()) >= {device_of(ch) for ch in self.ao_channels}:
+            log.warning("%s: the outputs could not be written, but the expired watchdog holds them at their safe "
+                        "values", what)
+            written = True
         if not written:
             guard = ("the watchdog drives them there after {:g} s".format(self._timing.watchdog_s)
                      if all(self.hardware_watchdog.get(device_of(ch)) for ch in self.ao_channels)
@@ -500,6 +508,7 @@ class NidaqDaq:
     def _operation(self, name: str) -> Iterator[None]:
         if self._closed:
             raise DaqError(f"{name}: the DAQ of {self._wiring.name} is closed")
+        self._op = name
         with translated(name):
             yield
 
@@ -578,8 +587,28 @@ class NidaqDaq:
         return duration_s
 
     def _kick(self) -> None:
-        for watchdog in self._watchdogs.values():
-            watchdog.reset_timer()
+        for device, watchdog in self._watchdogs.items():
+            try:
+                watchdog.reset_timer()
+            except nidaqmx.errors.DaqError as e:
+                if e.error_code != DAQmxErrors.CANT_RESET_EXPIRED_WATCHDOG:
+                    raise
+                raise DaqError(
+                    f"{self._op}: the watchdog on {device} expired: the host did not service the DAQ for "
+                    f"{self._timing.watchdog_s:g} s, and the device holds its outputs at their safe values and "
+                    f"refuses writes until the DAQ is closed and opened again"
+                ) from e
+
+    def _expired(self) -> list[str]:
+        """The devices whose watchdog has expired (a watchdog that cannot tell counts as not)."""
+        out = []
+        for device, watchdog in self._watchdogs.items():
+            try:
+                if watchdog.expired:
+                    out.append(device)
+            except nidaqmx.errors.Error:
+                pass
+        return out
 
     def _write_static(self, values_v: np.ndarray) -> None:
         self._ao_config.ensure("on demand", self._ao_on_demand)

@@ -277,10 +277,11 @@ def running(*tasks: Task) -> Iterator[None]:
 
 
 def quietly(what: str, action: Callable[[], object]) -> bool:
-    """Run ``action``; log an NI-DAQmx failure instead of raising it. True if it succeeded."""
+    """Run ``action``; log an NI-DAQmx failure (or this driver's DaqError) instead of raising
+    it. True if it succeeded."""
     try:
         action()
-    except nidaqmx.errors.Error as e:
+    except (nidaqmx.errors.Error, DaqError) as e:
         log.warning("%s failed: %s", what, e)
         return False
     return True
