@@ -3,6 +3,42 @@
 The tests pin down the exact DAQmx calls (channels, timing, triggers, buffers, order) and the
 driver's behaviour (averaging after settling, refusals, error translation, safe state and
 close). What only the bench can show is listed in the driver's module docstring.
+
+The fake is strict enough that each of these mutations of the driver fails at least the tests
+named (each was applied to instruments/daq/nidaq.py or nidaq_lines.py, the file run with
+its hypothesis tests deselected, and reverted):
+
+- no switch to on-demand timing before static writes (``_ao_on_demand`` does nothing):
+  test_a_static_write_after_a_clocked_step_is_on_demand_and_reaches_the_outputs,
+  test_a_whole_training_sequence_runs_on_the_strict_fake, test_settings_are_read_back_from_the_tasks
+  and 3 more;
+- ``cfg_samp_clk_timing`` (one sample) where on-demand is meant: 44 tests, the first of them
+  test_a_static_write_after_a_clocked_step_is_on_demand_and_reaches_the_outputs;
+- the waveform not written before the output task starts: 27 tests (OUTPUT_BUFFER_EMPTY),
+  e.g. test_a_clocked_step_after_a_static_write_holds_its_values_on_the_outputs;
+- a static value written while the AO task is clocked (``write`` bypassing the on-demand
+  switch): test_a_static_write_after_a_clocked_step_is_on_demand_and_reaches_the_outputs and 3 more;
+- AO expiration states on every AO device, an X Series one too:
+  test_an_x_series_bench_opens_without_analog_expiration_states_and_says_only_the_host_guards_it
+  and 3 more (ATTRIBUTE_NOT_SUPPORTED_IN_TASK_CONTEXT at open);
+- the watchdog never reset: test_a_host_that_stops_servicing_the_daq_leaves_the_watchdog_to_drive_the_outputs_safe,
+  test_every_hardware_operation_resets_the_watchdog_first and 5 more;
+- the learn line unguarded (no idle on an exception):
+  test_a_keyboard_interrupt_inside_a_hardware_timed_digital_pulse_leaves_the_line_low,
+  test_a_keyboard_interrupt_while_the_host_holds_a_digital_line_high_leaves_it_low;
+- the open jumping to the safe values in one write:
+  test_open_ramps_from_what_the_outputs_hold_to_the_safe_values_within_the_ramp_limit and 2 more;
+- the safe state jumping in one write, or ``write`` not recording what the outputs hold:
+  test_the_safe_state_ramps_from_the_last_values_written;
+- the pulse width not checked: test_a_pulse_the_watchdog_would_outlast_is_refused_before_anything_is_armed,
+  test_a_pulse_shorter_than_the_counter_can_time_is_refused_before_anything_is_armed and 2 more;
+- the outputs started before the acquisition is armed (its trigger never comes): 25 tests
+  (DaqTimeout), e.g. test_a_repeated_step_keeps_the_committed_configuration;
+- the acquisition's start trigger dropped:
+  test_the_acquisition_is_armed_before_the_outputs_start_or_it_never_triggers and 2 more;
+- configured tasks not committed: test_a_repeated_step_keeps_the_committed_configuration;
+- a digital learn line expiring high:
+  test_a_digital_learn_line_is_guarded_by_its_devices_watchdog_expiring_low.
 """
 
 from __future__ import annotations

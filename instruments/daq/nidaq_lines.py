@@ -187,14 +187,13 @@ class DigitalLine:
         return n / self._rate_hz
 
     def fire(self, width_s: float) -> None:
-        """High for at least ``width_s`` (s), timed by the host; low again however this ends
-        (an exception or KeyboardInterrupt while the line is high included)."""
+        """High for at least ``width_s`` (s), timed by the host. The driver calls it inside
+        its learn-line guard, which drives the line low (:meth:`idle`) when an exception or a
+        KeyboardInterrupt ends the pulse early."""
         self._on_demand()
         self.task.write(True)
-        try:
-            hold(width_s)
-        finally:
-            self.task.write(False)
+        hold(width_s)
+        self.task.write(False)
 
     def idle(self) -> None:
         self.task.stop()
