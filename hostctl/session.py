@@ -133,6 +133,20 @@ def calibrate_rig(rig: Rig, store_path, use: bool = True, max_age_s: float | Non
     return cal, [*notes, *calibrating.apply(rig, cal, max_age_s=age)]
 
 
+def watchdog_event(rig: Rig) -> tuple[str, str] | None:
+    """The run's event (level, message) naming the outputs no hardware watchdog guards on this
+    bench, so only the host's safety layer drives them safe (a host that hangs leaves them at
+    their last values); None when a device's watchdog guards every output. On the simulated
+    bench it says what the real bench of this wiring would leave to the host, as information."""
+    summary = rig.wiring.host_guarded_summary()
+    if summary is None:
+        return None
+    if rig.simulated:
+        return "info", f"on the real bench no hardware watchdog would guard {summary}: only the host drives them safe"
+    return "warning", (f"no hardware watchdog guards {summary}: only the host drives them safe; "
+                       f"a host that hangs leaves them at their last values")
+
+
 def train(exp: Experiment, rig: Rig, out: Path, on_progress: Callable | None = None, *,
           calibration=None, notes: tuple[str, ...] = ()) -> Outcome:
     """Run ``exp`` on ``rig`` into a new run file ``out``; ``calibration`` (the one applied to
@@ -159,6 +173,8 @@ def train(exp: Experiment, rig: Rig, out: Path, on_progress: Callable | None = N
                    provenance=provenance(rig.identities(), rig.settings()), task_arrays=arrays) as writer:
         for note in notes:
             writer.event(0, "info" if note.endswith(" applied") else "warning", note)
+        if (guard := watchdog_event(rig)) is not None:
+            writer.event(0, *guard)
         outcome = Runner(exp, rig, writer, on_progress=on_progress).run()
         writer.close(outcome.status)
     return outcome
@@ -193,6 +209,8 @@ def resume(path: Path, rig_path: str | None, on_progress: Callable | None = None
 
             for note in calibrating.reapply(rig, from_json(meta["calibration"])):
                 writer.event(writer.last_checkpoint_step or 0, "warning", note)
+        if (guard := watchdog_event(rig)) is not None:
+            writer.event(writer.last_checkpoint_step or 0, *guard)
         try:
             outcome = Runner(exp, rig, writer, on_progress=on_progress).run(writer.last_checkpoint)
         finally:

@@ -101,3 +101,67 @@ def test_a_run_file_keeps_what_every_instrument_was_set_to_read_back_from_it(tmp
     assert settings["dmm"]["range_v"] == 10.0 and settings["dmm"]["nplc"] == 10
     assert settings["smu"]["output_on"] is False
     assert settings["daq"], "the DAQ's task settings"
+
+
+# -- what only the host guards, in the run's event log -------------------------------------------
+
+
+def _xor_gen2_bench():
+    from hostctl import session
+    from hostctl.experiment import builtin_experiment_text, loads_experiment
+
+    text = builtin_experiment_text("xor_gen2").replace("epochs = ", "epochs = 1 #", 1)
+    exp = loads_experiment(text, "<xor_gen2>")
+    return exp, session.open_bench(exp, session.wiring_for(exp, None), simulate=True)
+
+
+def _outputs_on_an_x_series_device(wiring):
+    """The wiring with its analog-output device an X Series PXIe-6363, whose watchdog takes no
+    analog expiration states (its other fields as they were)."""
+    ao_device = wiring.outputs[0].channel.split("/")[0]
+    return replace(wiring, daq_devices={**wiring.daq_devices, ao_device: "PXIe-6363"})
+
+
+def test_a_run_on_a_bench_whose_watchdog_guards_every_output_logs_no_watchdog_event(tmp_path):
+    from hostctl import session
+    from hostctl.runfile import load
+
+    exp, rig = _xor_gen2_bench()
+    try:
+        assert session.watchdog_event(rig) is None
+        session.train(exp, rig, tmp_path / "run.h5")
+    finally:
+        rig.close()
+    assert not [m for m in load(tmp_path / "run.h5").events["message"] if "watchdog" in m]
+
+
+def test_a_run_names_the_outputs_only_the_host_guards_in_its_event_log(tmp_path):
+    from hostctl import session
+    from hostctl.runfile import load
+
+    exp, rig = _xor_gen2_bench()
+    rig.wiring = _outputs_on_an_x_series_device(rig.wiring)
+    ao_device = rig.wiring.outputs[0].channel.split("/")[0]
+    try:
+        session.train(exp, rig, tmp_path / "run.h5")
+    finally:
+        rig.close()
+    events = load(tmp_path / "run.h5").events
+    hits = events[events["message"].str.contains("watchdog")]
+    assert len(hits) == 1 and hits["step"].iloc[0] == 0 and hits["level"].iloc[0] == "info"
+    assert f"the analog outputs of {ao_device} (PXIe-6363)" in hits["message"].iloc[0]
+    assert "on the real bench" in hits["message"].iloc[0]
+
+
+def test_on_a_real_bench_the_outputs_only_the_host_guards_are_a_warning():
+    from hostctl import session
+
+    exp, rig = _xor_gen2_bench()
+    try:
+        real = replace(rig, wiring=_outputs_on_an_x_series_device(rig.wiring), bench=None)
+        level, message = session.watchdog_event(real)
+    finally:
+        rig.close()
+    assert level == "warning"
+    assert message.startswith("no hardware watchdog guards the analog outputs of ")
+    assert "a host that hangs leaves them at their last values" in message
