@@ -13,6 +13,10 @@ simulated bench, and returns one :class:`Finding` per check:
   the wiring expects: missing boards, boards the wiring does not name, boards of the other
   edge kind, replies lost to noise.
 
+On the simulated bench the DAQ goes through the same checks, on the NI-DAQmx system the
+simulated DAQ presents (:mod:`instruments.sim.simsystem`: the capability table's devices and
+channel lists), so a wiring that names a channel its device lacks fails there too.
+
 Nothing is written to an output and no instrument is configured: a probe only asks. What
 cannot be reached (no NI-DAQmx driver, no VISA library, a port that does not open, an
 instrument that does not answer) is one finding, not a traceback, and the probe goes on to
@@ -246,17 +250,18 @@ def _boards(wiring: Wiring, client) -> list[Finding]:
 
 
 def _simulated(wiring: Wiring, **bench_options) -> Iterator[Finding]:
+    """The simulated bench probed as the real one: the DAQ through the same checks on the
+    NI-DAQmx system of the simulated DAQ (:meth:`~instruments.sim.simdaq.SimDaq.system`, the
+    capability table's devices and channels), the instruments by identity, the boards on the
+    simulated bus."""
     from .sim.bench import SimBench
 
     bench = SimBench(wiring, **bench_options)
     try:
-        identity = bench.daq.identity()
-        for name, model in wiring.daq_devices.items():
-            part = f"daq {name}"
-            if f" {model} {name} " not in f" {identity} ":
-                yield Finding(part, False, f"the simulated DAQ has no {model} {name}: {identity}")
-            else:
-                yield Finding(part, True, f"simulated {model}")
+        for finding in _daq(wiring, bench.daq.system()):
+            if finding.ok and finding.part.startswith("daq ") and finding.message.startswith("NI "):
+                finding = Finding(finding.part, True, f"simulated {finding.message}")
+            yield finding
         for role in ("smu", "dmm", "psu"):
             if getattr(wiring, role) is not None:
                 yield Finding(role, True, getattr(bench, role).identity())

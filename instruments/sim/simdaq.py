@@ -23,6 +23,7 @@ from ..wiring import safe_path
 
 if TYPE_CHECKING:
     from .bench import SimBench
+    from .simsystem import SimSystem
 
 # typical sizes of the DAQ's imperfections (one standard deviation across channels)
 AO_GAIN_SIGMA = 2e-4
@@ -514,9 +515,20 @@ class SimDaq:
         errors: another seed, or other errors at the same seed (an ideal DAQ), is another
         simulated DAQ, so its calibration does not apply."""
         devices = self._bench.wiring.daq_devices.items()
-        serial = zlib.crc32(f"{self._bench.seed!r} {fingerprint(self.errors)}".encode())
+        serial = self._first_serial()
         return "; ".join(f"National Instruments {name} {dev} SN {serial + k:08X} (simulated)"
                          for k, (dev, name) in enumerate(devices))
+
+    def system(self) -> "SimSystem":
+        """The NI-DAQmx system of this simulated bench (:mod:`instruments.sim.simsystem`): its
+        devices with the capability table's channels and the serial numbers of
+        :meth:`identity`."""
+        from .simsystem import SimSystem
+
+        return SimSystem(dict(self._bench.wiring.daq_devices), self._first_serial())
+
+    def _first_serial(self) -> int:
+        return zlib.crc32(f"{self._bench.seed!r} {fingerprint(self.errors)}".encode())
 
     def close(self) -> None:
         self.safe_state()
