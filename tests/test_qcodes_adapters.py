@@ -487,3 +487,62 @@ def test_a_rig_given_the_adapters_records_them_and_switches_the_smu_off_at_close
     assert qsmu.output_enabled() is False
     assert qdmm.volt() == 10.0  # the station's instruments stay open
 
+
+
+# -- a station's instruments behind the rig's safety layer --------------------------------------
+
+
+def _gen2_with_smu_step(max_step_v: float):
+    from dataclasses import replace
+
+    from instruments.wiring import default_wiring
+
+    wiring = default_wiring("gen2")
+    return replace(wiring, smu=replace(wiring.smu, options={**wiring.smu.options, "max_step_v": max_step_v}))
+
+
+def test_a_stations_source_meter_handed_to_open_rig_is_ramped_and_limited_by_the_safety_layer(qsmu, qdmm):
+    from instruments.rig import open_rig
+    from instruments.safe_instruments import SafeSourceMeter
+    from instruments.safety import LimitError
+    from instruments.wiring import NODE_MAX_V
+
+    rig = open_rig(_gen2_with_smu_step(0.1), simulate=True, instruments={"smu": adapt(qsmu), "dmm": adapt(qdmm)})
+    try:
+        assert isinstance(rig.smu, SafeSourceMeter)
+        rig.smu.configure(1e-3)
+        rig.smu.output(True)
+        assert qsmu.output_enabled() is True and qsmu.source.voltage() == 0.0
+        sent = _record(qsmu)
+        rig.smu.set_voltage(0.4)
+        levels = [float(c.split()[1]) for c in sent if c.startswith("SOUR:voltage ")]
+        assert levels == pytest.approx([0.1, 0.2, 0.3, 0.4])
+        del sent[:]
+        with pytest.raises(LimitError, match=f"above its limit {NODE_MAX_V['mosfet']:g} V"):
+            rig.smu.set_voltage(5.0)
+        assert [c for c in sent if c.startswith("SOUR:voltage ")] == [], "refused before anything was sent"
+        assert qsmu.source.voltage() == pytest.approx(0.4)
+        assert rig.dmm.identity().startswith("Keysight")
+    finally:
+        rig.close()
+    # closing the rig ramps the station's source-meter down and switches it off, and leaves
+    # the QCoDeS instrument itself open for the station
+    assert qsmu.output_enabled() is False and qsmu.source.voltage() == pytest.approx(0.0)
+    assert qsmu.IDN()["model"] == "2450"
+
+
+def test_a_stations_source_meter_is_switched_on_only_at_0_v_through_the_rig(qsmu, qdmm):
+    from instruments.rig import open_rig
+
+    qsmu.source_function("voltage")
+    qsmu.source.voltage(150.0)  # a stale level the station left behind
+    rig = open_rig(_gen2_with_smu_step(0.1), simulate=True, instruments={"smu": adapt(qsmu), "dmm": adapt(qdmm)})
+    try:
+        sent = _record(qsmu)
+        rig.smu.output(True)  # configures first: off, 0 V, limit, protection, then on
+        on = sent.index(":OUTP 1")
+        assert sent.index("SOUR:voltage 0.0") < on
+        assert qsmu.source.voltage() == 0.0 and qsmu.output_enabled() is True
+    finally:
+        rig.close()
+    assert qsmu.output_enabled() is False
