@@ -46,6 +46,11 @@ without DAQmx's verify/reserve/commit pass, which otherwise costs more than a st
 time. The sample buffers are likewise reused: each is a view of one store that grows only
 when a call needs more samples than any before it.
 
+The driver's parts are its sibling modules: :mod:`~instruments.daq.nidaq_lines` (the learn
+line, the configure-once and sample-buffer helpers, the translation of NI-DAQmx errors),
+:mod:`~instruments.daq.nidaq_watchdog` (the watchdog tasks) and
+:mod:`~instruments.daq.nidaq_checks` (what is refused before anything is sent).
+
 Checked against the installed nidaqmx package and a stateful fake autospecced from it
 (``tests/fake_nidaqmx.py``: timing types, buffers, the task state machine, the watchdog's
 expiry, the devices' channel lists and limits), not yet on the bench: the cross-slot trigger
@@ -59,26 +64,18 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import nidaqmx.errors
 import numpy as np
 from nidaqmx import Task
-from nidaqmx.constants import (
-    AcquisitionType,
-    Level,
-    SampleTimingType,
-    TerminalConfiguration,
-    TriggerUsage,
-    WatchdogAOExpirState,
-)
-from nidaqmx.error_codes import DAQmxErrors
+from nidaqmx.constants import AcquisitionType, SampleTimingType, TerminalConfiguration, TriggerUsage
 from nidaqmx.stream_readers import AnalogMultiChannelReader
 from nidaqmx.stream_writers import AnalogMultiChannelWriter
-from nidaqmx.system import AOExpirationState, DOExpirationState, System, WatchdogTask
+from nidaqmx.system import System
 
 from ..interfaces import DaqError
 from ..safety import Limits
 from ..wiring import Timing, Wiring, safe_path
 from . import models
+from .nidaq_checks import Checks
 from .nidaq_lines import (
     TIMEOUT_MARGIN_S,
     Configured,
@@ -95,13 +92,11 @@ from .nidaq_lines import (
     start_on,
     translated,
 )
+from .nidaq_watchdog import Watchdogs
 
 __all__ = ["NidaqDaq", "TIMEOUT_MARGIN_S", "clock_periods"]
 
 log = logging.getLogger(__name__)
-
-_REFUSALS_LISTED = 5
-"""Out-of-limit values named in a refusal; a batch may hold thousands."""
 
 
 class NidaqDaq:
@@ -136,14 +131,15 @@ class NidaqDaq:
         self._rate_hz = float(wiring.timing.sample_rate_hz)
         self._models = {dev: models.model(name) for dev, name in wiring.daq_devices.items()}
         self._limits = Limits.from_wiring(wiring)
-        self._min_v, self._max_v, self._safe_v = self._limits.min_v, self._limits.max_v, self._limits.safe_v
-        self._held_v = self._initially_held(held_v)
+        self._safe_v = self._limits.safe_v
+        self._checks = Checks(wiring, self._limits, self._models)
+        self._held_v = self._checks.held(held_v)
         opening_path = safe_path(self._limits, self._held_v)
         self._ao_start = f"/{device_of(self.ao_channels[0])}/ao/StartTrigger"
         self._system = System.local() if system is None else system
         self._closed = False
         self._op = "open"
-        self._watchdogs: dict[str, WatchdogTask] = {}
+        self._watchdogs = Watchdogs(wiring)
         self._tasks: list[Task] = []
         self._ao_samples = Samples(len(self.ao_channels))
         self._ai_samples = Samples(len(self.ai_channels))
@@ -151,7 +147,7 @@ class NidaqDaq:
         self._ai_buf = self._ai_samples.shaped(0)
         try:
             self._check_devices()
-            self._start_watchdogs()
+            self._watchdogs.start()
             self._ao = self._new_task("ao")
             self._ao_chans = []
             for o in wiring.outputs:
@@ -170,7 +166,7 @@ class NidaqDaq:
             self._ai_reader = AnalogMultiChannelReader(self._ai.in_stream)
             self._ao_config = Configured(self._ao)
             self._ai_config = Configured(self._ai)
-            self._warn_host_guarded()
+            self._watchdogs.warn_host_guarded()
             self._safe_state(opening_path, "open")
         except BaseException:
             self._release()
@@ -209,7 +205,7 @@ class NidaqDaq:
     def write(self, values_v: np.ndarray) -> None:
         """Set every output (V) now, software-timed; shape ``(len(ao_channels),)``."""
         with self._operation("write"):
-            values_v = self._checked(values_v)
+            values_v = self._checks.values(values_v)
             self._kick()
             self._held_v = values_v.copy()
             self._write_static(values_v)
@@ -220,7 +216,7 @@ class NidaqDaq:
             n_samples = count("n_samples", n_samples)
             # Some devices refuse a finite acquisition of a single sample; the extra one is dropped.
             n = max(2, n_samples)
-            timeout_s = self._duration_s("read", n) + TIMEOUT_MARGIN_S
+            timeout_s = self._checks.duration_s("read", n) + TIMEOUT_MARGIN_S
             self._clock_ai(n, None)
             self._kick()
             with running(self._ai):
@@ -233,7 +229,7 @@ class NidaqDaq:
         is armed when the counter cannot time it or the watchdog would expire during it; the
         line is low again however the pulse ends."""
         with self._operation("pulse"):
-            duration_s = self._checked_pulse("pulse", 0.0, width_s)
+            duration_s = self._checks.pulse_s("pulse", 0.0, width_s, self._learn)
             self._kick()
             with self._learn_guarded():
                 if not self._learn.hardware_timed:
@@ -249,7 +245,7 @@ class NidaqDaq:
         ``settle_s`` (s) plus ``n_samples`` sample periods; return the mean per input (V) of
         the ``n_samples`` taken after settling."""
         with self._operation("write_and_read"):
-            rows = self._checked(values_v)[None, :]
+            rows = self._checks.values(values_v)[None, :]
             return self._acquire("write_and_read", rows, settle_s, n_samples)[0]
 
     def write_and_read_many(self, values_v: np.ndarray, settle_s: float, n_samples: int) -> np.ndarray:
@@ -258,7 +254,7 @@ class NidaqDaq:
         sampled from the same start trigger; return the mean per row and input (V), shape
         ``(B, len(ai_channels))``, of each row's ``n_samples`` taken after settling."""
         with self._operation("write_and_read_many"):
-            rows = self._checked_rows(values_v)
+            rows = self._checks.rows(values_v)
             return self._acquire(f"write_and_read_many of {rows.shape[0]} rows", rows, settle_s, n_samples)
 
     def _acquire(self, what: str, rows: np.ndarray, settle_s: float, n_samples: int) -> np.ndarray:
@@ -268,7 +264,7 @@ class NidaqDaq:
         n_row = n_settle + count("n_samples", n_samples)
         n_batch = rows.shape[0]
         n = n_batch * n_row
-        timeout_s = self._duration_s(what, n) + TIMEOUT_MARGIN_S
+        timeout_s = self._checks.duration_s(what, n) + TIMEOUT_MARGIN_S
         self._clock_ao(n)
         self._clock_ai(n, self._ao_start)
         self._ao_buf.reshape(len(self.ao_channels), n_batch, n_row)[:] = rows.T[:, :, None]
@@ -289,9 +285,9 @@ class NidaqDaq:
         the settle and the pulse are timed by the host (at least as long as asked). The
         pulse is checked as :meth:`pulse` checks it; the line is low however it ends."""
         with self._operation("write_and_pulse"):
-            values_v = self._checked(values_v)
+            values_v = self._checks.values(values_v)
             positive_s("settle_s", settle_s)
-            pulse_s = self._checked_pulse("write_and_pulse", settle_s, width_s)
+            pulse_s = self._checks.pulse_s("write_and_pulse", settle_s, width_s, self._learn)
             if not self._learn.hardware_timed:
                 self._kick()
                 self._held_v = values_v.copy()
@@ -301,7 +297,7 @@ class NidaqDaq:
                     self._learn.fire(width_s)
                 return
             n = clock_periods(settle_s, self._rate_hz) + clock_periods(width_s, self._rate_hz)
-            timeout_s = max(self._duration_s("write_and_pulse", n), pulse_s) + TIMEOUT_MARGIN_S
+            timeout_s = max(self._checks.duration_s("write_and_pulse", n), pulse_s) + TIMEOUT_MARGIN_S
             self._clock_ao(n)
             self._ao_buf[:] = values_v[:, None]
             self._kick()
@@ -340,7 +336,7 @@ class NidaqDaq:
         written = self._ramp(path, what)
         quietly(f"{what}: idling the learn line", self._learn.idle)
         quietly(f"{what}: stopping the input task", self._ai.stop)
-        if not written and set(self._expired()) >= {device_of(ch) for ch in self.ao_channels}:
+        if not written and set(self._watchdogs.expired()) >= {device_of(ch) for ch in self.ao_channels}:
             log.warning("%s: the outputs could not be written, but the expired watchdog holds them at their safe "
                         "values", what)
             written = True
@@ -406,7 +402,7 @@ class NidaqDaq:
             for device, covers in self.hardware_watchdog.items():
                 out[f"watchdog.{device}.covers"] = covers
                 if device in self._watchdogs:
-                    out[f"watchdog.{device}.timeout_s"] = float(self._watchdogs[device].timeout)
+                    out[f"watchdog.{device}.timeout_s"] = self._watchdogs.timeout_s(device)
             out["watchdog.host_guarded"] = self._wiring.host_guarded_summary()
             return out
 
@@ -429,14 +425,6 @@ class NidaqDaq:
             raise failure
 
     # -- open and close --------------------------------------------------------------------
-    def _initially_held(self, held_v) -> np.ndarray:
-        if held_v is None:
-            return np.array([self._models[device_of(ch)].ao_power_up_v for ch in self.ao_channels], np.float64)
-        held = np.array(held_v, dtype=np.float64).reshape(-1) if np.ndim(held_v) else None
-        if held is None or held.shape != self._safe_v.shape or not np.all(np.isfinite(held)):
-            raise DaqError(f"held_v must be {self._safe_v.size} finite voltages (one per AO channel), got {held_v!r}")
-        return held
-
     def _check_devices(self) -> None:
         with translated("open: listing the DAQ devices"):
             present = set(self._system.devices.device_names)
@@ -448,32 +436,6 @@ class NidaqDaq:
                 product = self._system.devices[name].product_type
             if product != model:
                 raise DaqError(f"DAQ device {name} is a {product}, but wiring {self._wiring.name} says {model}")
-
-    def _start_watchdogs(self) -> None:
-        """One watchdog per device whose watchdog guards an output of the wiring: analog
-        outputs expire to their safe values, a digital learn line expires low."""
-        for device, covers in self.hardware_watchdog.items():
-            if covers is None:
-                continue
-            with translated(f"open: watchdog on {device}"):
-                watchdog = WatchdogTask(
-                    device, task_name=f"{self._wiring.name}-watchdog-{device}", timeout=self._timing.watchdog_s
-                )
-                self._watchdogs[device] = watchdog
-                if "ao" in covers.split("+"):
-                    watchdog.cfg_watchdog_ao_expir_states([
-                        AOExpirationState(o.channel, o.safe_v, WatchdogAOExpirState.VOLTAGE)
-                        for o in self._wiring.outputs if device_of(o.channel) == device
-                    ])
-                if "do" in covers.split("+"):
-                    watchdog.cfg_watchdog_do_expir_states([DOExpirationState(self._wiring.learn_line, Level.LOW)])
-                watchdog.start()
-
-    def _warn_host_guarded(self) -> None:
-        text = self._wiring.host_guarded_summary()
-        if text is not None:
-            log.warning("%s: no hardware watchdog guards %s; only the host's safety layer drives them safe if this "
-                        "process stops servicing the DAQ", self._wiring.name, text)
 
     def _new_task(self, role: str) -> Task:
         with translated(f"open: creating the {role} task"):
@@ -497,11 +459,8 @@ class NidaqDaq:
         outputs to the end; a failure is logged and the rest are still released."""
         for task in reversed(self._tasks):
             quietly(f"closing task {task.name}", task.close)
-        for watchdog in self._watchdogs.values():
-            quietly("stopping the watchdog", watchdog.stop)
-            quietly("closing the watchdog", watchdog.close)
+        self._watchdogs.release()
         self._tasks.clear()
-        self._watchdogs.clear()
 
     # -- operations ------------------------------------------------------------------------
     @contextmanager
@@ -522,93 +481,8 @@ class NidaqDaq:
             quietly("driving the learn line low", self._learn.idle)
             raise
 
-    def _checked_pulse(self, name: str, delay_s: float, width_s: float) -> float:
-        """How long a pulse of ``width_s`` (s) after ``delay_s`` (s) lasts (s); DaqError,
-        nothing armed, when the counter cannot time it or it would outlast the watchdog."""
-        positive_s("width_s", width_s)
-        if isinstance(self._learn, CounterLine):
-            m = self._models[device_of(self._wiring.learn_line)]
-            if not m.co_min_pulse_s <= width_s <= m.co_max_pulse_s:
-                raise DaqError(f"{name}: width_s {width_s!r} s is outside what the {m.name}'s counter can time "
-                               f"({m.co_min_pulse_s:g}..{m.co_max_pulse_s:g} s)")
-            if delay_s > m.co_max_pulse_s:
-                raise DaqError(f"{name}: settle_s {delay_s!r} s is longer than the {m.name}'s counter can delay "
-                               f"a pulse ({m.co_max_pulse_s:g} s)")
-        duration_s = self._learn.duration_s(delay_s, width_s)
-        if duration_s >= self._timing.watchdog_s:
-            raise DaqError(f"{name}: a pulse of {width_s:g} s after {delay_s:g} s takes {duration_s:g} s, "
-                           f"not less than the {self._timing.watchdog_s:g} s watchdog")
-        return duration_s
-
-    def _checked(self, values_v: np.ndarray) -> np.ndarray:
-        """``values_v`` as contiguous float64, refused (DaqError, nothing written) unless it
-        has one value per output, each inside that output's limits."""
-        values_v = np.ascontiguousarray(values_v, dtype=np.float64)
-        if values_v.shape != self._min_v.shape:
-            raise DaqError(f"expected {self._min_v.size} output values (one per AO channel), got shape {values_v.shape}")
-        self._refuse_outside(values_v[None], row_named=False)
-        return values_v
-
-    def _checked_rows(self, values_v: np.ndarray) -> np.ndarray:
-        """``values_v`` as float64 rows ``(B, n_ao)``, B >= 1, refused (DaqError naming each
-        bad row, channel and value; nothing written) unless every value is inside its
-        output's limits."""
-        rows = np.asarray(values_v, dtype=np.float64)
-        if rows.ndim != 2 or rows.shape[0] < 1 or rows.shape[1] != self._min_v.size:
-            raise DaqError(
-                f"expected output values of shape (B, {self._min_v.size}) with B >= 1 "
-                f"(one row per step, one column per AO channel), got shape {rows.shape}"
-            )
-        self._refuse_outside(rows, row_named=True)
-        return rows
-
-    def _refuse_outside(self, rows: np.ndarray, *, row_named: bool) -> None:
-        bad = np.argwhere(~((rows >= self._min_v) & (rows <= self._max_v)))
-        if not bad.size:
-            return
-        refused = [
-            f"{f'row {r}: ' if row_named else ''}{self.ao_channels[k]} = {float(rows[r, k])!r} V "
-            f"is outside its limits {self._min_v[k]:g}..{self._max_v[k]:g} V"
-            for r, k in bad[:_REFUSALS_LISTED]
-        ]
-        if len(bad) > _REFUSALS_LISTED:
-            refused.append(f"and {len(bad) - _REFUSALS_LISTED} more")
-        raise DaqError("refused, nothing written: " + "; ".join(refused))
-
-    def _duration_s(self, name: str, n_samples: int) -> float:
-        """How long ``n_samples`` sample periods last (s); refused if the watchdog would expire
-        while they run."""
-        duration_s = n_samples / self._rate_hz
-        if duration_s >= self._timing.watchdog_s:
-            raise DaqError(
-                f"{name}: {n_samples} samples at {self._rate_hz:g} Hz take {duration_s:g} s, "
-                f"not less than the {self._timing.watchdog_s:g} s watchdog"
-            )
-        return duration_s
-
     def _kick(self) -> None:
-        for device, watchdog in self._watchdogs.items():
-            try:
-                watchdog.reset_timer()
-            except nidaqmx.errors.DaqError as e:
-                if e.error_code != DAQmxErrors.CANT_RESET_EXPIRED_WATCHDOG:
-                    raise
-                raise DaqError(
-                    f"{self._op}: the watchdog on {device} expired: the host did not service the DAQ for "
-                    f"{self._timing.watchdog_s:g} s, and the device holds its outputs at their safe values and "
-                    f"refuses writes until the DAQ is closed and opened again"
-                ) from e
-
-    def _expired(self) -> list[str]:
-        """The devices whose watchdog has expired (a watchdog that cannot tell counts as not)."""
-        out = []
-        for device, watchdog in self._watchdogs.items():
-            try:
-                if watchdog.expired:
-                    out.append(device)
-            except nidaqmx.errors.Error:
-                pass
-        return out
+        self._watchdogs.kick(self._op)
 
     def _write_static(self, values_v: np.ndarray) -> None:
         self._ao_config.ensure("on demand", self._ao_on_demand)
