@@ -17,6 +17,11 @@
  *   nodes N0 N1 N2 N3 | uptime MS | nvs_fail 0|1 -> "ok"
  *   send HEX                         -> "none" | "reply HEX DELAY_MS ..." (each reply)
  *   fuzz SEED N                      -> "fuzz ok N ACCEPTED" (or exits non-zero)
+ *
+ * `send` reads its bytes straight from stdin and feeds them to the board as they
+ * arrive, so a stream of any length needs no buffer (the harness then fits the
+ * 16 KiB of RAM of the Cortex-M0 machine the ARM tests run it on, firmware/c/arm/).
+ * Every other line must fit BOARD_SIM_LINE_MAX bytes; a longer one is an error.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,10 +29,13 @@
 
 #include "twinrig_core.h"
 
-#define LINE_MAX_LEN 70000
-#define BYTES_MAX 32000
+#ifndef BOARD_SIM_LINE_MAX
+#define BOARD_SIM_LINE_MAX 70000
+#endif
+#define BYTES_MAX (BOARD_SIM_LINE_MAX / 2)
+#define WORD_MAX 16
 
-static char line[LINE_MAX_LEN];
+static char line[BOARD_SIM_LINE_MAX];
 static uint8_t bytes[BYTES_MAX];
 
 /* ---- simulated hardware ------------------------------------------------- */
@@ -361,13 +369,111 @@ static int fuzz(uint32_t seed, long iterations)
 
 /* ---- main loop ---------------------------------------------------------- */
 
+static int is_space(int c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* Read the next command word, skipping blank lines, into word[WORD_MAX]. Returns the
+   character after it, or EOF at the end of input (word empty). */
+static int read_word(char *word)
+{
+    size_t n = 0;
+    int c;
+    do {
+        c = getchar();
+    } while (is_space(c));
+    while (c != EOF && !is_space(c)) {
+        if (n + 1 >= WORD_MAX) {
+            fprintf(stderr, "command word too long\n");
+            exit(2);
+        }
+        word[n++] = (char)c;
+        c = getchar();
+    }
+    word[n] = '\0';
+    return c;
+}
+
+/* The rest of a command's line after its word, into line[] as "WORD REST". */
+static void read_rest(const char *word, int after)
+{
+    size_t n = strlen(word);
+    memcpy(line, word, n);
+    line[n++] = ' ';
+    line[n] = '\0';
+    if (after == '\n' || after == EOF) {
+        return;
+    }
+    if (!fgets(line + n, (int)(sizeof line - n), stdin)) {
+        return;
+    }
+    if (!strchr(line + n, '\n') && !feof(stdin)) {
+        fprintf(stderr, "line longer than %d bytes\n", BOARD_SIM_LINE_MAX - 1);
+        exit(2);
+    }
+}
+
+/* `send HEX`: feed the bytes to the board as they are read, printing each reply. */
+static void send_stream(int after)
+{
+    int c = after, any = 0, digits = 0, hi = 0;
+    tr_reply rep;
+    while (c == ' ' || c == '\t') {
+        c = getchar();
+    }
+    if (c == '-') {
+        c = getchar();
+        if (c != EOF && !is_space(c)) {
+            fprintf(stderr, "bad hex\n");
+            exit(2);
+        }
+    } else {
+        for (; c != EOF && !is_space(c); c = getchar()) {
+            int v = hexval(c);
+            if (v < 0) {
+                fprintf(stderr, "bad hex\n");
+                exit(2);
+            }
+            if (digits++ % 2 == 0) {
+                hi = v;
+                continue;
+            }
+            if (tr_board_receive(&board, (uint8_t)(hi * 16 + v), &rep)) {
+                printf("%sreply ", any ? " " : "");
+                print_hex(rep.wire, rep.len);
+                printf(" %u", (unsigned)rep.delay_ms);
+                any = 1;
+            }
+        }
+        if (digits == 0 || digits % 2 != 0) {
+            fprintf(stderr, "bad hex\n");
+            exit(2);
+        }
+    }
+    while (c != EOF && c != '\n') {
+        c = getchar();
+    }
+    printf("%s\n", any ? "" : "none");
+}
+
 int main(void)
 {
-    while (fgets(line, sizeof line, stdin)) {
-        char *cmd = strtok(line, " \t\r\n");
-        if (!cmd) {
+    char word[WORD_MAX];
+    int after;
+    while ((after = read_word(word)) != EOF || word[0]) {
+        char *cmd;
+        if (strcmp(word, "send") == 0) {
+            if (!have_board) {
+                fprintf(stderr, "no board\n");
+                return 2;
+            }
+            send_stream(after);
+            fflush(stdout);
             continue;
         }
+        read_rest(word, after);
+        cmd = strtok(line, " \t\r\n");
         if (strcmp(cmd, "crc") == 0) {
             long n = hex_arg(bytes, sizeof bytes);
             printf("%04x\n", (unsigned)tr_crc16(bytes, (size_t)n));
@@ -483,23 +589,6 @@ int main(void)
         } else if (strcmp(cmd, "nvs_fail") == 0) {
             hw.nvs_fail = (int)num();
             printf("ok\n");
-        } else if (strcmp(cmd, "send") == 0) {
-            long n = hex_arg(bytes, sizeof bytes), i;
-            int any = 0;
-            tr_reply rep;
-            if (!have_board) {
-                fprintf(stderr, "no board\n");
-                return 2;
-            }
-            for (i = 0; i < n; i++) {
-                if (tr_board_receive(&board, bytes[i], &rep)) {
-                    printf("%sreply ", any ? " " : "");
-                    print_hex(rep.wire, rep.len);
-                    printf(" %u", (unsigned)rep.delay_ms);
-                    any = 1;
-                }
-            }
-            printf("%s\n", any ? "" : "none");
         } else if (strcmp(cmd, "fuzz") == 0) {
             uint32_t seed = (uint32_t)num();
             long n = (long)num();

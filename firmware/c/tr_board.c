@@ -119,7 +119,12 @@ void tr_board_init(tr_board *b, const tr_board_config *cfg, const tr_hal *hal)
 
 void tr_board_drops(tr_board *b, tr_drops *out)
 {
-    int32_t node_uv[4] = {0, 0, 0, 0};
+    int32_t node_uv[4];
+    /* element by element: an initialiser list makes gcc call memset on Cortex-M0 */
+    node_uv[0] = 0;
+    node_uv[1] = 0;
+    node_uv[2] = 0;
+    node_uv[3] = 0;
     if (b->hal && b->hal->read_nodes_uv) {
         b->hal->read_nodes_uv(b->hal->user, node_uv);
     }
@@ -174,9 +179,9 @@ static uint8_t execute(tr_board *b, const tr_frame *req, uint8_t *out, uint8_t *
     *out_len = 0;
     switch (req->cmd) {
     case TR_CMD_IDENTIFY:
-        for (i = 0; i < 8; i++) {
-            out[i] = b->cfg.uid[i];
-        }
+        /* the uid as two words: gcc turns a byte-copy loop into a memcpy call */
+        put_u32(out, get_u32(b->cfg.uid));
+        put_u32(out + 4, get_u32(b->cfg.uid + 4));
         out[8] = b->cfg.fw_major;
         out[9] = b->cfg.fw_minor;
         out[10] = b->cfg.fw_patch;
