@@ -3,15 +3,15 @@
 The core is compiled with ``gcc -std=c99 -Wall -Wextra -Werror -pedantic`` (at -O0 and -O2,
 so a warning only one optimisation level finds still fails) together with ``board_sim.c``, a
 host harness that reads one command per line on stdin and answers one line on stdout. The
-test turns the JSON vectors into those lines, runs the harness once per test and compares
-(see the harness's header comment for the line format). When the compiler supports it, the
+test turns the JSON vectors into those lines (tests/firmware_c_lines.py, shared with the
+ARM builds under QEMU), runs the harness once per test and compares (see the harness's header
+comment for the line format). When the compiler supports it, the
 fuzz runs under AddressSanitizer and UBSan. Skipped only when gcc is missing.
 """
 
 from __future__ import annotations
 
 import binascii
-import json
 import os
 import re
 import shutil
@@ -22,28 +22,16 @@ import numpy as np
 import pytest
 from cobs import cobs
 
-ROOT = Path(__file__).resolve().parents[1]
-C_DIR = ROOT / "firmware" / "c"
-PROTOCOL_DIR = ROOT / "firmware" / "protocol"
-VECTORS = PROTOCOL_DIR / "vectors"
-PROTOCOL = json.loads((PROTOCOL_DIR / "protocol.json").read_text())
-ERRORS = PROTOCOL["errors"]
-RULES = PROTOCOL["rules"]
-KINDS = PROTOCOL["board_kinds"]
+import firmware_c_lines as vectors
+from firmware_c_lines import (C_DIR, CORE_SOURCES, HARNESS_SOURCE, RULES, STRICT, board_line, chunk_of,
+                              frame_bytes, hex_arg, load)
 
-CORE_SOURCES = ["tr_codec.c", "tr_rule.c", "tr_board.c"]
-HARNESS_SOURCE = "board_sim.c"
-STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g"]
 
 GCC = shutil.which("gcc")
 pytestmark = pytest.mark.skipif(GCC is None, reason="gcc is not on PATH")
 
 TIMEOUT_S = 60
-
-
-def _load(name: str) -> dict:
-    return json.loads((VECTORS / name).read_text())
 
 
 def _gcc(args: list[str], cwd: Path) -> None:
@@ -105,13 +93,9 @@ def fuzz_harness(build_dir, harness) -> Harness:
     return Harness(exe, env)
 
 
-def _hex(b: bytes) -> str:
-    return b.hex() or "-"
-
-
-def _chunk(wire: bytes) -> bytes:
-    """The chunk of a wire string: one trailing 0x00 delimiter removed (as the host does)."""
-    return wire[:-1] if wire.endswith(b"\x00") else wire
+def _check(harness: Harness, batch: vectors.Batch) -> None:
+    """Feed a vector set's lines and check every answer against the vectors."""
+    batch.verify(harness.run(batch.lines))
 
 
 # ------------------------------------------------------------------------- build, CRC, COBS
@@ -146,7 +130,7 @@ def test_core_needs_nothing_from_libc(harness, build_dir):
 def test_crc16_is_ccitt_false(harness):
     rng = np.random.default_rng(11)
     data = [b"123456789", b""] + [rng.bytes(int(n)) for n in rng.integers(0, 200, 200)]
-    out = harness.run([f"crc {_hex(d)}" for d in data])
+    out = harness.run([f"crc {hex_arg(d)}" for d in data])
     assert out[0] == "29b1"  # the catalogue check value of CRC-16/CCITT-FALSE
     assert out == [f"{binascii.crc_hqx(d, 0xFFFF):04x}" for d in data]
 
@@ -158,110 +142,33 @@ def test_cobs_encoding_matches_the_cobs_package(harness):
         b = rng.integers(0, 256, int(n), dtype=np.uint8)
         b[rng.random(int(n)) < rng.random()] = 1  # runs of non-zero bytes of every length
         data.append(b.tobytes())
-    out = harness.run([f"cobs {_hex(d)}" for d in data])
-    assert out == [_hex(cobs.encode(d)) for d in data]
+    out = harness.run([f"cobs {hex_arg(d)}" for d in data])
+    assert out == [hex_arg(cobs.encode(d)) for d in data]
 
 
 # ------------------------------------------------------------------------- golden vectors
 
 
 def test_frames_valid_vectors(harness):
-    valid = _load("frames.json")["valid"]
-    lines = []
-    for v in valid:
-        lines.append(f"decode {_hex(_chunk(bytes.fromhex(v['wire_hex'])))}")
-        lines.append(f"encode {v['version']} {v['dst']} {v['src']} {v['seq']} {v['cmd']} "
-                     f"{v['payload_hex'] or '-'}")
-        frame = bytes.fromhex(v["frame_hex"])
-        lines.append(f"crc {_hex(frame[:-2])}")
-    out = harness.run(lines)
-    for i, v in enumerate(valid):
-        decoded, encoded, crc = out[3 * i: 3 * i + 3]
-        want = f"ok {v['version']} {v['dst']} {v['src']} {v['seq']} {v['cmd']} {v['payload_hex'] or '-'}"
-        assert decoded == want, v["name"]
-        assert encoded == v["wire_hex"], v["name"]
-        frame = bytes.fromhex(v["frame_hex"])
-        assert crc == frame[-2:].hex(), v["name"]
-        assert frame[:5] == bytes([v["version"], v["dst"], v["src"], v["seq"], v["cmd"]]), v["name"]
-        assert frame[5:-2].hex() == v["payload_hex"], v["name"]
+    _check(harness, vectors.frames_valid(load("frames.json")["valid"]))
 
 
 def test_frames_malformed_vectors_give_the_exact_error(harness):
-    malformed = _load("frames.json")["malformed"]
-    out = harness.run([f"decode {_hex(_chunk(bytes.fromhex(v['wire_hex'])))}" for v in malformed])
-    for v, got in zip(malformed, out):
-        assert got == f"err {ERRORS[v['error']]}", v["name"]
+    _check(harness, vectors.frames_malformed(load("frames.json")["malformed"]))
 
 
 def test_frames_malformed_vectors_through_a_board_are_dropped_and_counted(harness):
     """Each malformed wire through the board's byte-stream receiver: no reply, frames_bad,
     last_error (a zero inside a chunk makes two chunks for a stream: both bad_cobs)."""
-    malformed = _load("frames.json")["malformed"]
-    lines = []
-    for v in malformed:
-        lines.append("board 5 0102030405060708 1 0 99 50 0 1 0 0 0 0 0 1000")
-        lines.append(f"send {v['wire_hex']}")
-        lines.append(f"send {cobs.encode(_frame(5, 7, 7)).hex()}00")  # read_telemetry
-    out = harness.run(lines)
-    for i, v in enumerate(malformed):
-        _, reply, tele = out[3 * i: 3 * i + 3]
-        assert reply == "none", v["name"]
-        chunks = [c for c in _chunk(bytes.fromhex(v["wire_hex"])).split(b"\x00") if c]
-        status, uptime, ok, bad, updates, last = _telemetry(tele)
-        assert (status, ok, bad, updates) == (0, 1, len(chunks), 0), v["name"]
-        assert last == ERRORS[v["error"]], v["name"]
-
-
-def _frame(dst: int, seq: int, cmd: int, payload: bytes = b"", src: int = 0) -> bytes:
-    body = bytes([1, dst, src, seq, cmd]) + payload
-    return body + binascii.crc_hqx(body, 0xFFFF).to_bytes(2, "big")
-
-
-def _replies(line: str) -> list[tuple[bytes, int]]:
-    if line == "none":
-        return []
-    words = line.split()
-    assert len(words) % 3 == 0 and words[0::3] == ["reply"] * (len(words) // 3), line
-    return [(bytes.fromhex(w), int(d)) for w, d in zip(words[1::3], words[2::3])]
-
-
-def _telemetry(line: str) -> tuple[int, ...]:
-    (wire, _), = _replies(line)
-    raw = cobs.decode(_chunk(wire))
-    p = raw[5:-2]
-    assert len(p) == 18, line
-    return (p[0], int.from_bytes(p[1:5], "little"), int.from_bytes(p[5:9], "little"),
-            int.from_bytes(p[9:13], "little"), int.from_bytes(p[13:17], "little"), p[17])
+    _check(harness, vectors.frames_malformed_board(load("frames.json")["malformed"]))
 
 
 def test_prng_vectors(harness):
-    prng = _load("rules.json")["prng"]
-    out = harness.run([f"prng {v['uid_hex']} {len(v['draws'])}" for v in prng])
-    for v, line in zip(prng, out):
-        seed, *draws = map(int, line.split())
-        assert seed == v["seed"], v["uid_hex"]
-        assert draws == v["draws"], v["uid_hex"]
-
-
-def _code(table: dict, value) -> int:
-    return table[value] if isinstance(value, str) else int(value)
+    _check(harness, vectors.prng(load("rules.json")["prng"]))
 
 
 def test_rule_vectors(harness):
-    cases = _load("rules.json")["cases"]
-    lines = []
-    for c in cases:
-        lines.append(" ".join(str(x) for x in (
-            "rule", _code(RULES, c["rule"]), c["probability"], c["gain"], c["dead_band_uv2"],
-            c["state_min"], c["state_max"], c["state_before"], c["uid_hex"], c["draws_before"],
-            *c["calibration_uv"], *c["node_uv"])))
-    out = harness.run(lines)
-    for c, line in zip(cases, out):
-        dvf, dvc, contrast, updated, after = map(int, line.split())
-        assert (dvf, dvc) == (c["dv_free_uv"], c["dv_clamped_uv"]), c["name"]
-        assert contrast == c["contrast_uv2"], c["name"]
-        assert updated == c["updated"], c["name"]
-        assert after == c["state_after"], c["name"]
+    _check(harness, vectors.rule_cases(load("rules.json")["cases"]))
 
 
 def test_rule_with_random_gains_up_to_2_to_the_40_matches_the_reference(fuzz_harness):
@@ -316,57 +223,15 @@ def test_the_mean_gate_change_is_zero_with_nothing_to_learn(harness):
     assert np.mean([P.gain_delta_int64(c, gain, 0) for c in contrasts]) < -0.4
 
 
-def _board_line(board: dict) -> str:
-    fw = board.get("fw_version", [0, 1, 0])
-    return " ".join(str(x) for x in (
-        "board", board["address"], board["uid_hex"], _code(KINDS, board["kind"]), board["state_min"],
-        board["state_max"], board["initial_state"], *fw, *board["node_uv"], board["uptime_ms"]))
-
-
 def test_stream_vectors_after_line_noise(harness):
     """Line noise, then frames with a 0x00 before as well as after: the C board answers
     every frame that had its leading 0x00, byte for byte (the whole stream in one send, and
     in pieces)."""
-    for case in _load("commands.json")["streams"]:
-        stream = bytes.fromhex(case["stream_hex"])
-        pieces = [stream[i:i + 97] for i in range(0, len(stream), 97)]
-        out = harness.run([_board_line(case["board"]), f"send {_hex(stream)}", _board_line(case["board"]),
-                           *(f"send {_hex(p)}" for p in pieces)])
-        whole = [r.hex() for r, _ in _replies(out[1])]
-        split = [r.hex() for line in out[3:] for r, _ in _replies(line)]
-        assert whole == split == case["replies_hex"], case["name"]
+    _check(harness, vectors.streams(load("commands.json")["streams"]))
 
 
 def test_command_vectors_reply_byte_for_byte(harness):
-    cases = _load("commands.json")["cases"]
-    lines, where = [], []
-    for c in cases:
-        lines.append(_board_line(c["board"]))
-        where.append(None)
-        for i, ex in enumerate(c["exchanges"]):
-            lines.append(f"send {ex['request_hex']}")
-            where.append((c, i))
-    out = harness.run(lines)
-    checked = 0
-    for w, line in zip(where, out):
-        if w is None:
-            assert line == "ok"
-            continue
-        c, i = w
-        ex = c["exchanges"][i]
-        replies = _replies(line)
-        label = f"{c['name']} exchange {i} ({ex['request_hex']})"
-        if ex["reply_hex"] is None:
-            assert replies == [], label
-        else:
-            assert len(replies) == 1, label
-            wire, delay = replies[0]
-            assert wire.hex() == ex["reply_hex"], label
-            # a slotted broadcast answer waits for slot `address` (2 ms each)
-            dst = cobs.decode(_chunk(bytes.fromhex(ex["request_hex"])))[1]
-            assert delay == (2 * c["board"]["address"] if dst == 255 else 0), label
-        checked += 1
-    assert checked == sum(len(c["exchanges"]) for c in cases) > 0
+    _check(harness, vectors.command_cases(load("commands.json")["cases"]))
 
 
 # ------------------------------------------------------------------------- fuzz
@@ -435,7 +300,7 @@ def test_fuzz_100k_chunks_match_the_host_decoder(fuzz_harness):
 
     chunks = _fuzz_chunks(100_000, seed=20240611)
     # the host strips one trailing delimiter; hand C the same chunk
-    out = fuzz_harness.run([f"decode {_hex(_chunk(c))}" for c in chunks])
+    out = fuzz_harness.run([f"decode {hex_arg(chunk_of(c))}" for c in chunks])
     accepted = 0
     seen = set()
     for chunk, line in zip(chunks, out):
@@ -444,12 +309,12 @@ def test_fuzz_100k_chunks_match_the_host_decoder(fuzz_harness):
         except FrameError as exc:
             want = f"err {int(exc.code)}"
         else:
-            want = f"ok {f.version} {f.dst} {f.src} {f.seq} {f.cmd} {_hex(f.payload)}"
+            want = f"ok {f.version} {f.dst} {f.src} {f.seq} {f.cmd} {hex_arg(f.payload)}"
         assert line == want, chunk.hex()
         seen.add(line.split()[1] if line.startswith("err") else "ok")
         if line.startswith("ok"):
             accepted += 1
-            raw = cobs.decode(_chunk(chunk))
+            raw = cobs.decode(chunk_of(chunk))
             assert binascii.crc_hqx(raw, 0xFFFF) == 0, chunk.hex()  # CRC over data+CRC is 0
     assert seen == {"ok", *(str(c) for c in range(1, 6))}, seen  # every receive error exercised
     assert 5_000 < accepted < 95_000
@@ -481,14 +346,14 @@ def test_random_sessions_match_the_reference_board(harness):
         ref = P.ReferenceBoard(addr, uid, kind, state_min=lo, state_max=hi, initial_state=init,
                                node_uv=node, uptime_ms=uptime, fw_version=tuple(fw),
                                protocol_minor=P.PROTOCOL_MINOR)  # the core's, whatever it reports
-        lines.append(_board_line({"address": addr, "uid_hex": uid.hex(), "kind": kind, "state_min": lo,
+        lines.append(board_line({"address": addr, "uid_hex": uid.hex(), "kind": kind, "state_min": lo,
                                   "state_max": hi, "initial_state": init, "node_uv": node,
                                   "uptime_ms": uptime, "fw_version": fw}))
         expected.append("ok")
         for seq in range(40):
             wire = _random_request(rng, P, addr, seq, lo, hi)
             replies = ref.feed(wire)
-            lines.append(f"send {_hex(wire)}")
+            lines.append(f"send {hex_arg(wire)}")
             expected.append(" ".join(f"reply {r.hex()} *" for r in replies) or "none")
     out = harness.run(lines)
     for line, want in zip(out, expected):
@@ -499,7 +364,7 @@ def test_random_sessions_match_the_reference_board(harness):
 def _random_request(rng, P, addr: int, seq: int, lo: int, hi: int) -> bytes:
     r = rng.random()
     if r < 0.05:  # malformed
-        raw = bytearray(_frame(addr, seq, int(rng.integers(1, 11))))
+        raw = bytearray(frame_bytes(addr, seq, int(rng.integers(1, 11))))
         raw[int(rng.integers(0, len(raw)))] ^= 1 << int(rng.integers(0, 8))
         return cobs.encode(bytes(raw)) + b"\x00"
     if r < 0.07:
@@ -523,4 +388,4 @@ def _random_request(rng, P, addr: int, seq: int, lo: int, hi: int) -> bytes:
                            for x in rng.integers(-(1 << 31), 1 << 31, 4))
     else:
         payload = b""
-    return cobs.encode(_frame(dst, seq, cmd, payload)) + b"\x00"
+    return cobs.encode(frame_bytes(dst, seq, cmd, payload)) + b"\x00"
