@@ -5,6 +5,8 @@ command (its header comment gives the format). Each vector set becomes a `Batch`
 to feed and a check that raises AssertionError, naming the vector, on any answer that differs
 from the vector. The native build (tests/test_firmware_c.py) and the ARM builds under QEMU
 (tests/test_firmware_qemu.py) feed the same batches, so both are held to the same vectors.
+It also holds what those tests share about the Arm toolchain: the Cortex-M flags and the
+rule for a missing tool (skipped on a workstation, a failure in CI).
 """
 
 from __future__ import annotations
@@ -12,10 +14,14 @@ from __future__ import annotations
 import binascii
 import copy
 import json
+import os
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import pytest
 from cobs import cobs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +37,11 @@ CORE_SOURCES = ["tr_codec.c", "tr_rule.c", "tr_board.c"]
 HARNESS_SOURCE = "board_sim.c"
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 VECTOR_FILES = ("frames.json", "rules.json", "commands.json")
+
+# The RP2040's core (RP2040 datasheet, section 2.1: two Cortex-M0+, ARMv6-M, no divider in
+# the core); the flags of a firmware build.
+M0PLUS = ["-mcpu=cortex-m0plus", "-mthumb"]
+EXTRA_WARNINGS = ["-Wconversion", "-Wsign-conversion", "-Wshadow"]
 
 
 def load(name: str) -> dict:
@@ -269,3 +280,31 @@ def golden_batches(vectors: dict[str, dict] | None = None) -> list[Batch]:
             frames_malformed_board(frames["malformed"]), prng(rules["prng"]),
             rule_cases(rules["cases"]), command_cases(commands["cases"]),
             streams(commands["streams"])]
+
+
+# ------------------------------------------------------------------------- Arm toolchain
+
+
+def require_tool(name: str) -> str:
+    """The path of an Arm tool; a missing one skips the test, except under CI=true (CI
+    installs gcc-arm-none-eabi, libnewlib-arm-none-eabi and qemu-system-arm: .ci/install-deps),
+    where it fails."""
+    path = shutil.which(name)
+    if path is None:
+        missing(f"{name} is not on PATH")
+    return path
+
+
+def require_newlib(gcc: str) -> None:
+    """Skip (or, under CI=true, fail) when newlib's semihosting specs are not installed."""
+    res = subprocess.run([gcc, *M0PLUS, "-print-file-name=rdimon.specs"], capture_output=True, text=True,
+                         timeout=60)
+    if not Path(res.stdout.strip()).is_file():
+        missing("newlib for arm-none-eabi (rdimon.specs) is not installed")
+
+
+def missing(why: str) -> None:
+    """Skip the test for a missing tool, or fail it under CI=true."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{why}; CI installs it (.ci/install-deps)")
+    pytest.skip(why)
