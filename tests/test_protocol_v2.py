@@ -12,6 +12,7 @@ the reference board replays them. The board's behaviour, command by command, is
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from instruments.bus.v2 import Error, FrameError
 ROOT = Path(__file__).resolve().parents[1]
 PROTO = ROOT / "firmware" / "protocol"
 SPEC = json.loads((PROTO / "protocol-2.json").read_text())
+DOC = (PROTO / "PROTOCOL.md").read_text()
 
 
 # ------------------------------------------------------------------------------ tables
@@ -36,6 +38,19 @@ def test_constants_equal_protocol_2_json():
 def test_protocol_1_json_is_still_protocol_1():
     old = json.loads((PROTO / "protocol.json").read_text())
     assert old["protocol_version"] == 1 and old["frame"]["max_payload"] == 64
+
+
+def test_every_command_and_status_is_in_the_spec_text():
+    for name, c in SPEC["commands"].items():
+        assert re.search(rf"\|\s*{c['code']}\s*\|\s*{name}\s*\|", DOC), name
+    for name in SPEC["errors"]:
+        assert f"`{name}`" in DOC, name
+
+
+def test_protocol_1s_text_is_kept_beside_protocol_2s():
+    old = (PROTO / "PROTOCOL-1.md").read_text()
+    assert old.startswith("# The edge bus protocol, version 1.1")
+    assert DOC.startswith("# The edge bus protocol, version 2.0")
 
 
 def test_command_codes_are_unique_and_below_the_reply_bit():
