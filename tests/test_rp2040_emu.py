@@ -1,0 +1,301 @@
+"""The RP2040 image (firmware/rp2040) running in rp2040js, spoken to by the host's BusClient.
+
+``make -C firmware/rp2040`` builds the image the lab flashes (build/twinrig-rp2040.uf2); the
+harness ``firmware/rp2040/emu/harness.mjs`` loads that .uf2 and a board configuration .uf2
+into rp2040js, starts the image past boot2 after checking boot2's CRC as the bootrom does,
+and emulates the board around the chip: the PL011 and the RS-485 driver enable, the
+ADS131M04 with node voltages given here, the learn line, the gate pin. BusClient talks to it
+through :class:`EmuSerial`, and its clock is the emulator's: every time here is emulated.
+
+Skipped locally when node, the npm package (``npm ci --prefix firmware/rp2040/emu``) or the
+arm-none-eabi toolchain is missing; fails instead when ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from instruments.bus import client as bus_client
+from instruments.bus.client import BusClient
+from instruments.bus.protocol import ReferenceBoard
+
+ROOT = Path(__file__).resolve().parents[1]
+FW = ROOT / "firmware" / "rp2040"
+HARNESS = FW / "emu" / "harness.mjs"
+IMAGE = FW / "build" / "twinrig-rp2040"
+NODE = shutil.which("node")
+
+ADDRESS = 5
+UID = bytes.fromhex("e6614103e72b4a21")
+INITIAL_UV = 2_000_000
+MOSFET = 2
+GATE_CHARGING = 2
+ALWAYS = 65536
+
+# The budget (README.md): the snapshot is the first conversion wholly after the rising edge,
+# three ADS131M04 data periods at OSR 128 (93.75 us) after the filter restart, which the
+# interrupt makes within a few us of the edge.
+T_DATA_NS = 128 * 2 / 8.192e6 * 1e9
+LEARN_LATENCY_BUDGET_NS = 3 * T_DATA_NS + 10_000
+SKEW_BUDGET_NS = 2 / 8.192e6 * 1e9  # one modulator period
+UPDATE_LATENCY_BUDGET_NS = 50_000  # falling edge to the gate pulse
+GATE_PULSE_NS = 100_000
+DE_HOLD_BUDGET_NS = 100_000  # instruments.bus.timing.DE_HOLD_US
+TURNAROUND_MIN_NS = 250_000  # instruments.bus.timing.TURNAROUND_MIN_US
+BOOT_NS = 1_000_000  # power-on to the main loop: clocks, UART, the ADC's set-up frames
+
+
+def _missing() -> str | None:
+    if NODE is None:
+        return "node is not on PATH"
+    if not (FW / "emu" / "node_modules" / "rp2040js" / "package.json").exists():
+        return "rp2040js missing: npm ci --prefix firmware/rp2040/emu"
+    if shutil.which("arm-none-eabi-gcc") is None or shutil.which("make") is None:
+        return "arm-none-eabi-gcc or make missing (Debian: gcc-arm-none-eabi)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def image():
+    why = _missing()
+    if why:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI must run the RP2040 image: {why}")
+        pytest.skip(why)
+    subprocess.run(["make", "-C", str(FW), "-s", f"PYTHON={sys.executable}"], check=True, capture_output=True)
+    return IMAGE
+
+
+@pytest.fixture
+def config_uf2(image, tmp_path):
+    out = tmp_path / "board5.uf2"
+    subprocess.run([sys.executable, str(FW / "tools" / "image.py"), "config", str(out), "--address",
+                    str(ADDRESS), "--uid", UID.hex(), "--kind", "mosfet", "--initial-state",
+                    str(INITIAL_UV)], check=True)
+    return out
+
+
+class EmuBoard:
+    """The harness process: one JSON request a line, one answer a line; emulated ns."""
+
+    def __init__(self, *uf2):
+        self.proc = subprocess.Popen([NODE, str(HARNESS), *map(str, uf2)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.now_ns = 0
+
+    def call(self, op: str, **fields) -> dict:
+        self.proc.stdin.write(json.dumps({"op": op, **fields}) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the harness ended (exit {self.proc.wait()})")
+        answer = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(answer["error"])
+        self.now_ns = answer["now_ns"]
+        return answer
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+class EmuSerial:
+    """What BusClient uses of a pyserial port, on the harness's host adapter. ``read`` runs
+    the emulator until a byte arrives or ``timeout`` (emulated s) has passed."""
+
+    port = "rp2040js"
+
+    def __init__(self, board: EmuBoard):
+        self.board = board
+        self.timeout = 0.002
+        self._rx = bytearray()
+
+    @property
+    def in_waiting(self) -> int:
+        return len(self._rx)
+
+    def write(self, data: bytes) -> int:
+        self.board.call("write", data=bytes(data).hex())
+        return len(data)
+
+    def flush(self) -> None:
+        self.board.call("flush")
+
+    def read(self, size: int = 1) -> bytes:
+        if not self._rx:
+            self._rx += bytes.fromhex(self.board.call("read", max_ns=int(self.timeout * 1e9))["data"])
+        out = bytes(self._rx[:size])
+        del self._rx[:size]
+        return out
+
+    def reset_input_buffer(self) -> None:
+        self._rx.clear()
+        self.board.call("clear_rx")
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def board(image, config_uf2, monkeypatch):
+    b = EmuBoard(image.with_suffix(".uf2"), config_uf2)
+    b.call("run", ns=BOOT_NS)
+    monkeypatch.setattr(bus_client, "time", types.SimpleNamespace(monotonic=lambda: b.now_ns / 1e9))
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def bus(board):
+    return BusClient(EmuSerial(board))
+
+
+def _events(board: EmuBoard) -> dict:
+    got = board.call("events")
+    assert got["violations"] == []
+    return got
+
+
+def _reference(node_uv) -> ReferenceBoard:
+    """The host's reference board, configured as _pulse configures the emulated one."""
+    ref = ReferenceBoard(ADDRESS, UID, MOSFET, initial_state=INITIAL_UV, node_uv=node_uv)
+    ref.rule, ref.probability, ref.gain, ref.dead_band_uv2 = GATE_CHARGING, ALWAYS, GAIN, 0
+    return ref
+
+
+V0 = [0, 0, 0, 0]
+V1 = [300_000, 100_000, 280_000, 110_000]  # a_F, b_F, a_C, b_C (uV)
+V2 = [300_000, 100_000, 200_000, 110_000]
+GAIN = 2_500_000_000
+
+
+def _pulse(board, bus, edges_after_rise_ns, inputs_after_rise_ns):
+    """Rule on, V0 at the nodes, then a learn pulse: the edges and input changes are given
+    relative to the rising edge, 200 us from now."""
+    bus.request(ADDRESS, "configure_rule", rule=GATE_CHARGING, probability=ALWAYS, gain=GAIN,
+                dead_band_uv2=0)
+    board.call("nodes", uv=V0)
+    rise = board.now_ns + 200_000
+    for dt, uv in inputs_after_rise_ns:
+        board.call("nodes", uv=uv, at_ns=rise + dt)
+    board.call("pin", edges=[[rise + dt, level] for dt, level in edges_after_rise_ns])
+    board.call("run", ns=max(dt for dt, _ in edges_after_rise_ns) + 1_000_000)
+    return rise
+
+
+def test_the_uf2_holds_the_image_bytes_and_a_boot2_the_bootrom_accepts(image):
+    binary = image.with_suffix(".bin").read_bytes()
+    uf2 = image.with_suffix(".uf2").read_bytes()
+    blocks = [uf2[i:i + 512] for i in range(0, len(uf2), 512)]
+    payload = b"".join(b[32:32 + 256] for b in blocks)
+    addresses = [struct.unpack_from("<I", b, 12)[0] for b in blocks]
+    assert addresses == [0x10000000 + 256 * n for n in range(len(blocks))]
+    assert payload[:len(binary)] == binary
+    crc = 0xFFFFFFFF
+    for byte in binary[:252]:
+        crc ^= byte << 24
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x04C11DB7) & 0xFFFFFFFF if crc & 0x80000000 else (crc << 1) & 0xFFFFFFFF
+    assert struct.unpack_from("<I", binary, 252)[0] == crc
+    assert len(binary) < 16 * 1024
+
+
+def test_the_board_identifies_itself_over_the_bus(board, bus):
+    info = bus.identify(ADDRESS)
+    assert (info.address, info.uid, info.kind) == (ADDRESS, UID.hex(), "mosfet")
+    assert (info.firmware, info.protocol, info.protocol_minor) == ("1.2.0", 1, 1)
+    assert bus.request(ADDRESS, "read_state")["state"] == INITIAL_UV
+    _events(board)
+
+
+def test_the_driver_is_enabled_from_before_the_first_byte_to_after_the_last_stop_bit(board, bus):
+    bus.identify(ADDRESS)
+    board.call("run", ns=DE_HOLD_BUDGET_NS)
+    events = _events(board)["events"]
+    windows = [e for e in events if e["type"] == "de"]
+    assert len(windows) == 1
+    w = windows[0]
+    request_end = max(e["atNs"] for e in events if e["type"] == "host_sent" and e["atNs"] < w["riseNs"])
+    print(f"turnaround {(w['riseNs'] - request_end) / 1000:.1f} us, DE before the first start bit "
+          f"{(w['firstStartNs'] - w['riseNs']) / 1000:.2f} us, after the last stop bit "
+          f"{(w['fallNs'] - w['lastStopNs']) / 1000:.2f} us")
+    assert w["bytes"] > 7
+    assert w["riseNs"] <= w["firstStartNs"]
+    assert 0 <= w["fallNs"] - w["lastStopNs"] <= DE_HOLD_BUDGET_NS
+    assert w["riseNs"] - request_end >= TURNAROUND_MIN_NS
+
+
+def test_a_learn_pulse_updates_from_the_snapshot_at_its_rising_edge(board, bus):
+    rise = _pulse(board, bus, [(0, 1), (300_000, 0)], [(0, V1), (200_000, V2)])
+    ref = _reference(V1)
+    ref.learn()
+    assert bus.request(ADDRESS, "read_state")["state"] == ref.state
+    assert bus.request(ADDRESS, "read_telemetry")["updates"] == 1
+    # the input at the falling edge, or before the rising one, would give another state
+    assert {_reference(V2).learn()[0], _reference(V0).learn()[0]}.isdisjoint({ref.state})
+    assert rise > 0
+
+
+def test_learn_latency_and_sampling_skew_are_within_the_budget(board, bus):
+    rise = _pulse(board, bus, [(0, 1), (300_000, 0)], [(0, V1)])
+    events = _events(board)["events"]
+    frames = [e for e in events if e["type"] == "adc_frame" and e["csLowNs"] > rise and e["conversion"]]
+    snap = frames[0]["conversion"]
+    window_start = snap["endNs"] - 3 * T_DATA_NS
+    latency = snap["endNs"] - rise
+    skew = max(snap["instantNs"]) - min(snap["instantNs"])
+    print(f"learn latency {latency / 1000:.2f} us (data in RAM {(frames[0]['csHighNs'] - rise) / 1000:.2f} us), "
+          f"skew {skew:.1f} ns")
+    assert window_start >= rise
+    assert latency <= LEARN_LATENCY_BUDGET_NS
+    assert skew <= SKEW_BUDGET_NS
+    fall = rise + 300_000
+    gate = [e["atNs"] for e in events if e["type"] == "gate" and e["atNs"] > fall]
+    print(f"update latency {(gate[0] - fall) / 1000:.2f} us, gate pulse {(gate[1] - gate[0]) / 1000:.2f} us")
+    assert gate[0] - fall <= UPDATE_LATENCY_BUDGET_NS
+    assert abs(gate[1] - gate[0] - GATE_PULSE_NS) <= 1_000
+
+
+def test_ringing_on_the_learn_line_gives_one_update(board, bus):
+    ringing = [(0, 1), (1_000, 0), (2_000, 1), (3_500, 0), (5_000, 1),
+               (300_000, 0), (301_000, 1), (302_500, 0)]
+    _pulse(board, bus, ringing, [(0, V1)])
+    ref = _reference(V1)
+    ref.learn()
+    assert bus.request(ADDRESS, "read_telemetry")["updates"] == 1
+    assert bus.request(ADDRESS, "read_state")["state"] == ref.state
+    _events(board)
+
+
+def test_a_pulse_shorter_than_the_lockout_still_updates_once(board, bus):
+    _pulse(board, bus, [(0, 1), (8_000, 0)], [(0, V1)])
+    ref = _reference(V1)
+    ref.learn()
+    assert bus.request(ADDRESS, "read_telemetry")["updates"] == 1
+    assert bus.request(ADDRESS, "read_state")["state"] == ref.state
+
+
+def test_sample_drops_and_the_learn_command_read_a_fresh_conversion(board, bus):
+    board.call("nodes", uv=V1)
+    board.call("run", ns=200_000)
+    ref = _reference(V1)
+    ref.rule = 0
+    drops = bus.request(ADDRESS, "sample_drops")
+    assert (drops["dv_free_uv"], drops["dv_clamped_uv"]) == ref.sample()
+    bus.request(ADDRESS, "configure_rule", rule=GATE_CHARGING, probability=ALWAYS, gain=GAIN,
+                dead_band_uv2=0)
+    reply = bus.request(ADDRESS, "learn")
+    ref.rule = GATE_CHARGING
+    ref.learn()
+    assert (reply["state"], reply["updated"]) == (ref.state, 1)
+    _events(board)
