@@ -299,3 +299,14 @@ def test_sample_drops_and_the_learn_command_read_a_fresh_conversion(board, bus):
     ref.learn()
     assert (reply["state"], reply["updated"]) == (ref.state, 1)
     _events(board)
+
+
+def test_a_scan_hears_the_board_in_its_slot(board, bus):
+    found = bus.scan()
+    assert [(b.address, b.uid) for b in found] == [(ADDRESS, UID.hex())]
+    assert found.agreed and found.garbled == 0
+    events = _events(board)["events"]
+    for w in (e for e in events if e["type"] == "de"):
+        request_end = max(e["atNs"] for e in events if e["type"] == "host_sent" and e["atNs"] < w["riseNs"])
+        slot_start = request_end + ADDRESS * 2_000_000  # protocol 1.1: address * 2 ms
+        assert slot_start <= w["riseNs"] <= slot_start + 1_000_000

@@ -91,9 +91,27 @@ timer.writeUint32 = (offset, value) => {
   alarm.clockAlarm.schedule((nowUs + ticks) * 1000 - clock.nanos);
 };
 
+// Resets (2.14): the subsystems this port uses are held in reset until the firmware releases
+// them (RESET's reset value is 0x01ffffff); touching one still in reset is a violation.
+const resets = mcu.peripherals[0x4000c];
+resets.reset = 0x01ffffff;
+const resetsRead = resets.readUint32.bind(resets);
+resets.readUint32 = (offset) => (offset === 0x8 ? ~resets.reset & 0x01ffffff : resetsRead(offset));
+const guarded = { 0x40014: 5, 0x4001c: 8, 0x40028: 12, 0x40034: 22, 0x4003c: 16, 0x40054: 21 };
+function guard(base, bit) {
+  const p = mcu.peripherals[base];
+  const read = p.readUint32.bind(p), write = p.writeUint32.bind(p);
+  const check = (offset) => {
+    if (resets.reset & (1 << bit)) violation(`${p.name} register ${offset.toString(16)} used while in reset`);
+  };
+  p.readUint32 = (offset) => { check(offset); return read(offset); };
+  p.writeUint32 = (offset, value) => { check(offset); write(offset, value); };
+}
+
 // UART0, the transceiver and the host's adapter
 const uart = new StrictUart(mcu, 'UART0', UART0_IRQ);
 mcu.peripherals[0x40034] = uart;
+for (const [base, bit] of Object.entries(guarded)) guard(Number(base), bit);
 const pin = (n) => mcu.gpio[n];
 const driven = (n) => pin(n).outputEnable && pin(n).outputValue;
 let deWindow = null;
