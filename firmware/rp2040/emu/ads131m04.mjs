@@ -49,7 +49,7 @@ export class ADS131M04 {
   constructor(mcu, spi, pins, { violation, event }) {
     this.mcu = mcu; this.spi = spi; this.pins = pins; this.clock = mcu.clock;
     this.violation = violation; this.event = event;
-    this.inputs = [[0, [0, 0, 0, 0]]]; // [timeNs, uV x4], sorted
+    this.inputs = [[0, [0, 0, 0, 0], [0, 0, 0, 0]]]; // [timeNs, uV x4, uV/ns x4], sorted
     this.weights = new Map();
     this.drdyAlarm = this.clock.createAlarm(() => this.convert());
     this.reset(0);
@@ -74,16 +74,17 @@ export class ADS131M04 {
     this.drdyAlarm.schedule(Math.max(0, nowNs + 3 * this.periodNs - this.clock.nanos));
   }
 
-  setInputs(uv, atNs) {
+  // From atNs on, channel ch is uv[ch] + slope[ch] * (t - atNs): steps and ramps.
+  setInputs(uv, atNs, slope = [0, 0, 0, 0]) {
     const list = this.inputs.filter(([t]) => t < atNs);
-    list.push([atNs, uv.map(Number)]);
+    list.push([atNs, uv.map(Number), slope.map(Number)]);
     this.inputs = list;
   }
 
   inputAt(tNs, ch) {
-    let v = this.inputs[0][1][ch];
-    for (const [t, uv] of this.inputs) { if (t <= tNs) v = uv[ch]; else break; }
-    return v;
+    let seg = this.inputs[0];
+    for (const s of this.inputs) { if (s[0] <= tNs) seg = s; else break; }
+    return seg[1][ch] + seg[2][ch] * (tNs - seg[0]);
   }
 
   convert() {

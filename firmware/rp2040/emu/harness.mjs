@@ -13,8 +13,8 @@
 // nanoseconds since power-on. Ops: write {data: hex} (the host starts sending it now),
 // flush (run until the host has sent it all), read {max_ns} (run until the host has received
 // something or max_ns passed; answers data: hex), clear_rx, run {ns}, nodes {uv: [4 x uV],
-// at_ns} (ADC inputs from at_ns on), pin {edges: [[at_ns, 0|1], ...]} (the learn line),
-// events (and clear them), now.
+// at_ns, slope_uv_per_ns: [4]} (ADC inputs from at_ns on: steps, or ramps from uv),
+// pin {edges: [[at_ns, 0|1], ...]} (the learn line), events (and clear them), now.
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { RP2040 } from 'rp2040js';
@@ -172,7 +172,7 @@ function scheduleLearn(atNs, level) {
   });
   a.schedule(Math.max(0, atNs - clock.nanos));
 }
-function scheduleNodes(uv, atNs) { adc.setInputs(uv, atNs); }
+function scheduleNodes(uv, atNs, slope) { adc.setInputs(uv, atNs, slope); }
 
 // Execution: instructions at clk_sys (as the firmware set it), idle time skipped to the next alarm
 function run(untilNs, stop = () => false) {
@@ -198,7 +198,7 @@ const ops = {
   },
   clear_rx: () => { hostRx.length = 0; return {}; },
   run: (m) => { run(clock.nanos + m.ns); return {}; },
-  nodes: (m) => { scheduleNodes(m.uv, m.at_ns ?? clock.nanos); return {}; },
+  nodes: (m) => { scheduleNodes(m.uv, m.at_ns ?? clock.nanos, m.slope_uv_per_ns); return {}; },
   pin: (m) => { for (const [at, level] of m.edges) scheduleLearn(at, level); return {}; },
   events: () => ({ events: events.splice(0), violations: violations.splice(0), warnings: warnings.splice(0) }),
   now: () => ({}),
