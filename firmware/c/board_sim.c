@@ -93,6 +93,13 @@ static int have_board;
 
 /* ---- parsing helpers ---------------------------------------------------- */
 
+/* A line the harness cannot parse: one message, exit status 2. */
+static void die(const char *why)
+{
+    fprintf(stderr, "%s\n", why);
+    exit(2);
+}
+
 static int hexval(int c)
 {
     if (c >= '0' && c <= '9') return c - '0';
@@ -139,8 +146,7 @@ static long long num(void)
 {
     char *t = tok();
     if (!t) {
-        fprintf(stderr, "missing number\n");
-        exit(2);
+        die("missing number");
     }
     return strtoll(t, NULL, 10);
 }
@@ -150,8 +156,7 @@ static long hex_arg(uint8_t *buf, size_t cap)
     char *t = tok();
     long n;
     if (!t || (n = parse_hex(t, buf, cap)) < 0) {
-        fprintf(stderr, "bad hex\n");
-        exit(2);
+        die("bad hex");
     }
     return n;
 }
@@ -161,8 +166,7 @@ static void uid_arg(uint8_t uid[8])
     uint8_t tmp[64];
     long n = hex_arg(tmp, sizeof tmp);
     if (n != 8) {
-        fprintf(stderr, "uid must be 8 bytes\n");
-        exit(2);
+        die("uid must be 8 bytes");
     }
     memcpy(uid, tmp, 8);
 }
@@ -385,8 +389,7 @@ static int read_word(char *word)
     } while (is_space(c));
     while (c != EOF && !is_space(c)) {
         if (n + 1 >= WORD_MAX) {
-            fprintf(stderr, "command word too long\n");
-            exit(2);
+            die("command word too long");
         }
         word[n++] = (char)c;
         c = getchar();
@@ -402,10 +405,7 @@ static void read_rest(const char *word, int after)
     memcpy(line, word, n);
     line[n++] = ' ';
     line[n] = '\0';
-    if (after == '\n' || after == EOF) {
-        return;
-    }
-    if (!fgets(line + n, (int)(sizeof line - n), stdin)) {
+    if (after == '\n' || after == EOF || !fgets(line + n, (int)(sizeof line - n), stdin)) {
         return;
     }
     if (!strchr(line + n, '\n') && !feof(stdin)) {
@@ -415,41 +415,30 @@ static void read_rest(const char *word, int after)
 }
 
 /* `send HEX`: feed the bytes to the board as they are read, printing each reply. */
-static void send_stream(int after)
+static void send_stream(int c)
 {
-    int c = after, any = 0, digits = 0, hi = 0;
+    int any = 0, digits = 0, hi = 0, empty;
     tr_reply rep;
     while (c == ' ' || c == '\t') {
         c = getchar();
     }
-    if (c == '-') {
-        c = getchar();
-        if (c != EOF && !is_space(c)) {
-            fprintf(stderr, "bad hex\n");
-            exit(2);
+    empty = c == '-';
+    for (c = empty ? getchar() : c; c != EOF && !is_space(c); c = getchar(), digits++) {
+        int v = hexval(c);
+        if (v < 0 || empty) {
+            die("bad hex");
         }
-    } else {
-        for (; c != EOF && !is_space(c); c = getchar()) {
-            int v = hexval(c);
-            if (v < 0) {
-                fprintf(stderr, "bad hex\n");
-                exit(2);
-            }
-            if (digits++ % 2 == 0) {
-                hi = v;
-                continue;
-            }
-            if (tr_board_receive(&board, (uint8_t)(hi * 16 + v), &rep)) {
-                printf("%sreply ", any ? " " : "");
-                print_hex(rep.wire, rep.len);
-                printf(" %u", (unsigned)rep.delay_ms);
-                any = 1;
-            }
+        if (digits % 2 == 0) {
+            hi = v;
+        } else if (tr_board_receive(&board, (uint8_t)(hi * 16 + v), &rep)) {
+            printf("%sreply ", any ? " " : "");
+            print_hex(rep.wire, rep.len);
+            printf(" %u", (unsigned)rep.delay_ms);
+            any = 1;
         }
-        if (digits == 0 || digits % 2 != 0) {
-            fprintf(stderr, "bad hex\n");
-            exit(2);
-        }
+    }
+    if (!empty && (digits == 0 || digits % 2 != 0)) {
+        die("bad hex");
     }
     while (c != EOF && c != '\n') {
         c = getchar();
