@@ -12,7 +12,11 @@ the reference board replays them. The board's behaviour, command by command, is
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -263,3 +267,139 @@ def test_steps_below_the_resolution_are_carried_until_they_add_up():
         target += 300
         reached.append(a.reach(target))
     assert reached == [2_000_000, 2_001_000, 2_001_000, 2_001_000, 2_002_000]
+
+
+# ------------------------------------------------------------------------------ vectors
+
+
+VECTORS = PROTO / "vectors" / "v2"
+_FILES = ("frames.json", "rules.json", "timing.json", "commands.json", "update.json")
+
+
+def _load(name: str) -> dict:
+    return json.loads((VECTORS / name).read_text())
+
+
+def test_vectors_are_current_and_deterministic(tmp_path):
+    env = dict(os.environ, PYTHONHASHSEED="4321")
+    subprocess.run([sys.executable, str(PROTO / "gen_vectors_v2.py"), "--out", str(tmp_path)], check=True,
+                   env=env, capture_output=True)
+    for name in _FILES:
+        assert (tmp_path / name).read_bytes() == (VECTORS / name).read_bytes(), f"{name} is stale"
+
+
+def test_valid_frame_vectors_decode_to_their_fields():
+    for v in _load("frames.json")["valid"]:
+        f = v2.decode_any(bytes.fromhex(v["wire_hex"]))
+        assert (f.version, f.dst, f.src, f.seq, f.cmd, f.payload.hex()) == (
+            v["version"], v["dst"], v["src"], v["seq"], v["cmd"], v["payload_hex"]), v["name"]
+        assert v2.frame_bytes(f).hex() == v["frame_hex"]
+        split = v2.split_stream(bytes.fromhex(v["line_hex"]), v2.decode_any)
+        assert split == [f], v["name"]
+
+
+def test_malformed_frame_vectors_give_their_errors():
+    for v in _load("frames.json")["malformed"]:
+        with pytest.raises(FrameError) as exc:
+            v2.decode_frame(bytes.fromhex(v["wire_hex"]))
+        assert exc.value.name == v["error"], v["name"]
+
+
+def test_rule_vectors_replay_on_a_fresh_board():
+    rules = _load("rules.json")
+    for p in rules["prng"]:
+        g = v2.ReferenceBoard(bytes.fromhex(p["uid_hex"]), 1).prng
+        assert g.state == p["seed"] and [g.next() for _ in p["draws"]] == p["draws"]
+    for c in rules["cases"]:
+        b = v2.ReferenceBoard(bytes.fromhex(c["uid_hex"]), v2.KINDS[c["kind"]], address=1,
+                              state_min=c["state_min"], state_max=c["state_max"], resolution=c["resolution"],
+                              actuator_offset=c["actuator_offset"], node_uv=c["node_uv"],
+                              calibration_uv=c["calibration_uv"])
+        run = lambda cmd, **f: v2.unpack_reply(cmd, v2.decode_frame(b.handle(v2.encode_frame(  # noqa: E731
+            v2.request_frame(1, 0, cmd, **f))).wire).payload)
+        assert run("set_state", state=c["target_before"])["status"] == 0
+        assert run("configure_rule", rule=v2.RULES[c["rule"]], probability=c["probability"], gain=c["gain"],
+                   dead_band_uv2=c["dead_band_uv2"])["status"] == 0
+        for want in c["learns"]:
+            got = run("learn")
+            assert (got["state"], got["residue"], got["updated"]) == (want["state"], want["residue"],
+                                                                       want["updated"]), c["name"]
+            assert b.prng.state == want["draw"] and b.target == want["target"] == got["state"] + got["residue"]
+
+
+def test_timing_vectors_are_timing_pys_numbers():
+    t = _load("timing.json")
+    for row in t["bauds"]:
+        baud = row["baud"]
+        assert row["turnaround_us"] == timing.turnaround_us(baud) and row["char_us"] == timing.char_us(baud)
+        for name, s in row["slotted"].items():
+            assert s["slot_us"] == timing.slot_us(baud, s["reply_payload"])
+            for a, us in s["reply_start_us"].items():
+                assert us == timing.reply_start_us(int(a), baud, s["reply_payload"])
+    for q in t["quiet_ms"]:
+        assert v2.quiet_ms(q["command"], **q["request"]) == q["quiet_ms"]
+    for d in t["discover"]:
+        for n, slot in d["slots"].items():
+            assert slot == 1 + d["hash"] % int(n)
+
+
+def _board_of(spec: dict, baud: int) -> v2.ReferenceBoard:
+    passes = spec["self_test_passes"]
+    return v2.ReferenceBoard(
+        bytes.fromhex(spec["uid_hex"]), v2.KINDS[spec["kind"]], address=spec["address"],
+        state_min=spec["state_min"], state_max=spec["state_max"], initial_state=spec["initial_state"],
+        resolution=spec["resolution"], actuator_offset=spec["actuator_offset"], node_uv=spec["node_uv"],
+        uptime_ms=spec["uptime_ms"], supply_uv=spec["supply_uv"], temperature_mdegc=spec["temperature_mdegc"],
+        fw_version=tuple(spec["fw_version"]), calibration_uv=spec["calibration_uv"],
+        storage_fails=spec["storage_fails"], self_test=lambda image: passes, baud=baud)
+
+
+def _replay(case: dict) -> None:
+    boards = [_board_of(s, case["baud"]) for s in case["boards"]]
+    for i, ex in enumerate(case["exchanges"]):
+        where = f"{case['name']} exchange {i}"
+        if "event" in ex:
+            b = boards[ex["board"]]
+            {"power_cycle": b.power_cycle, "trigger": lambda: b.trigger(ex["width_us"]),
+             "cut_power_during_next_store": lambda: setattr(b, "cut_power_during_store", True)}[ex["event"]]()
+            continue
+        wire = bytes.fromhex(ex["request_hex"])
+        hear = ex.get("heard_by", range(len(boards)))
+        got = {j: boards[j].handle(wire) for j in hear}
+        want = {r["board"]: r for r in ex["replies"]}
+        assert {j for j, r in got.items() if r is not None} == set(want), where
+        for j, r in want.items():
+            assert got[j].wire.hex() == r["reply_hex"] and got[j].start_us == r["start_us"], where
+        try:
+            frame = v2.decode_frame(wire)
+        except FrameError:
+            frame = None
+        spec = v2.COMMANDS_BY_CODE.get(frame.cmd) if frame is not None else None
+        if spec is not None and len(frame.payload) == spec.request_size:
+            assert ex["quiet_ms"] == v2.quiet_ms(spec.name, **v2.unpack_request(spec.name, frame.payload)), where
+        for r in sorted(want.values(), key=lambda r: (r["start_us"], r["board"])):
+            if not r["collides"]:
+                for j, other in enumerate(boards):
+                    if j != r["board"]:
+                        assert other.handle(bytes.fromhex(r["reply_hex"])) is None, where
+
+
+@pytest.mark.parametrize("file", ["commands.json", "update.json"])
+def test_command_and_update_vectors_replay_on_reference_boards(file):
+    for case in _load(file)["cases"]:
+        _replay(case)
+
+
+def test_update_vector_images_are_their_crcs():
+    for img in _load("update.json")["images"].values():
+        data = bytes.fromhex(img["data_hex"])
+        assert len(data) == img["size"] and v2.crc32(data) == img["image_crc32"] == zlib.crc32(data)
+
+
+@pytest.mark.parametrize("piece", [1, 7, 64, 4096])
+def test_stream_vectors_give_the_same_replies_in_any_pieces(piece):
+    for s in _load("commands.json")["streams"]:
+        b = _board_of(s["board"], v2.BAUD_DEFAULT)
+        data = bytes.fromhex(s["stream_hex"])
+        got = [r for i in range(0, len(data), piece) for r in b.feed(data[i:i + piece])]
+        assert [(r.wire.hex(), r.start_us) for r in got] == [(r["reply_hex"], r["start_us"]) for r in s["replies"]]

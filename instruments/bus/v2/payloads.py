@@ -23,7 +23,7 @@ from typing import Sequence
 from .framing import Frame
 from .constants import (
     ADDR_HOST, BROADCAST_HASHED, BROADCAST_REFUSED, BROADCAST_SELECTED, BROADCAST_SILENT,
-    BROADCAST_SLOTTED, BOOT_MAX_MS, IMAGE_CRC_MAX_MS, PAGE_PROGRAM_MAX_MS, PROTOCOL_VERSION,
+    BROADCAST_SLOTTED, BOOT_MAX_MS, IMAGE_CRC_MAX_MS, IMAGE_MAX_BYTES, PAGE_PROGRAM_MAX_MS, PROTOCOL_VERSION,
     REPLY_BIT, SECTOR_BYTES, SECTOR_ERASE_MAX_MS, STORE_WRITE_MS, Error, ResetMode,
 )
 
@@ -205,12 +205,16 @@ def command_spec(cmd: str | int) -> CommandSpec:
 def quiet_ms(cmd: str | int, **request) -> int:
     """How long the host sends nothing after ``cmd`` with these request fields (ms): after a
     broadcast, from its end of frame; after a unicast, the longest wait for the reply
-    beyond the turnaround."""
+    beyond the turnaround. A mode the board does not know gives the longest of them and a
+    size is taken up to the largest image: the host waits as long as any board might."""
     q = command_spec(cmd).quiet
     if q.ms_by_mode:
-        return dict(q.ms_by_mode)[ResetMode(request["mode"]).name.lower()]
+        by_mode = dict(q.ms_by_mode)
+        mode = request["mode"]
+        return by_mode[ResetMode(mode).name.lower()] if mode in iter(ResetMode) else max(by_mode.values())
     if q.ms_per_sector_of_size:
-        return q.ms + q.ms_per_sector_of_size * -(-int(request["size"]) // SECTOR_BYTES)
+        size = min(int(request["size"]), IMAGE_MAX_BYTES)
+        return q.ms + q.ms_per_sector_of_size * -(-size // SECTOR_BYTES)
     return q.ms
 
 

@@ -102,6 +102,8 @@ class ReferenceBoard:
         image = Image(tuple(int(v) for v in fw_version), b"")
         self.firmware = FirmwareUpdate(image, self_test, storage_fails)
         self._pending = b""
+        #: The next ``store_state`` loses power after its erase (the board restarts, no reply).
+        self.cut_power_during_store = False
         self.restart(ResetCause.POWER_ON)
 
     # -- application state
@@ -230,6 +232,9 @@ class ReferenceBoard:
         if spec.name == "discover" and req["only_unassigned"] == 1 and self.assigned:
             return None
         status, fields, after = getattr(self, "_cmd_" + spec.name)(**req)
+        if status is None:  # the power failed before the board could answer
+            after()
+            return None
         reply = self._answer(f, bcast, spec, status, fields, quiet_ms(spec.name, **req), req)
         if after is not None:
             after()
@@ -348,6 +353,10 @@ class ReferenceBoard:
         return Error.OK, {}, after
 
     def _cmd_store_state(self):
+        if self.cut_power_during_store:
+            self.cut_power_during_store = False
+            self.store.write(self.target, power_cut=True)
+            return None, None, self.power_cycle
         try:
             generation = self.store.write(self.target)
         except StorageError:

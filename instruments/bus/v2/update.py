@@ -85,6 +85,8 @@ class FirmwareUpdate:
         """``fw_begin``: returns (status, blocks)."""
         if not 1 <= size <= IMAGE_MAX_BYTES:
             return Error.OUT_OF_RANGE, 0
+        if self.storage_fails:
+            return Error.STORAGE, 0
         self._forget()
         self.phase = Phase.RECEIVING
         self.size, self.image_crc32, self.version = int(size), int(image_crc32), tuple(version)
