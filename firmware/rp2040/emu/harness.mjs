@@ -3,8 +3,9 @@
 //
 // Loading: rp2040js has no bootrom, so this does what the bootrom does for a flash boot
 // (RP2040 datasheet 2.8.1): the .uf2 files (the ones the lab flashes) are written to flash,
-// boot2's CRC32 is checked (2.8.1.3.1) and the image is entered as boot2 leaves it: VTOR at
-// 0x10000100, SP and PC from that table. XIP is the emulator's flat flash mapping.
+// boot2's CRC32 is checked (2.8.1.3.1), boot2 is copied to SRAM and run, its SSI settings
+// are checked, and it enters the image through 0x10000100. XIP itself is the emulator's
+// flat flash mapping.
 // Around the chip: UART0 as strict as the PL011 (pl011.mjs) between the RS-485 driver-enable
 // pin and a host adapter at 115200 8N1; the ADS131M04 on SPI0 (ads131m04.mjs); the learn
 // pin driven on a schedule; the gate pin watched.
@@ -72,9 +73,33 @@ if (boot2Crc(mcu.flash.subarray(0, 252)) !== stored) {
   process.stdout.write(JSON.stringify({ error: 'boot2 CRC32 mismatch: the bootrom would not boot this flash' }) + '\n');
   process.exit(2);
 }
-mcu.core.VTOR = FLASH_BASE + 0x100;
-mcu.core.SP = mcu.readUint32(FLASH_BASE + 0x100);
-mcu.core.PC = mcu.readUint32(FLASH_BASE + 0x104) & ~1;
+// As the bootrom: boot2 copied to the top of SRAM and entered with lr = 0 (2.8.1.3); it
+// must set the SSI up for XIP reads and enter the image through 0x10000100.
+const BOOT2_SRAM = 0x20041f00;
+mcu.sram.set(mcu.flash.subarray(0, 256), BOOT2_SRAM - 0x20000000);
+mcu.core.SP = 0x20042000;
+mcu.core.LR = 0;
+mcu.core.PC = BOOT2_SRAM;
+const entry = mcu.readUint32(FLASH_BASE + 0x104) & ~1;
+for (let n = 0; mcu.core.PC !== entry; n++) {
+  if (n > 10000 || (mcu.core.PC >= 0x20000000 && mcu.core.PC < BOOT2_SRAM)) {
+    process.stdout.write(JSON.stringify({ error: `boot2 did not enter the image (pc ${mcu.core.PC.toString(16)})` }) + '\n');
+    process.exit(2);
+  }
+  clock.tick((mcu.core.executeInstruction() * 1e9) / mcu.clkSys);
+}
+// What boot2 left in the SSI (4.10.13) must be a W25Q16JV's 03h read: 8-bit instruction
+// 03h, 24-bit address, standard SPI, 32-bit frames in EEPROM-read mode, enabled, SCK even.
+const ssi = (offset) => mcu.readUint32(0x18000000 + offset);
+const ctrlr0 = ssi(0x00), spiCtrlr0 = ssi(0xf4), baudr = ssi(0x14);
+if (((ctrlr0 >> 16) & 31) !== 31 || ((ctrlr0 >> 8) & 3) !== 3 || ((ctrlr0 >> 21) & 3) !== 0 ||
+    (spiCtrlr0 >>> 24) !== 0x03 || ((spiCtrlr0 >> 8) & 3) !== 2 || ((spiCtrlr0 >> 2) & 15) !== 6 ||
+    (spiCtrlr0 & 3) !== 0 || ssi(0x08) !== 1 || baudr < 2 || baudr & 1) {
+  violation(`boot2 left the SSI unable to read the flash: CTRLR0 ${ctrlr0.toString(16)}, SPI_CTRLR0 ${spiCtrlr0.toString(16)}, BAUDR ${baudr}`);
+}
+if (mcu.core.VTOR !== FLASH_BASE + 0x100 || mcu.core.SP !== mcu.readUint32(FLASH_BASE + 0x100)) {
+  violation('boot2 did not set VTOR and SP from the image vector table');
+}
 
 // The timer's alarms fire when the 1 us count equals ALARMn (RP2040 datasheet 4.6.1): never
 // early, as rp2040js would by up to a fraction of a microsecond; an alarm set to the current
