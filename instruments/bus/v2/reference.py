@@ -254,7 +254,7 @@ class ReferenceBoard:
             mode = spec.broadcast if spec is not None else None
             if mode == BROADCAST_SLOTTED and self.assigned:
                 start = reply_start_us(spec.name, self.address, self.baud)
-            elif mode == BROADCAST_HASHED and 1 <= req["slots"] <= DISCOVER_SLOTS_MAX:
+            elif mode == BROADCAST_HASHED and req is not None and 1 <= req["slots"] <= DISCOVER_SLOTS_MAX:
                 start = reply_start_us(spec.name, discover_slot(self.uid, req["salt"], req["slots"]), self.baud)
             elif mode != BROADCAST_SELECTED:
                 return None
@@ -340,14 +340,15 @@ class ReferenceBoard:
         return Error.OK, dict(zip(names, self.calibration_uv)), None
 
     def _cmd_reset(self, mode):
-        if mode not in ResetMode.__members__.values():
+        if mode not in iter(ResetMode):
             return Error.OUT_OF_RANGE, None, None
-        if mode == ResetMode.FACTORY and self.storage_fails:
-            return Error.STORAGE, None, None
+        if mode == ResetMode.FACTORY:
+            try:
+                self.store.erase()  # before the reply, which reports it
+            except StorageError:
+                return Error.STORAGE, None, None
 
         def after():
-            if mode == ResetMode.FACTORY:
-                self.store.erase()
             self.firmware.boot()
             self.restart(ResetCause.RESET_COMMAND)
         return Error.OK, {}, after
