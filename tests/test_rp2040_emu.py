@@ -47,7 +47,7 @@ ALWAYS = 65536
 T_DATA_NS = 128 * 2 / 8.192e6 * 1e9
 LEARN_LATENCY_BUDGET_NS = 3 * T_DATA_NS + 10_000
 SKEW_BUDGET_NS = 2 / 8.192e6 * 1e9  # one modulator period
-UPDATE_LATENCY_BUDGET_NS = 50_000  # falling edge to the gate pulse
+UPDATE_LATENCY_BUDGET_NS = 50_000  # falling edge to the gate pulse at the new setpoint
 GATE_PULSE_NS = 100_000
 DE_HOLD_BUDGET_NS = 100_000  # instruments.bus.timing.DE_HOLD_US
 TURNAROUND_MIN_NS = 250_000  # instruments.bus.timing.TURNAROUND_MIN_US
@@ -245,6 +245,9 @@ def test_a_learn_pulse_updates_from_the_snapshot_at_its_rising_edge(board, bus):
     ref.learn()
     assert bus.request(ADDRESS, "read_state")["state"] == ref.state
     assert bus.request(ADDRESS, "read_telemetry")["updates"] == 1
+    pulses = [e for e in _events(board)["events"] if e["type"] == "gate" and e["level"] == 1]
+    # power-on drives the initial state, the update the new one (the PWM's 1 mV steps)
+    assert [p["setpointUv"] for p in pulses] == [INITIAL_UV, round(ref.state, -3)]
     # the input at the falling edge, or before the rising one, would give another state
     assert {_reference(V2).learn()[0], _reference(V0).learn()[0]}.isdisjoint({ref.state})
     assert rise > 0

@@ -22,7 +22,7 @@ import { RP2040 } from 'rp2040js';
 import { ADS131M04 } from './ads131m04.mjs';
 import { StrictUart } from './pl011.mjs';
 
-const PIN = { tx: 0, rx: 1, de: 2, gate: 15, miso: 16, cs: 17, sclk: 18, mosi: 19, drdy: 20, sync: 21, learn: 22 };
+const PIN = { tx: 0, rx: 1, de: 2, gateDac: 14, gate: 15, miso: 16, cs: 17, sclk: 18, mosi: 19, drdy: 20, sync: 21, learn: 22 };
 const HOST_BAUD = 115200;
 const HOST_FORMAT = { bits: 8, parity: 0, stop: 1 };
 const UART0_IRQ = 20;
@@ -122,7 +122,7 @@ const resets = mcu.peripherals[0x4000c];
 resets.reset = 0x01ffffff;
 const resetsRead = resets.readUint32.bind(resets);
 resets.readUint32 = (offset) => (offset === 0x8 ? ~resets.reset & 0x01ffffff : resetsRead(offset));
-const guarded = { 0x40014: 5, 0x4001c: 8, 0x40028: 12, 0x40034: 22, 0x4003c: 16, 0x40054: 21 };
+const guarded = { 0x40014: 5, 0x4001c: 8, 0x40028: 12, 0x40034: 22, 0x4003c: 16, 0x40050: 14, 0x40054: 21 };
 function guard(base, bit) {
   const p = mcu.peripherals[base];
   const read = p.readUint32.bind(p), write = p.writeUint32.bind(p);
@@ -184,10 +184,21 @@ function hostWrite(bytes) {
 
 // The ADC, the learn line, the gate
 const adc = new ADS131M04(mcu, mcu.spi[0], PIN, { violation, event });
+// The gate setpoint: PWM slice 7 channel A on GPIO14 (4.5), filtered and amplified by 2.
+const GATE_FULL_SCALE_UV = 6.6e6;
+function gateSetpointUv() {
+  const slice = 0x40050000 + 0x14 * 7;
+  if (pin(PIN.gateDac).functionSelect !== 4 || !(mcu.readUint32(slice) & 1)) {
+    violation('a gate pulse with the setpoint PWM off');
+    return null;
+  }
+  const cc = mcu.readUint32(slice + 0x0c) & 0xffff, top = mcu.readUint32(slice + 0x10) & 0xffff;
+  return (Math.min(cc, top + 1) / (top + 1)) * GATE_FULL_SCALE_UV;
+}
 let gateLevel = 0;
 pin(PIN.gate).addListener(() => {
   const level = driven(PIN.gate) ? 1 : 0;
-  if (level !== gateLevel) event({ type: 'gate', level, atNs: clock.nanos });
+  if (level !== gateLevel) event({ type: 'gate', level, atNs: clock.nanos, setpointUv: gateSetpointUv() });
   gateLevel = level;
 });
 function scheduleLearn(atNs, level) {

@@ -21,9 +21,12 @@
 #define PIN_ADC_DRDY 20u /* data ready, active low */
 #define PIN_ADC_SYNC 21u /* SYNC/RESET, active low */
 
-/* The learn trigger and the gate charge pulse */
+/* The learn trigger, the gate charge pulse and the gate setpoint (PWM slice 7 A) */
 #define PIN_LEARN 22u
 #define PIN_GATE 15u
+#define PIN_GATE_DAC 14u
+#define PWM_TOP_COUNT 6599u
+#define GATE_FULL_SCALE_UV 6600000u /* 3.3 V PWM, filtered, times 2 */
 
 /* Clocks: 12 MHz crystal (2.16), clk_sys = clk_peri = 125 MHz from PLL_SYS (2.18). */
 #define XOSC_HZ 12000000u

@@ -48,7 +48,7 @@ void clocks_init(void)
     REG(CLK_PERI_CTRL) = CLK_CTRL_ENABLE | (0u << 5);
     /* 4.6.1 / 4.7.2: the timer counts 1 us ticks of clk_ref / 12 */
     REG(WATCHDOG_TICK) = WATCHDOG_TICK_ENABLE | (XOSC_HZ / 1000000u);
-    unreset(RESET_IO_BANK0 | RESET_PADS_BANK0 | RESET_TIMER | RESET_UART0 | RESET_SPI0);
+    unreset(RESET_IO_BANK0 | RESET_PADS_BANK0 | RESET_TIMER | RESET_UART0 | RESET_SPI0 | RESET_PWM);
 }
 
 void gpio_function(uint32_t pin, uint32_t func, uint32_t pad)

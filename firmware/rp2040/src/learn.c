@@ -7,7 +7,8 @@
  * core's learn on the snapshot (the core is not re-entrant), drives the actuator and starts
  * the gate pulse. After every accepted edge the pin's interrupts stay off for
  * LEARN_LOCKOUT_US (timer alarm), so ringing on the line gives no extra edges; when the
- * lockout ends the level is read again, so an edge inside it is not lost.
+ * lockout ends the level is read again, so an edge inside it is not lost. The actuator and
+ * the gate pulse are in actuator.c.
  */
 #include "learn.h"
 
@@ -54,13 +55,11 @@ static void level_is(int high)
 
 void learn_init(void)
 {
-    gpio_output(PIN_GATE, 0);
     gpio_function(PIN_LEARN, FUNC_SIO, PAD_IE | PAD_PDE | PAD_SCHMITT);
     REG(IO_INTR(PIN_LEARN)) = LEARN_EDGES;
     REG_SET(IO_PROC0_INTE(PIN_LEARN)) = LEARN_EDGES;
     REG(NVIC_IPR(IRQ_IO_BANK0)) &= ~(0xffu << (8u * (IRQ_IO_BANK0 % 4u))); /* highest */
     irq_enable(IRQ_IO_BANK0);
-    irq_enable(IRQ_TIMER_1);
     irq_enable(IRQ_TIMER_2);
 }
 
@@ -113,16 +112,4 @@ void learn_done(void)
     primask = irq_save();
     level_is((REG(SIO_GPIO_IN) >> PIN_LEARN) & 1u);
     irq_restore(primask);
-}
-
-void gate_pulse(void)
-{
-    REG(SIO_GPIO_OUT_SET) = 1u << PIN_GATE;
-    alarm_at(ALARM_GATE, timer_now_us() + GATE_PULSE_US);
-}
-
-void isr_timer_gate(void)
-{
-    REG(TIMER_INTR) = 1u << ALARM_GATE;
-    REG(SIO_GPIO_OUT_CLR) = 1u << PIN_GATE;
 }

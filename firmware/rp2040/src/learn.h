@@ -3,7 +3,7 @@
 
 #include <stdint.h>
 
-/* The learn trigger on PIN_LEARN: both edges interrupt (2.19.3); the gate pulse on PIN_GATE. */
+/* The learn trigger on PIN_LEARN: both edges interrupt (2.19.3). */
 void learn_init(void);
 /* 1 when a learn pulse has ended and its snapshot is taken: the update is due. */
 int learn_due(void);
@@ -11,7 +11,5 @@ int learn_due(void);
 int learn_snapshot(int32_t node_uv[4]);
 /* The update is done; the trigger takes the next pulse. */
 void learn_done(void);
-/* Start the gate charge pulse: PIN_GATE high for GATE_PULSE_US, ended by a timer alarm. */
-void gate_pulse(void);
 
 #endif

@@ -3,6 +3,7 @@
  * port's drivers. Receive and learn run in the main loop (the core is not re-entrant);
  * interrupts only collect bytes, take the learn snapshot and time the pulses.
  */
+#include "actuator.h"
 #include "ads131m04.h"
 #include "board.h"
 #include "clocks.h"
@@ -48,8 +49,9 @@ static void read_nodes_uv(void *user, int32_t node_uv[4])
 static void set_actuator(void *user, int32_t state)
 {
     (void)user;
-    (void)state; /* the gate DAC setpoint; the pulse lets the gate follow it */
-    gate_pulse();
+    if (cfg.kind == TR_KIND_MOSFET) {
+        actuator_drive(state);
+    }
 }
 
 static int nvs_load(void *user, int32_t offsets_uv[4])
@@ -150,6 +152,7 @@ int main(void)
     rs485_init();
     drv.adc_ok = adc_init() == 0;
     learn_init();
+    actuator_init();
     irq_enable(IRQ_TIMER_0);
     tr_board_init(&board, &cfg, &hal);
     for (;;) {

@@ -19,6 +19,7 @@
 #define RESET_IO_BANK0 (1u << 5)
 #define RESET_PADS_BANK0 (1u << 8)
 #define RESET_PLL_SYS (1u << 12)
+#define RESET_PWM (1u << 14)
 #define RESET_SPI0 (1u << 16)
 #define RESET_TIMER (1u << 21)
 #define RESET_UART0 (1u << 22)
@@ -74,6 +75,7 @@
 #define IO_EDGE_HIGH(n) (8u << (4u * ((n) % 8u)))
 #define FUNC_SPI 1u
 #define FUNC_UART 2u
+#define FUNC_PWM 4u
 #define FUNC_SIO 5u
 #define PADS_BANK0_BASE 0x4001c000u
 #define PADS_GPIO(n) (PADS_BANK0_BASE + 0x04u + 4u * (n))
@@ -82,6 +84,9 @@
 #define PAD_PDE (1u << 2)
 #define PAD_SCHMITT (1u << 1)
 #define PAD_DRIVE_4MA (1u << 4)
+
+/* 4.5 PWM */
+#define PWM_BASE 0x40050000u
 
 /* 2.3.1 SIO */
 #define SIO_BASE 0xd0000000u

@@ -1,0 +1,12 @@
+#ifndef TR_ACTUATOR_H
+#define TR_ACTUATOR_H
+
+#include <stdint.h>
+
+/* The gate setpoint (PWM on PIN_GATE_DAC) and the gate pulse pin, both off. */
+void actuator_init(void);
+/* Set the gate setpoint to gate_uv (0..GATE_FULL_SCALE_UV, 1 mV steps) and start the gate
+   charge pulse: PIN_GATE high for GATE_PULSE_US, ended by a timer alarm. */
+void actuator_drive(int32_t gate_uv);
+
+#endif
