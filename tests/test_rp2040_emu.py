@@ -22,6 +22,7 @@ import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from instruments.bus import client as bus_client
@@ -334,5 +335,36 @@ def test_a_learn_pulse_on_ramping_nodes_updates_as_on_still_ones(board, bus):
     _pulse(board, bus, [(0, 1), (300_000, 0)], [(0, V1, RAMP)])
     ref = _reference(V1)
     ref.learn()
+    assert bus.request(ADDRESS, "read_state")["state"] == ref.state
+    _events(board)
+
+
+def test_a_learn_pulse_on_a_simulated_networks_voltages_updates_as_the_reference(board, bus):
+    from instruments.bus.rule import gate_gain
+    from instruments.sim.bench import SimBench
+    from instruments.sim.twin import TwinNetwork
+
+    bench = SimBench(seed=3)
+    twin = TwinNetwork(bench.network, bench.device, bench.device_state(), backend="reference")
+    inputs = [0.40, 0.05, 0.30, 0.15]  # V at the lattice's four sources
+    free = twin.free_state(inputs)
+    o_free = free[twin.targets]
+    clamped = twin.clamped_state(inputs, o_free + 0.5 * (np.array([0.20, 0.25]) - o_free))
+    bench.close()
+    a, b = twin.network.edges.T
+    contrast = (free[a] - free[b]) ** 2 - (clamped[a] - clamped[b]) ** 2
+    j = int(np.argmax(np.abs(contrast)))  # the board of the edge that learns the most
+    node_uv = [int(round(v * 1e6)) for v in (free[a[j]], free[b[j]], clamped[a[j]], clamped[b[j]])]
+    gain = gate_gain(bench.wiring.timing.pulse_s, 1e3, 2.2e-6, 0.1)
+    bus.request(ADDRESS, "configure_rule", rule=GATE_CHARGING, probability=ALWAYS, gain=gain,
+                dead_band_uv2=0)
+    rise = board.now_ns + 200_000
+    board.call("nodes", uv=node_uv, at_ns=rise)
+    board.call("pin", edges=[[rise, 1], [rise + 300_000, 0]])
+    board.call("run", ns=1_500_000)
+    ref = ReferenceBoard(ADDRESS, UID, MOSFET, initial_state=INITIAL_UV, node_uv=node_uv)
+    ref.rule, ref.probability, ref.gain, ref.dead_band_uv2 = GATE_CHARGING, ALWAYS, gain, 0
+    ref.learn()
+    assert ref.state != INITIAL_UV
     assert bus.request(ADDRESS, "read_state")["state"] == ref.state
     _events(board)
