@@ -43,7 +43,8 @@ PROTOCOL = json.loads((ROOT / "firmware" / "protocol" / "protocol.json").read_te
 RUNNER = FW / "run_wasm.mjs"
 WASM_PKG = FW / "node_modules" / "@micropython" / "micropython-webassembly-pyscript" / "micropython.mjs"
 NODE = shutil.which("node")
-FIRMWARE_FILES = ["tr_protocol.py", "tr_rule.py", "tr_board.py", "hal.py", "main.py"]
+FIRMWARE_FILES = ["tr_protocol.py", "tr_rule.py", "tr_board.py", "hal.py", "main.py", "tr_config.py",
+                  "tr_adc.py", "tr_trigger.py", "tr_gate.py", "tr_digipot.py"]
 
 FUZZ_N = 100_000
 FUZZ_SEED = 20260
@@ -269,28 +270,33 @@ def test_calibration_file(run):
 def test_machine_hal(run):
     r = run["machine_hal"][0]
     assert r["uid_hex"] == "6050403020100000"   # 6-byte unique_id reversed, padded
-    assert r["nodes_uv"] == [1200000, 1000000, 1100000, 1000000]   # 1:2 dividers
+    # the ADS131M04's 24-bit codes (143 nV each), no divider
+    want = [600000, 500000, 550000, 500000]
+    assert all(abs(a - b) <= 1 for a, b in zip(r["nodes_uv"], want)), r["nodes_uv"]
     assert r["x9c_power_on_steps"] == 100 + 30   # to tap 0, then up to the state
     assert r["wdt_init"] == [["wdt_init", 2000]]
-    assert r["irq"] == [["irq", 15, 1]]
+    assert r["irq"] == [["irq", 15, 3]]          # both edges of the learn line
     assert r["de_after"] == 0
     assert all(de == 1 for _, de in r["writes"])
     replies = [_decode(h) for h, _ in r["writes"]]
     assert [f.seq for f in replies] == [1, 2, 3, 4]
-    assert REF.unpack_reply("sample_drops", replies[0].payload) == {
-        "status": 0, "dv_free_uv": 200000, "dv_clamped_uv": 100000}
+    drops = REF.unpack_reply("sample_drops", replies[0].payload)
+    assert abs(drops["dv_free_uv"] - 100000) <= 2 and abs(drops["dv_clamped_uv"] - 50000) <= 2
     assert REF.unpack_reply("read_state", replies[2].payload)["state"] == 30
     assert REF.unpack_reply("store_calibration", replies[3].payload) == {"status": 0}
     assert r["calibration_reloaded"] == [1, 2, 3, 4]
     assert r["wdt_feeds"] == 3
-    # learn-trigger IRQ: tap rule, contrast > 0 (offsets 1, 2, 3, 4 do not change that)
+    # one pulse on the learn line: tap rule, contrast > 0 (offsets 1, 2, 3, 4 do not change that)
     assert r["state_after_edge"] == 31
     assert r["x9c_steps_after_edge"] == 1 and r["x9c_ud_after_edge"] == 1
-    # MOSFET: discharge then charge at power-on; one discharge pulse for 3.0 -> 2.5 V
-    assert r["gate_power_on"] == [1, 1]
-    assert r["gate_down"] == [1, 0]
-    assert r["gate_v_uv"] == 2500000
-    assert REF.unpack_reply("set_state", _decode(r["gate_writes"][0][0]).payload)["state"] == 2500000
+    # a 64-tap X9C asked for tap 80 reports the tap it reached
+    assert REF.unpack_reply("set_state", _decode(r["x9c_beyond_taps"]).payload)["state"] == 63
+    # MOSFET: the reported state is the gate measured, within a few read-back codes
+    state, true_uv = r["gate_power_on"]
+    assert abs(true_uv - 3_000_000) < 2_000 and abs(state - true_uv) < 2_000
+    reply = REF.unpack_reply("set_state", _decode(r["gate_writes"][0][0]).payload)["state"]
+    assert reply == r["gate_state"] and abs(r["gate_true_uv"] - 2_500_000) < 2_000
+    assert abs(reply - r["gate_true_uv"]) < 2_000
     assert r["no_wdt"] is True
 
 

@@ -3,8 +3,10 @@
 # Two implementations of one interface:
 #
 #   MachineHAL(config)   the board's hardware through MicroPython's `machine` (ADC,
-#                        Pin, UART, WDT); imported lazily, so this module also loads
-#                        on CPython and on ports without `machine`.
+#                        SPI, Pin, UART, WDT; rp2 PIO or esp32 RMT pulses): the node
+#                        ADC in tr_adc, the learn trigger in tr_trigger, the actuators
+#                        in tr_digipot and tr_gate; imported lazily, so this module also
+#                        loads on CPython and on ports without `machine`.
 #   SimHAL(...)          a simulated board for tests and the host's emulator:
 #                        settable node voltages, a virtual clock, a byte queue for
 #                        the UART, a recorded actuator, an in-memory or file store.
@@ -14,9 +16,12 @@
 #   read_nodes_uv()            the four node voltages (a_F, b_F, a_C, b_C), int uV,
 #                              raw (the board subtracts the stored offsets)
 #   corrected_nodes_uv(offs)   the same with the offsets subtracted
-#   set_state(state, previous) drive the actuator to the state (digipot tap, or
-#                              gate voltage in uV by a charge/discharge pulse);
-#                              previous is None at power-on
+#   set_state(state, previous, learn=False)
+#                              drive the actuator to the state (digipot tap, or gate
+#                              voltage in uV); previous is None at power-on; learn:
+#                              a learn's change (a gate carries what it cannot apply
+#                              yet). Returns the state reached (a gate's measured
+#                              voltage, a digipot's tap) or None (an ideal actuator)
 #   load_calibration()         the four stored offsets (uV); zeros if none/corrupt
 #   store_calibration(offs)    persist them; True on success, False on failure
 #   uptime_ms(), restart_clock()   ms since the application's (re)start
@@ -24,7 +29,8 @@
 #   uart_read()                received bytes (b"" if none)
 #   uart_write(data)           send with the RS-485 driver enabled (DE high during
 #                              the whole frame, low again after the last stop bit)
-#   learn_edge()               True once per edge seen on the learn-trigger pin
+#   learn_edge()               the nodes' snapshot (four uV) of a learn-trigger pulse,
+#                              or None
 #   wdt_feed()                 feed the watchdog
 #   idle()                     wait a little (the main loop's pace)
 
@@ -193,7 +199,7 @@ class SimHAL(_BaseHAL):
     Test hooks: inject(data) queues UART bytes (read back in pieces of at most
     ``rx_piece`` bytes; reads holds (time_us, bytes) per read), tx holds (time_us, bytes, de_during_write) per write,
     actuations holds (state, previous) per actuator move, trigger() latches a learn
-    edge, advance_ms(ms) moves the virtual clock, wdt_feeds counts the feeds.
+    pulse (with the nodes' snapshot), advance_ms(ms) moves the virtual clock, wdt_feeds counts the feeds.
     """
 
     def __init__(self, node_uv=(0, 0, 0, 0), uptime_ms=None, calibration_uv=(0, 0, 0, 0),
@@ -216,7 +222,7 @@ class SimHAL(_BaseHAL):
         self.de = 0
         self.actuations = []
         self.actuator_state = None
-        self.edges = 0
+        self.edges = []
         self.wdt_feeds = 0
 
     # clock
@@ -255,10 +261,14 @@ class SimHAL(_BaseHAL):
         v = self.node_uv() if callable(self.node_uv) else self.node_uv
         return [int(v[0]), int(v[1]), int(v[2]), int(v[3])]
 
-    # actuator
-    def set_state(self, state, previous):
+    # actuator: ideal (reaches every state it is given, so the reply's state is the
+    # request's: returns None)
+    def set_state(self, state, previous, learn=False):
+        if learn and state == previous:
+            return None
         self.actuations.append((state, previous))
         self.actuator_state = state
+        return None
 
     # bus
     def inject(self, data):
@@ -279,15 +289,14 @@ class SimHAL(_BaseHAL):
         self.now_us += (len(data) * 10 * 1000000) // 115200 + 1
         self.de = 0
 
-    # learn trigger
+    # learn trigger: a pulse's snapshot of the nodes, taken when it arrives
     def trigger(self):
-        self.edges += 1
+        self.edges.append(self.read_nodes_uv())
 
     def learn_edge(self):
         if self.edges:
-            self.edges -= 1
-            return True
-        return False
+            return self.edges.pop(0)
+        return None
 
     # watchdog
     def wdt_feed(self):
@@ -297,146 +306,58 @@ class SimHAL(_BaseHAL):
 # ---------------------------------------------------------------- real hardware
 
 
-class X9CDigipot:
-    """X9C10x-style digital potentiometer (100 taps, up/down interface): CS active
-    low, U/D selects the direction, a falling edge of INC while CS is low moves the
-    wiper one tap. At power-on the wiper is driven to tap 0 (n_taps steps down, the
-    chip stops at its end) and then up to the state. CS is raised while INC is low,
-    so the wiper position is not written to the chip's own non-volatile memory (the
-    board owns the state)."""
-
-    def __init__(self, machine, cs, ud, inc, n_taps=100):
-        Pin = machine.Pin
-        self.cs = Pin(cs, Pin.OUT, value=1)
-        self.ud = Pin(ud, Pin.OUT, value=0)
-        self.inc = Pin(inc, Pin.OUT, value=1)
-        self.n_taps = n_taps
-        self.tap = None
-
-    def _steps(self, up, n):
-        # INC is high on entry; each falling edge of INC with CS low is one step.
-        # After the last step INC stays low while CS rises (no store), then rises.
-        if n <= 0:
-            return
-        self.ud.value(1 if up else 0)
-        _sleep_us(3)
-        self.cs.value(0)
-        _sleep_us(1)
-        for i in range(n):
-            self.inc.value(0)
-            _sleep_us(2)
-            if i < n - 1:
-                self.inc.value(1)
-                _sleep_us(2)
-        self.cs.value(1)
-        _sleep_us(1)
-        self.inc.value(1)
-
-    def set(self, tap, previous, feed=None):
-        if self.tap is None or previous is None:
-            self._steps(False, self.n_taps)
-            self.tap = 0
-        d = tap - self.tap
-        if d:
-            self._steps(d > 0, abs(d))
-        self.tap = tap
-
-
-class GateCharger:
-    """Gen-2 MOSFET gate: the gate capacitor C charges through R from the charge
-    pin (towards ``rail_uv``) or discharges through R into the discharge pin
-    (towards 0). A move from v0 to v1 is one pulse of RC * ln((Vr - v0)/(Vr - v1))
-    (charging) or RC * ln(v0 / v1) (discharging), cut into pulses of at most
-    ``max_pulse_us`` with the watchdog fed in between. At power-on the gate is
-    discharged for 5 RC, then charged to the state. ``rc_us`` = R * C in us
-    (1 kOhm * 2.2 uF = 2200 us)."""
-
-    def __init__(self, machine, charge, discharge, rc_us=2200, rail_uv=6000000,
-                 max_pulse_us=20000):
-        Pin = machine.Pin
-        self.charge = Pin(charge, Pin.OUT, value=0)
-        self.discharge = Pin(discharge, Pin.OUT, value=0)
-        self.rc_us = rc_us
-        self.rail_uv = rail_uv
-        self.max_pulse_us = max_pulse_us
-        self.v_uv = None
-
-    def _pulse(self, pin, us, feed):
-        while us > 0:
-            t = us if us < self.max_pulse_us else self.max_pulse_us
-            pin.value(1)
-            _sleep_us(t)
-            pin.value(0)
-            us -= t
-            if feed is not None:
-                feed()
-
-    def set(self, v1, previous, feed=None):
-        import math
-        if self.v_uv is None or previous is None:
-            self._pulse(self.discharge, 5 * self.rc_us, feed)
-            self.v_uv = 0
-        v0 = self.v_uv
-        vr = self.rail_uv
-        v1 = min(max(v1, 1), vr - 1)
-        if v1 > v0:
-            us = int(self.rc_us * math.log((vr - v0) / (vr - v1)))
-            self._pulse(self.charge, us, feed)
-        elif v1 < v0:
-            us = int(self.rc_us * math.log(max(v0, 1) / v1))
-            self._pulse(self.discharge, us, feed)
-        self.v_uv = v1
-
-
 class MachineHAL(_BaseHAL):
-    """The board's hardware (MicroPython `machine`). ``config`` (a dict, see
-    main.DEFAULT_CONFIG):
+    """The board's hardware (MicroPython `machine`). ``config``: a tr_config.resolve()
+    result (see tr_config.DEFAULT_CONFIG):
 
-        adc: four ADC pins (a_F, b_F, a_C, b_C); adc_samples: readings averaged;
-        adc_scale: (num, den) applied to the pin voltage (input dividers);
-        actuator: {"type": "x9c", "cs", "ud", "inc", "n_taps"} or
-                  {"type": "gate", "charge", "discharge", "rc_us", "rail_uv"};
-        learn_pin: the learn-trigger input (rising edge); learn_pull: "down"/"up"/None;
-        uart: {"id", "baudrate", "tx", "rx", "de"} (de: driver-enable output);
-        wdt_ms: watchdog timeout (0: no watchdog);
-        calibration_file: path of the calibration record.
-    """
+        port: "rp2" or "esp32" (ADC pins, attenuation, pulse timer);
+        nodes: {"adc": "ads131m04", SPI pins, cs, drdy} or {"adc": "internal", "pins",
+               "samples", "scale", "vref_uv", "atten"};
+        actuator: {"type": "x9c" | "ad5245" | "gate", ...};
+        learn: {"pin", "pull", "lockout_us"}; uart: {"id", "baudrate", "tx", "rx", "de"};
+        wdt_ms: watchdog timeout (0: no watchdog); calibration_file, gate_cal_file.
 
-    def __init__(self, config):
+    ``clock`` is the time module (ticks_us, ticks_ms, ticks_diff, sleep_us, sleep_ms);
+    ``watchdog=False`` (safe mode) never starts the watchdog."""
+
+    def __init__(self, config, clock=None, watchdog=True):
         import machine
+        import tr_adc
+        import tr_trigger
         self.machine = machine
+        self.clock = clock if clock is not None else time
         Pin = machine.Pin
         self.config = config
+        port = config.get("port")
+        if port is None:
+            import sys
+            port = sys.platform
+        self.port = port
         self.store = CalibrationFile(config.get("calibration_file", "calib.bin"))
-        # ADC
-        self.adcs = [machine.ADC(Pin(p)) for p in config["adc"]]
-        self.adc_samples = max(1, config.get("adc_samples", 16))
-        num, den = config.get("adc_scale", (1, 1))
-        self.adc_num = num
-        self.adc_den = den
-        self.adc_vref_uv = config.get("adc_vref_uv", 3300000)
-        self._has_uv = hasattr(self.adcs[0], "read_uv")
-        # actuator
-        act = config["actuator"]
-        if act["type"] == "x9c":
-            self.actuator = X9CDigipot(machine, act["cs"], act["ud"], act["inc"],
-                                       act.get("n_taps", 100))
+        # node voltages
+        n = config["nodes"]
+        num, den = n.get("scale", (1, 1))
+        if n["adc"] == "ads131m04":
+            self.nodes = tr_adc.ADS131M04(machine, n["spi_id"], n["sck"], n["mosi"], n["miso"],
+                                          n["cs"], n["drdy"], n.get("baudrate", 4000000),
+                                          num, den)
         else:
-            self.actuator = GateCharger(machine, act["charge"], act["discharge"],
-                                        act.get("rc_us", 2200), act.get("rail_uv", 6000000),
-                                        act.get("max_pulse_us", 20000))
-        # learn trigger
-        pull = config.get("learn_pull", "down")
+            self.nodes = tr_adc.InternalADC(machine, port, n["pins"], num, den,
+                                            n.get("vref_uv", 3300000), n.get("atten", "11db"),
+                                            n.get("samples", 16), "nodes.pins")
+        self._nodes_buf = [0, 0, 0, 0]
+        # actuator
+        self.actuator = self._actuator(machine, config["actuator"])
+        # learn trigger: snapshot on the rising edge, learn on the falling edge
+        lc = config["learn"]
+        pull = lc.get("pull", "down")
         pull = Pin.PULL_DOWN if pull == "down" else Pin.PULL_UP if pull == "up" else None
-        self.learn_pin = Pin(config["learn_pin"], Pin.IN, pull)
-        self._edges = 0
-        self._last_level = self.learn_pin.value()
-        self._irq = False
-        try:
-            self.learn_pin.irq(trigger=Pin.IRQ_RISING, handler=self._on_edge)
-            self._irq = True
-        except Exception:
-            pass  # polled in learn_edge()
+        self.learn_pin = Pin(lc["pin"], Pin.IN, pull)
+        c = self.clock
+        self.trigger = tr_trigger.LearnTrigger(self.learn_pin, self.nodes,
+                                               lc.get("lockout_us", 50), c.ticks_us,
+                                               c.ticks_diff)
+        self.trigger.irq(machine)
         # RS-485
         u = config["uart"]
         self.baudrate = u.get("baudrate", 115200)
@@ -450,16 +371,32 @@ class MachineHAL(_BaseHAL):
         self._char_us = (10 * 1000000) // self.baudrate + 1
         # clock
         self._ms = 0
-        self._last_ticks = _ticks_ms()
+        self._last_ticks = c.ticks_ms()
         self._t0 = 0
-        # watchdog last, once everything above worked
+        # watchdog last, once everything above worked (never in safe mode)
         wdt_ms = config.get("wdt_ms", 2000)
-        self.wdt = machine.WDT(timeout=wdt_ms) if wdt_ms else None
+        self.wdt = machine.WDT(timeout=wdt_ms) if (wdt_ms and watchdog) else None
+
+    def _actuator(self, machine, act):
+        import tr_digipot
+        typ = act["type"]
+        if typ == "x9c":
+            return tr_digipot.X9CDigipot(machine, act["cs"], act["ud"], act["inc"],
+                                         act.get("n_taps", 100))
+        if typ == "ad5245":
+            return tr_digipot.AD5245(machine, act["i2c_id"], act["sda"], act["scl"],
+                                     act.get("addr", 44), act.get("n_taps", 256),
+                                     act.get("freq", 400000))
+        if typ == "gate":
+            return GateActuator(machine, self.port, act, self.clock,
+                                self.config.get("gate_cal_file", "gate_cal.json"))
+        raise ValueError("actuator.type: unknown actuator %r" % (typ,))
 
     # clock: a ms counter that does not wrap with the port's ticks period
     def _millis(self):
-        t = _ticks_ms()
-        self._ms += _ticks_diff(t, self._last_ticks)
+        c = self.clock
+        t = c.ticks_ms()
+        self._ms += c.ticks_diff(t, self._last_ticks)
         self._last_ticks = t
         return self._ms
 
@@ -470,35 +407,26 @@ class MachineHAL(_BaseHAL):
         self._t0 = self._millis()
 
     def ticks_us(self):
-        return _ticks_us()
+        return self.clock.ticks_us()
 
     def wait_until_us(self, t):
-        d = _ticks_diff(t, _ticks_us())
+        d = self.clock.ticks_diff(t, self.clock.ticks_us())
         if d > 0:
-            _sleep_us(d)
+            self.clock.sleep_us(d)
 
     def idle(self):
         self._millis()
-        _sleep_ms(1)
+        self.clock.sleep_ms(1)
 
     # analog
-    def _read_uv(self, adc):
-        n = self.adc_samples
-        s = 0
-        if self._has_uv:
-            for _ in range(n):
-                s += adc.read_uv()
-        else:
-            for _ in range(n):
-                s += adc.read_u16() * self.adc_vref_uv // 65535
-        return (s // n) * self.adc_num // self.adc_den
-
     def read_nodes_uv(self):
-        return [self._read_uv(a) for a in self.adcs]
+        b = self._nodes_buf
+        self.nodes.read(b)
+        return [b[0], b[1], b[2], b[3]]
 
-    # actuator
-    def set_state(self, state, previous):
-        self.actuator.set(state, previous, self.wdt_feed)
+    # actuator: returns the state reached (measured on a gate)
+    def set_state(self, state, previous, learn=False):
+        return self.actuator.set(state, previous, self.wdt_feed, learn)
 
     # bus
     def uart_read(self):
@@ -508,38 +436,76 @@ class MachineHAL(_BaseHAL):
         return self.uart.read(n) or b""
 
     def uart_write(self, data):
+        c = self.clock
         self.de.value(1)
-        _sleep_us(self._char_us // 10 + 1)   # driver enable settle
+        c.sleep_us(self._char_us // 10 + 1)   # driver enable settle
         self.uart.write(data)
         if hasattr(self.uart, "flush"):
             self.uart.flush()
         else:
-            _sleep_us(len(data) * self._char_us)
+            c.sleep_us(len(data) * self._char_us)
         if hasattr(self.uart, "txdone"):
-            t = _ticks_us()
-            while not self.uart.txdone() and _ticks_diff(_ticks_us(), t) < 20000:
+            t = c.ticks_us()
+            while not self.uart.txdone() and c.ticks_diff(c.ticks_us(), t) < 20000:
                 pass
-        _sleep_us(self._char_us)   # the last stop bit leaves the shift register
+        c.sleep_us(self._char_us)   # the last stop bit leaves the shift register
         self.de.value(0)
 
     # learn trigger
-    def _on_edge(self, pin):
-        self._edges += 1
-
     def learn_edge(self):
-        if not self._irq:
-            level = self.learn_pin.value()
-            if level and not self._last_level:
-                self._edges += 1
-            self._last_level = level
-        if self._edges:
-            irq_state = self.machine.disable_irq()
-            self._edges -= 1
-            self.machine.enable_irq(irq_state)
-            return True
-        return False
+        """The nodes' snapshot of the last complete learn pulse, or None."""
+        return self.trigger.take(self.machine)
+
+    def trigger_counts(self):
+        """(learns, glitches) seen on the learn-trigger line (telemetry)."""
+        return self.trigger.learns, self.trigger.glitches
 
     # watchdog
     def wdt_feed(self):
         if self.wdt is not None:
             self.wdt.feed()
+
+
+class GateActuator:
+    """The gate driver (tr_gate.GateDriver) on this board's pins: pulsers of the port
+    (rp2: PIO state machines 0 and 1; esp32: RMT channels 0 and 1), the read-back ADC,
+    the stored slope calibration (or the nominal one from rc_us and rail_uv)."""
+
+    def __init__(self, machine, port, act, clock, cal_file):
+        import tr_adc
+        import tr_gate
+        timer = act.get("timer") or ("rmt" if port == "esp32" else "pio")
+        if timer == "pio":
+            ch = tr_gate.PioPulser(machine, act["charge"], 0)
+            dis = tr_gate.PioPulser(machine, act["discharge"], 1)
+        elif timer == "rmt":
+            ch = tr_gate.RmtPulser(machine, act["charge"], 0)
+            dis = tr_gate.RmtPulser(machine, act["discharge"], 1)
+        else:
+            raise ValueError("actuator.timer: unknown pulse timer %r" % (timer,))
+        num, den = act.get("readback_scale", (2, 1))
+        rb = tr_adc.InternalADC(machine, port, [act["readback"]], num, den,
+                                act.get("vref_uv", 3300000), act.get("atten", "11db"),
+                                act.get("readback_samples", 256), "actuator.readback")
+        self.rc_us = act.get("rc_us", 2200)
+        self.cal_file = cal_file
+        cal = tr_gate.GateCalibration.load(cal_file)
+        if cal is None:
+            cal = tr_gate.GateCalibration.from_rc(self.rc_us, act.get("rail_uv", 6000000))
+        self.driver = tr_gate.GateDriver(ch, dis, rb, clock, cal, act.get("rail_uv", 6000000),
+                                         act.get("max_pulse_us", 20000),
+                                         act.get("settle_us", 20),
+                                         act.get("max_iterations", 8))
+
+    def set(self, state, previous, feed=None, learn=False):
+        d = self.driver
+        if d.v_uv is None or previous is None:
+            return d.power_on(state, self.rc_us, feed)
+        if learn:
+            return d.step(state - previous, feed)
+        return d.set(state, feed)
+
+    def calibrate(self, feed=None):
+        """Measure the slope calibration on this board and store it in gate_cal_file."""
+        cal = self.driver.calibrate(feed=feed)
+        return cal.store(self.cal_file)

@@ -5,55 +5,24 @@
 # waits for its slot, `address` x 2 ms after the end of the request); learn once per
 # edge of the learn-trigger pin.
 #
-# Configuration: DEFAULT_CONFIG below, overridden key by key by /config.json on the
-# board's filesystem, e.g.
-#   {"address": 3, "kind": "mosfet", "initial_state": 3000000}
+# Configuration: tr_config.DEFAULT_CONFIG deep-merged with /config.json on the board's
+# filesystem (written by the host from a board definition, firmware/boards/*.toml), e.g.
+#   {"address": 3, "kind": "mosfet", "initial_state": 3000000, "uart": {"de": 3}}
+# A configuration the board cannot use stops it before it drives a pin, with the message
+# naming the file, key and value. Safe mode (the flag, or the safe-mode pin held low at
+# boot) runs the board without its watchdog, so mpremote can copy files.
 # The unique id is machine.unique_id() (8 bytes used as is; shorter or longer ids are
 # reversed, so the chip-specific bytes seed the generator, and cut/padded to 8), or
 # "uid_hex" in the config.
 
-import json
-
 import hal as hal_mod
 import tr_board
+import tr_config
 import tr_protocol as P
 
-DEFAULT_CONFIG = {
-    "address": 1,
-    "kind": "digipot",          # "digipot" (1) or "mosfet" (2)
-    "state_min": None,          # None: the kind's default limits
-    "state_max": None,
-    "initial_state": None,      # None: state_min
-    "uid_hex": None,
-    # hardware (pin numbers of the carrier board; RP2040 defaults)
-    "adc": [26, 27, 28, 29],    # a_F, b_F, a_C, b_C
-    "adc_samples": 16,
-    "adc_scale": [2, 1],        # 1:2 input dividers
-    "adc_vref_uv": 3300000,
-    "actuator": {"type": "x9c", "cs": 10, "ud": 11, "inc": 12, "n_taps": 100},
-    "gate_actuator": {"type": "gate", "charge": 10, "discharge": 11, "rc_us": 2200,
-                      "rail_uv": 6000000},
-    "learn_pin": 15,
-    "learn_pull": "down",
-    "uart": {"id": 0, "baudrate": 115200, "tx": 0, "rx": 1, "de": 2},
-    "wdt_ms": 2000,
-    "calibration_file": "calib.bin",
-}
-
-KINDS = {"digipot": 1, "mosfet": 2}
-
-
-def load_config(path="config.json"):
-    try:
-        with open(path) as f:
-            user = json.load(f)
-    except (OSError, ValueError):
-        user = {}
-    cfg = dict(DEFAULT_CONFIG)
-    cfg.update(user)
-    if cfg["kind"] == "mosfet" and "actuator" not in user:
-        cfg["actuator"] = cfg["gate_actuator"]
-    return cfg
+DEFAULT_CONFIG = tr_config.DEFAULT_CONFIG
+KINDS = tr_config.KINDS
+load_config = tr_config.load_config
 
 
 def board_uid(cfg):
@@ -87,8 +56,9 @@ def step(board, hal):
                 hal.wait_until_us(t_end + slot * P.SLOT_TIME_MS * 1000)
             hal.uart_write(reply)
             sent += 1
-    if hal.learn_edge():
-        board.learn()
+    nodes = hal.learn_edge()
+    if nodes is not None:
+        board.learn(nodes)
     return sent
 
 
@@ -117,8 +87,16 @@ def run(board, hal, max_loops=None):
 
 
 def main():
-    cfg = load_config()
-    hal = hal_mod.MachineHAL(cfg)
+    import machine
+    try:
+        cfg = load_config()
+    except tr_config.ConfigError as exc:
+        print("twinrig: not started:", exc)
+        return
+    safe = tr_config.safe_mode(cfg, machine)
+    if safe:
+        print("twinrig: safe mode, no watchdog")
+    hal = hal_mod.MachineHAL(cfg, watchdog=not safe)
     board = make_board(hal, cfg, board_uid(cfg))
     print("twinrig board", cfg["address"], "kind", cfg["kind"], "protocol",
           P.PROTOCOL_VERSION, "fw %d.%d.%d" % tr_board.FW_VERSION)

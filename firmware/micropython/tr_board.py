@@ -27,7 +27,8 @@ class Board:
     Args:
         hal: hardware abstraction (hal.SimHAL or a real HAL); provides
             read_nodes_uv(), uptime_ms(), restart_clock(), load_calibration(),
-            store_calibration(offsets) -> bool, set_state(state, previous).
+            store_calibration(offsets) -> bool, set_state(state, previous, learn)
+            -> the state reached or None.
         address: bus address 1..247.
         uid: unique id, 8 bytes (seeds the generator).
         kind: 1 digipot, 2 mosfet.
@@ -84,7 +85,7 @@ class Board:
         self.last_error = 0
         self.prng = R.Xorshift32(R.seed_from_uid(self.uid))
         self.hal.restart_clock()
-        self.hal.set_state(self.state, previous)
+        self._reached(self.hal.set_state(self.state, previous))
 
     def uptime_ms(self):
         return self.hal.uptime_ms() & M32
@@ -93,23 +94,38 @@ class Board:
         """Calibrated drops (dv_free_uv, dv_clamped_uv)."""
         return R.drops_uv(self.hal.read_nodes_uv(), self.calibration_uv)
 
+    def _reached(self, reached):
+        """Take the state the actuator reports it reached (a gate's measured voltage, a
+        digipot's tap; None from an ideal actuator: the state asked), within the limits."""
+        if reached is not None:
+            self.state = (self.state_min if reached < self.state_min else
+                          self.state_max if reached > self.state_max else reached)
+
     def set_state(self, state):
-        """Move to ``state`` (already within the limits) and drive the actuator."""
+        """Move to ``state`` (already within the limits) and drive the actuator; the
+        state is then what the actuator reached."""
         previous = self.state
         self.state = state
         if state != previous:
-            self.hal.set_state(state, previous)
+            self._reached(self.hal.set_state(state, previous))
 
-    def learn(self):
+    def learn(self, nodes_uv=None):
         """One learn (the learn command and the learn-trigger pin): one draw always,
-        the rule when the draw selects it. Returns (state, updated)."""
+        the rule when the draw selects it, on ``nodes_uv`` (the trigger's snapshot) or
+        on a reading taken now. The rule's change goes to the actuator as a learn (a
+        gate carries what it cannot apply yet); the state is then what it reached.
+        Returns (state, updated)."""
         r = self.prng.next()
+        if nodes_uv is None:
+            nodes_uv = self.hal.read_nodes_uv()
         state, updated, _, _, _ = R.learn_step(
             self.rule, self.probability, self.gain, self.dead_band_uv2, self.state,
-            self.state_min, self.state_max, r, self.hal.read_nodes_uv(), self.calibration_uv)
+            self.state_min, self.state_max, r, nodes_uv, self.calibration_uv)
         if updated:
             self.updates = (self.updates + 1) & M32
-            self.set_state(state)
+            previous = self.state
+            self.state = state
+            self._reached(self.hal.set_state(state, previous, True))
         return self.state, updated
 
     # ------------------------------------------------------------ bus

@@ -9,7 +9,7 @@
 #                                "drift_n": 100000}')
 #
 # Suites: frames, rules, commands, main_loop, calibration_file, machine_hal, fuzz,
-# drift, streams.
+# drift, streams; gate and trigger (driver_hw.py, not in the default run).
 # Not part of the firmware (main.py and friends never import it; it lives outside
 # the top-level folder that `hostctl firmware deploy` copies).
 
@@ -18,6 +18,7 @@ import struct
 import sys
 import time
 
+import driver_hw
 import hal
 import main as fw_main
 import tr_board
@@ -502,8 +503,7 @@ def suite_main_loop():
     """main.run on a SimHAL: replies written with DE high, a slotted broadcast reply
     in its slot, a learn per trigger edge, the watchdog fed every pass."""
     sim = hal.SimHAL(node_uv=(1000500, 1000000, 1000000, 1000000), uptime_ms=None, rx_piece=5)
-    cfg = dict(fw_main.DEFAULT_CONFIG)
-    cfg.update({"address": 6, "kind": "digipot", "initial_state": 40})
+    cfg = fw_main.tr_config.resolve({"address": 6, "kind": "digipot", "initial_state": 40})
     b = fw_main.make_board(sim, cfg, unhx("4a1c00e3b2770f01"))
     requests = [
         P.encode_frame(6, 0, 1, P.CMD_READ_STATE),
@@ -564,103 +564,6 @@ def suite_calibration_file(tmp):
     emit(out)
 
 
-# ---------------------------------------------------------------- real HAL, stand-in machine
-
-
-def _uart_writes(events, de_pin):
-    """[(bytes, DE level during the write)] and DE's level after the last event."""
-    de = 0
-    out = []
-    for e in events:
-        if e[0] == "pin" and e[1] == de_pin:
-            de = e[2]
-        elif e[0] == "uart_write":
-            out.append([hx(e[1]), de])
-    return out, de
-
-
-def _pulses(events, pin, level=0):
-    """Number of 1 -> 0 transitions written to ``pin`` (at ``level`` before)."""
-    n = 0
-    for e in events:
-        if e[0] == "pin" and e[1] == pin:
-            if level == 1 and e[2] == 0:
-                n += 1
-            level = e[2]
-    return n
-
-
-def suite_machine_hal(tmp):
-    """hal.MachineHAL and main.run against wasm/fake_machine.py (a stand-in for
-    `machine`): ADC scaling, the X9C and gate actuators, DE around every write, the
-    learn-trigger IRQ, the watchdog, the calibration file."""
-    import fake_machine as fm
-    sys.modules["machine"] = fm
-    out = {"suite": "machine_hal"}
-    # --- digipot board
-    fm.reset()
-    fm.ADC_UV.update({26: 600000, 27: 500000, 28: 550000, 29: 500000})
-    cfg = dict(fw_main.DEFAULT_CONFIG)
-    cfg.update({"address": 9, "kind": "digipot", "initial_state": 30, "adc_samples": 4,
-                "calibration_file": tmp + "/mh_calib.bin"})
-    for p in (cfg["calibration_file"], cfg["calibration_file"] + ".tmp"):
-        try:
-            import os
-            os.remove(p)
-        except OSError:
-            pass
-    h = hal.MachineHAL(cfg)
-    uid = fw_main.board_uid(cfg)
-    b = fw_main.make_board(h, cfg, uid)
-    out["uid_hex"] = hx(uid)
-    out["nodes_uv"] = h.read_nodes_uv()
-    act = cfg["actuator"]
-    out["x9c_power_on_steps"] = _pulses(fm.EVENTS, act["inc"], 1)
-    out["wdt_init"] = [list(e) for e in fm.EVENTS if e[0] == "wdt_init"]
-    out["irq"] = [list(e) for e in fm.EVENTS if e[0] == "irq"]
-    fm.EVENTS.clear()
-    reqs = [P.encode_frame(9, 0, 1, P.CMD_SAMPLE_DROPS),
-            P.encode_frame(9, 0, 2, P.CMD_CONFIGURE_RULE, struct.pack("<BIqq", 1, 65536, 0, 0)),
-            P.encode_frame(255, 0, 3, P.CMD_READ_STATE),
-            P.encode_frame(9, 0, 4, P.CMD_STORE_CALIBRATION, struct.pack("<iiii", 1, 2, 3, 4))]
-    for r in reqs:
-        fm.RX.extend(r)
-    fw_main.run(b, h, max_loops=3)
-    writes, de_after = _uart_writes(fm.EVENTS, cfg["uart"]["de"])
-    out["writes"] = writes
-    out["de_after"] = de_after
-    out["wdt_feeds"] = len([e for e in fm.EVENTS if e[0] == "wdt_feed"])
-    out["calibration_reloaded"] = hal.CalibrationFile(cfg["calibration_file"]).load()
-    # learn-trigger edge through the IRQ handler: tap rule, contrast > 0 -> up one tap
-    fm.EVENTS.clear()
-    pin = fm.PINS[cfg["learn_pin"]]
-    pin.handler(pin)
-    fw_main.run(b, h, max_loops=2)
-    out["state_after_edge"] = b.state
-    out["x9c_steps_after_edge"] = _pulses(fm.EVENTS, act["inc"], 1)
-    ud = [e[2] for e in fm.EVENTS if e[0] == "pin" and e[1] == act["ud"]]
-    out["x9c_ud_after_edge"] = ud[-1] if ud else None
-    # --- MOSFET board: gate charge pulses
-    fm.reset()
-    cfg2 = dict(fw_main.DEFAULT_CONFIG)
-    cfg2.update({"address": 10, "kind": "mosfet", "initial_state": 3000000, "wdt_ms": 0,
-                 "uid_hex": "0123456789abcdef", "calibration_file": tmp + "/mh_calib2.bin"})
-    cfg2["actuator"] = cfg2["gate_actuator"]
-    h2 = hal.MachineHAL(cfg2)
-    b2 = fw_main.make_board(h2, cfg2, fw_main.board_uid(cfg2))
-    g = cfg2["actuator"]
-    out["gate_power_on"] = [_pulses(fm.EVENTS, g["discharge"]), _pulses(fm.EVENTS, g["charge"])]
-    fm.EVENTS.clear()
-    fm.RX.extend(P.encode_frame(10, 0, 5, P.CMD_SET_STATE, struct.pack("<i", 2500000)))
-    fw_main.run(b2, h2, max_loops=2)
-    out["gate_down"] = [_pulses(fm.EVENTS, g["discharge"]), _pulses(fm.EVENTS, g["charge"])]
-    out["gate_writes"], _ = _uart_writes(fm.EVENTS, cfg2["uart"]["de"])
-    out["gate_v_uv"] = h2.actuator.v_uv
-    out["no_wdt"] = h2.wdt is None
-    del sys.modules["machine"]
-    emit(out)
-
-
 # ---------------------------------------------------------------- entry
 
 
@@ -687,8 +590,8 @@ def main(args_json):
             suite_drift(args.get("drift_n", 100000), args.get("drift_seed", 7))
         elif s == "main_loop":
             suite_main_loop()
-        elif s == "machine_hal":
-            suite_machine_hal(args.get("tmp", "/tmp"))
+        elif s in driver_hw.SUITES:
+            driver_hw.SUITES[s](args.get("tmp", "/tmp"))
         elif s == "calibration_file":
             suite_calibration_file(args.get("tmp", "/tmp"))
         else:

@@ -1,20 +1,150 @@
-# A stand-in for MicroPython's `machine` module (tests only): lets hal.MachineHAL run
-# on the WebAssembly port and under CPython. Pins, the UART and the watchdog record
-# what the HAL does to them in EVENTS; ADC readings come from ADC_UV.
+# A stand-in for MicroPython's `machine` (and `rp2`) on a Raspberry Pi Pico carrier,
+# for tests only: lets hal.MachineHAL run on the WebAssembly port and under CPython.
+# Pins, the UART and the watchdog record what the HAL does in EVENTS. The parts behave
+# as the real ones do, with their limits:
+#
+#   CLOCK       virtual microseconds (ticks_us/ticks_ms/ticks_diff/sleep_us/sleep_ms)
+#   ADC         RP2040 SAR ADC (RP2040 datasheet §4.9): 12 bits of 3.3 V, read_u16()
+#               = code << 4 | code >> 8 (MicroPython rp2 port), 2 us per conversion,
+#               white noise of 2.8 codes rms (ENOB 8.7); GP26..GP29 only; no read_uv
+#   ADS         TI ADS131M04 on SPI: 24-bit codes of the four node voltages, one
+#               simultaneous conversion, 18-byte frames
+#   GATE        the MOSFET gate node: C charged through R from the charge pin, into the
+#               discharge pin, leaking through R_leak; read back through a 1:2 divider
+#   rp2         PIO state machines executing the one-shot program cycle by cycle at
+#               their clock (fake_rp2)
+# No read path allocates (the learn trigger's interrupt handler runs them heap-locked).
+
+import math
 
 EVENTS = []
-ADC_UV = {}        # pin id -> microvolts read_uv() returns
-PINS = {}          # pin id -> Pin
+RECORD = [True]     # False: nothing logged (while a test measures allocation)
+PINS = {}
 UNIQUE_ID = b"\x10\x20\x30\x40\x50\x60"
-RX = bytearray()   # bytes the UART will receive
+RX = bytearray()
+ADC_PINS = (26, 27, 28, 29)
+VREF_UV = 3300000
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0
+
+    def ticks_us(self):
+        return self.now
+
+    def ticks_ms(self):
+        return self.now // 1000
+
+    def ticks_diff(self, a, b):
+        return a - b
+
+    def ticks_add(self, a, d):
+        return a + d
+
+    def sleep_us(self, us):
+        if us > 0:
+            self.now += us
+
+    def sleep_ms(self, ms):
+        if ms > 0:
+            self.now += ms * 1000
+
+
+CLOCK = Clock()
+
+
+class Noise:
+    """Small-int generator (15-bit LCG) and a triangular-ish sum of three uniforms."""
+
+    def __init__(self, seed=1):
+        self.s = seed & 0x7FFF
+
+    def u(self):
+        self.s = (self.s * 1103 + 12345) & 0x7FFF
+        return self.s
+
+    def tri(self, a):
+        """Sum of three uniforms in [-a, a]: rms a."""
+        w = 2 * a + 1
+        return (self.u() % w) + (self.u() % w) + (self.u() % w) - 3 * a
+
+
+NOISE = Noise()
+ADC_NOISE_16THS = 45     # 2.8 codes rms, in 1/16 code
+ADC_16THS = {}           # pin -> pin voltage in 1/16 codes (precomputed: no big ints when read)
+ADC_UV = {}
+
+
+def set_adc_uv(pin, uv):
+    ADC_UV[pin] = uv
+    ADC_16THS[pin] = uv * 4096 * 16 // VREF_UV
+
+
+class GateNode:
+    """R from the charge pin (to ``rail_uv``) or into the discharge pin (to 0) onto C;
+    R_leak to ground always. Voltage in uV (float), integrated from pin transitions."""
+
+    def __init__(self, charge, discharge, readback, r_ohm=1050.0, c_f=2.2e-6,
+                 rail_uv=5950000.0, leak_ohm=1e9, v_uv=0.0, divider=2):
+        self.charge = charge
+        self.discharge = discharge
+        self.readback = readback
+        self.tau_us = r_ohm * c_f * 1e6
+        self.tau_leak_us = leak_ohm * c_f * 1e6
+        self.rail_uv = rail_uv
+        self.v = v_uv
+        self.t = CLOCK.now
+        self.levels = {charge: 0, discharge: 0}
+        self.trans = []          # (t_us, pin, level), future ones from the PIO
+        self.divider = divider
+        self.high_us = {charge: 0, discharge: 0}
+
+    def transition(self, t, pin, level):
+        self.trans.append((t, pin, level))
+        self.trans.sort()
+
+    def _run(self, dt):
+        if dt <= 0:
+            return
+        c = self.levels[self.charge]
+        d = self.levels[self.discharge]
+        if c and d:
+            EVENTS.append(("gate_shoot_through",))
+        if c:
+            self.high_us[self.charge] += dt
+            self.v = self.rail_uv + (self.v - self.rail_uv) * math.exp(-dt / self.tau_us)
+        elif d:
+            self.high_us[self.discharge] += dt
+            self.v = self.v * math.exp(-dt / self.tau_us)
+        else:
+            self.v = self.v * math.exp(-dt / self.tau_leak_us)
+
+    def at(self, t):
+        while self.trans and self.trans[0][0] <= t:
+            tt, pin, level = self.trans.pop(0)
+            self._run(tt - self.t)
+            self.t = tt
+            self.levels[pin] = level
+        self._run(t - self.t)
+        self.t = t
+        return self.v
+
+
+GATE = [None]
 
 
 def reset():
     global RX
     EVENTS.clear()
     ADC_UV.clear()
+    ADC_16THS.clear()
     PINS.clear()
     RX = bytearray()
+    GATE[0] = None
+    ADS.codes = [0, 0, 0, 0]
+    ADS.noise_codes = 0
+    CLOCK.now = 0
 
 
 def unique_id():
@@ -40,32 +170,111 @@ class Pin:
     def __init__(self, id, mode=None, pull=None, value=None):
         self.id = id
         self.mode = mode
-        self.level = 0 if value is None else value
+        self.pull = pull
+        old = PINS.get(id)
+        self.level = old.level if old is not None and value is None else (
+            1 if (value is None and pull == Pin.PULL_UP) else (value or 0))
         self.handler = None
+        self.trigger = 0
         PINS[id] = self
         if mode == Pin.OUT and value is not None:
             EVENTS.append(("pin", id, value))
+            self._notify()
+
+    def _notify(self):
+        g = GATE[0]
+        if g is not None and self.id in g.levels:
+            g.at(CLOCK.now)
+            g.levels[self.id] = self.level
 
     def value(self, v=None):
         if v is None:
             return self.level
         self.level = 1 if v else 0
-        EVENTS.append(("pin", self.id, self.level))
+        if RECORD[0]:
+            EVENTS.append(("pin", self.id, self.level))
+            self._notify()
 
-    def irq(self, trigger=None, handler=None):
+    def irq(self, handler=None, trigger=None, hard=False):
         self.handler = handler
+        self.trigger = trigger
         EVENTS.append(("irq", self.id, trigger))
+
+
+def drive(pin_id, level):
+    """The outside world moves an input pin: its handler runs on a matching edge."""
+    p = PINS[pin_id]
+    if level == p.level:
+        return
+    p.level = level
+    edge = Pin.IRQ_RISING if level else Pin.IRQ_FALLING
+    if p.handler is not None and p.trigger & edge:
+        p.handler(p)
 
 
 class ADC:
     def __init__(self, pin):
         self.pin = pin.id if isinstance(pin, Pin) else pin
-
-    def read_uv(self):
-        return ADC_UV.get(self.pin, 0)
+        if self.pin not in ADC_PINS:
+            raise ValueError("invalid pin")   # RP2040: ADC on GP26..GP29 only
 
     def read_u16(self):
-        return ADC_UV.get(self.pin, 0) * 65535 // 3300000
+        CLOCK.now += 2
+        g = GATE[0]
+        if g is not None and self.pin == g.readback:
+            s = int(g.at(CLOCK.now) / g.divider * 65536 / VREF_UV)
+        else:
+            s = ADC_16THS.get(self.pin, 0)
+        s += NOISE.tri(ADC_NOISE_16THS)
+        code = s >> 4
+        code = 0 if code < 0 else 4095 if code > 4095 else code
+        return (code << 4) | (code >> 8)
+
+
+class ADS131M04Part:
+    """The four channels' codes (1.2 V / 2^23 per code), set in uV."""
+
+    def __init__(self):
+        self.codes = [0, 0, 0, 0]
+        self.noise_codes = 0
+        self.frames = 0
+
+    def set_uv(self, ch, uv):
+        self.codes[ch] = uv * 65536 // 9375
+
+
+ADS = ADS131M04Part()
+
+
+class SPI:
+    def __init__(self, id, baudrate=1000000, polarity=0, phase=0, sck=None, mosi=None,
+                 miso=None):
+        if (polarity, phase) != (0, 1):
+            raise ValueError("ADS131M04 needs SPI mode 1")
+        self.id = id
+        EVENTS.append(("spi_init", id, baudrate))
+
+    def write_readinto(self, tx, rx):
+        ADS.frames += 1
+        rx[0] = 0x05
+        rx[1] = 0x00
+        rx[2] = 0x00
+        for i in range(4):
+            c = ADS.codes[i]
+            if ADS.noise_codes:
+                c += NOISE.tri(ADS.noise_codes)
+            c &= 0xFFFFFF
+            k = 3 + 3 * i
+            rx[k] = c >> 16
+            rx[k + 1] = (c >> 8) & 0xFF
+            rx[k + 2] = c & 0xFF
+        for k in range(15, 18):
+            rx[k] = 0
+
+
+class I2C:
+    def __init__(self, id, sda=None, scl=None, freq=400000):
+        self.id = id
 
 
 class UART:

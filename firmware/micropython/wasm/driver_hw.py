@@ -1,0 +1,276 @@
+# Test driver, hardware suites: hal.MachineHAL and main.run on the stand-in `machine`
+# (fake_machine.py, fake_rp2.py), inside MicroPython's WebAssembly port or CPython.
+# Not part of the firmware.
+#
+#   machine_hal  digipot board (ADS131M04 nodes, X9C) and gate board over the bus
+#   gate         the closed-loop gate driver: carried sub-resolution steps, leak
+#   trigger      the learn trigger: snapshot at the rising edge, lockout, no allocation
+
+import json
+import struct
+import sys
+
+import hal
+import main as fw_main
+import tr_config
+import tr_protocol as P
+
+
+def emit(obj):
+    print(json.dumps(obj))
+
+
+def hx(b):
+    return "".join("%02x" % x for x in b)
+
+
+def _fake():
+    import fake_machine as fm
+    import fake_rp2
+    sys.modules["machine"] = fm
+    sys.modules["rp2"] = fake_rp2
+    fm.reset()
+    return fm
+
+
+def _done():
+    del sys.modules["machine"]
+    del sys.modules["rp2"]
+
+
+def _rm(*paths):
+    import os
+    for p in paths:
+        try:
+            os.remove(p)
+        except OSError:
+            pass
+
+
+def _uart_writes(events, de_pin):
+    de = 0
+    out = []
+    for e in events:
+        if e[0] == "pin" and e[1] == de_pin:
+            de = e[2]
+        elif e[0] == "uart_write":
+            out.append([hx(e[1]), de])
+    return out, de
+
+
+def _pulses(events, pin, level=0):
+    n = 0
+    for e in events:
+        if e[0] == "pin" and e[1] == pin:
+            if level == 1 and e[2] == 0:
+                n += 1
+            level = e[2]
+    return n
+
+
+def _nodes(fm, uv):
+    for i in range(4):
+        fm.ADS.set_uv(i, uv[i])
+
+
+def suite_machine_hal(tmp):
+    fm = _fake()
+    out = {"suite": "machine_hal"}
+    _nodes(fm, (600000, 500000, 550000, 500000))
+    cal = tmp + "/mh_calib.bin"
+    _rm(cal, cal + ".tmp")
+    cfg = tr_config.resolve({"address": 9, "kind": "digipot", "initial_state": 30,
+                             "port": "rp2", "calibration_file": cal})
+    h = hal.MachineHAL(cfg, clock=fm.CLOCK)
+    uid = fw_main.board_uid(cfg)
+    b = fw_main.make_board(h, cfg, uid)
+    out["uid_hex"] = hx(uid)
+    out["nodes_uv"] = h.read_nodes_uv()
+    act = cfg["actuator"]
+    out["x9c_power_on_steps"] = _pulses(fm.EVENTS, act["inc"], 1)
+    out["wdt_init"] = [list(e) for e in fm.EVENTS if e[0] == "wdt_init"]
+    out["irq"] = [list(e) for e in fm.EVENTS if e[0] == "irq"]
+    fm.EVENTS.clear()
+    reqs = [P.encode_frame(9, 0, 1, P.CMD_SAMPLE_DROPS),
+            P.encode_frame(9, 0, 2, P.CMD_CONFIGURE_RULE, struct.pack("<BIqq", 1, 65536, 0, 0)),
+            P.encode_frame(255, 0, 3, P.CMD_READ_STATE),
+            P.encode_frame(9, 0, 4, P.CMD_STORE_CALIBRATION, struct.pack("<iiii", 1, 2, 3, 4))]
+    for r in reqs:
+        fm.RX.extend(r)
+    fw_main.run(b, h, max_loops=3)
+    writes, de_after = _uart_writes(fm.EVENTS, cfg["uart"]["de"])
+    out["writes"] = writes
+    out["de_after"] = de_after
+    out["wdt_feeds"] = len([e for e in fm.EVENTS if e[0] == "wdt_feed"])
+    out["calibration_reloaded"] = hal.CalibrationFile(cal).load()
+    # one learn pulse on the trigger line: tap rule, contrast > 0 -> up one tap
+    fm.EVENTS.clear()
+    fm.drive(cfg["learn"]["pin"], 1)
+    fm.CLOCK.sleep_us(100)
+    fm.drive(cfg["learn"]["pin"], 0)
+    fw_main.run(b, h, max_loops=2)
+    out["state_after_edge"] = b.state
+    out["x9c_steps_after_edge"] = _pulses(fm.EVENTS, act["inc"], 1)
+    ud = [e[2] for e in fm.EVENTS if e[0] == "pin" and e[1] == act["ud"]]
+    out["x9c_ud_after_edge"] = ud[-1] if ud else None
+    # a tap beyond the part's taps is not reported as reached
+    cfg3 = tr_config.resolve({"address": 11, "kind": "digipot", "port": "rp2", "wdt_ms": 0,
+                              "uid_hex": "0123456789abcdef", "calibration_file": cal,
+                              "actuator": {"n_taps": 64}})
+    h3 = hal.MachineHAL(cfg3, clock=fm.CLOCK)
+    b3 = fw_main.make_board(h3, cfg3, fw_main.board_uid(cfg3))
+    out["x9c_beyond_taps"] = b3.handle(P.encode_frame(11, 0, 1, P.CMD_SET_STATE,
+                                                      struct.pack("<i", 80)))
+    out["x9c_beyond_taps"] = hx(out["x9c_beyond_taps"])
+    # --- MOSFET board: the gate through PIO one-shots, read back
+    fm.reset()
+    fm.GATE[0] = fm.GateNode(10, 11, 26)
+    cal2 = tmp + "/mh_calib2.bin"
+    gcal = tmp + "/mh_gate_cal.json"
+    _rm(cal2, gcal)
+    cfg2 = tr_config.resolve({"address": 10, "kind": "mosfet", "initial_state": 3000000,
+                              "wdt_ms": 0, "port": "rp2", "uid_hex": "0123456789abcdef",
+                              "calibration_file": cal2, "gate_cal_file": gcal})
+    h2 = hal.MachineHAL(cfg2, clock=fm.CLOCK)
+    b2 = fw_main.make_board(h2, cfg2, fw_main.board_uid(cfg2))
+    out["gate_power_on"] = [b2.state, fm.GATE[0].at(fm.CLOCK.now)]
+    fm.RX.extend(P.encode_frame(10, 0, 5, P.CMD_SET_STATE, struct.pack("<i", 2500000)))
+    fw_main.run(b2, h2, max_loops=2)
+    out["gate_writes"], _ = _uart_writes(fm.EVENTS, cfg2["uart"]["de"])
+    out["gate_true_uv"] = fm.GATE[0].at(fm.CLOCK.now)
+    out["gate_state"] = b2.state
+    out["no_wdt"] = h2.wdt is None
+    _done()
+    emit(out)
+
+
+GAIN_90UV = 281475      # c = 300,000^2 uV^2 -> round(c * gain / 2^48) = 90 uV
+
+
+def _learn_pulse(fm, b, h, pin):
+    fm.drive(pin, 1)
+    fm.CLOCK.sleep_us(100)
+    fm.drive(pin, 0)
+    fw_main.run(b, h, max_loops=1)
+
+
+def suite_gate(tmp):
+    """A Gen-2 board at 3 V asked for 90 uV per learn (one 1 us pulse moves its gate
+    about 1.3 mV): what the board reports, what the gate does, what is carried."""
+    fm = _fake()
+    node = fm.GateNode(10, 11, 26, leak_ohm=1e9)
+    fm.GATE[0] = node
+    cal, gcal = tmp + "/g_calib.bin", tmp + "/g_gate_cal.json"
+    _rm(cal, gcal, gcal + ".tmp")
+    cfg = tr_config.resolve({"address": 12, "kind": "mosfet", "initial_state": 3000000,
+                             "wdt_ms": 0, "port": "rp2", "uid_hex": "0123456789abcdef",
+                             "calibration_file": cal, "gate_cal_file": gcal})
+    h = hal.MachineHAL(cfg, clock=fm.CLOCK)
+    b = fw_main.make_board(h, cfg, fw_main.board_uid(cfg))
+    drv = h.actuator.driver
+    out = {"suite": "gate", "power_on_state": b.state, "power_on_true": node.at(fm.CLOCK.now)}
+    # per-board calibration of the slope, stored on flash and used from now on
+    out["calibration_stored"] = h.actuator.calibrate()
+    out["calibration"] = drv.cal.to_json()
+    out["calibration_reloaded"] = hal_load_cal(gcal)
+    b.set_state(3000000)
+    _nodes(fm, (400000, 100000, 200000, 200000))
+    b.handle(P.encode_frame(12, 0, 1, P.CMD_CONFIGURE_RULE,
+                            struct.pack("<BIqq", 3, 65536, GAIN_90UV, 0)))
+    out["resolution_uv"] = drv.resolution_uv(drv.v_uv, True)
+    learns = []
+    for _ in range(40):
+        p0 = drv.pulse_us_total
+        _learn_pulse(fm, b, h, cfg["learn"]["pin"])
+        learns.append({"state": b.state, "true_uv": node.at(fm.CLOCK.now),
+                       "target_uv": drv.target_uv, "carried_uv": drv.carried_uv,
+                       "pulse_us": drv.pulse_us_total - p0})
+    out["learns"] = learns
+    # the learn command's reply: the state measured
+    rep = b.handle(P.encode_frame(12, 0, 2, P.CMD_LEARN))
+    out["learn_reply"] = hx(rep)
+    out["after_learn_reply"] = {"state": b.state, "true_uv": node.at(fm.CLOCK.now),
+                                "target_uv": drv.target_uv}
+    # leak: 5 s with nothing, then one learn restores the gate
+    t_before = node.at(fm.CLOCK.now)
+    fm.CLOCK.sleep_ms(5000)
+    out["leak_true_drop_uv"] = t_before - node.at(fm.CLOCK.now)
+    _learn_pulse(fm, b, h, cfg["learn"]["pin"])
+    out["after_leak"] = {"state": b.state, "true_uv": node.at(fm.CLOCK.now),
+                         "target_uv": drv.target_uv, "leak_uv_per_s": drv.leak_uv_per_s}
+    out["shoot_through"] = len([e for e in fm.EVENTS if e[0] == "gate_shoot_through"])
+    _done()
+    emit(out)
+
+
+def hal_load_cal(path):
+    import tr_gate
+    c = tr_gate.GateCalibration.load(path)
+    return None if c is None else c.to_json()
+
+
+def suite_trigger(tmp):
+    """Snapshot at the rising edge, lockout against ringing, counters, no allocation in
+    the interrupt handler (gc.mem_alloc unchanged, then the same under heap_lock)."""
+    fm = _fake()
+    cal = tmp + "/t_calib.bin"
+    _rm(cal)
+    cfg = tr_config.resolve({"address": 13, "kind": "digipot", "initial_state": 50,
+                             "port": "rp2", "wdt_ms": 0, "uid_hex": "0123456789abcdef",
+                             "calibration_file": cal, "learn": {"lockout_us": 50}})
+    h = hal.MachineHAL(cfg, clock=fm.CLOCK)
+    b = fw_main.make_board(h, cfg, fw_main.board_uid(cfg))
+    b.handle(P.encode_frame(13, 0, 1, P.CMD_CONFIGURE_RULE, struct.pack("<BIqq", 1, 65536, 0, 0)))
+    pin = cfg["learn"]["pin"]
+    out = {"suite": "trigger"}
+    a_nodes = (400000, 100000, 200000, 200000)    # free drop > clamped: tap up
+    b_nodes = (200000, 200000, 400000, 100000)    # the opposite
+    _nodes(fm, a_nodes)
+    fm.drive(pin, 1)                # rising edge: snapshot of a_nodes
+    _nodes(fm, b_nodes)             # the nodes change while the line is high
+    fm.CLOCK.sleep_us(20)
+    fm.drive(pin, 0)                # ringing: inside the lockout
+    fm.CLOCK.sleep_us(10)
+    fm.drive(pin, 1)                # ringing
+    fm.CLOCK.sleep_us(200)
+    fm.drive(pin, 0)                # the real falling edge
+    out["counts_after_pulse"] = list(h.trigger_counts())
+    out["snapshot"] = list(h.trigger.ready)
+    fw_main.run(b, h, max_loops=1)
+    out["state_after"] = b.state
+    out["counts_after_take"] = list(h.trigger_counts())
+    # allocation in the handler: one whole pulse with the fake's event log off
+    alloc = None
+    locked_ok = None
+    try:
+        import gc
+        import micropython
+        fm.RECORD[0] = False
+        fm.CLOCK.sleep_us(1000)
+        gc.collect()
+        gc.disable()
+        m0 = gc.mem_alloc()
+        fm.drive(pin, 1)
+        fm.CLOCK.now += 200
+        fm.drive(pin, 0)
+        alloc = gc.mem_alloc() - m0
+        if alloc == 0:
+            fm.CLOCK.now += 1000
+            micropython.heap_lock()
+            fm.drive(pin, 1)
+            fm.CLOCK.now += 200
+            fm.drive(pin, 0)
+            micropython.heap_unlock()
+            locked_ok = True
+        gc.enable()
+        fm.RECORD[0] = True
+    except (ImportError, AttributeError):
+        pass
+    out["handler_alloc_bytes"] = alloc
+    out["handler_heap_locked_ok"] = locked_ok
+    out["counts_end"] = list(h.trigger_counts())
+    _done()
+    emit(out)
+
+
+SUITES = {"machine_hal": suite_machine_hal, "gate": suite_gate, "trigger": suite_trigger}
