@@ -284,7 +284,9 @@ def test_a_scan_whose_passes_never_agree_gives_every_board_heard_and_says_so(bus
     result = client.scan(max_passes=4)
     assert [b.address for b in result] == [1, 2]
     assert (result.passes, result.agreed) == (4, False)
-    assert result.summary() == "2 board(s) in 4 passes, 0 replies garbled, the passes did not agree"
+    assert result.missed == [2]
+    assert result.summary() == ("2 board(s) in 4 passes, 0 replies garbled, 1 missing from some passes, "
+                                "the passes did not agree")
     with pytest.raises(BusError, match="2..16 passes"):
         client.scan(max_passes=1)
 

@@ -94,17 +94,22 @@ class ScanResult(list):
         agreed: True when the last two passes heard the same boards say the same; False
             when the scan gave up after ``max_passes`` (the boards are then every board
             heard in any pass).
+        missed: addresses of boards heard in some passes but not in every one (their
+            reply lost or garbled in the others), in address order.
     """
 
-    def __init__(self, boards=(), passes: int = 0, garbled: int = 0, agreed: bool = True):
+    def __init__(self, boards=(), passes: int = 0, garbled: int = 0, agreed: bool = True,
+                 missed=()):
         super().__init__(boards)
         self.passes, self.garbled, self.agreed = passes, garbled, agreed
+        self.missed = sorted(missed)
 
     def summary(self) -> str:
-        """One line: boards, passes, garbled replies."""
+        """One line: boards, passes, garbled replies, boards missing from some passes."""
         agreed = "" if self.agreed else ", the passes did not agree"
+        missed = f", {len(self.missed)} missing from some passes" if self.missed else ""
         return (f"{len(self)} board(s) in {self.passes} passes, {self.garbled} "
-                f"repl{'y' if self.garbled == 1 else 'ies'} garbled{agreed}")
+                f"repl{'y' if self.garbled == 1 else 'ies'} garbled{missed}{agreed}")
 
 
 @dataclass
@@ -295,8 +300,8 @@ class BusClient:
         A pass is one slotted identify broadcast; passes repeat until two in a row hear the
         same boards say the same (at least two passes, at most ``max_passes``, 2..16), so a
         reply lost to a garbled frame in one pass is heard in another. The result holds
-        every board heard in any pass (the last reply of each), how many passes were sent
-        and how many replies arrived garbled.
+        every board heard in any pass (the last reply of each), how many passes were sent,
+        how many replies arrived garbled and which boards some pass missed.
         """
         if not 2 <= int(max_passes) <= 16:
             raise BusError(f"a scan takes 2..16 passes, got {max_passes}")
@@ -304,11 +309,15 @@ class BusClient:
         previous = None
         garbled = passes = 0
         agreed = False
+        missed: set[int] = set()
         while passes < max_passes:
             replies, bad = self._broadcast("identify")
             passes += 1
             garbled += bad
             current = {a: r for a, r in replies.items() if r["status"] == 0}
+            missed |= set(heard) - set(current)
+            if passes > 1:
+                missed |= set(current) - set(heard)
             heard.update(current)
             if current == previous:
                 agreed = True
@@ -318,7 +327,7 @@ class BusClient:
         boards = [self._info(a, r) for a, r in sorted(heard.items())]
         for info in boards:
             self._check_version(info)
-        return ScanResult(boards, passes, garbled, agreed)
+        return ScanResult(boards, passes, garbled, agreed, missed)
 
     def read_states(self, addresses=None) -> dict[int, int]:
         """Learned state of every board (one slotted broadcast, which ends as soon as every

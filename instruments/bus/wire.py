@@ -16,8 +16,8 @@ Emulated time is integer microseconds on the wire; nothing here reads a clock. T
   one random byte per character time of the stretch (a UART resynchronising on whatever
   start bits it sees), drawn from the wire's seed.
 - **Receivers.** Half-duplex wiring ties each transceiver's receiver enable to its DE, so a
-  node hears nothing while it drives (:class:`Receiver`). A chunk that holds a garbled byte
-  or lost some of its bytes never decodes as a frame: the one case in 65,536 where the
+  node hears nothing while it drives (:class:`Receiver`). A chunk that holds a garbled byte,
+  or lost bytes between two it kept, never decodes as a frame: the one case in 65,536 where the
   CRC-16 would miss the damage is ruled out (the chunk's last byte is changed again), so no
   test's outcome rests on it and no board executes a forged request.
 - **Boards' reply timing** is a policy per board (:class:`V1Timing`, :class:`V2Timing`, or
@@ -288,7 +288,7 @@ class Receiver:
                     flags[segs[-1][0]] |= 2
                     self.lost = False
             if a < b:
-                self.lost |= bool(stream and stream[-1] != 0) or line.data[b - 1] != 0
+                self.lost |= bool(stream and stream[-1] != 0)  # a chunk in progress loses bytes
             pos = b
         marks = [s for s, _ in segs]
         out, start = [], 0
