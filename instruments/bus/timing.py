@@ -20,10 +20,12 @@ stop). The anchors:
   :data:`EOF_JITTER_US` of the delimiter's stop bit.
 
 Protocol 1 (``PROTOCOL.md`` version 1.1) gave every board a 2 ms slot after its main loop
-noticed the end of the request; at 115200 baud a 15-byte identify reply is 19 bytes on the wire
-(about 1.65 ms) plus the driver-enable hold, and the loop notices the request 0 to 1 ms late,
-so neighbouring replies overlap: :func:`v1_reply_window_us` gives that timing for the emulator
-to show the collisions.
+noticed the end of the request; at 115200 baud an identify reply (a 15-byte payload: status
+and 14 bytes) is ``wire_bytes(15)`` = 24 bytes on the wire (about 2.08 ms) plus the
+driver-enable hold, longer than the slot before the loop's 0 to 1 ms lateness adds to it, so
+neighbouring replies overlap: :func:`v1_reply_window_us` gives that timing for the emulator
+to show the collisions (without the crystal's drift, which protocol 1 did not budget either;
+the emulator's boards drift all the same).
 """
 
 from __future__ import annotations

@@ -276,7 +276,7 @@ class Receiver:
         if not line.data:
             return []
         stream, flags = self.pending, self.pending_flags
-        self.base = base = len(stream)
+        self.base = len(stream)
         segs: list[tuple[int, int]] = []  # (stream position, line index) of each kept run
         pos, n = 0, len(line.data)
         for a, b in [*self._drops(line), (n, n)]:
