@@ -31,7 +31,7 @@ READBACK_UV = 1_500     # a few read-back codes (1.6 mV of gate each, averaged)
 def hw(tmp_path_factory) -> dict:
     if not HAVE_WASM:
         pytest.skip("MicroPython WebAssembly port missing: npm ci --prefix firmware/micropython")
-    res = subprocess.run([NODE, str(RUNNER), "--suites", "gate,trigger"], capture_output=True,
+    res = subprocess.run([NODE, str(RUNNER), "--suites", "gate,trigger,ports"], capture_output=True,
                          text=True, timeout=600, cwd=tmp_path_factory.mktemp("hw"))
     assert res.returncode == 0 and not res.stderr.strip(), res.stderr[-4000:]
     out = {}
@@ -130,3 +130,24 @@ def test_the_trigger_handler_does_not_allocate(hw):
     assert t["handler_alloc_bytes"] == 0
     assert t["handler_heap_locked_ok"] is True
     assert t["counts_end"] == [3, 2]
+
+
+def _state(reply_hex: str) -> int:
+    from instruments.bus import protocol as REF
+    return REF.unpack_reply("set_state", REF.decode_frame(bytes.fromhex(reply_hex)).payload)["state"]
+
+
+def test_an_esp32_sets_its_adc_attenuation_and_refuses_adc2(hw):
+    p = hw["ports"]
+    assert p["atten"] == [3, 3, 3, 3]                     # ADC.ATTN_11DB on every node pin
+    want = [400000, 100000, 200000, 200000]
+    assert all(abs(a - b) <= 600 for a, b in zip(p["nodes_uv"], want)), p["nodes_uv"]
+    assert "pin 4 is not a usable ADC pin on esp32" in p["adc2_refused"]
+    assert p["handler_alloc_bytes"] == 0
+    assert p["snapshot"] == p["nodes_uv"]
+
+
+def test_a_digipot_write_not_acknowledged_is_not_reported_as_taken(hw):
+    p = hw["ports"]
+    assert [_state(r) for r in p["replies"]] == [70, 70, 70]   # 90 NACKed, 95 part absent
+    assert p["wiper"] == 70 and p["failed_writes"] == 2

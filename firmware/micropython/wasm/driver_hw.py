@@ -273,4 +273,63 @@ def suite_trigger(tmp):
     emit(out)
 
 
-SUITES = {"machine_hal": suite_machine_hal, "gate": suite_gate, "trigger": suite_trigger}
+def suite_ports(tmp):
+    """An ESP32 board on its own ADC1 (attenuation set before reading), and an AD5245
+    digipot whose unacknowledged writes are not reported as taken."""
+    fm = _fake()
+    fm.PORT[0] = "esp32"
+    cal = tmp + "/p_calib.bin"
+    _rm(cal)
+    out = {"suite": "ports"}
+    for pin, uv in ((36, 400000), (39, 100000), (34, 200000), (35, 200000)):
+        fm.ADC_UV[pin] = uv
+    cfg = tr_config.resolve({"address": 14, "kind": "digipot", "port": "esp32", "wdt_ms": 0,
+                             "uid_hex": "0123456789abcdef", "calibration_file": cal,
+                             "nodes": {"adc": "internal", "pins": [36, 39, 34, 35],
+                                       "samples": 4, "atten": "11db"},
+                             "actuator": {"type": "ad5245"}})
+    h = hal.MachineHAL(cfg, clock=fm.CLOCK)
+    out["atten"] = [a.att for a in h.nodes.adcs]
+    out["nodes_uv"] = h.read_nodes_uv()
+    try:
+        tr_config.resolve({"port": "esp32"})
+        bad = hal.MachineHAL(tr_config.resolve({"port": "esp32", "wdt_ms": 0, "calibration_file": cal,
+                                                "nodes": {"adc": "internal",
+                                                          "pins": [36, 39, 34, 4]}}), clock=fm.CLOCK)
+        out["adc2_refused"] = None
+    except ValueError as exc:
+        out["adc2_refused"] = str(exc)
+    b = fw_main.make_board(h, cfg, fw_main.board_uid(cfg))
+    out["power_on"] = [b.state, fm.AD5245.wiper]
+    replies = []
+    replies.append(hx(b.handle(P.encode_frame(14, 0, 1, P.CMD_SET_STATE, struct.pack("<i", 70)))))
+    fm.AD5245.nack = 1
+    replies.append(hx(b.handle(P.encode_frame(14, 0, 2, P.CMD_SET_STATE, struct.pack("<i", 90)))))
+    fm.AD5245.absent = True
+    replies.append(hx(b.handle(P.encode_frame(14, 0, 3, P.CMD_SET_STATE, struct.pack("<i", 95)))))
+    out["replies"] = replies
+    out["wiper"] = fm.AD5245.wiper
+    out["failed_writes"] = h.actuator.failed_writes
+    # the ESP32 ADC path of the trigger: no allocation in the handler either
+    alloc = None
+    try:
+        import gc
+        fm.RECORD[0] = False
+        gc.collect()
+        gc.disable()
+        m0 = gc.mem_alloc()
+        fm.drive(cfg["learn"]["pin"], 1)
+        fm.CLOCK.now += 200
+        fm.drive(cfg["learn"]["pin"], 0)
+        alloc = gc.mem_alloc() - m0
+        gc.enable()
+        fm.RECORD[0] = True
+    except (ImportError, AttributeError):
+        pass
+    out["handler_alloc_bytes"] = alloc
+    out["snapshot"] = list(h.trigger.ready)
+    _done()
+    emit(out)
+
+
+SUITES = {"ports": suite_ports, "machine_hal": suite_machine_hal, "gate": suite_gate, "trigger": suite_trigger}

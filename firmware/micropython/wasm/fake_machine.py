@@ -145,6 +145,8 @@ def reset():
     ADS.codes = [0, 0, 0, 0]
     ADS.noise_codes = 0
     CLOCK.now = 0
+    PORT[0] = "rp2"
+    AD5245.__init__()
 
 
 def unique_id():
@@ -212,13 +214,48 @@ def drive(pin_id, level):
         p.handler(p)
 
 
+PORT = ["rp2"]       # the port this machine stands for: "rp2" or "esp32"
+ESP32_ADC1_PINS = (32, 33, 34, 35, 36, 37, 38, 39)
+# ESP32 attenuation -> the largest input read (uV): ESP32 technical reference §29.3 and
+# the ESP-IDF ADC guide (0 dB 950 mV, 2.5 dB 1250 mV, 6 dB 1750 mV, 11 dB 2450 mV)
+ESP32_ATTEN_MAX_UV = {0: 950000, 1: 1250000, 2: 1750000, 3: 2450000}
+
+
 class ADC:
-    def __init__(self, pin):
+    ATTN_0DB = 0
+    ATTN_2_5DB = 1
+    ATTN_6DB = 2
+    ATTN_11DB = 3
+
+    def __init__(self, pin, atten=None):
         self.pin = pin.id if isinstance(pin, Pin) else pin
-        if self.pin not in ADC_PINS:
+        if PORT[0] == "esp32":
+            if self.pin not in ESP32_ADC1_PINS:
+                raise ValueError("invalid pin")   # ADC2 is the Wi-Fi driver's
+            self.att = 0 if atten is None else atten   # power-on default: 0 dB
+        elif self.pin not in ADC_PINS:
             raise ValueError("invalid pin")   # RP2040: ADC on GP26..GP29 only
 
+    def atten(self, a):
+        if PORT[0] != "esp32":
+            raise AttributeError("atten")     # rp2's ADC has no attenuator
+        if a not in ESP32_ATTEN_MAX_UV:
+            raise ValueError("invalid attenuation")
+        self.att = a
+
+    def read_uv(self):
+        if PORT[0] != "esp32":
+            raise AttributeError("read_uv")   # not on rp2 (MicroPython machine.ADC docs)
+        CLOCK.now += 10
+        uv = ADC_UV.get(self.pin, 0)
+        top = ESP32_ATTEN_MAX_UV[self.att]
+        uv = top if uv > top else uv
+        step = top // 4096
+        return (uv // step) * step          # 12 bits of the attenuated range
+
     def read_u16(self):
+        if PORT[0] == "esp32":
+            return self.read_uv() * 16 // (ESP32_ATTEN_MAX_UV[self.att] // 4096)
         CLOCK.now += 2
         g = GATE[0]
         if g is not None and self.pin == g.readback:
@@ -272,9 +309,41 @@ class SPI:
             rx[k] = 0
 
 
+class AD5245Part:
+    """The I2C digipot: 0x2C, instruction byte then the wiper; ``nack`` makes the next
+    writes' data byte unacknowledged (the part then keeps its wiper); ``absent`` makes
+    the address unacknowledged (OSError ENODEV, as machine.I2C raises)."""
+
+    def __init__(self):
+        self.addr = 44
+        self.wiper = 128          # power-on midscale
+        self.nack = 0
+        self.absent = False
+
+
+AD5245 = AD5245Part()
+
+
 class I2C:
     def __init__(self, id, sda=None, scl=None, freq=400000):
+        if freq > 400000:
+            raise ValueError("AD5245: 400 kHz at most")
         self.id = id
+
+    def writeto(self, addr, buf, stop=True):
+        if AD5245.absent or addr != AD5245.addr:
+            raise OSError(19)     # ENODEV
+        if AD5245.nack:
+            AD5245.nack -= 1
+            return 1              # the instruction byte acknowledged, the data not
+        if len(buf) == 2 and buf[0] == 0x00:
+            AD5245.wiper = buf[1]
+        return len(buf)
+
+    def readfrom_into(self, addr, buf, stop=True):
+        if AD5245.absent or addr != AD5245.addr:
+            raise OSError(19)
+        buf[0] = AD5245.wiper
 
 
 class UART:
