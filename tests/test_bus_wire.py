@@ -225,3 +225,17 @@ def test_a_reset_board_answers_again_once_booted(bus):
         client.request(3, "read_state")
     # the host's timeout (50 ms of emulated time) outlasts the 20 ms boot
     assert client.request(3, "read_state")["state"] == 1_000_000
+
+
+def test_each_board_keeps_its_own_timing_policy():
+    """Protocol 1's board 2 answers a unicast as soon as its loop notices it (no guard);
+    protocol 2's board 1 waits the turnaround."""
+    wire = Wire(make_boards(2), policy={2: V1Timing()}, seed=3)
+    starts = {}
+    for address in (1, 2):
+        begin = wire.now_us
+        request = p.encode_frame(p.request_frame(address, 1, "read_state"))
+        wire.send(request)
+        starts[address] = wire.nodes[address - 1].rx.deaf[-1][0] - (begin + len(request) * wire.char_us)
+    assert starts[1] >= timing.turnaround_us(115200)
+    assert 0 <= starts[2] <= timing.V1_LOOP_LATENCY_US
