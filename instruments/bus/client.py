@@ -298,8 +298,10 @@ class BusClient:
         """Every board on the bus, in address order.
 
         A pass is one slotted identify broadcast; passes repeat until two in a row hear the
-        same boards say the same (at least two passes, at most ``max_passes``, 2..16), so a
-        reply lost to a garbled frame in one pass is heard in another. The result holds
+        same boards say the same and the second of them garbled no reply (at least two
+        passes, at most ``max_passes``, 2..16), so a reply lost to a garbled frame in one pass
+        is heard in another, and passes that hear the same because colliding boards garble
+        each other every time do not count as agreeing. The result holds
         every board heard in any pass (the last reply of each), how many passes were sent,
         how many replies arrived garbled and which boards some pass missed.
         """
@@ -319,7 +321,7 @@ class BusClient:
             if passes > 1:
                 missed |= set(current) - set(heard)
             heard.update(current)
-            if current == previous:
+            if current == previous and bad == 0:
                 agreed = True
                 break
             previous = current
