@@ -151,3 +151,10 @@ def test_a_digipot_write_not_acknowledged_is_not_reported_as_taken(hw):
     p = hw["ports"]
     assert [_state(r) for r in p["replies"]] == [70, 70, 70]   # 90 NACKed, 95 part absent
     assert p["wiper"] == 70 and p["failed_writes"] == 2
+
+
+def test_an_esp32_gate_is_pulsed_by_the_rmt_and_reports_what_it_measured(hw):
+    state, true_uv, rmt_items = hw["ports"]["esp32_gate"]
+    assert rmt_items >= 2                       # the power-on discharge, then charges
+    assert abs(true_uv - 2_000_000) < 3_000     # 1.2 mV of gate per ESP32 code at 11 dB, 1:2
+    assert abs(state - true_uv) < 3_000

@@ -493,7 +493,7 @@ class GateActuator:
         if cal is None:
             cal = tr_gate.GateCalibration.from_rc(self.rc_us, act.get("rail_uv", 6000000))
         self.driver = tr_gate.GateDriver(ch, dis, rb, clock, cal, act.get("rail_uv", 6000000),
-                                         act.get("max_pulse_us", 20000),
+                                         min(act.get("max_pulse_us", 20000), ch.MAX_US),
                                          act.get("settle_us", 20),
                                          act.get("max_iterations", 8))
 

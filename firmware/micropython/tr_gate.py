@@ -37,6 +37,7 @@ class PioPulser:
     1 MHz (125 MHz / 125, an exact divider) a pulse of n us is put(n - 1)."""
 
     FREQ_HZ = 1000000
+    MAX_US = 1 << 32
 
     def __init__(self, machine, pin, sm_id):
         import rp2

@@ -26,9 +26,11 @@ def hx(b):
 
 def _fake():
     import fake_machine as fm
+    import fake_esp32
     import fake_rp2
     sys.modules["machine"] = fm
     sys.modules["rp2"] = fake_rp2
+    sys.modules["esp32"] = fake_esp32
     fm.reset()
     return fm
 
@@ -36,6 +38,7 @@ def _fake():
 def _done():
     del sys.modules["machine"]
     del sys.modules["rp2"]
+    del sys.modules["esp32"]
 
 
 def _rm(*paths):
@@ -328,6 +331,20 @@ def suite_ports(tmp):
         pass
     out["handler_alloc_bytes"] = alloc
     out["snapshot"] = list(h.trigger.ready)
+    # an ESP32 gate board: RMT pulses, read back on ADC1 at 11 dB through 1:2
+    fm.GATE[0] = fm.GateNode(25, 26, 32)
+    gcal = tmp + "/p_gate_cal.json"
+    _rm(gcal)
+    cfg = tr_config.resolve({"address": 15, "kind": "mosfet", "port": "esp32", "wdt_ms": 0,
+                             "initial_state": 2000000, "uid_hex": "0123456789abcdef",
+                             "calibration_file": cal, "gate_cal_file": gcal,
+                             "nodes": {"adc": "internal", "pins": [36, 39, 34, 35]},
+                             "actuator": {"charge": 25, "discharge": 26, "readback": 32,
+                                          "readback_samples": 16}})
+    h = hal.MachineHAL(cfg, clock=fm.CLOCK)
+    b = fw_main.make_board(h, cfg, fw_main.board_uid(cfg))
+    out["esp32_gate"] = [b.state, fm.GATE[0].at(fm.CLOCK.now),
+                         len([e for e in fm.EVENTS if e[0] == "rmt"])]
     _done()
     emit(out)
 

@@ -247,7 +247,11 @@ class ADC:
         if PORT[0] != "esp32":
             raise AttributeError("read_uv")   # not on rp2 (MicroPython machine.ADC docs)
         CLOCK.now += 10
-        uv = ADC_UV.get(self.pin, 0)
+        g = GATE[0]
+        if g is not None and self.pin == g.readback:
+            uv = int(g.at(CLOCK.now) / g.divider)
+        else:
+            uv = ADC_UV.get(self.pin, 0)
         top = ESP32_ATTEN_MAX_UV[self.att]
         uv = top if uv > top else uv
         step = top // 4096
