@@ -39,6 +39,18 @@ PORT_ADC_PINS: dict = _ADC.PORT_ADC_PINS
 deep_merge = _CFG.deep_merge
 
 Pin = Annotated[int, Field(ge=0, le=48)]
+
+# GPIOs a carrier must not give a role (RP2040 datasheet 1.4.3 and the Pico datasheet
+# 2.1: GP23 the SMPS power-save line, GP24 VBUS sense, GP25 the LED, GP29 VSYS/3, and no
+# GPIO above 29; ESP32 datasheet 2.2: GPIO6..11 the SPI flash, 20, 24 and 28..31 absent).
+RESERVED_PINS = {
+    "rp2": {23: "the SMPS power-save line", 24: "VBUS sense", 25: "the LED",
+            29: "the VSYS/3 supply monitor", **{n: "not a GPIO of the RP2040" for n in range(30, 49)}},
+    "esp32": {**{n: "the SPI flash" for n in range(6, 12)},
+              **{n: "not a GPIO of the ESP32" for n in (20, 24, 28, 29, 30, 31, *range(40, 49))}},
+}
+# ESP32 GPIO34..39 are inputs only (ESP32 datasheet 2.2, table 2-1): no driven role there.
+INPUT_ONLY_PINS = {"rp2": frozenset(), "esp32": frozenset(range(34, 40))}
 Ratio = Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=2, max_length=2)]
 
 
@@ -133,6 +145,45 @@ class BoardConfig(_Strict):
     safe_mode_pin: Pin | None
     calibration_file: str
     gate_cal_file: str
+
+    def pin_roles(self) -> list[tuple[str, int, bool]]:
+        """Every pin the board gives a role: (field, GPIO, driven by the board)."""
+        roles: list[tuple[str, int, bool]] = []
+        n = self.nodes
+        if n.adc == "internal":
+            roles += [("nodes.pins", p, False) for p in n.pins]
+        else:
+            roles += [("nodes.sck", n.sck, True), ("nodes.mosi", n.mosi, True),
+                      ("nodes.miso", n.miso, False), ("nodes.cs", n.cs, True),
+                      ("nodes.drdy", n.drdy, False)]
+        a = self.actuator
+        if isinstance(a, X9C):
+            roles += [("actuator.cs", a.cs, True), ("actuator.ud", a.ud, True),
+                      ("actuator.inc", a.inc, True)]
+        elif isinstance(a, AD5245):
+            roles += [("actuator.sda", a.sda, True), ("actuator.scl", a.scl, True)]
+        else:
+            roles += [("actuator.charge", a.charge, True), ("actuator.discharge", a.discharge, True),
+                      ("actuator.readback", a.readback, False)]
+        roles += [("learn.pin", self.learn.pin, False), ("uart.tx", self.uart.tx, True),
+                  ("uart.rx", self.uart.rx, False), ("uart.de", self.uart.de, True)]
+        if self.safe_mode_pin is not None:
+            roles.append(("safe_mode_pin", self.safe_mode_pin, False))
+        return roles
+
+    @model_validator(mode="after")
+    def _each_pin_has_one_role(self):
+        reserved, inputs = RESERVED_PINS[self.port], INPUT_ONLY_PINS[self.port]
+        seen: dict[int, str] = {}
+        for field, pin, driven in self.pin_roles():
+            if pin in reserved:
+                raise _FieldError(field, f"GPIO{pin} is {reserved[pin]} on {self.port}", pin)
+            if driven and pin in inputs:
+                raise _FieldError(field, f"GPIO{pin} is input-only on {self.port}", pin)
+            if pin in seen:
+                raise _FieldError(field, f"GPIO{pin} is already {seen[pin]}", pin)
+            seen[pin] = field
+        return self
 
     @model_validator(mode="after")
     def _pins_fit_the_port(self):

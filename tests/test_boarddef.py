@@ -135,3 +135,63 @@ def test_safe_mode_skips_the_watchdog():
     assert B._CFG.safe_mode({"safe_mode": True})
     assert B._CFG.safe_mode({"safe_mode_pin": 14}, _Machine)
     assert not B._CFG.safe_mode({"safe_mode_pin": 13}, _Machine)
+
+
+def test_safe_mode_follows_the_flag_file_deploy_writes(tmp_path):
+    flag = tmp_path / "SAFE_MODE"
+    assert not B._CFG.safe_mode({"safe_mode_pin": None}, flag=str(flag))
+    flag.write_bytes(b"")
+    assert B._CFG.safe_mode({"safe_mode_pin": None}, flag=str(flag))
+
+
+@pytest.mark.parametrize("user, message", [
+    ({"learn": {"pin": 2}}, "uart.de: GPIO2 is already learn.pin (value 2)"),
+    ({"safe_mode_pin": 18}, "safe_mode_pin: GPIO18 is already nodes.sck (value 18)"),
+    ({"kind": "mosfet", "actuator": {"discharge": 10}},
+     "actuator.discharge: GPIO10 is already actuator.charge (value 10)"),
+    ({"safe_mode_pin": 25}, "safe_mode_pin: GPIO25 is the LED on rp2 (value 25)"),
+    ({"uart": {"de": 23}}, "uart.de: GPIO23 is the SMPS power-save line on rp2 (value 23)"),
+    ({"learn": {"pin": 30}}, "learn.pin: GPIO30 is not a GPIO of the RP2040 on rp2 (value 30)"),
+])
+def test_a_pin_given_two_roles_or_the_boards_own_is_refused(user, message):
+    with pytest.raises(B.BoardDefError) as e:
+        B.resolve({"port": "rp2", **user}, "board.toml")
+    assert str(e.value) == f"board.toml: {message}"
+
+
+def test_an_esp32_output_on_an_input_only_pin_or_the_flash_is_refused():
+    base = {"port": "esp32", "kind": "digipot", "uart": {"tx": 17, "rx": 16, "de": 4},
+            "nodes": {"adc": "internal", "pins": [36, 39, 34, 35]},
+            "actuator": {"type": "x9c", "cs": 25, "ud": 26, "inc": 27}}
+    B.resolve(base, "esp.toml")
+    with pytest.raises(B.BoardDefError, match=r"^esp\.toml: actuator\.cs: GPIO10 is the SPI flash"):
+        B.resolve({**base, "actuator": {"type": "x9c"}}, "esp.toml")   # the rp2 defaults
+    with pytest.raises(B.BoardDefError, match=r"^esp\.toml: actuator\.cs: GPIO34 is input-only"):
+        B.resolve({**base, "actuator": {"type": "x9c", "cs": 34}}, "esp.toml")
+    with pytest.raises(B.BoardDefError, match=r"^esp\.toml: learn\.pin: GPIO6 is the SPI flash"):
+        B.resolve({**base, "learn": {"pin": 6}}, "esp.toml")
+
+
+def _c_image_pins() -> dict[str, int]:
+    import re
+    text = (BOARDS.parent / "rp2040" / "src" / "board.h").read_text()
+    return {m[1]: int(m[2]) for m in re.finditer(r"#define (PIN_\w+) (\d+)u", text)}
+
+
+def test_the_pico_definition_and_the_c_image_share_one_carrier_pin_map():
+    # one Pico carrier runs either firmware: the bus, the node ADC and the learn trigger are
+    # on the same pins, and no MicroPython role sits on a pin the C image drives
+    c = _c_image_pins()
+    cfg = B.load_board(BOARDS / "pico.toml")
+    n, u = cfg["nodes"], cfg["uart"]
+    assert (u["tx"], u["rx"], u["de"]) == (c["PIN_UART_TX"], c["PIN_UART_RX"], c["PIN_RS485_DE"])
+    assert (n["miso"], n["cs"], n["sck"], n["mosi"], n["drdy"]) == (
+        c["PIN_ADC_MISO"], c["PIN_ADC_CS"], c["PIN_ADC_SCLK"], c["PIN_ADC_MOSI"], c["PIN_ADC_DRDY"])
+    assert cfg["learn"]["pin"] == c["PIN_LEARN"]
+    roles = B.BoardConfig.model_validate(cfg).pin_roles()
+    shared = {c[k] for k in ("PIN_UART_TX", "PIN_UART_RX", "PIN_RS485_DE", "PIN_ADC_MISO",
+                             "PIN_ADC_CS", "PIN_ADC_SCLK", "PIN_ADC_MOSI", "PIN_ADC_DRDY",
+                             "PIN_LEARN")}
+    others = {pin for _, pin, _ in roles} - shared
+    assert not others & set(c.values()), others & set(c.values())
+    assert B.DEFAULT_CONFIG["learn"]["pin"] == c["PIN_LEARN"]

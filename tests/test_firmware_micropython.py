@@ -275,7 +275,7 @@ def test_machine_hal(run):
     assert all(abs(a - b) <= 1 for a, b in zip(r["nodes_uv"], want)), r["nodes_uv"]
     assert r["x9c_power_on_steps"] == 100 + 30   # to tap 0, then up to the state
     assert r["wdt_init"] == [["wdt_init", 2000]]
-    assert r["irq"] == [["irq", 15, 3]]          # both edges of the learn line
+    assert r["irq"] == [["irq", 22, 3]]          # both edges of the learn line (GP22)
     assert r["de_after"] == 0
     assert all(de == 1 for _, de in r["writes"])
     replies = [_decode(h) for h, _ in r["writes"]]

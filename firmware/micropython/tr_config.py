@@ -46,11 +46,12 @@ DEFAULT_CONFIG = {
               "spi_id": 0, "sck": 18, "mosi": 19, "miso": 16, "cs": 17, "drdy": 20,
               "baudrate": 4000000},
     "actuator": {},             # {"type": ...}; default type per kind (KIND_ACTUATOR)
-    "learn": {"pin": 15, "pull": "down", "lockout_us": 50},
+    # the learn trigger's receiver; GP22 as on the RP2040 C image (firmware/rp2040/src/board.h)
+    "learn": {"pin": 22, "pull": "down", "lockout_us": 50},
     "uart": {"id": 0, "baudrate": 115200, "tx": 0, "rx": 1, "de": 2},
     "wdt_ms": 2000,
     "safe_mode": False,         # True: never start the watchdog
-    "safe_mode_pin": 14,        # held low at boot (pull-up): safe mode; None: no pin
+    "safe_mode_pin": 13,        # held low at boot (pull-up): safe mode; None: no pin
     "calibration_file": "calib.bin",
     "gate_cal_file": "gate_cal.json",
 }
@@ -120,13 +121,23 @@ def load_config(path="config.json"):
     return resolve(user, path)
 
 
-def safe_mode(cfg, machine=None):
-    """True when the board must not start its watchdog: ``safe_mode`` is set, or the
-    safe-mode pin reads low at boot (a jumper to ground; the pin has its pull-up on,
-    MicroPython machine.Pin docs, Pin.PULL_UP). mpremote can then copy files without
-    the watchdog resetting the board mid-copy."""
+SAFE_MODE_FILE = "SAFE_MODE"
+
+
+def safe_mode(cfg, machine=None, flag=SAFE_MODE_FILE):
+    """True when the board must not start its watchdog: ``safe_mode`` is set, the flag
+    file ``SAFE_MODE`` exists (``hostctl firmware deploy`` writes it before a copy and
+    removes it after), or the safe-mode pin reads low at boot (a jumper to ground; the
+    pin has its pull-up on, MicroPython machine.Pin docs, Pin.PULL_UP). mpremote can then
+    copy files without the watchdog resetting the board mid-copy."""
     if cfg.get("safe_mode"):
         return True
+    try:
+        import os
+        os.stat(flag)
+        return True
+    except OSError:
+        pass
     pin = cfg.get("safe_mode_pin")
     if pin is None or machine is None:
         return False
