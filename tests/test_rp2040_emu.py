@@ -13,27 +13,16 @@ arm-none-eabi toolchain is missing; fails instead when ``CI=true``.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import struct
-import subprocess
-import sys
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
+from rp2040_emu import BOOT_NS, EmuBoard, EmuSerial, build_image, config_image
 
 from instruments.bus import client as bus_client
 from instruments.bus.client import BusClient
 from instruments.bus.protocol import ReferenceBoard
-
-ROOT = Path(__file__).resolve().parents[1]
-FW = ROOT / "firmware" / "rp2040"
-HARNESS = FW / "emu" / "harness.mjs"
-IMAGE = FW / "build" / "twinrig-rp2040"
-NODE = shutil.which("node")
 
 ADDRESS = 5
 UID = bytes.fromhex("e6614103e72b4a21")
@@ -52,99 +41,16 @@ UPDATE_LATENCY_BUDGET_NS = 50_000  # falling edge to the gate pulse at the new s
 GATE_PULSE_NS = 100_000
 DE_HOLD_BUDGET_NS = 100_000  # instruments.bus.timing.DE_HOLD_US
 TURNAROUND_MIN_NS = 250_000  # instruments.bus.timing.TURNAROUND_MIN_US
-BOOT_NS = 1_000_000  # power-on to the main loop: clocks, UART, the ADC's set-up frames
-
-
-def _missing() -> str | None:
-    if NODE is None:
-        return "node is not on PATH"
-    if not (FW / "emu" / "node_modules" / "rp2040js" / "package.json").exists():
-        return "rp2040js missing: npm ci --prefix firmware/rp2040/emu"
-    if shutil.which("arm-none-eabi-gcc") is None or shutil.which("make") is None:
-        return "arm-none-eabi-gcc or make missing (Debian: gcc-arm-none-eabi)"
-    return None
 
 
 @pytest.fixture(scope="module")
 def image():
-    why = _missing()
-    if why:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI must run the RP2040 image: {why}")
-        pytest.skip(why)
-    subprocess.run(["make", "-C", str(FW), "-s", f"PYTHON={sys.executable}"], check=True, capture_output=True)
-    return IMAGE
+    return build_image()
 
 
 @pytest.fixture
 def config_uf2(image, tmp_path):
-    out = tmp_path / "board5.uf2"
-    subprocess.run([sys.executable, str(FW / "tools" / "image.py"), "config", str(out), "--address",
-                    str(ADDRESS), "--uid", UID.hex(), "--kind", "mosfet", "--initial-state",
-                    str(INITIAL_UV)], check=True)
-    return out
-
-
-class EmuBoard:
-    """The harness process: one JSON request a line, one answer a line; emulated ns."""
-
-    def __init__(self, *uf2):
-        self.proc = subprocess.Popen([NODE, str(HARNESS), *map(str, uf2)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, bufsize=1)
-        self.now_ns = 0
-
-    def call(self, op: str, **fields) -> dict:
-        self.proc.stdin.write(json.dumps({"op": op, **fields}) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the harness ended (exit {self.proc.wait()})")
-        answer = json.loads(line)
-        if "error" in answer:
-            raise RuntimeError(answer["error"])
-        self.now_ns = answer["now_ns"]
-        return answer
-
-    def close(self) -> None:
-        self.proc.stdin.close()
-        self.proc.wait()
-
-
-class EmuSerial:
-    """What BusClient uses of a pyserial port, on the harness's host adapter. ``read`` runs
-    the emulator until a byte arrives or ``timeout`` (emulated s) has passed."""
-
-    port = "rp2040js"
-
-    def __init__(self, board: EmuBoard):
-        self.board = board
-        self.timeout = 0.002
-        self._rx = bytearray()
-
-    @property
-    def in_waiting(self) -> int:
-        return len(self._rx)
-
-    def write(self, data: bytes) -> int:
-        self.board.call("write", data=bytes(data).hex())
-        return len(data)
-
-    def flush(self) -> None:
-        self.board.call("flush")
-
-    def read(self, size: int = 1) -> bytes:
-        if not self._rx:
-            self._rx += bytes.fromhex(self.board.call("read", max_ns=int(self.timeout * 1e9))["data"])
-        out = bytes(self._rx[:size])
-        del self._rx[:size]
-        return out
-
-    def reset_input_buffer(self) -> None:
-        self._rx.clear()
-        self.board.call("clear_rx")
-
-    def close(self) -> None:
-        pass
+    return config_image(tmp_path / "board5.uf2", ADDRESS, UID, "mosfet", INITIAL_UV)
 
 
 @pytest.fixture
