@@ -618,7 +618,7 @@ _GAINS = st.one_of(st.integers(0, 2**40 - 1),
 
 
 def _split_steps(c: int, g: int) -> tuple[int, ...]:
-    """The intermediates of the 64-bit split, as PROTOCOL.md writes them."""
+    """The intermediates of the 64-bit split, as PROTOCOL-1.md writes them."""
     gh, gl = divmod(g, 2**24)
     a = c * gh
     a1, a0 = divmod(a, 2**24)  # Python's divmod floors: 0 <= a0 < 2^24

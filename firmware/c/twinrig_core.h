@@ -1,7 +1,7 @@
 /*
  * twinrig_core.h - portable C99 core of a twinrig edge board.
  *
- * Implements the edge-bus protocol, version 1 (firmware/protocol/PROTOCOL.md):
+ * Implements the edge-bus protocol, version 1 (firmware/protocol/PROTOCOL-1.md):
  * CRC-16/CCITT-FALSE, COBS framing, frame parsing with the spec's error codes
  * (checked in the spec's order), command dispatch producing the reply frame,
  * the integer learning rule, the xorshift32 generator, telemetry counters and

@@ -1,7 +1,7 @@
 """The edge bus: the host side of the RS-485 protocol to the edge boards.
 
 :mod:`instruments.bus.protocol` is the reference implementation of
-``firmware/protocol/PROTOCOL.md`` (frame codec, payloads, rule arithmetic and a pure-Python
+``firmware/protocol/PROTOCOL-1.md`` (frame codec, payloads, rule arithmetic and a pure-Python
 reference board); the golden vectors in ``firmware/protocol/vectors/`` are generated from it.
 """
 

@@ -1,6 +1,6 @@
 """Constants of the edge-bus protocol, version 1.1: the lowest module of the protocol.
 
-Protocol version and minor version (``firmware/protocol/PROTOCOL.md``, "Versioning"), frame
+Protocol version and minor version (``firmware/protocol/PROTOCOL-1.md``, "Versioning"), frame
 sizes and the CRC parameters ("Frames"), addresses and the broadcast slot time
 ("Broadcast"), board kinds, rule codes, the rule's gain and contrast limits ("Drops and the
 rule"), default state limits ("Commands") and the error codes ("Receiving"). Written out

@@ -1,6 +1,6 @@
 """Frame codec of the edge-bus protocol: CRC, COBS framing and the stream splitter.
 
-``firmware/protocol/PROTOCOL.md``, "Frames" and "Receiving". A :class:`Frame` is the header
+``firmware/protocol/PROTOCOL-1.md``, "Frames" and "Receiving". A :class:`Frame` is the header
 (version, dst, src, seq, cmd: one byte each), a payload of 0..64 bytes and, once encoded, a
 big-endian CRC-16/CCITT-FALSE of header and payload (the ``crc`` package, which calls it
 ``Crc16.IBM_3740``); on the wire the decoded 7..71 bytes are COBS-encoded (the ``cobs``

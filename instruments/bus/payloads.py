@@ -1,6 +1,6 @@
 """Command table and payload packing of the edge-bus protocol.
 
-``firmware/protocol/PROTOCOL.md``, "Commands" (the table: codes, request and reply fields,
+``firmware/protocol/PROTOCOL-1.md``, "Commands" (the table: codes, request and reply fields,
 broadcast handling), "Versioning" (reply fields a minor version added,
 :data:`MINOR_FIELDS`) and "Receiving" (a reply with a status other than ``ok`` is the status
 byte alone). :func:`pack_request`, :func:`unpack_request`, :func:`pack_reply` and

@@ -1,6 +1,6 @@
 """The edge-bus protocol, version 1: the host's reference implementation.
 
-This module is the executable form of ``firmware/protocol/PROTOCOL.md`` and
+This module is the executable form of ``firmware/protocol/PROTOCOL-1.md`` and
 ``firmware/protocol/protocol.json``. The golden vectors (``firmware/protocol/vectors/``)
 are written from it by ``firmware/protocol/gen_vectors.py``; the C core and the MicroPython
 firmware are checked against those vectors. Import it (``from instruments.bus import

@@ -1,6 +1,6 @@
 """The reference board of the edge-bus protocol: a complete edge board in pure Python.
 
-:class:`ReferenceBoard` does everything ``firmware/protocol/PROTOCOL.md`` asks of a board:
+:class:`ReferenceBoard` does everything ``firmware/protocol/PROTOCOL-1.md`` asks of a board:
 receiving and its checks ("Receiving"), addressing and broadcast slots ("Broadcast"), every
 command ("Commands"), the rule ("Drops and the rule"), the minor version it speaks
 ("Versioning") and the readings of "Clarifications" (reply addressing, ``frames_ok`` /

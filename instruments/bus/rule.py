@@ -1,6 +1,6 @@
 """The rule arithmetic of the edge-bus protocol, exactly as the boards compute it.
 
-``firmware/protocol/PROTOCOL.md``, "Drops and the rule" (and "Clarifications" for the
+``firmware/protocol/PROTOCOL-1.md``, "Drops and the rule" (and "Clarifications" for the
 generator and saturation): the board's xorshift32 generator seeded from its uid
 (:func:`seed_from_uid`, :class:`Xorshift32`), the calibrated drops (:func:`drops_uv`,
 saturated to i32), the contrast (:func:`contrast_uv2`, clipped to +-2^38 uV^2), the

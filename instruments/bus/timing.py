@@ -19,7 +19,7 @@ stop). The anchors:
   interrupt, datasheet section 4.2.6, or the delimiter byte's interrupt), within
   :data:`EOF_JITTER_US` of the delimiter's stop bit.
 
-Protocol 1 (``PROTOCOL.md`` version 1.1) gave every board a 2 ms slot after its main loop
+Protocol 1 (``PROTOCOL-1.md``, version 1.1) gave every board a 2 ms slot after its main loop
 noticed the end of the request; at 115200 baud an identify reply (a 15-byte payload: status
 and 14 bytes) is ``wire_bytes(15)`` = 24 bytes on the wire (about 2.08 ms) plus the
 driver-enable hold, longer than the slot before the loop's 0 to 1 ms lateness adds to it, so

@@ -3,7 +3,7 @@
 :class:`SimBoards` holds E edge boards as numpy arrays in address order: identity (address,
 uid, kind), the learned integer state and its limits, the rule configuration, the xorshift32
 generator, the stored calibration offsets, the telemetry counters and each board's ADC.
-:meth:`SimBoards.learn` runs the rule of ``firmware/protocol/PROTOCOL.md`` on all boards at
+:meth:`SimBoards.learn` runs the rule of ``firmware/protocol/PROTOCOL-1.md`` on all boards at
 once in one compiled loop; it is the third implementation of that rule, after
 :func:`instruments.bus.protocol.learn_step` and the firmware, and is checked against both
 and against the golden vectors (tests/test_sim_boards.py).
