@@ -1,0 +1,311 @@
+"""The protocol-2 C core (firmware/c/tr2_*.c): a strict build, every golden vector of
+protocol 2, and properties against the host's reference board.
+
+The core (twinrig_core2.h; tr2_codec.c, tr2_board.c, tr2_update.c over protocol 1's
+tr_codec.c and tr_rule.c, whose CRC-16, COBS, generator and rule PROTOCOL.md keeps) is
+compiled with ``gcc -std=c99 -Wall -Wextra -Werror -pedantic`` at -O0 and -O2, and linked
+with board_sim2.c, a host harness that simulates boards on one bus. Every case of every
+file of firmware/protocol/vectors/v2/ is fed to it through tests/firmware_c2_lines.py
+(shared with the QEMU runs): frames valid and malformed, the generator and the rule on the
+closed-loop actuator, every reply time, discover's hash, the command sessions (reply bytes
+and start times, board by board) and the firmware updates, on an -O2 build and on an
+AddressSanitizer + UBSan build. Hypothesis then feeds random chunks and random sessions to
+the sanitised build and compares with instruments/bus/v2's decoder and ReferenceBoard.
+Skipped only when gcc is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import zlib
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import firmware_c2_lines as v2lines
+from firmware_c_lines import C_DIR, STRICT, chunk_of, hex_arg
+from instruments.bus import v2
+from instruments.bus.v2.framing import FrameError, decode_any
+
+SANITIZE = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+SAN_ENV = {"ASAN_OPTIONS": "detect_leaks=0:abort_on_error=0", "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
+GCC = shutil.which("gcc")
+pytestmark = pytest.mark.skipif(GCC is None, reason="gcc is not on PATH")
+HANG_GUARD_S = 120
+BATCH_NAMES = [b.name for b in v2lines.golden_batches()]
+
+
+def _gcc(args: list[str], cwd: Path) -> None:
+    res = subprocess.run([GCC, *args], cwd=cwd, capture_output=True, text=True, timeout=HANG_GUARD_S)
+    assert res.returncode == 0 and not res.stderr.strip(), f"gcc {' '.join(args)}:\n{res.stdout}{res.stderr}"
+
+
+class Harness:
+    """board_sim2 run on a batch of lines; returns its answer lines."""
+
+    def __init__(self, exe: Path, env: dict | None = None) -> None:
+        self.exe, self.env = exe, env
+
+    def run(self, lines: list[str]) -> list[str]:
+        res = subprocess.run([str(self.exe)], input="".join(line + "\n" for line in lines), capture_output=True,
+                             text=True, timeout=HANG_GUARD_S, env=self.env)
+        assert res.returncode == 0 and not res.stderr, f"board_sim2 exited {res.returncode}:\n{res.stderr[-4000:]}"
+        out = res.stdout.splitlines()
+        assert len(out) == len(lines), (len(out), len(lines))
+        return out
+
+
+@pytest.fixture(scope="module")
+def build_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("firmware_c_v2")
+
+
+@pytest.fixture(scope="module")
+def harness(build_dir) -> Harness:
+    """The core compiled warning-free at -O0 and -O2, the harness linked at -O2."""
+    srcs = [str(C_DIR / s) for s in v2lines.CORE_SOURCES_V2]
+    for opt in ("-O0", "-O2"):
+        for src in srcs:
+            _gcc([*STRICT, opt, "-c", src, "-o", str(build_dir / f"{Path(src).stem}{opt}.o")], build_dir)
+    exe = build_dir / "board_sim2"
+    _gcc([*STRICT, "-O2", *srcs, str(C_DIR / v2lines.HARNESS_V2), "-o", str(exe)], build_dir)
+    return Harness(exe)
+
+
+@pytest.fixture(scope="module")
+def san_harness(build_dir) -> Harness:
+    """The core and harness under AddressSanitizer and UBSan (any report ends the run)."""
+    exe = build_dir / "board_sim2_san"
+    srcs = [str(C_DIR / s) for s in [*v2lines.CORE_SOURCES_V2, v2lines.HARNESS_V2]]
+    _gcc([*STRICT, *SANITIZE, *srcs, "-o", str(exe)], build_dir)
+    return Harness(exe, dict(os.environ, **SAN_ENV))
+
+
+@pytest.fixture(params=["O2", "asan+ubsan"])
+def any_harness(request, harness, san_harness) -> Harness:
+    return harness if request.param == "O2" else san_harness
+
+
+# ------------------------------------------------------------------------- build
+
+
+def test_core_builds_warning_free_with_strict_flags(harness, build_dir):
+    for src in v2lines.CORE_SOURCES_V2:
+        for opt in ("-O0", "-O2"):
+            assert (build_dir / f"{Path(src).stem}{opt}.o").stat().st_size > 0
+    assert harness.exe.exists()
+
+
+def test_core_needs_nothing_from_libc(harness, build_dir):
+    """No heap, no stdio, no floating point, no libc: the core's objects reference only
+    each other at -O0 and -O2 (the Cortex-M0+ check, which allows libgcc's helpers, is
+    tests/test_firmware_arm_v2.py)."""
+    for name in [*v2lines.CORE_SOURCES_V2, *v2lines.HEADERS_V2]:
+        code = re.sub(r"/\*.*?\*/", "", (C_DIR / name).read_text(), flags=re.S)
+        for banned in ("malloc", "calloc", "realloc", "free", "stdio", "stdlib", "string", "float", "double"):
+            assert not re.search(rf"\b{banned}\b", code), f"{name} uses {banned}"
+    nm = shutil.which("nm")
+    if nm is None:
+        pytest.skip("nm is not on PATH")
+    for opt in ("-O0", "-O2"):
+        objs = [str(build_dir / f"{Path(s).stem}{opt}.o") for s in v2lines.CORE_SOURCES_V2]
+        out = subprocess.run([nm, *objs], capture_output=True, text=True, check=True).stdout
+        undefined = {l.split()[-1] for l in out.splitlines() if l.split()[-2:-1] == ["U"]}
+        defined = {l.split()[-1] for l in out.splitlines() if len(l.split()) == 3}
+        assert undefined <= defined, f"{opt} needs {sorted(undefined - defined)}"
+
+
+def test_every_core_file_stays_under_600_lines():
+    for name in [*v2lines.CORE_SOURCES_V2, *v2lines.HEADERS_V2, v2lines.HARNESS_V2]:
+        n = len((C_DIR / name).read_text().splitlines())
+        assert n <= 600, f"{name}: {n} lines"
+
+
+# ------------------------------------------------------------------------- golden vectors
+
+
+@pytest.mark.parametrize("name", BATCH_NAMES)
+def test_golden_vectors_v2(any_harness, name):
+    """Every case of the vector set, answer by answer, on the -O2 and the sanitised build."""
+    batch, = [b for b in v2lines.golden_batches() if b.name == name]
+    batch.verify(any_harness.run(batch.lines))
+
+
+def test_every_case_of_every_vector_file_is_fed():
+    """The batches hold every case: a board line per board of every session and rule case,
+    a send per board that heard each request, a line per timing value."""
+    v = v2lines.load_all()
+    lines = {b.name: b.lines for b in v2lines.golden_batches(v)}
+    frames = v["frames.json"]
+    assert len(lines["frames valid"]) == 2 * len(frames["valid"])
+    assert len(lines["frames malformed"]) == 4 * len(frames["malformed"])
+    assert len(lines["rule cases"]) == 2 * len(v["rules.json"]["cases"])
+    assert len(lines["prng"]) == len(v["rules.json"]["prng"])
+    t = v["timing.json"]
+    assert len(lines["timing"]) == (sum(len(s["reply_start_us"]) for b in t["bauds"] for s in b["slotted"].values())
+                                    + sum(1 + len(d["slots"]) for d in t["discover"]) + len(t["fmix32"]))
+    for name, cases in (("command cases", v["commands.json"]["cases"]), ("update cases", v["update.json"]["cases"])):
+        boards = sum(len(c["boards"]) for c in cases)
+        heard = sum(len(ex.get("heard_by", c["boards"])) for c in cases for ex in c["exchanges"] if "event" not in ex)
+        events = sum(1 for c in cases for ex in c["exchanges"] if "event" in ex)
+        sends = sum(1 for line in lines[name] if line.startswith("send"))
+        assert sum(1 for line in lines[name] if line.startswith("board")) == boards
+        assert sends >= heard and len(lines[name]) >= boards + heard + events
+
+
+def _one_byte_changed(hex_str: str, at: int) -> str:
+    b = bytearray.fromhex(hex_str)
+    b[at] ^= 0x01
+    return b.hex()
+
+
+def _changed(which: str) -> tuple[dict, str, str]:
+    """The vectors with one expected value changed, the batch it is in and the case's name."""
+    v = v2lines.load_all()
+    if which == "command reply byte":
+        c = v["commands.json"]["cases"][2]
+        r = next(r for ex in c["exchanges"] if "replies" in ex for r in ex["replies"])
+        r["reply_hex"] = _one_byte_changed(r["reply_hex"], -2)
+        return v, "command cases", c["name"]
+    if which == "reply start time":
+        c = v["commands.json"]["cases"][1]
+        r = next(r for ex in c["exchanges"] if "replies" in ex for r in ex["replies"] if r["start_us"] > 348)
+        r["start_us"] += 1
+        return v, "command cases", c["name"]
+    if which == "update reply byte":
+        c = v["update.json"]["cases"][1]
+        r = [r for ex in c["exchanges"] if "replies" in ex for r in ex["replies"]][-1]
+        r["reply_hex"] = _one_byte_changed(r["reply_hex"], 8)
+        return v, "update cases", c["name"]
+    if which == "malformed error":
+        f = v["frames.json"]["malformed"][0]
+        f["error"] = "bad_crc"
+        return v, "frames malformed", f["name"]
+    c = v["rules.json"]["cases"][3]
+    c["learns"][-1]["residue"] += 1
+    return v, "rule cases", c["name"]
+
+
+@pytest.mark.parametrize("which", ["command reply byte", "reply start time", "update reply byte",
+                                   "malformed error", "rule residue"])
+def test_one_changed_expected_value_fails_and_names_the_case(harness, which):
+    """Negative control: the same run checked against vectors with one value changed fails,
+    and the message names the case."""
+    v, batch_name, case = _changed(which)
+    batch, = [b for b in v2lines.golden_batches(v) if b.name == batch_name]
+    with pytest.raises(AssertionError, match=re.escape(case)):
+        batch.verify(harness.run(batch.lines))
+
+
+def test_crc32_is_iso_hdlc(harness):
+    """CRC-32/ISO-HDLC: the catalogue's check value and zlib's on the update images' first
+    kilobyte."""
+    img = bytes.fromhex(v2lines.load("update.json")["images"]["image"]["data_hex"])
+    data = [b"123456789", b"", img[:1000], img[1000:2000]]
+    out = harness.run([f"crc32 {hex_arg(d)}" for d in data])
+    assert out[0] == str(0xCBF43926)
+    assert out == [str(zlib.crc32(d)) for d in data]
+
+
+def test_a_bad_line_ends_the_harness_with_status_2(harness):
+    res = subprocess.run([str(harness.exe)], input="fmix 1\nbogus 1\n", capture_output=True, text=True,
+                         timeout=HANG_GUARD_S)
+    assert (res.returncode, res.stdout) == (2, f"{v2.fmix32(1)}\n")
+    assert "unknown command" in res.stderr
+
+
+# ------------------------------------------------------------------------- properties
+
+
+def _decoded_by_host(chunk: bytes) -> str:
+    """What the board's receive checks must make of a chunk, by the host's decoder."""
+    try:
+        f = decode_any(chunk)
+    except FrameError as exc:
+        return f"err {int(exc.code)}"
+    if f.version != 2 and not (f.version == 1 and f.cmd == 1 and not f.payload):
+        return f"err {int(v2.Error.BAD_VERSION)}"
+    return f"ok {f.version} {f.dst} {f.src} {f.seq} {f.cmd} {hex_arg(bytes(f.payload))}"
+
+
+def _frame_chunks() -> st.SearchStrategy[bytes]:
+    """Chunks without 0x00: valid frames of any version, payload and length, those with a
+    byte changed, cut short or lengthened, and noise."""
+    frames = st.builds(lambda ver, dst, seq, cmd, payload: chunk_of(v2.encode_frame(v2.Frame(ver, dst, 0, seq, cmd,
+                                                                                             payload))),
+                       st.sampled_from([2, 2, 2, 1, 0, 3]), st.integers(0, 255), st.integers(0, 255),
+                       st.integers(0, 255), st.binary(max_size=247))
+    mutated = st.tuples(frames, st.integers(0, 300), st.integers(1, 255)).map(
+        lambda t: t[0][:t[1] % len(t[0])] + bytes([t[2]]) + t[0][t[1] % len(t[0]) + 1:])
+    cut = st.tuples(frames, st.integers(1, 300)).map(lambda t: t[0][:t[1] % len(t[0]) + 1])
+    noise = st.binary(min_size=1, max_size=400).map(lambda b: bytes(x or 1 for x in b))
+    return st.one_of(frames, mutated, cut, noise, frames.map(lambda c: c + c[1:]))
+
+
+@settings(max_examples=60)
+@given(st.lists(_frame_chunks(), min_size=1, max_size=40))
+def test_random_chunks_decode_as_the_host_decodes_them(san_harness, chunks):
+    """Property: every chunk gets the host decoder's error code, or its fields, from the
+    sanitised build, which never reports a memory or undefined-behaviour error."""
+    out = san_harness.run([f"decode {hex_arg(c)}" for c in chunks])
+    assert out == [_decoded_by_host(c) for c in chunks]
+
+
+_SPEC = {"address": 7, "uid_hex": "4a1c00e3b2770f01", "kind": "mosfet", "state_min": 1_000_000,
+         "state_max": 5_500_000, "initial_state": 1_500_000, "resolution": 1000, "actuator_offset": 0,
+         "node_uv": [1_300_000, 1_000_000, 1_150_000, 1_000_000], "uptime_ms": 99, "supply_uv": 3_300_000,
+         "temperature_mdegc": 25_000, "fw_version": [2, 0, 0], "calibration_uv": [0, 0, 0, 0],
+         "storage_fails": False, "self_test_passes": True}
+_CODES = {spec["code"]: (name, spec) for name, spec in v2lines.PROTOCOL_V2["commands"].items()}
+_SIZES = {"u8": 1, "u16": 2, "u32": 4, "i32": 4, "i64": 8, "8s": 8, "128s": 128, "u16[8]": 16}
+SIM_SLOT_BYTES = 8192  # board_sim2's simulated image slot (SIM_SLOT_BLOCKS * 128)
+
+
+def _request_size(spec: dict) -> int:
+    return sum(_SIZES[f.split(":")[1]] for f in spec["request"])
+
+
+@st.composite
+def _requests(draw) -> bytes:
+    """A request as the host puts it on the line: a command of the table (now and then an
+    unknown one) to this board, the broadcast, the unassigned address or another, with a
+    payload of the right length (now and then not) whose fields are random bytes or, for
+    set_state and configure_rule, values in range; fw_begin's size fits the simulated slot
+    or is out of range."""
+    cmd = draw(st.sampled_from(sorted(_CODES) + [0, 0x2A, 0x81]))
+    dst = draw(st.sampled_from([7, 7, 7, 255, 255, 248, 9]))
+    name, spec = _CODES.get(cmd, ("unknown", {"request": []}))
+    n = _request_size(spec)
+    payload = draw(st.binary(min_size=n, max_size=n)) if draw(st.integers(0, 9)) else draw(st.binary(max_size=20))
+    if name == "set_state" and len(payload) == 4:
+        payload = draw(st.integers(900_000, 5_600_000)).to_bytes(4, "little", signed=True)
+    if name == "configure_rule" and len(payload) == 21:
+        payload = (bytes([draw(st.integers(0, 3))]) + draw(st.integers(0, 65536)).to_bytes(4, "little")
+                   + draw(st.integers(0, 1 << 40)).to_bytes(8, "little") + draw(st.integers(0, 1 << 40)).to_bytes(8, "little"))
+    if name == "fw_begin" and len(payload) == 11:
+        size = draw(st.sampled_from([0, v2.IMAGE_MAX_BYTES + 1]) | st.integers(1, SIM_SLOT_BYTES))
+        payload = size.to_bytes(4, "little") + payload[4:]
+    if name == "reset" and len(payload) == 1:
+        payload = bytes([draw(st.integers(0, 2))])
+    return v2.line_frame(v2.Frame(2, dst, 0, draw(st.integers(0, 255)), cmd, payload))
+
+
+@settings(max_examples=80)
+@given(st.lists(st.one_of(_requests(), _requests(), st.binary(min_size=1, max_size=30)), min_size=1, max_size=40))
+def test_random_sessions_answer_as_the_reference_board(san_harness, parts):
+    """Property: a stream of requests and line noise gets the same replies (bytes and start
+    times) from the sanitised C board as from instruments/bus/v2's ReferenceBoard."""
+    s = _SPEC
+    ref = v2.ReferenceBoard(bytes.fromhex(s["uid_hex"]), v2.KINDS[s["kind"]], address=s["address"],
+                            state_min=s["state_min"], state_max=s["state_max"], initial_state=s["initial_state"],
+                            resolution=s["resolution"], node_uv=s["node_uv"], uptime_ms=s["uptime_ms"])
+    lines = [v2lines.board_line(0, s), *(f"send 0 {p.hex()}" for p in parts)]
+    out = san_harness.run(lines)
+    got = [r for line in out[1:] for r in v2lines.parse_replies(line)]
+    want = [(r.wire.hex(), r.start_us) for p in parts for r in ref.feed(p)]
+    assert got == want
