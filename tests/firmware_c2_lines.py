@@ -234,6 +234,7 @@ def bus_sessions(name: str, cases: list[dict]) -> Batch:
     ls = _Lines()
     for c in cases:
         n = len(c["boards"])
+        ls.add("bus", _answer_is("ok", f"{c['name']} bus"))
         for i, spec in enumerate(c["boards"]):
             ls.add(board_line(i, spec, c["baud"]), _answer_is("ok", f"{c['name']} board {i}"))
         for k, ex in enumerate(c["exchanges"]):

@@ -155,6 +155,7 @@ def test_every_case_of_every_vector_file_is_fed():
         events = sum(1 for c in cases for ex in c["exchanges"] if "event" in ex)
         sends = sum(1 for line in lines[name] if line.startswith("send"))
         assert sum(1 for line in lines[name] if line.startswith("board")) == boards
+        assert sum(1 for line in lines[name] if line == "bus") == len(cases)
         assert sends >= heard and len(lines[name]) >= boards + heard + events
 
 

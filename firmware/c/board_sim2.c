@@ -8,6 +8,7 @@
  * byte strings hex ("-" for none). tests/firmware_c2_lines.py turns the golden vectors
  * (firmware/protocol/vectors/v2/) into these lines.
  *
+ *   bus           a new bus: every board removed   -> "ok"
  *   board I ADDR UID KIND MIN MAX INIT RES OFFSET FW0 FW1 FW2 N0 N1 N2 N3 UPTIME SUPPLY
  *         TEMP C0 C1 C2 C3 FAILS SELFTEST BAUD     -> "ok" (fresh flash, then power-on)
  *   send I HEX    feed the bytes to board I         -> "none" | "reply HEX START_US ..."
@@ -42,8 +43,8 @@
 #ifndef SIM_SLOT_BLOCKS /* a simulated image slot: 64 blocks, 8 KiB */
 #define SIM_SLOT_BLOCKS 64
 #endif
-#ifndef SIM_POOL_PAGES /* distinct blocks held at once by all slots */
-#define SIM_POOL_PAGES 256
+#ifndef SIM_POOL_PAGES /* distinct blocks held at once by all slots, at most 255 */
+#define SIM_POOL_PAGES 192
 #endif
 #define WORDS_MAX 32
 
@@ -55,11 +56,11 @@ typedef struct {
     uint8_t address;
     uint8_t sector[2][TR2_RECORD_LEN];
     uint8_t slot_version[2][3];
-    int active, trial, self_test, fails, cut, power_lost;
+    int built, active, trial, self_test, fails, cut, power_lost;
     uint8_t trial_version[3];
     uint16_t trial_blocks;
     tr2_boot_info boot;                   /* the boot record's last outcome */
-    uint16_t page_of[SIM_SLOT_BLOCKS];    /* the inactive slot: pool page + 1, 0 erased */
+    uint8_t page_of[SIM_SLOT_BLOCKS];     /* the inactive slot: pool page + 1, 0 erased */
     tr2_board_config cfg;
     tr2_hal hal;
     tr2_board board;
@@ -164,7 +165,7 @@ static int hw_fw_erase(void *u, uint32_t size)
 }
 
 /* A pool page holding data (an existing one, or a free one: none of the slots uses it). */
-static uint16_t pool_page(const uint8_t *data)
+static uint8_t pool_page(const uint8_t *data)
 {
     static uint8_t used[SIM_POOL_PAGES];
     unsigned p, i, b;
@@ -178,13 +179,13 @@ static uint16_t pool_page(const uint8_t *data)
     }
     for (p = 0; p < SIM_POOL_PAGES; p++) {
         if (used[p] && memcmp(pool[p], data, TR2_BLOCK_SIZE) == 0) {
-            return (uint16_t)(p + 1u);
+            return (uint8_t)(p + 1u);
         }
     }
     for (p = 0; p < SIM_POOL_PAGES; p++) {
         if (!used[p]) {
             memcpy(pool[p], data, TR2_BLOCK_SIZE);
-            return (uint16_t)(p + 1u);
+            return (uint8_t)(p + 1u);
         }
     }
     die(3, "fw_block: the simulated flash pool is full", "");
@@ -215,7 +216,7 @@ static int hw_fw_read(void *u, uint32_t offset, uint8_t *data, uint32_t len)
     }
     for (i = 0; i < len; i++) {
         uint32_t at = offset + i;
-        uint16_t page = s->page_of[at / TR2_BLOCK_SIZE];
+        uint8_t page = s->page_of[at / TR2_BLOCK_SIZE];
         data[i] = page ? pool[page - 1u][at % TR2_BLOCK_SIZE] : 0xFFu;
     }
     return 0;
@@ -316,13 +317,22 @@ static void puthex(const uint8_t *b, size_t n)
     }
 }
 
-static sim *board_at(const char *w)
+static sim *slot_at(const char *w)
 {
     long long i = num(w);
     if (i < 0 || i >= SIM_BOARDS) {
         die(2, "no such board: ", w);
     }
     return &sims[i];
+}
+
+static sim *board_at(const char *w)
+{
+    sim *s = slot_at(w);
+    if (!s->built) {
+        die(2, "no board built at ", w);
+    }
+    return s;
 }
 
 static void uid_of(const char *w, uint8_t uid[8])
@@ -334,9 +344,10 @@ static void uid_of(const char *w, uint8_t uid[8])
 
 static void cmd_board(char **w)
 {
-    sim *s = board_at(w[1]);
+    sim *s = slot_at(w[1]);
     int i;
     memset(s, 0, sizeof *s);
+    s->built = 1;
     s->address = (uint8_t)num(w[2]);
     uid_of(w[3], s->cfg.uid);
     s->cfg.kind = (uint8_t)num(w[4]);
@@ -456,7 +467,10 @@ static void dispatch(char **w, int n)
 {
     const char *c = w[0];
     uint8_t uid[8];
-    if (strcmp(c, "board") == 0 && n == 27) {
+    if (strcmp(c, "bus") == 0 && n == 1) {
+        memset(sims, 0, sizeof sims);
+        puts("ok");
+    } else if (strcmp(c, "board") == 0 && n == 27) {
         cmd_board(w);
     } else if (strcmp(c, "send") == 0 && n == 3) {
         sim *s = board_at(w[1]);
@@ -509,7 +523,12 @@ static void dispatch(char **w, int n)
 
 int main(void)
 {
+    /* stdio's buffers given here, not taken from the heap: on the micro:bit's 16 KiB the
+       heap is what the stack leaves */
+    static char in_buf[256], out_buf[256];
     char *w[WORDS_MAX];
+    setvbuf(stdin, in_buf, _IOFBF, sizeof in_buf);
+    setvbuf(stdout, out_buf, _IOFBF, sizeof out_buf);
     while (fgets(line, sizeof line, stdin)) {
         int n;
         if (strchr(line, '\n') == NULL && !feof(stdin)) {
