@@ -16,6 +16,9 @@
 #   read_nodes_uv()            the four node voltages (a_F, b_F, a_C, b_C), int uV,
 #                              raw (the board subtracts the stored offsets)
 #   corrected_nodes_uv(offs)   the same with the offsets subtracted
+#   read_nodes_into(buf)       the same into a caller's buffer of four (no allocation
+#                              on the board's own path)
+#   supply_uv(), temperature_mdegc()   the board's supply and temperature (telemetry)
 #   set_state(state, previous, learn=False)
 #                              drive the actuator to the state (digipot tap, or gate
 #                              voltage in uV); previous is None at power-on; learn:
@@ -203,8 +206,11 @@ class SimHAL(_BaseHAL):
     """
 
     def __init__(self, node_uv=(0, 0, 0, 0), uptime_ms=None, calibration_uv=(0, 0, 0, 0),
-                 storage_fails=False, calibration_path=None, rx_piece=64, real_time=False):
+                 storage_fails=False, calibration_path=None, rx_piece=64, real_time=False,
+                 supply_uv=3300000, temperature_mdegc=25000):
         self.node_uv = node_uv
+        self.supply = supply_uv
+        self.temperature = temperature_mdegc
         self.frozen_uptime_ms = uptime_ms
         if calibration_path is not None:
             self.store = CalibrationFile(calibration_path)
@@ -260,6 +266,19 @@ class SimHAL(_BaseHAL):
     def read_nodes_uv(self):
         v = self.node_uv() if callable(self.node_uv) else self.node_uv
         return [int(v[0]), int(v[1]), int(v[2]), int(v[3])]
+
+    def read_nodes_into(self, buf):
+        v = self.node_uv() if callable(self.node_uv) else self.node_uv
+        buf[0] = v[0]
+        buf[1] = v[1]
+        buf[2] = v[2]
+        buf[3] = v[3]
+
+    def supply_uv(self):
+        return self.supply
+
+    def temperature_mdegc(self):
+        return self.temperature
 
     # actuator: ideal (reaches every state it is given, so the reply's state is the
     # request's: returns None)
@@ -423,6 +442,24 @@ class MachineHAL(_BaseHAL):
         b = self._nodes_buf
         self.nodes.read(b)
         return [b[0], b[1], b[2], b[3]]
+
+    def read_nodes_into(self, buf):
+        self.nodes.read(buf)
+
+    def supply_uv(self):
+        """VSYS in uV: rp2 ADC3 (GPIO29) through the Pico's 1:3 divider; 0 elsewhere."""
+        if self.port != "rp2":
+            return 0
+        code = self.machine.ADC(29).read_u16()
+        return code * 3 * 3300000 // 65535
+
+    def temperature_mdegc(self):
+        """The RP2040's sensor (ADC4): T = 27 - (V - 0.706 V) / 1.721 mV/degC, in
+        milli-degrees Celsius (RP2040 datasheet 4.9.5); 0 elsewhere."""
+        if self.port != "rp2":
+            return 0
+        v_uv = self.machine.ADC(4).read_u16() * 3300000 // 65535
+        return 27000 - (v_uv - 706000) * 1000000 // 1721000
 
     # actuator: returns the state reached (measured on a gate)
     def set_state(self, state, previous, learn=False):
