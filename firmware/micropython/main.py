@@ -1,9 +1,16 @@
 # twinrig edge board: the application's main loop (MicroPython runs main.py at boot).
 #
+# The protocol is the configuration's "protocol": 2 (PROTOCOL.md, the default:
+# tr_board2, the address, state records and firmware slots in files on the board's
+# filesystem, tr_store2) or 1 (PROTOCOL-1.md, tr_board, for a bus whose host still
+# speaks protocol 1.1: MIGRATION.md).
+#
 # Loop: feed the watchdog; read the RS-485 UART and feed the bytes to the board's
-# frame splitter; send each reply with the driver enabled (a slotted broadcast reply
-# waits for its slot, `address` x 2 ms after the end of the request); learn once per
-# edge of the learn-trigger pin.
+# frame splitter; send each reply with the driver enabled: protocol 1's slotted
+# broadcast reply `address` x 2 ms after the read that brought the request, protocol
+# 2's each at its own start after its request's end of frame (the read's time less the
+# character times of the bytes that followed the request's 0x00 in that read); learn
+# once per pulse of the learn-trigger pin.
 #
 # Configuration: tr_config.DEFAULT_CONFIG deep-merged with /config.json on the board's
 # filesystem (written by the host from a board definition, firmware/boards/*.toml), e.g.
@@ -36,9 +43,42 @@ def board_uid(cfg):
     return (uid + bytes(8))[:8]
 
 
-def make_board(hal, cfg, uid):
+def protocol_of(cfg):
+    """The protocol the configuration asks for (1 or 2)."""
+    p = cfg.get("protocol")
+    return tr_config.DEFAULT_PROTOCOL if p is None else p
+
+
+def reset_cause(machine=None):
+    """Protocol 2's reset cause of this start from machine.reset_cause(): watchdog,
+    pin (a hard reset: the RUN pin), else power_on (an RP2040 reports a brownout as a
+    power-on)."""
+    if machine is None:
+        return 0
+    try:
+        c = machine.reset_cause()
+    except (AttributeError, OSError):
+        return 0
+    if c == getattr(machine, "WDT_RESET", None):
+        return 2
+    if c == getattr(machine, "HARD_RESET", None):
+        return 6
+    return 0
+
+
+def make_board(hal, cfg, uid, flash=None, cause=0):
     kind = cfg["kind"]
     kind = KINDS[kind] if kind in KINDS else int(kind)
+    if protocol_of(cfg) == 2:
+        import tr_board2
+        import tr_store2
+        res = cfg.get("resolution")
+        if res is None:
+            res = 1000 if kind == 2 else 1
+        return tr_board2.Board2(hal, tr_store2.Flash("") if flash is None else flash, uid, kind,
+                                cfg.get("state_min"), cfg.get("state_max"),
+                                cfg.get("initial_state"), res,
+                                baud=cfg["uart"].get("baudrate", 115200), cause=cause)
     return tr_board.Board(hal, cfg["address"], uid, kind, state_min=cfg.get("state_min"),
                           state_max=cfg.get("state_max"),
                           initial_state=cfg.get("initial_state"))
@@ -46,6 +86,8 @@ def make_board(hal, cfg, uid):
 
 def step(board, hal):
     """One pass of the loop. Returns the number of replies sent."""
+    if getattr(board, "reply_version", None) is not None:
+        return step2(board, hal)
     hal.wdt_feed()
     sent = 0
     data = hal.uart_read()
@@ -59,6 +101,31 @@ def step(board, hal):
     nodes = hal.learn_edge()
     if nodes is not None:
         board.learn(nodes)
+    return sent
+
+
+def step2(board, hal):
+    """One pass of protocol 2's loop. Returns the number of replies sent."""
+    hal.wdt_feed()
+    sent = 0
+    data = hal.uart_read()
+    if data:
+        t_read = hal.ticks_us()
+        n = len(data)
+        char = board.char_us
+        for reply, start, end in board.receive(data):
+            hal.wait_until_us(t_read - (n - end) * char + start)
+            hal.uart_write(reply)
+            sent += 1
+    nodes = hal.learn_edge()
+    if nodes is not None:
+        board.learn(nodes)
+    if hasattr(hal, "trigger_counts"):
+        g = hal.trigger_counts()[1]
+        d = (g - board.glitches_seen) & 0x3FFFFFFF
+        board.glitches_seen = g
+        for _ in range(d):
+            board.glitch()
     return sent
 
 
@@ -97,9 +164,13 @@ def main():
     if safe:
         print("twinrig: safe mode, no watchdog")
     hal = hal_mod.MachineHAL(cfg, watchdog=not safe)
-    board = make_board(hal, cfg, board_uid(cfg))
-    print("twinrig board", cfg["address"], "kind", cfg["kind"], "protocol",
-          P.PROTOCOL_VERSION, "fw %d.%d.%d" % tr_board.FW_VERSION)
+    board = make_board(hal, cfg, board_uid(cfg), cause=reset_cause(machine))
+    if protocol_of(cfg) == 2:
+        print("twinrig board", board.address, "kind", cfg["kind"], "protocol 2",
+              "fw %d.%d.%d" % board.firmware.running_version)
+    else:
+        print("twinrig board", cfg["address"], "kind", cfg["kind"], "protocol",
+              P.PROTOCOL_VERSION, "fw %d.%d.%d" % tr_board.FW_VERSION)
     run(board, hal)
 
 

@@ -57,6 +57,15 @@ DEFAULT_CONFIG = {
 }
 
 
+# Keys config.json may give that DEFAULT_CONFIG does not hold (a board definition's
+# resolved configuration stays as it was): the protocol the board speaks (PROTOCOL.md:
+# 2, the default; 1 for a bus whose host still speaks protocol 1.1, MIGRATION.md) and
+# protocol 2's actuator resolution (state units; None: 1 for a digipot, 1000 uV for a
+# gate).
+OPTIONAL_KEYS = {"protocol": (1, 2), "resolution": None}
+DEFAULT_PROTOCOL = 2
+
+
 class ConfigError(ValueError):
     """A configuration the board refuses: the message names the file, key and value."""
 
@@ -85,8 +94,13 @@ def resolve(user, source="config.json"):
     if not isinstance(user, dict):
         raise ConfigError("%s: the configuration must be a JSON object, not %r" % (source, user))
     for k in user:
-        if k not in DEFAULT_CONFIG:
+        if k not in DEFAULT_CONFIG and k not in OPTIONAL_KEYS:
             raise ConfigError("%s: %s: unknown key (value %r)" % (source, k, user[k]))
+    if "protocol" in user and user["protocol"] not in OPTIONAL_KEYS["protocol"]:
+        raise ConfigError("%s: protocol: must be 1 or 2 (value %r)" % (source, user["protocol"]))
+    res = user.get("resolution")
+    if res is not None and (not isinstance(res, int) or res < 1):
+        raise ConfigError("%s: resolution: must be a positive integer (value %r)" % (source, res))
     cfg = deep_merge(DEFAULT_CONFIG, user)
     kind = cfg["kind"]
     if kind not in KINDS:

@@ -503,7 +503,7 @@ def suite_main_loop():
     """main.run on a SimHAL: replies written with DE high, a slotted broadcast reply
     in its slot, a learn per trigger edge, the watchdog fed every pass."""
     sim = hal.SimHAL(node_uv=(1000500, 1000000, 1000000, 1000000), uptime_ms=None, rx_piece=5)
-    cfg = fw_main.tr_config.resolve({"address": 6, "kind": "digipot", "initial_state": 40})
+    cfg = fw_main.tr_config.resolve({"protocol": 1, "address": 6, "kind": "digipot", "initial_state": 40})
     b = fw_main.make_board(sim, cfg, unhx("4a1c00e3b2770f01"))
     requests = [
         P.encode_frame(6, 0, 1, P.CMD_READ_STATE),

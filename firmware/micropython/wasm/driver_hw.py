@@ -82,7 +82,7 @@ def suite_machine_hal(tmp):
     _nodes(fm, (600000, 500000, 550000, 500000))
     cal = tmp + "/mh_calib.bin"
     _rm(cal, cal + ".tmp")
-    cfg = tr_config.resolve({"address": 9, "kind": "digipot", "initial_state": 30,
+    cfg = tr_config.resolve({"protocol": 1, "address": 9, "kind": "digipot", "initial_state": 30,
                              "port": "rp2", "calibration_file": cal})
     h = hal.MachineHAL(cfg, clock=fm.CLOCK)
     uid = fw_main.board_uid(cfg)
@@ -117,7 +117,7 @@ def suite_machine_hal(tmp):
     ud = [e[2] for e in fm.EVENTS if e[0] == "pin" and e[1] == act["ud"]]
     out["x9c_ud_after_edge"] = ud[-1] if ud else None
     # a tap beyond the part's taps is not reported as reached
-    cfg3 = tr_config.resolve({"address": 11, "kind": "digipot", "port": "rp2", "wdt_ms": 0,
+    cfg3 = tr_config.resolve({"protocol": 1, "address": 11, "kind": "digipot", "port": "rp2", "wdt_ms": 0,
                               "uid_hex": "0123456789abcdef", "calibration_file": cal,
                               "actuator": {"n_taps": 64}})
     h3 = hal.MachineHAL(cfg3, clock=fm.CLOCK)
@@ -131,7 +131,7 @@ def suite_machine_hal(tmp):
     cal2 = tmp + "/mh_calib2.bin"
     gcal = tmp + "/mh_gate_cal.json"
     _rm(cal2, gcal)
-    cfg2 = tr_config.resolve({"address": 10, "kind": "mosfet", "initial_state": 3000000,
+    cfg2 = tr_config.resolve({"protocol": 1, "address": 10, "kind": "mosfet", "initial_state": 3000000,
                               "wdt_ms": 0, "port": "rp2", "uid_hex": "0123456789abcdef",
                               "calibration_file": cal2, "gate_cal_file": gcal})
     h2 = hal.MachineHAL(cfg2, clock=fm.CLOCK)
@@ -165,7 +165,7 @@ def suite_gate(tmp):
     fm.GATE[0] = node
     cal, gcal = tmp + "/g_calib.bin", tmp + "/g_gate_cal.json"
     _rm(cal, gcal, gcal + ".tmp")
-    cfg = tr_config.resolve({"address": 12, "kind": "mosfet", "initial_state": 3000000,
+    cfg = tr_config.resolve({"protocol": 1, "address": 12, "kind": "mosfet", "initial_state": 3000000,
                              "wdt_ms": 0, "port": "rp2", "uid_hex": "0123456789abcdef",
                              "calibration_file": cal, "gate_cal_file": gcal})
     h = hal.MachineHAL(cfg, clock=fm.CLOCK)
@@ -218,7 +218,7 @@ def suite_trigger(tmp):
     fm = _fake()
     cal = tmp + "/t_calib.bin"
     _rm(cal)
-    cfg = tr_config.resolve({"address": 13, "kind": "digipot", "initial_state": 50,
+    cfg = tr_config.resolve({"protocol": 1, "address": 13, "kind": "digipot", "initial_state": 50,
                              "port": "rp2", "wdt_ms": 0, "uid_hex": "0123456789abcdef",
                              "calibration_file": cal, "learn": {"lockout_us": 50}})
     h = hal.MachineHAL(cfg, clock=fm.CLOCK)
@@ -286,7 +286,7 @@ def suite_ports(tmp):
     out = {"suite": "ports"}
     for pin, uv in ((36, 400000), (39, 100000), (34, 200000), (35, 200000)):
         fm.ADC_UV[pin] = uv
-    cfg = tr_config.resolve({"address": 14, "kind": "digipot", "port": "esp32", "wdt_ms": 0,
+    cfg = tr_config.resolve({"protocol": 1, "address": 14, "kind": "digipot", "port": "esp32", "wdt_ms": 0,
                              "uid_hex": "0123456789abcdef", "calibration_file": cal,
                              "nodes": {"adc": "internal", "pins": [36, 39, 34, 35],
                                        "samples": 4, "atten": "11db"},
@@ -335,7 +335,7 @@ def suite_ports(tmp):
     fm.GATE[0] = fm.GateNode(25, 26, 32)
     gcal = tmp + "/p_gate_cal.json"
     _rm(gcal)
-    cfg = tr_config.resolve({"address": 15, "kind": "mosfet", "port": "esp32", "wdt_ms": 0,
+    cfg = tr_config.resolve({"protocol": 1, "address": 15, "kind": "mosfet", "port": "esp32", "wdt_ms": 0,
                              "initial_state": 2000000, "uid_hex": "0123456789abcdef",
                              "calibration_file": cal, "gate_cal_file": gcal,
                              "nodes": {"adc": "internal", "pins": [36, 39, 34, 35]},
