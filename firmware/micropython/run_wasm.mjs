@@ -4,6 +4,8 @@
 //   node firmware/micropython/run_wasm.mjs --vectors firmware/protocol/vectors \
 //        [--suites frames,rules,commands,main_loop,calibration_file,fuzz] \
 //        [--fuzz-n 100000] [--fuzz-seed 1] [--heap-mb 32 | --heap-kb 32768]
+//   node firmware/micropython/run_wasm.mjs --driver driver2 --vectors firmware/protocol/vectors/v2
+//        [--suites frames,rules,timing,commands,streams,update,noalloc,main_loop]
 //   node firmware/micropython/run_wasm.mjs --serve
 //
 // --serve: one emulated board for the host's bus emulator instead of the test driver:
@@ -12,7 +14,8 @@
 // Copies the firmware's top-level *.py files and wasm/*.py (the driver and a
 // stand-in `machine`) into /fw of the
 // port's in-memory filesystem, the vector JSON files into /vectors, runs
-// `driver.main(args)` and passes the driver's JSON lines to stdout. Exit status 0
+// `driver.main(args)` (`--driver driver2`: protocol 2's, wasm/driver2.py) and passes the
+// driver's JSON lines to stdout. Exit status 0
 // when the driver finished, 1 on a Python exception (traceback on stderr), 2 when
 // the npm package is missing (install: npm ci --prefix firmware/micropython).
 
@@ -27,7 +30,7 @@ const PKG = path.join(HERE, "node_modules", "@micropython", "micropython-webasse
 
 function parseArgs(argv) {
   const a = { vectors: path.join(HERE, "..", "protocol", "vectors"), suites: null,
-              fuzzN: 100000, fuzzSeed: 1, heapKb: 32 * 1024, serve: false };
+              fuzzN: 100000, fuzzSeed: 1, heapKb: 32 * 1024, serve: false, driver: "driver" };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i], v = argv[i + 1];
     if (k === "--vectors") { a.vectors = v; i++; }
@@ -37,6 +40,7 @@ function parseArgs(argv) {
     else if (k === "--heap-mb") { a.heapKb = 1024 * parseInt(v, 10); i++; }
     else if (k === "--heap-kb") { a.heapKb = parseInt(v, 10); i++; }
     else if (k === "--serve") { a.serve = true; }
+    else if (k === "--driver") { a.driver = v; i++; }
     else { process.stderr.write(`run_wasm: unknown argument ${k}\n`); process.exit(64); }
   }
   return a;
@@ -87,8 +91,8 @@ if (args.suites) driverArgs.suites = args.suites;
 const code = [
   "import sys",
   "sys.path.insert(0, '/fw')",
-  "import driver",
-  "driver.main(" + JSON.stringify(JSON.stringify(driverArgs)) + ")",
+  "import " + args.driver,
+  args.driver + ".main(" + JSON.stringify(JSON.stringify(driverArgs)) + ")",
 ].join("\n");
 try {
   mp.runPython(code);

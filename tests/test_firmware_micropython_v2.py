@@ -1,0 +1,363 @@
+"""The MicroPython firmware's protocol 2 (firmware/micropython/tr_board2.py and friends) on
+every case of protocol 2's golden vectors (firmware/protocol/vectors/v2).
+
+``firmware/micropython/wasm/driver2.py`` runs every case of frames.json, rules.json,
+timing.json, commands.json and update.json on the firmware and prints what it produced; it
+runs on **MicroPython 1.27**'s official WebAssembly port (``node run_wasm.mjs --driver
+driver2``, one launch for every case) and on CPython. This module compares each result with
+the vectors, reply bytes and reply start times (us after the request's end of frame), and
+names the case, exchange and board of any difference; a negative control shows that one
+changed expected byte or time is caught. Also: the sample and learn paths allocate nothing
+(under ``micropython.heap_lock``), main.py chooses the protocol from the configuration and
+dates replies from the end of frame, and the allocation-free rule equals the host's.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from instruments.bus import rule as REF_RULE
+from instruments.bus import v2 as REF
+
+ROOT = Path(__file__).resolve().parents[1]
+FW = ROOT / "firmware" / "micropython"
+VECTORS = ROOT / "firmware" / "protocol" / "vectors" / "v2"
+RUNNER = FW / "run_wasm.mjs"
+WASM_PKG = FW / "node_modules" / "@micropython" / "micropython-webassembly-pyscript" / "micropython.mjs"
+NODE = shutil.which("node")
+HAVE_WASM = NODE is not None and WASM_PKG.exists()
+TIMEOUT_S = 600
+FILES = ("frames.json", "rules.json", "timing.json", "commands.json", "update.json")
+
+
+def _vectors() -> dict[str, dict]:
+    return {name: json.loads((VECTORS / name).read_text()) for name in FILES}
+
+
+V = _vectors()
+
+
+def _group(stdout: str) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for line in stdout.splitlines():
+        if line.strip():
+            obj = json.loads(line)
+            out.setdefault(obj["suite"], []).append(obj)
+    assert "done" in out, "driver2 did not finish:\n" + stdout[-4000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def micropython(tmp_path_factory) -> dict[str, list[dict]]:
+    if not HAVE_WASM:
+        pytest.fail("MicroPython WebAssembly port missing: npm ci --prefix firmware/micropython")
+    res = subprocess.run([NODE, str(RUNNER), "--driver", "driver2", "--vectors", str(VECTORS)],
+                         capture_output=True, text=True, timeout=TIMEOUT_S,
+                         cwd=tmp_path_factory.mktemp("wasm2"))
+    assert res.returncode == 0, f"run_wasm.mjs exited {res.returncode}:\n{res.stderr[-4000:]}"
+    assert not res.stderr.strip(), res.stderr[-4000:]
+    return _group(res.stdout)
+
+
+@pytest.fixture(scope="module")
+def cpython(tmp_path_factory) -> dict[str, list[dict]]:
+    tmp = tmp_path_factory.mktemp("cpython_fw2")
+    args = json.dumps({"vectors": str(VECTORS), "tmp": str(tmp)})
+    code = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; "
+            "import driver2; driver2.main(sys.argv[3])")
+    res = subprocess.run([sys.executable, "-c", code, str(FW), str(FW / "wasm"), args],
+                         capture_output=True, text=True, timeout=TIMEOUT_S, cwd=tmp)
+    assert res.returncode == 0, f"driver2 exited {res.returncode}:\n{res.stderr[-4000:]}"
+    return _group(res.stdout)
+
+
+@pytest.fixture(params=["micropython", "cpython"])
+def run(request) -> dict[str, list[dict]]:
+    return request.getfixturevalue(request.param)
+
+
+# ---------------------------------------------------------------- comparisons
+
+
+def _by(results: list[dict], key: str = "name") -> dict:
+    return {r[key]: r for r in results}
+
+
+def check_frames(v: dict, got: dict) -> list[str]:
+    bad = []
+    valid = _by(got.get("frames_valid", []))
+    for case in v["valid"]:
+        r = valid.get(case["name"])
+        want = {"error": "ok", "frame_hex": case["frame_hex"], "payload_hex": case["payload_hex"],
+                "fields": [case["version"], case["dst"], case["src"], case["seq"], case["cmd"]],
+                "encoded_hex": case["wire_hex"], "line": [["ok", case["frame_hex"]]]}
+        for k, w in want.items():
+            if r is None or r.get(k) != w:
+                bad.append(f"frames.json valid {case['name']}: {k} {None if r is None else r.get(k)!r} != {w!r}")
+    errors = {n: i for i, n in enumerate(REF.ERRORS)}
+    malformed = _by(got.get("frames_malformed", []))
+    for case in v["malformed"]:
+        r = malformed.get(case["name"])
+        want = {"error": case["error"], "board_reply": None, "board_frames_bad": 1,
+                "board_last_error": errors[case["error"]]}
+        for k, w in want.items():
+            if r is None or r.get(k) != w:
+                bad.append(f"frames.json malformed {case['name']}: {k} {None if r is None else r.get(k)!r} != {w!r}")
+    return bad
+
+
+def check_rules(v: dict, got: dict) -> list[str]:
+    bad = []
+    prng = _by(got.get("prng", []), "uid_hex")
+    for case in v["prng"]:
+        r = prng.get(case["uid_hex"])
+        if r is None or (r["seed"], r["draws"]) != (case["seed"], case["draws"]):
+            bad.append(f"rules.json prng {case['uid_hex']}: {r} != {case}")
+    rules = _by(got.get("rules", []))
+    for case in v["cases"]:
+        r = rules.get(case["name"])
+        if r is None:
+            bad.append(f"rules.json {case['name']}: no result")
+            continue
+        if (r["set_state_status"], r["configure_status"]) != (0, 0):
+            bad.append(f"rules.json {case['name']}: statuses {r['set_state_status']}, {r['configure_status']}")
+        if len(r["learns"]) != len(case["learns"]):
+            bad.append(f"rules.json {case['name']}: {len(r['learns'])} learns, want {len(case['learns'])}")
+        for i, (a, b) in enumerate(zip(r["learns"], case["learns"])):
+            for k in b:
+                if a.get(k) != b[k]:
+                    bad.append(f"rules.json {case['name']} learn {i}: {k} {a.get(k)} != {b[k]}")
+    return bad
+
+
+def check_timing(v: dict, got: dict) -> list[str]:
+    bad = []
+    bauds = _by(got.get("timing_baud", []), "baud")
+    for e in v["bauds"]:
+        r = bauds.get(e["baud"])
+        if r is None:
+            bad.append(f"timing.json baud {e['baud']}: no result")
+            continue
+        for k in e:
+            if r.get(k) != e[k]:
+                bad.append(f"timing.json baud {e['baud']}: {k} {r.get(k)} != {e[k]}")
+        if r["board_turnaround_us"] != e["turnaround_us"]:
+            bad.append(f"timing.json baud {e['baud']}: the board's turnaround {r['board_turnaround_us']}")
+        for name, s in e["slotted"].items():
+            if r["board_slots"].get(name) != s["slot_us"]:
+                bad.append(f"timing.json baud {e['baud']}: the board's {name} slot {r['board_slots'].get(name)}")
+    quiet = {(q["command"], json.dumps(q["request"], sort_keys=True)): q["quiet_ms"]
+             for q in got.get("timing_quiet", [])}
+    for q in v["quiet_ms"]:
+        k = (q["command"], json.dumps(q["request"], sort_keys=True))
+        if quiet.get(k) != q["quiet_ms"]:
+            bad.append(f"timing.json quiet {k}: {quiet.get(k)} != {q['quiet_ms']}")
+    disc = {(d["uid_hex"], d["salt"]): d for d in got.get("timing_discover", [])}
+    for d in v["discover"]:
+        r = disc.get((d["uid_hex"], d["salt"]))
+        if r is None or (r["hash"], r["slots"]) != (d["hash"], d["slots"]):
+            bad.append(f"timing.json discover {d['uid_hex']} salt {d['salt']}: {r} != {d}")
+    fm = got.get("timing_fmix32", [{}])[0].get("pairs")
+    if fm != v["fmix32"]:
+        bad.append(f"timing.json fmix32: {fm} != {v['fmix32']}")
+    return bad
+
+
+def check_sessions(v: dict, results: list[dict], file: str) -> list[str]:
+    """Every exchange of every case: the replies (board, bytes, start, collision), in
+    the order of their starts; events in their places."""
+    bad = []
+    got = _by(results)
+    for case in v["cases"]:
+        r = got.get(case["name"])
+        if r is None:
+            bad.append(f"{file} {case['name']}: no result")
+            continue
+        if len(r["exchanges"]) != len(case["exchanges"]):
+            bad.append(f"{file} {case['name']}: {len(r['exchanges'])} exchanges, want {len(case['exchanges'])}")
+        for i, (a, ex) in enumerate(zip(r["exchanges"], case["exchanges"])):
+            if "event" in ex:
+                if a != {"event": ex["event"]}:
+                    bad.append(f"{file} {case['name']} exchange {i}: event {a} != {ex['event']}")
+                continue
+            want = [[x["board"], x["reply_hex"], x["start_us"], x["collides"]] for x in ex["replies"]]
+            if a != want:
+                bad.append(f"{file} {case['name']} exchange {i} (request {ex['request_hex']}): "
+                           f"replies {a} != {want}")
+    return bad
+
+
+def check_streams(v: dict, got: dict) -> list[str]:
+    bad = []
+    res = _by(got.get("streams", []))
+    for case in v["streams"]:
+        r = res.get(case["name"])
+        want = [[x["reply_hex"], x["start_us"]] for x in case["replies"]]
+        for piece in ("61", "1"):
+            if r is None or r["replies"][piece] != want:
+                bad.append(f"commands.json stream {case['name']} in pieces of {piece}: "
+                           f"{None if r is None else r['replies'][piece]} != {want}")
+    return bad
+
+
+def mismatches(vectors: dict[str, dict], got: dict) -> list[str]:
+    return (check_frames(vectors["frames.json"], got) + check_rules(vectors["rules.json"], got)
+            + check_timing(vectors["timing.json"], got)
+            + check_sessions(vectors["commands.json"], got.get("commands", []), "commands.json")
+            + check_streams(vectors["commands.json"], got)
+            + check_sessions(vectors["update.json"], got.get("update", []), "update.json"))
+
+
+# ---------------------------------------------------------------- the vectors
+
+
+def test_runs_on_micropython_1_27(micropython):
+    info = micropython["info"][0]
+    assert (info["implementation"], info["version"]) == ("micropython", [1, 27, 0])
+
+
+@pytest.mark.parametrize("file", FILES)
+def test_every_case_of_the_vector_file(run, file):
+    checks = {"frames.json": lambda g: check_frames(V[file], g),
+              "rules.json": lambda g: check_rules(V[file], g),
+              "timing.json": lambda g: check_timing(V[file], g),
+              "commands.json": lambda g: (check_sessions(V[file], g.get("commands", []), file)
+                                          + check_streams(V[file], g)),
+              "update.json": lambda g: check_sessions(V[file], g.get("update", []), file)}
+    bad = checks[file](run)
+    assert not bad, f"{len(bad)} differences, the first:\n" + "\n".join(bad[:10])
+
+
+def test_every_case_ran(micropython):
+    """Nothing is compared against an empty result: one result per case of every file."""
+    n = {k: len(v) for k, v in micropython.items()}
+    assert n["frames_valid"] == len(V["frames.json"]["valid"]) and n["frames_malformed"] == len(V["frames.json"]["malformed"])
+    assert n["rules"] == len(V["rules.json"]["cases"]) and n["prng"] == len(V["rules.json"]["prng"])
+    assert n["timing_baud"] == len(V["timing.json"]["bauds"]) and n["timing_quiet"] == len(V["timing.json"]["quiet_ms"])
+    assert n["timing_discover"] == len(V["timing.json"]["discover"])
+    assert n["commands"] == len(V["commands.json"]["cases"]) and n["streams"] == len(V["commands.json"]["streams"])
+    assert n["update"] == len(V["update.json"]["cases"])
+
+
+def _first_reply(vec: dict) -> tuple[dict, int, dict]:
+    for case in vec["cases"]:
+        for i, ex in enumerate(case["exchanges"]):
+            if ex.get("replies"):
+                return case, i, ex["replies"][0]
+    raise AssertionError("no reply in the vectors")
+
+
+@pytest.mark.parametrize("what", ["reply_byte", "start_us", "rule_state", "frame_byte", "update_byte"])
+def test_negative_control_a_changed_expectation_fails_naming_the_case(micropython, what):
+    """The comparison is live: the results pass the vectors, and fail, naming the case, once
+    one expected byte or time is changed."""
+    assert mismatches(V, micropython) == []
+    vec = copy.deepcopy(V)
+    if what in ("reply_byte", "start_us", "update_byte"):
+        file = "update.json" if what == "update_byte" else "commands.json"
+        case, i, rep = _first_reply(vec[file])
+        if what == "start_us":
+            rep["start_us"] += 1
+        else:
+            b = bytearray.fromhex(rep["reply_hex"])
+            b[len(b) // 2] ^= 0x01
+            rep["reply_hex"] = b.hex()
+        name = f"{file} {case['name']} exchange {i}"
+    elif what == "rule_state":
+        case = vec["rules.json"]["cases"][3]
+        case["learns"][-1]["state"] += 1
+        name = f"rules.json {case['name']} learn {len(case['learns']) - 1}"
+    else:
+        case = vec["frames.json"]["valid"][5]
+        b = bytearray.fromhex(case["wire_hex"])
+        b[2] ^= 0x10
+        case["wire_hex"] = b.hex()
+        name = f"frames.json valid {case['name']}"
+    bad = mismatches(vec, micropython)
+    assert len(bad) == 1 and bad[0].startswith(name), bad
+
+
+# ---------------------------------------------------------------- allocation, main loop
+
+
+def test_the_sample_and_learn_paths_allocate_nothing(micropython):
+    """200 rounds of learn on a reading, sample and learn on a trigger snapshot, under
+    micropython.heap_lock (any allocation raises MemoryError): a gate board with resolution
+    1000 and the Gen-2 gain and calibration offsets, one driven to its lower limit by a
+    gain of 2^39, a digipot with the tap rule and a dead band."""
+    r = micropython["noalloc"][0]
+    assert r["interpreter"] == "micropython"
+    for name in ("gate", "gate_down", "tap"):
+        assert r[name]["error"] is None, (name, r[name])
+        assert r[name]["learns"] == 400, name
+    assert r["gate_down"]["state"] == 1_000_000 and r["tap"]["state"] == 99
+
+
+def test_main_loop_speaks_the_configured_protocol_and_times_replies_from_the_end_of_frame(run):
+    r = run["main_loop"][0]
+    assert r["default"] == 2 and r["protocol"] == 2 and r["p1"] == "Board"
+    assert r["address"] == 6 and r["stored_address"] == 6     # assign_address kept in address.bin
+    assert all(de == 1 for _, _, de in r["tx"])
+    frames = [REF.decode_frame(bytes.fromhex(h)) for _, h, _ in r["tx"]]
+    assert [(f.seq, f.cmd, f.src) for f in frames] == [(1, 0x8E, 6), (2, 0x82, 6), (3, 0x81, 6)]
+    char, turn = 87, REF.slot_us("identify", 115200) * 0 + 348
+    # 1: the read ended with the request's 0x00: the turnaround after the read
+    assert r["tx"][0][0] == 1000 + turn
+    # 2: two bytes of the next frame followed read_state's 0x00 in the same read
+    assert r["tx"][1][0] == 50000 - 2 * char + turn
+    # 3: the broadcast identify, slot 6, from the end of its frame (the read at 90,000 us)
+    assert r["tx"][2][0] == 90000 + REF.reply_start_us("identify", 6, 115200)
+    assert r["learns"] == 1    # one learn-trigger pulse
+
+
+# ---------------------------------------------------------------- the rule, exactly
+
+
+@pytest.fixture(scope="module")
+def rule2():
+    sys.path.insert(0, str(FW))
+    try:
+        import tr_rule2
+        yield tr_rule2
+    finally:
+        sys.path.remove(str(FW))
+
+
+_NODE = st.integers(-(2**27) + 1, 2**27 - 1)
+
+
+@settings(deadline=None, max_examples=400)
+@given(nodes=st.lists(_NODE, min_size=4, max_size=4), offs=st.lists(_NODE, min_size=4, max_size=4),
+       rule=st.sampled_from([1, 2, 3]), gain=st.integers(0, 2**40 - 1),
+       db=st.one_of(st.integers(0, 2**40), st.integers(0, 2**63 - 1)),
+       lo=st.integers(-(2**28), 2**28), span=st.integers(0, 2**28), frac=st.floats(0, 1))
+def test_the_allocation_free_rule_equals_the_hosts(rule2, nodes, offs, rule, gain, db, lo, span, frac):
+    """tr_rule2's limbs (every value below 2^30) against the host's big integers, on the
+    whole fast range; outside it the firmware takes tr_rule's exact path."""
+    hi = min(lo + span, 2**28)
+    target = lo + int((hi - lo) * frac)
+    r = rule2.Rule2(bytes(8))
+    r.configure(rule, 65536, gain, db)
+    got = r.learn(nodes, offs, target, lo, hi)
+    dvf, dvc = REF_RULE.drops_uv(nodes, offs)
+    want = REF_RULE.apply_rule(rule, target, REF_RULE.contrast_uv2(dvf, dvc), gain=gain,
+                               dead_band_uv2=db, state_min=lo, state_max=hi)
+    assert got == want and r.updated == 1
+
+
+def test_the_firmware_files_stay_small_and_micropython_friendly():
+    for name in ("tr_protocol2.py", "tr_rule2.py", "tr_store2.py", "tr_update2.py", "tr_board2.py",
+                 "wasm/driver2.py"):
+        text = (FW / name).read_text()
+        assert len(text.splitlines()) <= 600, name
+        for node in ast.walk(ast.parse(text, name)):
+            assert not isinstance(node, (ast.JoinedStr, ast.AnnAssign)), f"{name}:{node.lineno}"
