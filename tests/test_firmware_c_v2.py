@@ -262,6 +262,30 @@ _SPEC = {"address": 7, "uid_hex": "4a1c00e3b2770f01", "kind": "mosfet", "state_m
          "node_uv": [1_300_000, 1_000_000, 1_150_000, 1_000_000], "uptime_ms": 99, "supply_uv": 3_300_000,
          "temperature_mdegc": 25_000, "fw_version": [2, 0, 0], "calibration_uv": [0, 0, 0, 0],
          "storage_fails": False, "self_test_passes": True}
+
+
+@st.composite
+def _boards(draw) -> dict:
+    """A board as the vectors describe one: either kind, assigned or not, an actuator of
+    resolution 1 to a few steps over its range, a read-back error, offsets, failing flash."""
+    kind = draw(st.sampled_from(["digipot", "mosfet"]))
+    lo, hi = (0, 99) if kind == "digipot" else (1_000_000, 5_500_000)
+    return dict(_SPEC, kind=kind, state_min=lo, state_max=hi, address=draw(st.sampled_from([7, 1, 247, 248])),
+                initial_state=draw(st.integers(lo, hi)),
+                resolution=draw(st.sampled_from([1, 7, 1000, 999_999]) if kind == "mosfet" else st.just(1)),
+                actuator_offset=draw(st.sampled_from([0, 0, 37, -3])),
+                calibration_uv=draw(st.lists(st.integers(-5000, 5000), min_size=4, max_size=4)),
+                storage_fails=draw(st.booleans()), uid_hex=draw(st.binary(min_size=8, max_size=8)).hex())
+
+
+def _reference(s: dict) -> v2.ReferenceBoard:
+    return v2.ReferenceBoard(bytes.fromhex(s["uid_hex"]), v2.KINDS[s["kind"]], address=s["address"],
+                             state_min=s["state_min"], state_max=s["state_max"], initial_state=s["initial_state"],
+                             resolution=s["resolution"], actuator_offset=s["actuator_offset"], node_uv=s["node_uv"],
+                             uptime_ms=s["uptime_ms"], calibration_uv=s["calibration_uv"],
+                             storage_fails=s["storage_fails"])
+
+
 _CODES = {spec["code"]: (name, spec) for name, spec in v2lines.PROTOCOL_V2["commands"].items()}
 _SIZES = {"u8": 1, "u16": 2, "u32": 4, "i32": 4, "i64": 8, "8s": 8, "128s": 128, "u16[8]": 16}
 SIM_SLOT_BYTES = 8192  # board_sim2's simulated image slot (SIM_SLOT_BLOCKS * 128)
@@ -274,12 +298,12 @@ def _request_size(spec: dict) -> int:
 @st.composite
 def _requests(draw) -> bytes:
     """A request as the host puts it on the line: a command of the table (now and then an
-    unknown one) to this board, the broadcast, the unassigned address or another, with a
+    unknown one) to one of the addresses _boards gives, the broadcast or another, with a
     payload of the right length (now and then not) whose fields are random bytes or, for
     set_state and configure_rule, values in range; fw_begin's size fits the simulated slot
     or is out of range."""
     cmd = draw(st.sampled_from(sorted(_CODES) + [0, 0x2A, 0x81]))
-    dst = draw(st.sampled_from([7, 7, 7, 255, 255, 248, 9]))
+    dst = draw(st.sampled_from([7, 1, 247, 248, 255, 255, 9]))
     name, spec = _CODES.get(cmd, ("unknown", {"request": []}))
     n = _request_size(spec)
     payload = draw(st.binary(min_size=n, max_size=n)) if draw(st.integers(0, 9)) else draw(st.binary(max_size=20))
@@ -296,17 +320,29 @@ def _requests(draw) -> bytes:
     return v2.line_frame(v2.Frame(2, dst, 0, draw(st.integers(0, 255)), cmd, payload))
 
 
+_EVENTS = st.one_of(st.tuples(st.just("trigger"), st.integers(0, 40)), st.tuples(st.just("power"), st.just(0)))
+
+
 @settings(max_examples=80)
-@given(st.lists(st.one_of(_requests(), _requests(), st.binary(min_size=1, max_size=30)), min_size=1, max_size=40))
-def test_random_sessions_answer_as_the_reference_board(san_harness, parts):
-    """Property: a stream of requests and line noise gets the same replies (bytes and start
-    times) from the sanitised C board as from instruments/bus/v2's ReferenceBoard."""
-    s = _SPEC
-    ref = v2.ReferenceBoard(bytes.fromhex(s["uid_hex"]), v2.KINDS[s["kind"]], address=s["address"],
-                            state_min=s["state_min"], state_max=s["state_max"], initial_state=s["initial_state"],
-                            resolution=s["resolution"], node_uv=s["node_uv"], uptime_ms=s["uptime_ms"])
-    lines = [v2lines.board_line(0, s), *(f"send 0 {p.hex()}" for p in parts)]
+@given(_boards(), st.lists(st.one_of(_requests(), _requests(), st.binary(min_size=1, max_size=30), _EVENTS),
+                           min_size=1, max_size=40))
+def test_random_sessions_answer_as_the_reference_board(san_harness, spec, parts):
+    """Property: on a random board, a stream of requests, line noise, learn-trigger pulses
+    and power cycles gets the same replies (bytes and start times) from the sanitised C
+    board as from instruments/bus/v2's ReferenceBoard."""
+    ref = _reference(spec)
+    lines, want = [v2lines.board_line(0, spec)], []
+    for p in parts:
+        if isinstance(p, bytes):
+            lines.append(f"send 0 {p.hex()}")
+            want += [(r.wire.hex(), r.start_us) for r in ref.feed(p)]
+        elif p[0] == "trigger":
+            lines.append(f"trigger 0 {p[1]}")
+            ref.trigger(p[1])
+        else:  # after a delimiter: what a receiver held is lost at power-off
+            lines += ["send 0 00", "power 0"]
+            want += [(r.wire.hex(), r.start_us) for r in ref.feed(b"\x00")]
+            ref.power_cycle()
     out = san_harness.run(lines)
-    got = [r for line in out[1:] for r in v2lines.parse_replies(line)]
-    want = [(r.wire.hex(), r.start_us) for p in parts for r in ref.feed(p)]
-    assert got == want
+    assert all(got == "ok" for line, got in zip(lines, out) if not line.startswith("send")), out
+    assert [r for line, got in zip(lines, out) if line.startswith("send") for r in v2lines.parse_replies(got)] == want

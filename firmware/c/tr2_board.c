@@ -84,9 +84,11 @@ static int32_t residue(const tr2_board *b)
 
 /* ---- state store ---------------------------------------------------------- */
 
+/* The sector of the newest valid record (-1: none); of two of one generation, which no
+   sequence of stores leaves, sector 0, as store.py's max() takes the first. */
 static int newest_sector(const tr2_board *b)
 {
-    if (b->sector_valid[0] && (!b->sector_valid[1] || b->sector_gen[0] > b->sector_gen[1])) {
+    if (b->sector_valid[0] && (!b->sector_valid[1] || b->sector_gen[0] >= b->sector_gen[1])) {
         return 0;
     }
     return b->sector_valid[1] ? 1 : -1;
