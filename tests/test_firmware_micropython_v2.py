@@ -319,6 +319,24 @@ def test_main_loop_speaks_the_configured_protocol_and_times_replies_from_the_end
     assert r["learns"] == 1    # one learn-trigger pulse
 
 
+def test_protocol_2_on_the_machine_hal_drops_its_own_echo_and_reports_supply_and_temperature(run):
+    """MachineHAL on the stand-in machine (rp2), its receiver hearing the board's own
+    replies: the board is not taken for a duplicate (the control, keeping its echo, is);
+    telemetry's supply is ADC3 times 3, its temperature the RP2040 sensor's formula."""
+    r = run["machine_hal"][0]
+    b, control = r["board"], r["control"]
+    assert b["address"] == 9 and b["de_after"] == 0 and all(de == 1 for _, de in b["writes"])
+    frames = [REF.decode_frame(bytes.fromhex(h)) for h, _ in b["writes"]]
+    assert [(f.seq, f.src) for f in frames] == [(1, 9), (2, 9), (3, 9)]
+    tel = REF.unpack_reply("read_telemetry", frames[2].payload)
+    assert tel["flags"] == 0 and not b["duplicate"]
+    code = 3300000 // 4096                  # one code of the 12-bit ADC (the fake's noise: a few)
+    assert abs(tel["supply_uv"] - 4_950_000) <= 3 * 3 * code, tel["supply_uv"]
+    assert abs(tel["temperature_mdegc"] - 32_000) <= 3 * code * 1000 // 1721, tel["temperature_mdegc"]
+    assert tel["frames_ok"] == 3 and tel["frames_bad"] == 0 and tel["reset_cause"] == 0
+    assert control["duplicate"] is True
+
+
 # ---------------------------------------------------------------- the rule, exactly
 
 
@@ -352,6 +370,31 @@ def test_the_allocation_free_rule_equals_the_hosts(rule2, nodes, offs, rule, gai
     want = REF_RULE.apply_rule(rule, target, REF_RULE.contrast_uv2(dvf, dvc), gain=gain,
                                dead_band_uv2=db, state_min=lo, state_max=hi)
     assert got == want and r.updated == 1
+
+
+_I32 = st.integers(-(2**31), 2**31 - 1)
+
+
+@settings(deadline=None, max_examples=300)
+@given(nodes=st.lists(_I32, min_size=4, max_size=4), offs=st.lists(_I32, min_size=4, max_size=4),
+       rule=st.sampled_from([1, 2, 3]), gain=st.integers(0, 2**40 - 1), db=st.integers(0, 2**63 - 1),
+       lims=st.lists(_I32, min_size=3, max_size=3), uid=st.binary(min_size=8, max_size=8),
+       prob=st.integers(0, 65536))
+def test_the_rule_and_generator_equal_the_hosts_on_every_input(rule2, nodes, offs, rule, gain, db, lims,
+                                                              uid, prob):
+    """Any i32 inputs (the big-integer path where the limbs would not do) and any uid and
+    probability: the draw, whether the rule ran and the target are the host's learn_step."""
+    lo, target, hi = sorted(lims)
+    r = rule2.Rule2(uid)
+    r.configure(rule, prob, gain, db)
+    g = REF_RULE.Xorshift32(REF_RULE.seed_from_uid(uid))
+    for _ in range(3):
+        got = r.learn(nodes, offs, target, lo, hi)
+        want = REF_RULE.learn_step(rule=rule, probability=prob, gain=gain, dead_band_uv2=db, state=target,
+                                   state_min=lo, state_max=hi, draw=g.next(), node_uv=nodes,
+                                   calibration_uv=offs)
+        assert r.draw() == g.state and (got, r.updated) == (want["state"], want["updated"])
+        target = got
 
 
 def test_the_firmware_files_stay_small_and_micropython_friendly():

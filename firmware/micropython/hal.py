@@ -488,6 +488,14 @@ class MachineHAL(_BaseHAL):
         c.sleep_us(self._char_us)   # the last stop bit leaves the shift register
         self.de.value(0)
 
+    def drop_echo(self):
+        """Discard what the receiver heard while the board drove the bus (a transceiver
+        whose receiver stays enabled hears the board's own reply; protocol 2 would take
+        it for another board at its address)."""
+        n = self.uart.any()
+        if n:
+            self.uart.read(n)
+
     # learn trigger
     def learn_edge(self):
         """The nodes' snapshot of the last complete learn pulse, or None."""

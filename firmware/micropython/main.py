@@ -117,6 +117,9 @@ def step2(board, hal):
             hal.wait_until_us(t_read - (n - end) * char + start)
             hal.uart_write(reply)
             sent += 1
+        drop = getattr(hal, "drop_echo", None)
+        if sent and drop is not None:
+            drop()              # its own reply, heard while driving: not another board's
     nodes = hal.learn_edge()
     if nodes is not None:
         board.learn(nodes)

@@ -7,7 +7,8 @@
 #   import driver2; driver2.main('{"vectors": "/vectors/v2", "tmp": "/tmp",
 #                                  "suites": ["frames", "rules", ...]}')
 #
-# Suites: frames, rules, timing, commands, streams, update, noalloc, main_loop.
+# Suites: frames, rules, timing, commands, streams, update, noalloc, main_loop,
+# machine_hal.
 # The boards' flash is a directory of files per board (tr_store2.Flash); a board
 # whose flash fails has a directory that does not exist. A power cut during a store
 # is a Flash that stops after the erase (PowerCut), after which the board is built
@@ -441,6 +442,43 @@ def suite_main_loop(tmp):
           "default": fw_main.protocol_of(fw_main.tr_config.resolve({}))})
 
 
+def suite_machine_hal(tmp):
+    """Protocol 2 on MachineHAL with the stand-in machine (rp2, X9C, ADS131M04): a
+    receiver that hears the board's own replies (they are dropped, not taken for
+    another board at its address), the supply from ADC3 and the temperature from ADC4,
+    each reply with DE high."""
+    import driver_hw
+    import tr_config
+    fm = driver_hw._fake()
+    try:
+        fm.ECHO[0] = True
+        fm.set_adc_uv(29, 1650000)      # VSYS 4.95 V through the Pico's 1:3 divider
+        fm.set_adc_uv(4, 706000 - 8605)  # 32 degC: 0.706 V - 5 * 1.721 mV
+        cfg = tr_config.resolve({"protocol": 2, "kind": "digipot", "initial_state": 30,
+                                 "port": "rp2", "calibration_file": tmp + "/mh2_calib.bin"})
+        out = {"suite": "machine_hal"}
+        for name, drops in (("board", True), ("control", False)):
+            fm.EVENTS.clear()
+            h = hal.MachineHAL(cfg, clock=fm.CLOCK)
+            if not drops:
+                h.drop_echo = None      # the control: its own echo kept
+            uid = fw_main.board_uid(cfg)
+            b = fw_main.make_board(h, cfg, uid, tr_store2.Flash(_new_root(tmp)),
+                                   fw_main.reset_cause(fm))
+            fm.EVENTS.clear()
+            for req in (P.encode_frame(255, 0, 1, 14, uid + bytes((9,))),
+                        P.encode_frame(9, 0, 2, 2, b""), P.encode_frame(9, 0, 3, 7, b"")):
+                fm.RX.extend(b"\x00" + req)
+                fw_main.run(b, h, max_loops=2)
+            writes, de_after = driver_hw._uart_writes(fm.EVENTS, cfg["uart"]["de"])
+            out[name] = {"writes": writes, "de_after": de_after, "address": b.address,
+                         "duplicate": b.duplicate}
+            fm.RX[:] = b""
+        emit(out)
+    finally:
+        driver_hw._done()
+
+
 TMP = ["/tmp"]
 
 
@@ -450,7 +488,7 @@ def main(args_json):
     tmp = args.get("tmp", "/tmp")
     TMP[0] = tmp
     suites = args.get("suites", ["frames", "rules", "timing", "commands", "streams", "update",
-                                 "noalloc", "main_loop"])
+                                 "noalloc", "main_loop", "machine_hal"])
     impl = sys.implementation
     emit({"suite": "info", "implementation": impl.name, "version": list(impl.version[:3])})
     for s in suites:
@@ -470,6 +508,8 @@ def main(args_json):
             suite_noalloc(tmp)
         elif s == "main_loop":
             suite_main_loop(tmp)
+        elif s == "machine_hal":
+            suite_machine_hal(tmp)
         else:
             raise ValueError("unknown suite " + s)
     emit({"suite": "done"})

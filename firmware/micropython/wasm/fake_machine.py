@@ -74,6 +74,9 @@ NOISE = Noise()
 ADC_NOISE_16THS = 45     # 2.8 codes rms, in 1/16 code
 ADC_16THS = {}           # pin -> pin voltage in 1/16 codes (precomputed: no big ints when read)
 ADC_UV = {}
+# True: the UART's receiver hears the board's own transmissions (an RS-485 transceiver
+# whose receiver stays enabled while it drives)
+ECHO = [False]
 
 
 def set_adc_uv(pin, uv):
@@ -142,6 +145,7 @@ def reset():
     PINS.clear()
     RX = bytearray()
     GATE[0] = None
+    ECHO[0] = False
     ADS.codes = [0, 0, 0, 0]
     ADS.noise_codes = 0
     CLOCK.now = 0
@@ -233,8 +237,8 @@ class ADC:
             if self.pin not in ESP32_ADC1_PINS:
                 raise ValueError("invalid pin")   # ADC2 is the Wi-Fi driver's
             self.att = 0 if atten is None else atten   # power-on default: 0 dB
-        elif self.pin not in ADC_PINS:
-            raise ValueError("invalid pin")   # RP2040: ADC on GP26..GP29 only
+        elif self.pin not in ADC_PINS and self.pin != 4:
+            raise ValueError("invalid pin")   # RP2040: GP26..GP29, channel 4 the sensor
 
     def atten(self, a):
         if PORT[0] != "esp32":
@@ -369,6 +373,8 @@ class UART:
 
     def write(self, data):
         EVENTS.append(("uart_write", bytes(data)))
+        if ECHO[0]:
+            RX.extend(data)
         return len(data)
 
     def flush(self):
