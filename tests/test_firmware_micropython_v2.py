@@ -286,6 +286,22 @@ def test_negative_control_a_changed_expectation_fails_naming_the_case(micropytho
     assert len(bad) == 1 and bad[0].startswith(name), bad
 
 
+def test_fits_a_microcontroller_heap(tmp_path):
+    """Every command and update session, the streams and the heap-locked learns in a
+    128 KiB MicroPython heap (an RP2040 build has about 190 KiB), with the same results."""
+    if not HAVE_WASM:
+        pytest.fail("MicroPython WebAssembly port missing: npm ci --prefix firmware/micropython")
+    res = subprocess.run([NODE, str(RUNNER), "--driver", "driver2", "--vectors", str(VECTORS), "--heap-kb", "128",
+                          "--suites", "commands,update,streams,noalloc"],
+                         capture_output=True, text=True, timeout=TIMEOUT_S, cwd=tmp_path)
+    assert res.returncode == 0 and not res.stderr.strip(), res.stderr[-4000:]
+    got = _group(res.stdout)
+    bad = (check_sessions(V["commands.json"], got["commands"], "commands.json") + check_streams(V["commands.json"], got)
+           + check_sessions(V["update.json"], got["update"], "update.json"))
+    assert not bad, bad[:5]
+    assert all(got["noalloc"][0][k]["error"] is None for k in ("gate", "gate_down", "tap"))
+
+
 # ---------------------------------------------------------------- allocation, main loop
 
 
