@@ -34,7 +34,7 @@ RULES = PROTOCOL_V2["rules"]
 KINDS = PROTOCOL_V2["board_kinds"]
 VECTOR_FILES = ("frames.json", "rules.json", "timing.json", "commands.json", "update.json")
 
-CORE_SOURCES_V2 = ["tr_codec.c", "tr_rule.c", "tr2_codec.c", "tr2_board.c", "tr2_update.c"]
+CORE_SOURCES_V2 = ["tr_codec.c", "tr_rule.c", "tr2_codec.c", "tr2_state.c", "tr2_board.c", "tr2_update.c"]
 HEADERS_V2 = ["twinrig_core.h", "twinrig_core2.h"]
 HARNESS_V2 = "board_sim2.c"
 STREAM_PIECES = (97, 251)  # a stream is fed in pieces of these sizes (bytes), any split is valid

@@ -1,4 +1,6 @@
-/* tr2_board.c - protocol 2's board: receiver, dispatch, actuator, state store, telemetry. */
+/* tr2_board.c - protocol 2's board on the bus: the command table, receiving ("Receiving"),
+   broadcast handling and reply times ("Broadcast", "Timing"), the commands, telemetry and
+   the version-1 probe. The state they act on is tr2_state.c's. */
 #include "twinrig_core2.h"
 
 enum { BC_SLOTTED = 1, BC_HASHED, BC_SELECTED, BC_SILENT, BC_REFUSED };
@@ -34,6 +36,17 @@ static const cmd_info COMMANDS[] = {
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 
+enum {
+    REPLY_FIELDS_MAX = 39,   /* read_telemetry's, the longest reply after its status byte */
+    V1_IDENTIFY_PAYLOAD = 15 /* protocol 1.1's identify reply */
+};
+
+/* A request as received: a view of the receiver's buffer, not a copy. */
+typedef struct {
+    uint8_t version, dst, src, seq, cmd, len;
+    const uint8_t *payload;
+} request;
+
 static void put_i32(uint8_t *p, int32_t v)
 {
     tr2_put_u32(p, (uint32_t)v);
@@ -46,202 +59,6 @@ static int64_t get_i64(const uint8_t *p)
         return (int64_t)u;
     }
     return (int64_t)(u - 0x8000000000000000ull) - 0x7FFFFFFFFFFFFFFFLL - 1;
-}
-
-/* ---- actuator ------------------------------------------------------------- */
-
-int32_t tr2_grid_point(const tr2_board_config *cfg, int32_t target)
-{
-    uint32_t r = (uint32_t)cfg->resolution;
-    uint32_t range = (uint32_t)cfg->state_max - (uint32_t)cfg->state_min;
-    uint32_t d;
-    uint32_t q;
-    int32_t t = target < cfg->state_min ? cfg->state_min
-                : (target > cfg->state_max ? cfg->state_max : target);
-    d = (uint32_t)t - (uint32_t)cfg->state_min;
-    q = d / r;
-    if (d - q * r >= r - r / 2u) {
-        q++; /* halves up */
-    }
-    if (q > range / r) {
-        q = range / r; /* never above the top grid point */
-    }
-    return tr2_u32_to_i32((uint32_t)cfg->state_min + q * r);
-}
-
-void tr2_board_set_target(tr2_board *b, int32_t target)
-{
-    b->target = target < b->cfg->state_min ? b->cfg->state_min
-                : (target > b->cfg->state_max ? b->cfg->state_max : target);
-    b->state = (b->hal && b->hal->actuator_move) ? b->hal->actuator_move(b->hal->user, b->target)
-                                                 : tr2_grid_point(b->cfg, b->target);
-}
-
-static int32_t residue(const tr2_board *b)
-{
-    return (int32_t)((int64_t)b->target - (int64_t)b->state);
-}
-
-/* ---- state store ---------------------------------------------------------- */
-
-/* The sector of the newest valid record (-1: none); of two of one generation, which no
-   sequence of stores leaves, sector 0, as store.py's max() takes the first. */
-static int newest_sector(const tr2_board *b)
-{
-    if (b->sector_valid[0] && (!b->sector_valid[1] || b->sector_gen[0] >= b->sector_gen[1])) {
-        return 0;
-    }
-    return b->sector_valid[1] ? 1 : -1;
-}
-
-static uint32_t generation(const tr2_board *b)
-{
-    int s = newest_sector(b);
-    return s < 0 ? 0u : b->sector_gen[s];
-}
-
-static int32_t restored_target(const tr2_board *b)
-{
-    int s = newest_sector(b);
-    return s < 0 ? b->cfg->initial_state : b->sector_target[s];
-}
-
-static void store_load(tr2_board *b)
-{
-    unsigned s;
-    uint8_t rec[TR2_RECORD_LEN];
-    for (s = 0; s < 2u; s++) {
-        b->sector_valid[s] = 0;
-        if (b->hal && b->hal->store_read && b->hal->store_read(b->hal->user, s, rec) == 0 &&
-            tr2_crc32_update(0, rec, 8) == tr2_get_u32(rec + 8)) {
-            b->sector_valid[s] = 1;
-            b->sector_gen[s] = tr2_get_u32(rec);
-            b->sector_target[s] = tr2_u32_to_i32(tr2_get_u32(rec + 4));
-        }
-    }
-}
-
-/* store_state: the record goes to the sector not holding the newest one, erased first. */
-static uint8_t store_write(tr2_board *b, uint32_t *gen_out)
-{
-    int newest = newest_sector(b);
-    unsigned s = (newest == 1 || newest < 0) ? 0u : 1u;
-    uint32_t gen = generation(b) + 1u;
-    uint8_t rec[TR2_RECORD_LEN];
-    const tr2_hal *h = b->hal;
-    if (!h || !h->store_erase || !h->store_program || h->store_erase(h->user, s) != 0) {
-        return TR_STORAGE;
-    }
-    b->sector_valid[s] = 0;
-    tr2_put_u32(rec, gen);
-    put_i32(rec + 4, b->target);
-    tr2_put_u32(rec + 8, tr2_crc32_update(0, rec, 8));
-    if (h->store_program(h->user, s, rec) != 0) {
-        return TR_STORAGE;
-    }
-    b->sector_valid[s] = 1;
-    b->sector_gen[s] = gen;
-    b->sector_target[s] = b->target;
-    *gen_out = gen;
-    return TR_OK;
-}
-
-static uint8_t store_erase_all(tr2_board *b)
-{
-    const tr2_hal *h = b->hal;
-    unsigned s;
-    if (!h || !h->store_erase) {
-        return TR_STORAGE;
-    }
-    for (s = 0; s < 2u; s++) {
-        if (h->store_erase(h->user, s) != 0) {
-            return TR_STORAGE;
-        }
-        b->sector_valid[s] = 0;
-    }
-    return TR_OK;
-}
-
-/* ---- start-up, learn, flags ------------------------------------------------ */
-
-void tr2_board_init(tr2_board *b, const tr2_board_config *cfg, const tr2_hal *hal,
-                    const tr2_boot_info *boot)
-{
-    int i;
-    b->cfg = cfg;
-    b->hal = hal;
-    b->address = cfg->address;
-    for (i = 0; i < 4; i++) {
-        b->offsets_uv[i] = 0;
-    }
-    if (!hal || !hal->calibration_load || hal->calibration_load(hal->user, b->offsets_uv) != 0) {
-        for (i = 0; i < 4; i++) {
-            b->offsets_uv[i] = 0;
-        }
-    }
-    store_load(b);
-    tr2_board_set_target(b, restored_target(b));
-    b->rule = TR_RULE_NONE;
-    b->probability = 0;
-    b->gain = 0;
-    b->dead_band_uv2 = 0;
-    b->prng = tr_prng_seed(cfg->uid);
-    b->frames_ok = b->frames_bad = b->learns = b->updates = b->glitches = 0;
-    b->last_error = TR_OK;
-    b->duplicate = 0;
-    b->reset_cause = boot->reset_cause;
-    tr2_update_forget(&b->fw);
-    b->fw.phase = boot->fw_phase;
-    for (i = 0; i < 3; i++) {
-        b->fw.version[i] = boot->fw_version[i];
-    }
-    b->fw.blocks = boot->fw_blocks;
-    tr2_cobs_decoder_reset(&b->rx);
-}
-
-/* The drops of the nodes as read now, offsets subtracted (zero nodes without a reader).
-   The array is zeroed element by element: an initialiser would be a memset call. */
-static void drops(const tr2_board *b, tr_drops *d)
-{
-    int32_t node_uv[4];
-    node_uv[0] = node_uv[1] = node_uv[2] = node_uv[3] = 0;
-    if (b->hal && b->hal->read_nodes_uv) {
-        b->hal->read_nodes_uv(b->hal->user, node_uv);
-    }
-    tr_compute_drops(node_uv, b->offsets_uv, d);
-}
-
-int tr2_board_learn(tr2_board *b)
-{
-    tr_drops d;
-    int32_t next;
-    int updated;
-    uint32_t r = tr_prng_next(&b->prng); /* always drawn, as protocol 1.1 */
-    drops(b, &d);
-    updated = tr_rule_apply(b->rule, r, b->probability, b->gain, b->dead_band_uv2, d.contrast_uv2,
-                            b->target, b->cfg->state_min, b->cfg->state_max, &next);
-    b->learns++;
-    if (updated) {
-        b->updates++;
-        tr2_board_set_target(b, next);
-    }
-    return updated;
-}
-
-void tr2_board_trigger(tr2_board *b, uint32_t width_us)
-{
-    if (width_us >= TR2_TRIGGER_MIN_US) {
-        (void)tr2_board_learn(b);
-    } else {
-        b->glitches++;
-    }
-}
-
-uint8_t tr2_board_flags(const tr2_board *b)
-{
-    return (uint8_t)((b->duplicate ? TR2_FLAG_DUPLICATE : 0) |
-                     (b->target != restored_target(b) ? TR2_FLAG_STATE_UNSTORED : 0) |
-                     (b->fw.phase == TR2_PHASE_ROLLED_BACK ? TR2_FLAG_ROLLED_BACK : 0));
 }
 
 /* ---- commands -------------------------------------------------------------- */
@@ -305,14 +122,14 @@ static uint8_t telemetry(const tr2_board *b, uint8_t *out, uint8_t *len)
     out[26] = tr2_board_flags(b);
     tr2_put_u32(out + 27, h ? sensor_u32(h->supply_uv, user) : 0u);
     put_i32(out + 31, (h && h->temperature_mdegc) ? h->temperature_mdegc(user) : 0);
-    tr2_put_u32(out + 35, generation(b));
+    tr2_put_u32(out + 35, tr2_store_generation(b));
     *len = 39;
     return TR_OK;
 }
 
 /* Execute a command of valid length; out[] follows the status byte. *restart is set when
    the port is to restart the board after answering. */
-static uint8_t execute(tr2_board *b, const tr2_frame *req, uint8_t *out, uint8_t *len,
+static uint8_t execute(tr2_board *b, const request *req, uint8_t *out, uint8_t *len,
                        int *restart)
 {
     const uint8_t *p = req->payload;
@@ -326,8 +143,8 @@ static uint8_t execute(tr2_board *b, const tr2_frame *req, uint8_t *out, uint8_t
         return identity(b, out, len);
     case TR_CMD_READ_STATE:
         put_i32(out, b->state);
-        put_i32(out + 4, residue(b));
-        tr2_put_u32(out + 8, generation(b));
+        put_i32(out + 4, tr2_board_residue(b));
+        tr2_put_u32(out + 8, tr2_store_generation(b));
         *len = 12;
         return TR_OK;
     case TR_CMD_SET_STATE:
@@ -337,14 +154,14 @@ static uint8_t execute(tr2_board *b, const tr2_frame *req, uint8_t *out, uint8_t
         }
         tr2_board_set_target(b, v);
         put_i32(out, b->state);
-        put_i32(out + 4, residue(b));
+        put_i32(out + 4, tr2_board_residue(b));
         *len = 8;
         return TR_OK;
     case TR_CMD_CONFIGURE_RULE:
         return configure_rule(b, p);
     case TR_CMD_SAMPLE_DROPS: {
         tr_drops d;
-        drops(b, &d);
+        tr2_board_drops(b, &d);
         put_i32(out, d.dv_free_uv);
         put_i32(out + 4, d.dv_clamped_uv);
         *len = 8;
@@ -353,7 +170,7 @@ static uint8_t execute(tr2_board *b, const tr2_frame *req, uint8_t *out, uint8_t
     case TR_CMD_LEARN:
         out[8] = (uint8_t)tr2_board_learn(b);
         put_i32(out, b->state);
-        put_i32(out + 4, residue(b));
+        put_i32(out + 4, tr2_board_residue(b));
         *len = 9;
         return TR_OK;
     case TR_CMD_READ_TELEMETRY:
@@ -381,13 +198,13 @@ static uint8_t execute(tr2_board *b, const tr2_frame *req, uint8_t *out, uint8_t
         if (p[0] > 1u) {
             return TR_OUT_OF_RANGE;
         }
-        if (p[0] == 1u && (st = store_erase_all(b)) != TR_OK) {
+        if (p[0] == 1u && (st = tr2_store_erase(b)) != TR_OK) {
             return st; /* a factory reset erases before it answers */
         }
         *restart = 1;
         return TR_OK;
     case TR2_CMD_STORE_STATE:
-        st = store_write(b, &gen);
+        st = tr2_store_write(b, &gen);
         if (st == TR_OK) {
             tr2_put_u32(out, gen);
             *len = 4;
@@ -443,49 +260,84 @@ static uint8_t execute(tr2_board *b, const tr2_frame *req, uint8_t *out, uint8_t
     }
 }
 
-static int encode_reply(tr2_board *b, const tr2_frame *req, uint8_t version, uint8_t cmd,
-                        tr2_frame *rep, uint32_t start_us, tr2_reply *reply)
+/* The reply is assembled where it is sent from: header at reply->wire[1..5], the status
+   byte, the fields, then the CRC, sealed in place (tr2_frame_seal): no second frame buffer. */
+static uint8_t *reply_status(tr2_reply *reply)
 {
-    rep->version = version;
-    rep->dst = TR_ADDR_HOST;
-    rep->src = b->address;
-    rep->seq = req->seq;
-    rep->cmd = (uint8_t)(cmd | TR_REPLY_BIT);
-    reply->len = (uint16_t)tr2_frame_encode(rep, reply->wire, sizeof reply->wire);
+    return reply->wire + 1u + TR_HEADER_LEN;
+}
+
+static int seal_reply(const tr2_board *b, const request *req, uint8_t version, size_t payload_len,
+                      uint32_t start_us, tr2_reply *reply)
+{
+    uint8_t *f = reply->wire + 1;
+    f[0] = version;
+    f[1] = TR_ADDR_HOST;
+    f[2] = b->address;
+    f[3] = req->seq;
+    f[4] = (uint8_t)(req->cmd | TR_REPLY_BIT);
+    reply->len = (uint16_t)tr2_frame_seal(reply->wire, TR_HEADER_LEN + payload_len);
     reply->start_us = start_us;
     return TR2_SEND;
 }
 
-/* Protocol 1's identify, answered in protocol 1's layout by an assigned board. */
-static int v1_probe(tr2_board *b, const tr2_frame *req, tr2_reply *reply)
+/* Protocol 1's identify, answered in protocol 1's layout by an assigned board ("Protocol 1
+   boards"): status, uid, firmware, kind, protocol 2, minor 0; no address, no flags. */
+static int v1_probe(tr2_board *b, const request *req, tr2_reply *reply)
 {
-    tr2_frame rep;
+    uint8_t *out = reply_status(reply);
     uint8_t len;
     int bcast = req->dst == TR_ADDR_BROADCAST;
     if (b->address == TR2_ADDR_UNASSIGNED || (!bcast && req->dst != b->address)) {
         return 0;
     }
     b->frames_ok++;
-    rep.payload[0] = TR_OK;
-    (void)identity(b, rep.payload + 1, &len);
-    rep.len = 15; /* protocol 1's payload: no address, no flags */
-    return encode_reply(b, req, (uint8_t)TR_PROTOCOL_VERSION, TR_CMD_IDENTIFY, &rep,
-                        bcast ? (uint32_t)b->address * TR2_V1_SLOT_US
-                              : tr2_turnaround_us(b->cfg->baud),
-                        reply);
+    out[0] = TR_OK;
+    (void)identity(b, out + 1, &len); /* its last two bytes give way to the CRC */
+    return seal_reply(b, req, (uint8_t)TR_PROTOCOL_VERSION, V1_IDENTIFY_PAYLOAD,
+                      bcast ? (uint32_t)b->address * TR2_V1_SLOT_US : tr2_turnaround_us(b->cfg->baud),
+                      reply);
 }
 
-static int handle_frame(tr2_board *b, const tr2_frame *req, tr2_reply *reply)
+/* Whether and when a frame addressed to the board is answered ("Broadcast"): a unicast
+   after the turnaround; a broadcast in its slot (slotted, by an assigned board), its hashed
+   slot (a discover of valid length and slots), after the turnaround (selected), or not. */
+static int reply_start(const tr2_board *b, const request *req, const cmd_info *info, int length_ok,
+                       uint32_t *start)
+{
+    uint8_t mode = info ? info->broadcast : 0u;
+    *start = tr2_turnaround_us(b->cfg->baud);
+    if (req->dst != TR_ADDR_BROADCAST || mode == BC_SELECTED) {
+        return 1;
+    }
+    if (mode == BC_SLOTTED && b->address != TR2_ADDR_UNASSIGNED) {
+        *start = tr2_reply_start_us(b->address, b->cfg->baud, info->slot_payload);
+        return 1;
+    }
+    if (mode == BC_HASHED && length_ok && req->payload[4] >= 1u &&
+        req->payload[4] <= TR2_DISCOVER_SLOTS_MAX) {
+        *start = tr2_reply_start_us(
+            tr2_discover_slot(b->cfg->uid, tr2_get_u32(req->payload), req->payload[4]),
+            b->cfg->baud, info->slot_payload);
+        return 1;
+    }
+    return 0;
+}
+
+static int handle_frame(tr2_board *b, const request *req, tr2_reply *reply)
 {
     int bcast = req->dst == TR_ADDR_BROADCAST;
     int assigned = b->address != TR2_ADDR_UNASSIGNED;
     const cmd_info *info = 0;
-    uint8_t status;
+    uint8_t status = TR_OK;
     uint8_t body = 0;
     int restart = 0;
-    uint32_t start = tr2_turnaround_us(b->cfg->baud);
+    uint32_t start;
     int length_ok;
-    tr2_frame rep;
+    int answer;
+    /* the fields of a command that is not answered (a silent or an unassigned board's
+       slotted broadcast) go here, so *reply is written only when it is to be sent */
+    uint8_t unsent[REPLY_FIELDS_MAX];
 
     if (req->version == TR_PROTOCOL_VERSION) {
         return v1_probe(b, req, reply);
@@ -523,35 +375,28 @@ static int handle_frame(tr2_board *b, const tr2_frame *req, tr2_reply *reply)
         if (req->cmd == TR2_CMD_DISCOVER && req->payload[5] == 1u && assigned) {
             return 0;
         }
-        status = execute(b, req, rep.payload + 1, &body, &restart);
+    }
+    answer = reply_start(b, req, info, length_ok, &start);
+    if (status == TR_OK) {
+        status = execute(b, req, answer ? reply_status(reply) + 1 : unsent, &body, &restart);
     }
     if (status != TR_OK) {
         b->last_error = status;
         body = 0;
     }
-    if (bcast) {
-        uint8_t mode = info ? info->broadcast : 0u;
-        if (mode == BC_SLOTTED && assigned) {
-            start = tr2_reply_start_us(b->address, b->cfg->baud, info->slot_payload);
-        } else if (mode == BC_HASHED && length_ok && req->payload[4] >= 1u &&
-                   req->payload[4] <= TR2_DISCOVER_SLOTS_MAX) {
-            start = tr2_reply_start_us(
-                tr2_discover_slot(b->cfg->uid, tr2_get_u32(req->payload), req->payload[4]),
-                b->cfg->baud, info->slot_payload);
-        } else if (mode != BC_SELECTED) {
-            return restart ? TR2_RESTART : 0;
-        }
+    if (!answer) {
+        return restart ? TR2_RESTART : 0;
     }
-    rep.payload[0] = status;
-    rep.len = (uint8_t)(1u + body);
-    return encode_reply(b, req, (uint8_t)TR2_PROTOCOL_VERSION, req->cmd, &rep, start, reply) |
+    reply_status(reply)[0] = status;
+    return seal_reply(b, req, (uint8_t)TR2_PROTOCOL_VERSION, 1u + (size_t)body, start, reply) |
            (restart ? TR2_RESTART : 0);
 }
 
 int tr2_board_receive(tr2_board *b, uint8_t byte, tr2_reply *reply)
 {
-    tr2_frame f;
+    request req;
     uint8_t st;
+    int r;
     if (byte != 0) {
         tr2_cobs_decoder_push(&b->rx, byte);
         return 0;
@@ -559,12 +404,21 @@ int tr2_board_receive(tr2_board *b, uint8_t byte, tr2_reply *reply)
     if (b->rx.raw == 0) {
         return 0; /* empty chunk: skipped silently */
     }
-    st = tr2_frame_finish(&b->rx, &f);
-    tr2_cobs_decoder_reset(&b->rx);
+    st = tr2_frame_check(&b->rx);
     if (st != TR_OK) {
+        tr2_cobs_decoder_reset(&b->rx);
         b->frames_bad++;
         b->last_error = st;
         return 0;
     }
-    return handle_frame(b, &f, reply);
+    req.version = b->rx.buf[0];
+    req.dst = b->rx.buf[1];
+    req.src = b->rx.buf[2];
+    req.seq = b->rx.buf[3];
+    req.cmd = b->rx.buf[4];
+    req.len = (uint8_t)(b->rx.n - TR2_MIN_FRAME);
+    req.payload = b->rx.buf + TR_HEADER_LEN;
+    r = handle_frame(b, &req, reply);
+    tr2_cobs_decoder_reset(&b->rx); /* the request lived in its buffer until now */
+    return r;
 }

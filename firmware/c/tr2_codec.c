@@ -69,10 +69,9 @@ void tr2_cobs_decoder_push(tr2_cobs_decoder *d, uint8_t byte)
     }
 }
 
-uint8_t tr2_frame_finish(const tr2_cobs_decoder *d, tr2_frame *frame)
+uint8_t tr2_frame_check(const tr2_cobs_decoder *d)
 {
     size_t n = d->n;
-    size_t i;
     uint16_t crc;
     if (d->raw == 0 || d->bad || d->left != 0) {
         return TR_BAD_COBS;
@@ -91,12 +90,22 @@ uint8_t tr2_frame_finish(const tr2_cobs_decoder *d, tr2_frame *frame)
         !(d->buf[0] == TR_PROTOCOL_VERSION && d->buf[4] == TR_CMD_IDENTIFY && n == TR2_MIN_FRAME)) {
         return TR_BAD_VERSION;
     }
+    return TR_OK;
+}
+
+uint8_t tr2_frame_finish(const tr2_cobs_decoder *d, tr2_frame *frame)
+{
+    size_t i;
+    uint8_t st = tr2_frame_check(d);
+    if (st != TR_OK) {
+        return st;
+    }
     frame->version = d->buf[0];
     frame->dst = d->buf[1];
     frame->src = d->buf[2];
     frame->seq = d->buf[3];
     frame->cmd = d->buf[4];
-    frame->len = (uint8_t)(n - TR2_MIN_FRAME);
+    frame->len = (uint8_t)(d->n - TR2_MIN_FRAME);
     for (i = 0; i < frame->len; i++) {
         frame->payload[i] = d->buf[TR_HEADER_LEN + i];
     }
@@ -117,71 +126,49 @@ uint8_t tr2_frame_decode(const uint8_t *chunk, size_t len, tr2_frame *frame)
     return tr2_frame_finish(&d, frame);
 }
 
-/* Byte i of the decoded frame: header, payload, then the CRC most significant byte first. */
-static uint8_t frame_byte(const tr2_frame *f, uint16_t crc, size_t i)
+/* COBS in place: a frame of n bytes (at most 254) at wire[1..n] becomes its n + 2 wire
+   bytes. Each code byte goes where the block before it starts (wire[0], or where a zero
+   was) and holds the distance to the next zero or to the end; with at most 254 bytes no
+   block is ever full before the end, so this is the whole of COBS ("Frames": one byte of
+   overhead exactly). */
+size_t tr2_cobs_in_place(uint8_t *wire, size_t n)
 {
-    size_t n = (size_t)f->len + TR_HEADER_LEN;
-    switch (i) {
-    case 0:
-        return f->version;
-    case 1:
-        return f->dst;
-    case 2:
-        return f->src;
-    case 3:
-        return f->seq;
-    case 4:
-        return f->cmd;
-    default:
-        break;
+    size_t next = n + 1u; /* the end counts as the next zero */
+    size_t i;
+    for (i = n; i > 0u; i--) {
+        if (wire[i] == 0) {
+            wire[i] = (uint8_t)(next - i);
+            next = i;
+        }
     }
-    if (i < n) {
-        return f->payload[i - TR_HEADER_LEN];
-    }
-    return i == n ? (uint8_t)(crc >> 8) : (uint8_t)(crc & 0xFFu);
+    wire[0] = (uint8_t)next;
+    wire[n + 1u] = 0;
+    return n + 2u;
 }
 
-/* COBS straight from the frame's fields (no copy of the frame: no memcpy, and no second
-   254-byte buffer on the stack). A frame of at most 254 bytes has exactly one code byte
-   of overhead ("Frames"), so the wire is the frame's length plus two. */
+size_t tr2_frame_seal(uint8_t *wire, size_t body_len)
+{
+    uint16_t crc = tr_crc16(wire + 1, body_len);
+    wire[1u + body_len] = (uint8_t)(crc >> 8);
+    wire[2u + body_len] = (uint8_t)(crc & 0xFFu);
+    return tr2_cobs_in_place(wire, body_len + TR_CRC_LEN);
+}
+
 size_t tr2_frame_encode(const tr2_frame *frame, uint8_t *out, size_t out_cap)
 {
-    size_t n = (size_t)frame->len + TR2_MIN_FRAME;
-    size_t code_at = 0;
-    size_t o = 1;
-    uint8_t code = 1;
-    int open = 1;
-    uint16_t crc = 0xFFFFu;
     size_t i;
-    if (frame->len > TR2_MAX_PAYLOAD || out_cap < n + 2u) {
+    if (frame->len > TR2_MAX_PAYLOAD || out_cap < (size_t)frame->len + TR2_MIN_FRAME + 2u) {
         return 0;
     }
-    for (i = 0; i < n - TR_CRC_LEN; i++) {
-        crc = tr_crc16_update(crc, frame_byte(frame, 0, i));
+    out[1] = frame->version;
+    out[2] = frame->dst;
+    out[3] = frame->src;
+    out[4] = frame->seq;
+    out[5] = frame->cmd;
+    for (i = 0; i < frame->len; i++) {
+        out[1u + TR_HEADER_LEN + i] = frame->payload[i];
     }
-    for (i = 0; i < n; i++) {
-        uint8_t byte = frame_byte(frame, crc, i);
-        if (byte == 0) {
-            out[code_at] = code;
-            code_at = o++;
-            code = 1;
-            continue;
-        }
-        out[o++] = byte;
-        if (++code == 0xFFu) {
-            out[code_at] = code; /* a full block: no implied zero after it */
-            open = i + 1u < n;
-            if (open) {
-                code_at = o++;
-                code = 1;
-            }
-        }
-    }
-    if (open) {
-        out[code_at] = code;
-    }
-    out[o++] = 0;
-    return o;
+    return tr2_frame_seal(out, TR_HEADER_LEN + (size_t)frame->len);
 }
 
 /* ---- CRC-32/ISO-HDLC ------------------------------------------------------ */

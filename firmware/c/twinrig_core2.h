@@ -11,8 +11,9 @@
  *
  * No dynamic memory, no floating point, no libc, no statics: every byte of state is in the
  * caller's tr2_board; all hardware is reached through tr2_hal (README.md, "Protocol 2").
- * Sources: tr2_codec.c (frames, CRC-32, timing, hash), tr2_board.c (receiver, dispatch,
- * actuator, store), tr2_update.c (firmware update).
+ * Sources: tr2_codec.c (frames, CRC-32, timing, hash), tr2_state.c (target, actuator,
+ * state store, start-up, learns), tr2_board.c (receiver, dispatch, commands, replies),
+ * tr2_update.c (firmware update).
  */
 #ifndef TWINRIG_CORE2_H
 #define TWINRIG_CORE2_H
@@ -124,12 +125,20 @@ void tr2_cobs_decoder_reset(tr2_cobs_decoder *d);
 void tr2_cobs_decoder_push(tr2_cobs_decoder *d, uint8_t byte);
 
 /* The receive checks in the spec's order: bad_cobs, too_short, too_long, bad_crc,
-   bad_version (a version-1 frame passes only as the identify probe: cmd 1, no payload). */
+   bad_version (a version-1 frame passes only as the identify probe: cmd 1, no payload).
+   On TR_OK the frame is d->buf[0 .. d->n), its CRC last. */
+uint8_t tr2_frame_check(const tr2_cobs_decoder *d);
+/* The checks, then the fields copied out. */
 uint8_t tr2_frame_finish(const tr2_cobs_decoder *d, tr2_frame *frame);
 /* One chunk without its delimiter. */
 uint8_t tr2_frame_decode(const uint8_t *chunk, size_t len, tr2_frame *frame);
 /* Header, payload, CRC, COBS and the 0x00; returns the wire length (0 if it does not fit). */
 size_t tr2_frame_encode(const tr2_frame *frame, uint8_t *out, size_t out_cap);
+/* A frame's header and payload, body_len bytes at wire[1..], given its CRC after them and
+   COBS-encoded in place with its 0x00 (wire holds body_len + 4 bytes): the wire length. */
+size_t tr2_frame_seal(uint8_t *wire, size_t body_len);
+/* COBS in place: n bytes (at most 254) at wire[1..n] become n + 2 wire bytes. */
+size_t tr2_cobs_in_place(uint8_t *wire, size_t n);
 
 /* CRC-32/ISO-HDLC (zlib's): start with 0, feed chunks. */
 uint32_t tr2_crc32_update(uint32_t crc, const uint8_t *data, size_t len);
@@ -260,6 +269,16 @@ void tr2_board_set_target(tr2_board *b, int32_t target);
    the top one. */
 int32_t tr2_grid_point(const tr2_board_config *cfg, int32_t target);
 uint8_t tr2_board_flags(const tr2_board *b);
+/* target - state: the carried residue. */
+int32_t tr2_board_residue(const tr2_board *b);
+/* The drops of the nodes as read now, the offsets subtracted. */
+void tr2_board_drops(const tr2_board *b, tr_drops *d);
+
+/* The state store (tr2_state.c): the newest record's generation (0: none); store_state
+   (the target as the next generation, *gen on TR_OK); a factory reset's erase. */
+uint32_t tr2_store_generation(const tr2_board *b);
+uint8_t tr2_store_write(tr2_board *b, uint32_t *gen);
+uint8_t tr2_store_erase(tr2_board *b);
 
 /* Firmware update (tr2_update.c); statuses as the spec's. */
 void tr2_update_forget(tr2_update *u);
