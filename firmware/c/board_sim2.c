@@ -23,7 +23,8 @@
  * A board that asks for a restart (reset, fw_swap) is restarted after its reply; a board
  * whose power was cut prints no reply and starts again from power-on. A line the harness
  * cannot parse ends it with a message and exit status 2; a simulated flash too small for
- * what a test asks of it ends it with exit status 3 (never a wrong answer).
+ * what a test asks of it ends it with exit status 3 (never a wrong answer), a core that
+ * writes the reply buffer without returning TR2_SEND with exit status 4.
  *
  * The image slots share one pool of 128-byte pages, a block's data stored once however
  * many boards hold it, so that three boards fit the 16 KiB of the micro:bit under QEMU.
@@ -390,13 +391,32 @@ static void cmd_board(char **w)
     puts("ok");
 }
 
+/* The reply buffer is filled with a pattern before every byte: the core may write it only
+   when it returns TR2_SEND (twinrig_core2.h), so a reply still being sent from it is safe. */
+static int untouched(const tr2_reply *reply)
+{
+    const uint8_t *p = (const uint8_t *)reply;
+    size_t i;
+    for (i = 0; i < sizeof *reply; i++) {
+        if (p[i] != 0xA5u) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static void cmd_send(sim *s, const uint8_t *data, size_t n)
 {
     static tr2_reply reply;
     size_t i;
     int any = 0;
     for (i = 0; i < n; i++) {
-        int r = tr2_board_receive(&s->board, data[i], &reply);
+        int r;
+        memset(&reply, 0xA5, sizeof reply);
+        r = tr2_board_receive(&s->board, data[i], &reply);
+        if (!(r & TR2_SEND) && !untouched(&reply)) {
+            die(4, "the core wrote the reply buffer without a reply", "");
+        }
         if (s->power_lost) {
             boot(s, TR2_CAUSE_POWER_ON); /* nothing after the cut ran */
             continue;
