@@ -1,0 +1,585 @@
+"""The host's protocol-2 client of one edge bus: requests, broadcasts, finding boards.
+
+:class:`Bus` speaks protocol 2 (``firmware/protocol/PROTOCOL.md``) over one port
+(:mod:`.link`: a real serial port, or an emulator's pseudo-terminal in emulated time). Every
+wait is the spec's, counted from the request's end of frame: a unicast reply within the
+turnaround, the reply latency and the command's quiet time
+(:func:`~instruments.bus.v2.slots.unicast_reply_window_us`); a slotted broadcast heard until
+:func:`~instruments.bus.v2.slots.listen_us`; after a command that blocks, nothing sent for
+its quiet time (:func:`~instruments.bus.v2.payloads.quiet_ms`); the version-1 probe's reply
+within :func:`~instruments.bus.v2.slots.v1_probe_timeout_us`.
+
+A reply is the answer only when its version, destination, source, sequence number and
+command match; anything else is counted and dropped. Requests that are safe to repeat are
+retried after no reply or a garbled one; ``learn``, ``reset``, ``store_state``,
+``fw_begin`` and ``fw_swap`` are not (a lost reply to them is reported).
+
+Finding boards ("Finding boards"): :meth:`Bus.probe_v1` refuses protocol-1 boards by name;
+:meth:`Bus.scan` repeats the slotted identify until two passes agree with no garbled reply;
+:meth:`Bus.assign_unassigned` discovers unassigned boards in hashed slots with fresh salts
+and gives each an address by its uid; :meth:`Bus.find_duplicates` names the addresses two
+boards share. Firmware update is :mod:`.host_update`; several buses, :mod:`.rig`.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from .. import payloads as v1_payloads, timing
+from .constants import (
+    ADDR_BOARD_MAX, ADDR_BOARD_MIN, ADDR_BROADCAST, ADDR_HOST, ADDR_UNASSIGNED, BAUD_DEFAULT,
+    BROADCAST_HASHED, BROADCAST_REFUSED, BROADCAST_SELECTED, BROADCAST_SLOTTED,
+    DISCOVER_SLOTS_MAX, PROTOCOL_VERSION, REPLY_BIT, V1_VERSION, Error, Flag, Kind, ResetCause,
+    ResetMode,
+)
+from .framing import Frame, FrameError
+from .link import PortError, open_port
+from .payloads import PayloadError, command_spec, quiet_ms, request_frame, unpack_reply
+from .slots import listen_us, unicast_reply_window_us, v1_probe_timeout_us
+
+__all__ = [
+    "BusError", "BusTimeout", "BusGarbled", "BoardError", "ProtocolMismatch", "BoardInfo",
+    "ScanResult", "Heard", "Duplicates", "Bus", "IDEMPOTENT",
+]
+
+#: Commands whose repetition leaves the board as one execution would (writing a block or an
+#: address twice is harmless; a second verify of a verified image is ok).
+IDEMPOTENT = frozenset({
+    "identify", "read_state", "set_state", "configure_rule", "sample_drops", "read_telemetry",
+    "store_calibration", "read_calibration", "read_actuator", "discover", "assign_address",
+    "fw_block", "fw_status", "fw_verify",
+})
+#: Commands after which a board restarts: the host waits out the quiet time even once the
+#: reply has arrived.
+RESTARTS = frozenset({"reset", "fw_swap"})
+KIND_NAMES = {int(k): k.name.lower() for k in Kind}
+_V1_IDENTIFY = 1
+
+
+class BusError(RuntimeError):
+    """A request failed; the message names the bus, the board and the command."""
+
+
+class BusTimeout(BusError):
+    """No valid reply arrived in time (after the retries allowed for the command)."""
+
+
+class BusGarbled(BusTimeout):
+    """Only garbled replies arrived: two boards answered at once (or the line is noisy)."""
+
+
+class BoardError(BusError):
+    """The board answered with a status other than ok (``status``, :class:`Error`)."""
+
+    def __init__(self, bus: str, address: int, command: str, status: int):
+        self.address, self.command, self.status = address, command, status
+        try:
+            name = Error(status).name.lower()
+        except ValueError:
+            name = f"unknown status {status}"
+        super().__init__(f"{bus}: board {address}: {command} refused: {name} ({status})")
+
+
+class ProtocolMismatch(BusError):
+    """Boards on the bus speak protocol 1 (``boards``: their probe replies, by address)."""
+
+    def __init__(self, message: str, boards: dict):
+        super().__init__(message)
+        self.boards = boards
+
+
+@dataclass(frozen=True)
+class BoardInfo:
+    """What a board says of itself (identify or discover), and the bus it is on."""
+
+    bus: str
+    address: int
+    uid: str  # 16 hex digits
+    kind: str
+    firmware: str  # "major.minor.patch"
+    protocol: int
+    protocol_minor: int
+    flags: int = 0
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.bus, self.address)
+
+    @property
+    def duplicate_flag(self) -> bool:
+        return bool(self.flags & Flag.DUPLICATE_ADDRESS)
+
+    def as_dict(self) -> dict:
+        return {"bus": self.bus, "address": self.address, "uid": self.uid, "kind": self.kind,
+                "firmware": self.firmware, "protocol": self.protocol,
+                "protocol_minor": self.protocol_minor, "flags": self.flags}
+
+
+def version_text(r: dict) -> str:
+    return f"{r['fw_major']}.{r['fw_minor']}.{r['fw_patch']}"
+
+
+class ScanResult(list):
+    """The boards a scan found (:class:`BoardInfo`, in address order), with how it went:
+    ``passes``, ``garbled`` (replies over all passes), ``agreed`` (the last two passes
+    heard the same and the second garbled nothing), ``missed`` (addresses some pass did not
+    hear)."""
+
+    def __init__(self, boards=(), passes: int = 0, garbled: int = 0, agreed: bool = True, missed=()):
+        super().__init__(boards)
+        self.passes, self.garbled, self.agreed = passes, garbled, agreed
+        self.missed = sorted(missed)
+
+    def summary(self) -> str:
+        agreed = "" if self.agreed else ", the passes did not agree"
+        missed = f", {len(self.missed)} missing from some passes" if self.missed else ""
+        return (f"{len(self)} board(s) in {self.passes} passes, {self.garbled} "
+                f"repl{'y' if self.garbled == 1 else 'ies'} garbled{missed}{agreed}")
+
+
+@dataclass
+class Heard:
+    """What one broadcast heard: ``replies`` by source address (slotted), or in order
+    (``hashed``, ``selected``); ``garbled`` replies dropped."""
+
+    replies: dict | list
+    garbled: int = 0
+
+
+@dataclass
+class Duplicates:
+    """Addresses two or more boards share: the uids heard at each (``by_address``), and the
+    addresses found shared whose uids discovery could not all hear (``unresolved``)."""
+
+    by_address: dict[int, list[str]] = field(default_factory=dict)
+    unresolved: list[int] = field(default_factory=list)
+    #: Addresses no board answered, asked one by one: free for :meth:`Bus.resolve_duplicates`.
+    empty: list[int] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.by_address or self.unresolved)
+
+    def summary(self, bus: str) -> str:
+        parts = [f"address {a} is shared by boards {', '.join(u)}" for a, u in sorted(self.by_address.items())]
+        parts += [f"address {a} is shared by two or more boards not all heard" for a in self.unresolved]
+        return f"{bus}: " + ("; ".join(parts) if parts else "no address is shared")
+
+
+@dataclass
+class BusStats:
+    requests: int = 0
+    retries: int = 0
+    garbled: int = 0
+    stray: int = 0
+
+
+class Bus:
+    """Protocol-2 client of one bus.
+
+    Args:
+        port: a device path or pyserial URL (an emulator of this process is found by its
+            path), an open :class:`serial.Serial`, or a port of :mod:`.link`.
+        baud: line rate, 115200 by default (the slots and timeouts are sized from it).
+        name: the bus's name in messages and board keys (default the port's path).
+        latency_s: a real port's extra wait beyond every bus-time window (s).
+        retries: extra attempts of the commands in :data:`IDEMPOTENT`.
+        seed: seeds the salts of ``discover`` (default: fresh from the system).
+    """
+
+    def __init__(self, port, baud: int = BAUD_DEFAULT, *, name: str | None = None,
+                 latency_s: float = 0.05, retries: int = 2, seed: int | None = None):
+        if hasattr(port, "exchange"):
+            self.port = port
+        else:
+            try:
+                self.port = open_port(port, baud, latency_s)
+            except PortError as exc:
+                raise BusError(str(exc)) from None
+        self.baud = int(baud)
+        self.char_us = timing.char_us(self.baud)
+        self.name = name or self.port.name
+        self.retries = int(retries)
+        self.rng = random.Random(seed)
+        self.stats = BusStats()
+        self._seq = 0
+
+    def close(self) -> None:
+        self.port.close()
+
+    def __enter__(self) -> "Bus":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def bus_time_us(self) -> int:
+        """The bus's clock (us): emulated time on an emulator, real time on a real port."""
+        return self.port.bus_time_us()
+
+    def _next_seq(self) -> int:
+        self._seq = (self._seq + 1) & 0xFF
+        return self._seq
+
+    # -- windows ------------------------------------------------------------------------
+    def _reply_us(self, command: str) -> int:
+        """The longest reply of ``command`` on the wire, with its driver hold (us)."""
+        return timing.wire_bytes(command_spec(command).reply_size) * self.char_us + timing.DE_HOLD_US
+
+    def unicast_window_us(self, command: str, **fields) -> int:
+        """How long after the end of frame a unicast reply may still be arriving (us)."""
+        q = quiet_ms(command, **fields) if command_spec(command).blocks else 0
+        return unicast_reply_window_us(command, self.baud, q).latest_us + self._reply_us(command)
+
+    def quiet_us(self, command: str, **fields) -> int:
+        return 1000 * quiet_ms(command, **fields) if command_spec(command).blocks else 0
+
+    # -- requests -----------------------------------------------------------------------
+    def request(self, address: int, command: str, *, reply_from: int | None = None, **fields) -> dict:
+        """Send ``command`` to board ``address`` (1..248) and return its reply (status ok).
+
+        Raises :class:`BusTimeout` (:class:`BusGarbled` when only garbled replies came),
+        :class:`BoardError` for a status other than ok.
+        """
+        if not ADDR_BOARD_MIN <= address <= ADDR_UNASSIGNED:
+            raise BusError(f"{self.name}: board address must be 1..{ADDR_UNASSIGNED}, got {address}")
+        spec = command_spec(command)
+        src = address if reply_from is None else reply_from
+        attempts = 1 + (self.retries if spec.name in IDEMPOTENT else 0)
+        window = self.unicast_window_us(spec.name, **fields)
+        last, garbled_only = "no reply", False
+        for attempt in range(attempts):
+            if attempt:
+                self.stats.retries += 1
+            seq = self._next_seq()
+            self.stats.requests += 1
+            want = (PROTOCOL_VERSION, ADDR_HOST, src, seq, spec.code | REPLY_BIT)
+
+            def done(items, want=want):
+                return any(isinstance(it, Frame) and (it.version, it.dst, it.src, it.seq, it.cmd) == want
+                           for it in items)
+
+            items = self.port.exchange(request_frame(address, seq, spec.name, **fields), window, done)
+            reply, bad = None, 0
+            for it in items:
+                if isinstance(it, FrameError):
+                    bad += 1
+                elif (it.version, it.dst, it.src, it.seq, it.cmd) == want:
+                    try:
+                        reply = unpack_reply(spec.name, it.payload)
+                    except PayloadError as exc:
+                        bad += 1
+                        last = f"malformed reply ({exc})"
+                else:
+                    self.stats.stray += 1
+            self.stats.garbled += bad
+            if reply is not None:
+                if spec.name in RESTARTS:
+                    self.port.wait(window)
+                if reply["status"] != Error.OK:
+                    raise BoardError(self.name, address, spec.name, reply["status"])
+                return reply
+            if bad:
+                last, garbled_only = f"{bad} garbled repl{'y' if bad == 1 else 'ies'}", True
+            else:
+                garbled_only = False
+                last = "no reply"
+        unsafe = "" if spec.name in IDEMPOTENT else " (not retried: repeating it is not safe; check the board)"
+        cls = BusGarbled if garbled_only else BusTimeout
+        raise cls(f"{self.name}: board {address}: {spec.name}: {last} after {attempts} attempt(s){unsafe}")
+
+    def broadcast(self, command: str, **fields) -> Heard:
+        """Broadcast ``command`` (dst 255) and wait as its broadcast handling says: a slotted
+        one is heard until its last slot (replies by address), a hashed ``discover`` until
+        its last slot (replies in order), a selected ``assign_address`` until its reply, a
+        silent one for its quiet time."""
+        spec = command_spec(command)
+        if spec.broadcast == BROADCAST_REFUSED:
+            raise BusError(f"{spec.name} may not be broadcast")
+        seq = self._next_seq()
+        self.stats.requests += 1
+        want = (PROTOCOL_VERSION, ADDR_HOST, seq, spec.code | REPLY_BIT)
+        done = None
+        if spec.broadcast == BROADCAST_SLOTTED:
+            window = listen_us(spec.name, self.baud)
+        elif spec.broadcast == BROADCAST_HASHED:
+            slots = fields["slots"]
+            if not 1 <= slots <= DISCOVER_SLOTS_MAX:
+                raise BusError(f"discover takes 1..{DISCOVER_SLOTS_MAX} slots, got {slots}")
+            window = listen_us(spec.name, self.baud, slots)
+        elif spec.broadcast == BROADCAST_SELECTED:
+            window = self.unicast_window_us(spec.name, **fields)
+
+            def done(items):
+                return any(isinstance(it, Frame) and (it.version, it.dst, it.seq, it.cmd) == want for it in items)
+        else:
+            window = self.quiet_us(spec.name, **fields)
+        answered = spec.broadcast != "silent"
+        items = self.port.exchange(request_frame(ADDR_BROADCAST, seq, spec.name, **fields), window, done,
+                                   replies=answered)
+        by_src: dict[int, dict] = {}
+        ordered: list[dict] = []
+        garbled = 0
+        for it in items:
+            if isinstance(it, FrameError):
+                garbled += 1
+                continue
+            if (it.version, it.dst, it.seq, it.cmd) != want:
+                self.stats.stray += 1
+                continue
+            try:
+                reply = unpack_reply(spec.name, it.payload)
+            except PayloadError:
+                garbled += 1
+                continue
+            reply["src"] = it.src
+            by_src[it.src] = reply
+            ordered.append(reply)
+        self.stats.garbled += garbled
+        return Heard(by_src if spec.broadcast == BROADCAST_SLOTTED else ordered, garbled)
+
+    # -- identities -----------------------------------------------------------------------
+    def _info(self, address: int, r: dict) -> BoardInfo:
+        return BoardInfo(self.name, address, bytes(r["uid"]).hex(), KIND_NAMES.get(r["kind"], f"kind {r['kind']}"),
+                         version_text(r), r["protocol"], r["protocol_minor"], r.get("flags", 0))
+
+    def identify(self, address: int) -> BoardInfo:
+        return self._info(address, self.request(address, "identify"))
+
+    def probe_v1(self, addresses=None) -> dict[int, dict]:
+        """Protocol 1's identify probe, unicast to each address (default 1..247), each
+        waited for :func:`~instruments.bus.v2.slots.v1_probe_timeout_us`; the replies by
+        address. Raises :class:`ProtocolMismatch` naming every board that speaks protocol 1."""
+        addresses = range(ADDR_BOARD_MIN, ADDR_BOARD_MAX + 1) if addresses is None else addresses
+        window = v1_probe_timeout_us(self.baud)
+        replies: dict[int, dict] = {}
+        for a in addresses:
+            seq = self._next_seq()
+            self.stats.requests += 1
+            want = (V1_VERSION, ADDR_HOST, a, seq, _V1_IDENTIFY | REPLY_BIT)
+
+            def done(items, want=want):
+                return any(isinstance(it, Frame) and (it.version, it.dst, it.src, it.seq, it.cmd) == want
+                           for it in items)
+
+            items = self.port.exchange(Frame(V1_VERSION, a, ADDR_HOST, seq, _V1_IDENTIFY), window, done)
+            for it in items:
+                if isinstance(it, Frame) and (it.version, it.dst, it.src, it.seq, it.cmd) == want:
+                    try:
+                        r = v1_payloads.unpack_reply("identify", it.payload)
+                    except Exception:  # a payload no protocol-1 layout fits: garbled
+                        self.stats.garbled += 1
+                        continue
+                    if r["status"] == 0:
+                        replies[a] = r
+                elif isinstance(it, FrameError):
+                    self.stats.garbled += 1
+        old = {a: r for a, r in replies.items() if r["protocol"] != PROTOCOL_VERSION}
+        if old:
+            a, r = min(old.items())
+            first = (f"{self.name}: board {a} (uid {bytes(r['uid']).hex()}, firmware {version_text(r)}) "
+                     f"speaks protocol {r['protocol']}.{r['protocol_minor']}; this host speaks protocol "
+                     f"{PROTOCOL_VERSION}: update its firmware, see MIGRATION.md")
+            more = sorted(old)[1:]
+            if more:
+                first += f" (boards {', '.join(map(str, more))} too)"
+            raise ProtocolMismatch(first, old)
+        return replies
+
+    def scan(self, max_passes: int = 6) -> ScanResult:
+        """Every assigned board, by slotted identify passes until two in a row hear the same
+        boards say the same and the second garbled nothing (2..16 passes)."""
+        if not 2 <= int(max_passes) <= 16:
+            raise BusError(f"a scan takes 2..16 passes, got {max_passes}")
+        heard: dict[int, dict] = {}
+        previous = None
+        garbled = passes = 0
+        agreed = False
+        missed: set[int] = set()
+        while passes < max_passes:
+            h = self.broadcast("identify")
+            passes += 1
+            garbled += h.garbled
+            current = {a: {k: v for k, v in r.items() if k != "src"} for a, r in h.replies.items()
+                       if r["status"] == 0 and ADDR_BOARD_MIN <= a <= ADDR_BOARD_MAX}
+            missed |= set(heard) - set(current)
+            if passes > 1:
+                missed |= set(current) - set(heard)
+            heard.update(current)
+            if current == previous and h.garbled == 0:
+                agreed = True
+                break
+            previous = current
+        return ScanResult([self._info(a, r) for a, r in sorted(heard.items())], passes, garbled, agreed, missed)
+
+    # -- unassigned boards and duplicates -------------------------------------------------
+    def discover(self, slots: int, *, only_unassigned: bool = True, salt: int | None = None) -> Heard:
+        """One hashed ``discover`` (a fresh salt unless given); replies in order."""
+        salt = self.rng.getrandbits(32) if salt is None else int(salt)
+        return self.broadcast("discover", salt=salt, slots=int(slots), only_unassigned=int(only_unassigned))
+
+    def assign_address(self, uid: bytes | str, address: int) -> None:
+        """``assign_address`` broadcast, selected by ``uid``; the board answers from ``address``."""
+        uid = bytes.fromhex(uid) if isinstance(uid, str) else bytes(uid)
+        if len(uid) != 8:
+            raise BusError(f"a uid is 8 bytes (16 hex digits), got {uid.hex()!r}")
+        if not ADDR_BOARD_MIN <= address <= ADDR_UNASSIGNED:
+            raise BusError(f"address must be {ADDR_BOARD_MIN}..{ADDR_UNASSIGNED}, got {address}")
+        spec = command_spec("assign_address")
+        last = "no reply"
+        for attempt in range(1 + self.retries):
+            if attempt:
+                self.stats.retries += 1
+            h = self.broadcast("assign_address", uid=uid, address=address)
+            for r in h.replies:
+                if r["src"] == address:
+                    if r["status"] != Error.OK:
+                        raise BoardError(self.name, address, spec.name, r["status"])
+                    return
+            last = f"{h.garbled} garbled repl{'y' if h.garbled == 1 else 'ies'}" if h.garbled else "no reply"
+        raise BusTimeout(f"{self.name}: assign_address of uid {uid.hex()} to {address}: {last} "
+                         f"after {1 + self.retries} attempt(s)")
+
+    def assign_unassigned(self, taken=(), addresses=None, *, expected: int | None = None,
+                          max_rounds: int = 200) -> dict[str, int]:
+        """Give every unassigned board an address: ``discover`` (only unassigned) with a
+        fresh salt and about twice as many slots as boards expected, ``assign_address`` to
+        each board heard cleanly, until a discover hears nothing, garbled or not, twice in a
+        row. Addresses come from ``addresses`` (default 1..247) less ``taken``; returns
+        {uid hex: address}."""
+        pool = [a for a in (addresses or range(ADDR_BOARD_MIN, ADDR_BOARD_MAX + 1)) if a not in set(taken)]
+        pool.reverse()
+        out: dict[str, int] = {}
+        slots = max(4, min(DISCOVER_SLOTS_MAX, 2 * expected)) if expected else 32
+        silent = rounds = 0
+        while silent < 2:
+            if rounds >= max_rounds:
+                raise BusError(f"{self.name}: unassigned boards still answer after {max_rounds} discover rounds")
+            rounds += 1
+            h = self.discover(slots)
+            clean = [r for r in h.replies if r["status"] == 0]
+            for r in clean:
+                uid = bytes(r["uid"]).hex()
+                if uid in out:
+                    continue
+                if not pool:
+                    raise BusError(f"{self.name}: no free address left for board {uid}")
+                address = pool.pop()
+                self.assign_address(uid, address)
+                out[uid] = address
+            silent = 0 if (clean or h.garbled) else silent + 1
+            # a garbled slot holds two boards or more: about twice the slots of those left
+            slots = max(4, min(DISCOVER_SLOTS_MAX, 4 * h.garbled)) if h.garbled else 4
+        return out
+
+    def find_duplicates(self, scan: ScanResult | None = None, *, max_rounds: int = 24) -> Duplicates:
+        """Addresses two boards or more share. A clean identify reply is one board; every
+        other address (and any board whose ``duplicate_address`` flag is set) is asked by
+        unicast ``identify``: garbled on every attempt, two boards answered at once. The
+        uids at those addresses are then heard by ``discover`` of every board (hashed, a
+        fresh salt each round) until each shared address has two uids or more."""
+        scan = self.scan() if scan is None else scan
+        clean = {b.address for b in scan if not b.duplicate_flag}
+        shared: set[int] = set()
+        dups = Duplicates()
+        for a in range(ADDR_BOARD_MIN, ADDR_BOARD_MAX + 1):
+            if a in clean:
+                continue
+            try:
+                self.request(a, "identify")
+            except BusGarbled:
+                shared.add(a)
+            except BusTimeout:
+                dups.empty.append(a)
+        if not shared:
+            return dups
+        uids: dict[int, set[str]] = {a: set() for a in shared}
+        for _ in range(max_rounds):
+            for r in self.discover(DISCOVER_SLOTS_MAX, only_unassigned=False).replies:
+                if r["status"] == 0 and r["address"] in uids:
+                    uids[r["address"]].add(bytes(r["uid"]).hex())
+            if all(len(u) >= 2 for u in uids.values()):
+                break
+        dups.by_address = {a: sorted(u) for a, u in sorted(uids.items()) if len(u) >= 2}
+        dups.unresolved = sorted(a for a, u in uids.items() if len(u) < 2)
+        return dups
+
+    def resolve_duplicates(self, dups: Duplicates) -> dict[str, int]:
+        """Keep the first uid (in order) at each shared address and give the others
+        addresses no board answered (``dups.empty``); returns {uid: new address}."""
+        free = sorted(dups.empty, reverse=True)
+        moved: dict[str, int] = {}
+        for _, uids in sorted(dups.by_address.items()):
+            for uid in uids[1:]:
+                if not free:
+                    raise BusError(f"{self.name}: no free address left for board {uid}")
+                a = free.pop()
+                self.assign_address(uid, a)
+                moved[uid] = a
+        return moved
+
+    # -- state, learning, telemetry ---------------------------------------------------------
+    def read_state(self, address: int) -> dict:
+        """{state, residue, generation} of one board."""
+        r = self.request(address, "read_state")
+        return {k: r[k] for k in ("state", "residue", "generation")}
+
+    def read_states(self) -> dict[int, dict]:
+        """Every assigned board's state (one slotted broadcast), by address."""
+        return {a: {k: r[k] for k in ("state", "residue", "generation")}
+                for a, r in self.broadcast("read_state").replies.items() if r["status"] == 0}
+
+    def set_state(self, address: int, state: int) -> dict:
+        """Move the target; the reply's {state reached, residue}."""
+        r = self.request(address, "set_state", state=int(state))
+        return {"state": r["state"], "residue": r["residue"]}
+
+    def configure_rule(self, address: int | None, rule: int, probability: int, gain: int,
+                       dead_band_uv2: int) -> None:
+        f = dict(rule=int(rule), probability=int(probability), gain=int(gain), dead_band_uv2=int(dead_band_uv2))
+        self.broadcast("configure_rule", **f) if address is None else self.request(address, "configure_rule", **f)
+
+    def learn(self, address: int | None = None) -> dict | None:
+        """One learn: unicast, the reply's {state, residue, updated}; broadcast (no
+        address), silent: every board learns, None."""
+        if address is None:
+            self.broadcast("learn")
+            return None
+        r = self.request(address, "learn")
+        return {"state": r["state"], "residue": r["residue"], "updated": r["updated"]}
+
+    def read_telemetry(self, address: int) -> dict:
+        """Telemetry of one board (learn count, reset cause, supply, temperature, ...)."""
+        r = self.request(address, "read_telemetry")
+        return _telemetry(r)
+
+    def telemetry(self) -> dict[int, dict]:
+        """Telemetry of every assigned board (one slotted broadcast), by address."""
+        return {a: _telemetry(r) for a, r in self.broadcast("read_telemetry").replies.items() if r["status"] == 0}
+
+    def store_state(self, address: int | None = None) -> int | None:
+        """Store the target in flash: unicast, the record's generation; broadcast, None
+        (after its quiet time)."""
+        if address is None:
+            self.broadcast("store_state")
+            return None
+        return self.request(address, "store_state")["generation"]
+
+    def reset(self, address: int | None = None, mode: str | int = "restart") -> None:
+        """Restart a board (or every board): ``restart`` keeps the stored state, ``factory``
+        erases it; the host then waits the mode's quiet time."""
+        m = ResetMode[mode.upper()] if isinstance(mode, str) else ResetMode(mode)
+        if address is None:
+            self.broadcast("reset", mode=int(m))
+        else:
+            self.request(address, "reset", mode=int(m))
+
+
+def _telemetry(r: dict) -> dict:
+    out = {k: v for k, v in r.items() if k not in ("status", "src")}
+    try:
+        out["reset_cause_name"] = ResetCause(r["reset_cause"]).name.lower()
+    except ValueError:
+        out["reset_cause_name"] = f"cause {r['reset_cause']}"
+    out["flag_names"] = [f.name.lower() for f in Flag if r["flags"] & f]
+    return out

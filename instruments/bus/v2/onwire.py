@@ -1,0 +1,253 @@
+"""Protocol-2 boards on the emulated RS-485 line (:class:`~instruments.bus.emulator.BusEmulator`).
+
+The emulator's wire takes boards whose ``handle(chunk)`` returns wire bytes and times each
+reply by a policy that knows protocol 1's commands only. A protocol-2
+:class:`~instruments.bus.v2.reference.ReferenceBoard` computes its own start for every reply
+(the turnaround, its slot by address, discover's hashed slot; PROTOCOL.md, "Timing"), so
+:class:`WiredBoard` hands the wire the bytes and :class:`OwnTiming` starts them when the
+board said: the wire asks the policy for the offset right after ``handle`` returns, and the
+policy gives that reply's start. The end-of-frame stamp is late by 0..``EOF_JITTER_US``
+and the board's crystal skews the offset, as the wire does for every board.
+
+A reply from another board (``dst`` 0, another ``src``) is not passed to the board: the
+spec has it neither counted nor answered, and with 247 boards hearing 247 replies that is
+most of the emulation's work. Frames are decoded once per chunk for all boards
+(:class:`_Decoded`).
+
+:class:`V2Emulator` is the emulator a protocol-2 host is timed against: it counts the bytes
+it has taken from the host and given back (so a host in the same process can tell when the
+wire has carried everything a request caused, :class:`~instruments.bus.v2.link.EmulatedPort`),
+and its wire is told how long the host then waited in bus time (:meth:`V2Wire.host_waited`):
+a listening window, a reply timeout, a quiet time. The wire's own host model knows protocol
+1's windows only; a protocol-2 host says what it waited, so the emulated bus time is what the
+host's timing makes it. A running emulator is found by its port's path (:func:`serving`).
+
+Units: times us.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import os
+import threading
+
+import numpy as np
+
+from .. import timing
+from ..emulator import BusEmulator
+from ..wire import V1Timing, Wire
+from .constants import ADDR_HOST, ADDR_UNASSIGNED, Kind
+from .framing import FrameError, decode_any
+from .reference import ReferenceBoard
+from .slots import v1_probe_timeout_us
+
+__all__ = ["WiredBoard", "OwnTiming", "V2Wire", "V2Emulator", "LossyBoard", "make_boards", "emulate",
+           "serving"]
+
+#: Emulators running in this process, by the path of the port they serve.
+_SERVING: dict[str, "V2Emulator"] = {}
+_SERVING_LOCK = threading.Lock()
+
+
+def serving(port: str) -> "V2Emulator | None":
+    """The running :class:`V2Emulator` of this process that serves ``port``, if any."""
+    with _SERVING_LOCK:
+        return _SERVING.get(str(port))
+
+
+class OwnTiming:
+    """A wire timing policy that starts a reply when the board's own reply says (us after
+    the end of frame); one policy serves every :class:`WiredBoard` of a wire."""
+
+    def __init__(self) -> None:
+        self.start_us = 0
+
+    def notice_us(self, rng: np.random.Generator) -> int:
+        return int(rng.integers(0, timing.EOF_JITTER_US + 1))
+
+    def offset_us(self, address: int, baud: int, slotted: bool) -> int:
+        return self.start_us
+
+
+class _Decoded(dict):
+    """Decoded frames by chunk, shared by the boards of one wire (the last few chunks)."""
+
+    def frame(self, chunk: bytes):
+        if chunk not in self:
+            if len(self) > 64:
+                self.clear()
+            try:
+                self[chunk] = decode_any(chunk)
+            except FrameError:
+                self[chunk] = None
+        return self[chunk]
+
+
+class WiredBoard:
+    """A protocol-2 board as the wire's participant: ``address`` and ``handle(chunk) -> bytes``.
+
+    Args:
+        board: the board (a :class:`ReferenceBoard`, or anything with its ``address`` and
+            ``handle(chunk) -> Reply | None``).
+        policy: the wire's :class:`OwnTiming`, told each reply's start.
+        decoded: the decode cache shared by the wire's boards.
+    """
+
+    def __init__(self, board, policy: OwnTiming, decoded: _Decoded | None = None) -> None:
+        self.board, self.policy = board, policy
+        self._decoded = decoded if decoded is not None else _Decoded()
+
+    @property
+    def address(self) -> int:
+        return self.board.address
+
+    def handle(self, chunk: bytes) -> bytes | None:
+        frame = self._decoded.frame(bytes(chunk))
+        if frame is not None and frame.dst == ADDR_HOST and frame.src != self.board.address:
+            return None
+        reply = self.board.handle(chunk)
+        if reply is None:
+            return None
+        self.policy.start_us = reply.start_us
+        return reply.wire
+
+
+class LossyBoard(ReferenceBoard):
+    """A reference board whose receiver misses some firmware-update frames (as one does
+    that was busy, or behind a bad connector): the first ``fw_block`` of each block number in
+    ``lose`` and the first ``lose_begin`` ``fw_begin`` frames never reach it. It logs every
+    ``fw_block`` it does receive for itself as (dst, block) in ``blocks_heard``."""
+
+    def __init__(self, *args, lose=(), lose_begin: int = 0, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.lose, self.lose_begin = set(lose), int(lose_begin)
+        self.blocks_heard: list[tuple[int, int]] = []
+
+    @classmethod
+    def like(cls, board: ReferenceBoard, **kw) -> "LossyBoard":
+        """A lossy board with ``board``'s uid, kind, address and self-test."""
+        new = cls(board.uid, board.kind, address=board.address, baud=board.baud, **kw)
+        new.firmware.self_test = board.firmware.self_test
+        return new
+
+    def handle(self, chunk: bytes):
+        from .payloads import Cmd, unpack_request
+
+        try:
+            f = decode_any(chunk)
+        except FrameError:
+            f = None
+        if f is not None and f.version == 2 and f.dst in (self.address, 255):
+            if f.cmd == Cmd.FW_BEGIN and self.lose_begin > 0:
+                self.lose_begin -= 1
+                return None
+            if f.cmd == Cmd.FW_BLOCK:
+                try:
+                    n = unpack_request("fw_block", f.payload)["block"]
+                except ValueError:
+                    n = None
+                if n in self.lose:
+                    self.lose.discard(n)
+                    return None
+                if n is not None:
+                    self.blocks_heard.append((f.dst, n))
+        return super().handle(chunk)
+
+
+def make_boards(n: int, *, unassigned: bool = False, kind: Kind = Kind.MOSFET, seed: int = 0,
+                **board_args) -> list[ReferenceBoard]:
+    """``n`` protocol-2 reference boards (1..247) with distinct uids drawn from ``seed``: at
+    addresses 1..n, or all at the unassigned address 248 (``unassigned``)."""
+    if not 1 <= n <= 247:
+        raise ValueError(f"number of boards must be 1..247, got {n}")
+    rng = np.random.default_rng(seed)
+    uids: list[bytes] = []
+    while len(uids) < n:
+        uid = bytes(rng.integers(0, 256, 8, dtype=np.uint8))
+        if uid not in uids:
+            uids.append(uid)
+    return [ReferenceBoard(uid, kind, address=ADDR_UNASSIGNED if unassigned else a, **board_args)
+            for a, uid in enumerate(uids, start=1)]
+
+
+class V2Wire(Wire):
+    """The wire, told by a protocol-2 host how long it waited after each request."""
+
+    def host_waited(self, window_us: int) -> None:
+        """The host sent nothing until ``window_us`` after its last request's end of frame
+        (a listening window, a reply timeout or a quiet time): its next byte goes out no
+        earlier (us)."""
+        self._listen_end_us = max(self._listen_end_us, self._host_end_us + int(window_us))
+
+
+class V2Emulator(BusEmulator):
+    """A :class:`~instruments.bus.emulator.BusEmulator` on a :class:`V2Wire` that counts the
+    bytes it took from the host (``bytes_in``) and gave back (``bytes_out``) once each chunk
+    is done, and registers itself by port while running (:func:`serving`)."""
+
+    def __init__(self, boards, faults=None, **kw) -> None:
+        super().__init__(boards, faults, **kw)
+        self.wire.__class__ = V2Wire  # the same wire, with host_waited
+        self.bytes_in = self.bytes_out = 0
+        self.done = threading.Condition()
+
+    def start(self) -> None:
+        with _SERVING_LOCK:
+            _SERVING[self.port] = self
+        super().start()
+
+    def close(self) -> None:
+        with _SERVING_LOCK:
+            if _SERVING.get(self.port) is self:
+                del _SERVING[self.port]
+        super().close()
+
+    def bus_time_us(self) -> int:
+        """Emulated time when the host's next byte would go out (us)."""
+        return self.wire.now_us
+
+    def _feed(self, data: bytes) -> None:
+        self._buf += data
+        while True:
+            end = self._buf.find(b"\x00")
+            if end < 0:
+                return
+            chunk = bytes(self._buf[: end + 1])
+            del self._buf[: end + 1]
+            out = bytearray()
+            if end:
+                self.chunks_seen += 1
+                for dup in self._pending_duplicates:
+                    out += dup
+                self._pending_duplicates.clear()
+            out += self.wire.send(chunk)
+            if out:
+                view = memoryview(bytes(out))
+                while view:
+                    view = view[os.write(self._master, view):]
+            with self.done:
+                self.bytes_out += len(out)
+                self.bytes_in += end + 1
+                self.done.notify_all()
+
+    def wait_done(self, sent: int, timeout_s: float) -> bool:
+        """Wait until every chunk of the first ``sent`` host bytes (those through a 0x00)
+        is done; False after ``timeout_s`` of real time."""
+        with self.done:
+            return self.done.wait_for(lambda: self.bytes_in >= sent, timeout_s)
+
+
+def emulate(boards: Iterable, others: Iterable = (), *, others_timing=None, **emulator_args) -> V2Emulator:
+    """A :class:`V2Emulator` serving protocol-2 ``boards`` (wrapped in :class:`WiredBoard`)
+    and ``others`` as they are (protocol-1 boards, which answer with wire bytes, by
+    ``others_timing``, protocol 1's :class:`~instruments.bus.wire.V1Timing` by default).
+    The host's unicast timeout the wire assumes is the version-1 probe's, the only
+    protocol-1 frame a protocol-2 host sends."""
+    policy, decoded = OwnTiming(), _Decoded()
+    wired = [WiredBoard(b, policy, decoded) for b in boards]
+    others = list(others)
+    timing_by_address = {o.address: others_timing or V1Timing() for o in others}
+    timing_by_address.update({w.address: policy for w in wired})
+    emulator_args.setdefault("host_timeout_us", v1_probe_timeout_us(emulator_args.get("baud", 115200)))
+    return V2Emulator([*wired, *others], timing=timing_by_address, **emulator_args)
