@@ -120,6 +120,18 @@ def test_core_needs_nothing_from_libc(harness, build_dir):
         assert undefined <= defined, f"{opt} needs {sorted(undefined - defined)}"
 
 
+def test_the_command_table_is_protocol_2_json_s():
+    """tr2_board.c's table (request length, broadcast handling, the reply a slot is sized
+    for) row by row against protocol-2.json, the machine-readable form of PROTOCOL.md's
+    "Commands"."""
+    rows = re.findall(r"\{(\d+)u, (?:BC_(\w+)|0u), (\d+)u\},?\s*/\* (\d+) (\w+) \*/",
+                      (C_DIR / "tr2_board.c").read_text())
+    table = {int(code): (name, int(n), mode.lower(), int(slot)) for n, mode, slot, code, name in rows}
+    want = {spec["code"]: (name, _request_size(spec), spec["broadcast"], spec.get("slot_reply_payload") or 0)
+            for name, spec in v2lines.PROTOCOL_V2["commands"].items()}
+    assert table == want
+
+
 def test_every_core_file_stays_under_600_lines():
     for name in [*v2lines.CORE_SOURCES_V2, *v2lines.HEADERS_V2, v2lines.HARNESS_V2]:
         n = len((C_DIR / name).read_text().splitlines())
