@@ -269,6 +269,27 @@ def test_random_chunks_decode_as_the_host_decodes_them(san_harness, chunks):
     assert out == [_decoded_by_host(c) for c in chunks]
 
 
+_I32 = st.integers(-(2**31), 2**31 - 1)
+
+
+@st.composite
+def _actuators(draw) -> tuple[int, int, int, int]:
+    """(state_min, state_max, resolution, target) anywhere in i32: resolution 1 to the
+    whole range plus one, the target inside or outside the limits."""
+    lo, hi = sorted((draw(_I32), draw(_I32)))
+    res = draw(st.integers(1, hi - lo + 1) | st.sampled_from([1, 2, 3, 1000]).filter(lambda r: r <= hi - lo + 1))
+    return lo, hi, res, draw(_I32 | st.integers(lo, hi))
+
+
+@settings(max_examples=50)
+@given(st.lists(_actuators(), min_size=1, max_size=50))
+def test_the_ideal_actuator_reaches_the_reference_s_grid_point(san_harness, cases):
+    """Property: tr2_grid_point (unsigned arithmetic over the whole i32 range, under UBSan)
+    is actuator.py's nearest grid point, halves up, never above the top one."""
+    out = san_harness.run([f"grid {lo} {hi} {res} {t}" for lo, hi, res, t in cases])
+    assert out == [str(v2.Actuator(lo, hi, res).reach(t)) for lo, hi, res, t in cases]
+
+
 _SPEC = {"address": 7, "uid_hex": "4a1c00e3b2770f01", "kind": "mosfet", "state_min": 1_000_000,
          "state_max": 5_500_000, "initial_state": 1_500_000, "resolution": 1000, "actuator_offset": 0,
          "node_uv": [1_300_000, 1_000_000, 1_150_000, 1_000_000], "uptime_ms": 99, "supply_uv": 3_300_000,

@@ -19,6 +19,7 @@
  *   encode VER DST SRC SEQ CMD PAYLOAD              -> wire hex
  *   timing BAUD PAYLOAD SLOT                        -> "CHAR TURNAROUND SLOT_US START_US"
  *   hash UID SALT | slot UID SALT SLOTS | fmix X | prng UID N | crc32 HEX  -> numbers
+ *   grid MIN MAX RES TARGET   the ideal actuator's state for TARGET   -> number
  *
  * A board that asks for a restart (reset, fw_swap) is restarted after its reply; a board
  * whose power was cut prints no reply and starts again from power-on. A line the harness
@@ -521,6 +522,12 @@ static void dispatch(char **w, int n)
     } else if (strcmp(c, "slot") == 0 && n == 4) {
         uid_of(w[1], uid);
         printf("%u\n", tr2_discover_slot(uid, (uint32_t)num(w[2]), (uint8_t)num(w[3])));
+    } else if (strcmp(c, "grid") == 0 && n == 5) {
+        tr2_board_config cfg;
+        cfg.state_min = (int32_t)num(w[1]);
+        cfg.state_max = (int32_t)num(w[2]);
+        cfg.resolution = (int32_t)num(w[3]);
+        printf("%ld\n", (long)tr2_grid_point(&cfg, (int32_t)num(w[4])));
     } else if (strcmp(c, "fmix") == 0 && n == 2) {
         printf("%lu\n", (unsigned long)tr2_fmix32((uint32_t)num(w[1])));
     } else if (strcmp(c, "crc32") == 0 && n == 2) {
