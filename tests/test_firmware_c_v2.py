@@ -316,7 +316,7 @@ def _reference(s: dict) -> v2.ReferenceBoard:
                              state_min=s["state_min"], state_max=s["state_max"], initial_state=s["initial_state"],
                              resolution=s["resolution"], actuator_offset=s["actuator_offset"], node_uv=s["node_uv"],
                              uptime_ms=s["uptime_ms"], calibration_uv=s["calibration_uv"],
-                             storage_fails=s["storage_fails"])
+                             storage_fails=s["storage_fails"], self_test=lambda image: s["self_test_passes"])
 
 
 _CODES = {spec["code"]: (name, spec) for name, spec in v2lines.PROTOCOL_V2["commands"].items()}
@@ -379,3 +379,50 @@ def test_random_sessions_answer_as_the_reference_board(san_harness, spec, parts)
     out = san_harness.run(lines)
     assert all(got == "ok" for line, got in zip(lines, out) if not line.startswith("send")), out
     assert [r for line, got in zip(lines, out) if line.startswith("send") for r in v2lines.parse_replies(got)] == want
+
+
+@st.composite
+def _update_sessions(draw) -> tuple[dict, list[bytes]]:
+    """A firmware update of a random image (1 byte to 4 KiB) to a board that passes or
+    fails its self-test: fw_begin (now and then with the wrong image CRC), blocks in any
+    order, repeated, missing, past the last, with a wrong block CRC or for another image,
+    unicast or broadcast, then status, verify, swap, identify and telemetry, with
+    store_state and a reset thrown in."""
+    spec = dict(_SPEC, address=draw(st.sampled_from([7, 200])), self_test_passes=draw(st.booleans()))
+    image = draw(st.binary(min_size=1, max_size=4096))
+    blocks, crc = v2.image_blocks(image), v2.crc32(image)
+    dst = st.sampled_from([spec["address"], 255])
+    seq = iter(range(256))
+
+    def req(cmd: str, **fields) -> bytes:
+        return v2.line_frame(v2.request_frame(draw(dst), next(seq) & 0xFF, cmd, **fields))
+
+    host_crc = crc ^ (draw(st.sampled_from([0, 0, 0, 1])))
+    out = [req("fw_begin", size=len(image), image_crc32=host_crc, fw_major=2, fw_minor=1,
+               fw_patch=draw(st.integers(0, 255)))]
+    for n in draw(st.lists(st.integers(0, len(blocks) + 1), max_size=2 * len(blocks) + 4)):
+        data = blocks[n] if n < len(blocks) else b"\xff" * v2.BLOCK_SIZE
+        fault = draw(st.sampled_from(["none"] * 8 + ["block_crc", "image", "status", "store"]))
+        out.append(req("fw_block", image_crc32=host_crc ^ (fault == "image"), block=n,
+                       block_crc32=v2.crc32(data) ^ (fault == "block_crc"), data=data))
+        if fault == "status":
+            out.append(req("fw_status"))
+        elif fault == "store":
+            out.append(req("store_state"))
+    out += [req("fw_status"), req("fw_verify"), req("fw_status"), req("fw_verify"), req("fw_swap"),
+            req("identify"), req("fw_status"), req("read_telemetry")]
+    if draw(st.booleans()):
+        out += [req("reset", mode=0), req("fw_status"), req("identify")]
+    return spec, out
+
+
+@settings(max_examples=60)
+@given(_update_sessions())
+def test_random_firmware_updates_answer_as_the_reference_board(san_harness, session):
+    """Property: every reply of a random firmware update (bytes and start times) is the
+    reference board's, through confirmation, rollback, a dropped update and a restart."""
+    spec, parts = session
+    ref = _reference(spec)
+    out = san_harness.run([v2lines.board_line(0, spec), *(f"send 0 {p.hex()}" for p in parts)])
+    want = [(r.wire.hex(), r.start_us) for p in parts for r in ref.feed(p)]
+    assert [r for got in out[1:] for r in v2lines.parse_replies(got)] == want
