@@ -353,6 +353,23 @@ def test_protocol_2_on_the_machine_hal_drops_its_own_echo_and_reports_supply_and
     assert control["duplicate"] is True
 
 
+def test_protocol_2_replies_start_from_the_receive_interrupts_end_of_frame(run):
+    """On MachineHAL (rp2) the end of frame is the UART receive timeout's stamp (32 bit
+    periods after the last byte), not the loop's read: a unicast read before the line went
+    idle is answered the turnaround after the frame's end, a broadcast identify in slot 9
+    from its end; a read later than the reply's start can only answer at once. (The write
+    comes the driver-enable settle, char_us // 10 + 1, after the start.)"""
+    r = run["machine_hal"][0]
+    settle = r["char_us"] // 10 + 1
+    starts = {40: REF.reply_start_us("identify", 1, 115200), 5000: 5000,
+              600: REF.reply_start_us("identify", 9, 115200)}
+    for end, late, req, writes in r["stamped"]:
+        assert len(writes) == 1, (late, writes)
+        f = REF.decode_frame(bytes.fromhex(writes[0][0]))
+        assert f.seq == REF.decode_frame(bytes.fromhex(req)).seq and f.src == 9
+        assert writes[0][1] == end + starts[late] + settle, (late, writes[0][1] - end)
+
+
 # ---------------------------------------------------------------- the rule, exactly
 
 

@@ -488,6 +488,50 @@ class MachineHAL(_BaseHAL):
         c.sleep_us(self._char_us)   # the last stop bit leaves the shift register
         self.de.value(0)
 
+    def start_eof_stamps(self):
+        """Stamp the end of every burst the UART receives in its receive-timeout
+        interrupt (rp2: UART.IRQ_RXIDLE, the RP2040's UART receive timeout, 32 bit
+        periods after the last byte, datasheet 4.2.6) into a preallocated array, for
+        protocol 2's reply times. True when the port has it (else the loop dates replies
+        from its reads)."""
+        U = self.machine.UART
+        trig = getattr(U, "IRQ_RXIDLE", None)
+        if self.port != "rp2" or trig is None or not hasattr(self.uart, "irq"):
+            return False
+        from array import array
+        self._eof = array("i", (0, 0))     # ticks_us of the last interrupt, their count
+        self._eof_seen = 0
+        self._idle_us = -(-32 * 1000000 // self.baudrate)
+        self._eof_wait_us = self._idle_us + 2 * self._char_us + 100
+        self._eof_handler = self._on_rx_idle
+        try:
+            self.uart.irq(handler=self._eof_handler, trigger=trig, hard=True)
+        except TypeError:
+            self.uart.irq(handler=self._eof_handler, trigger=trig)
+        return True
+
+    def _on_rx_idle(self, uart):
+        e = self._eof
+        e[0] = self.clock.ticks_us()
+        e[1] = (e[1] + 1) & 0x3FFFFFFF
+
+    def last_byte_us(self, wait):
+        """ticks_us of the last byte received, from the receive-timeout stamp; with
+        ``wait`` (the bytes read end a frame) it waits for the stamp when the loop read
+        them before the line went idle. None without a fresh stamp."""
+        e = getattr(self, "_eof", None)
+        if e is None:
+            return None
+        c = self.clock
+        if wait and e[1] == self._eof_seen:
+            t0 = c.ticks_us()
+            while e[1] == self._eof_seen and c.ticks_diff(c.ticks_us(), t0) < self._eof_wait_us:
+                c.sleep_us(10)
+        if e[1] == self._eof_seen:
+            return None
+        self._eof_seen = e[1]
+        return c.ticks_add(e[0], -self._idle_us)
+
     def drop_echo(self):
         """Discard what the receiver heard while the board drove the bus (a transceiver
         whose receiver stays enabled hears the board's own reply; protocol 2 would take

@@ -8,9 +8,10 @@
 # Loop: feed the watchdog; read the RS-485 UART and feed the bytes to the board's
 # frame splitter; send each reply with the driver enabled: protocol 1's slotted
 # broadcast reply `address` x 2 ms after the read that brought the request, protocol
-# 2's each at its own start after its request's end of frame (the read's time less the
-# character times of the bytes that followed the request's 0x00 in that read); learn
-# once per pulse of the learn-trigger pin.
+# 2's each at its own start after its request's end of frame (the time of the last byte
+# read, stamped by the UART's receive-timeout interrupt where the port has one, else the
+# read's, less the character times of the bytes that followed the request's 0x00);
+# learn once per pulse of the learn-trigger pin.
 #
 # Configuration: tr_config.DEFAULT_CONFIG deep-merged with /config.json on the board's
 # filesystem (written by the host from a board definition, firmware/boards/*.toml), e.g.
@@ -75,6 +76,8 @@ def make_board(hal, cfg, uid, flash=None, cause=0):
         res = cfg.get("resolution")
         if res is None:
             res = 1000 if kind == 2 else 1
+        if hasattr(hal, "start_eof_stamps"):
+            hal.start_eof_stamps()
         return tr_board2.Board2(hal, tr_store2.Flash("") if flash is None else flash, uid, kind,
                                 cfg.get("state_min"), cfg.get("state_max"),
                                 cfg.get("initial_state"), res,
@@ -110,11 +113,16 @@ def step2(board, hal):
     sent = 0
     data = hal.uart_read()
     if data:
-        t_read = hal.ticks_us()
+        t_last = hal.ticks_us()
+        stamp = getattr(hal, "last_byte_us", None)
+        if stamp is not None:
+            t = stamp(data[len(data) - 1] == 0)
+            if t is not None:
+                t_last = t      # the receive interrupt's stamp, not the loop's read
         n = len(data)
         char = board.char_us
         for reply, start, end in board.receive(data):
-            hal.wait_until_us(t_read - (n - end) * char + start)
+            hal.wait_until_us(t_last - (n - end) * char + start)
             hal.uart_write(reply)
             sent += 1
         drop = getattr(hal, "drop_echo", None)

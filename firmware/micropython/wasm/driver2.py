@@ -474,6 +474,22 @@ def suite_machine_hal(tmp):
             out[name] = {"writes": writes, "de_after": de_after, "address": b.address,
                          "duplicate": b.duplicate}
             fm.RX[:] = b""
+        # reply times from the receive-timeout stamp: read before the line went idle
+        # (the loop waits for the stamp), and read long after it
+        fm.ECHO[0] = False
+        stamped = []
+        for end, late in ((1000000, 40), (2000000, 5000), (3000000, 600)):
+            fm.EVENTS.clear()
+            req = (P.encode_frame(255, 0, 9, 1, b"") if late == 600 else
+                   P.encode_frame(9, 0, 8, 2, b""))
+            fm.advance_to(end - 200)
+            fm.receive(h.uart, b"\x00" + req, end)
+            fm.advance_to(end + late)
+            fw_main.run(b, h, max_loops=1)
+            w = [e for e in fm.EVENTS if e[0] == "uart_write"]
+            stamped.append([end, late, hx(req), [[hx(e[1]), e[2]] for e in w]])
+        out["stamped"] = stamped
+        out["char_us"] = h._char_us
         emit(out)
     finally:
         driver_hw._done()

@@ -44,14 +44,44 @@ class Clock:
 
     def sleep_us(self, us):
         if us > 0:
-            self.now += us
+            _advance(self.now + us)
 
     def sleep_ms(self, ms):
         if ms > 0:
-            self.now += ms * 1000
+            _advance(self.now + ms * 1000)
 
 
 CLOCK = Clock()
+
+# the UART's receive-timeout interrupt: (due time us, uart) pending, fired when the
+# clock passes it, with the clock at the due time (the handler's ticks_us)
+IDLE_DUE = []
+
+
+def _advance(t):
+    while IDLE_DUE and IDLE_DUE[0][0] <= t:
+        due, u = IDLE_DUE.pop(0)
+        if due > CLOCK.now:
+            CLOCK.now = due
+        if u.irq_handler is not None and u.irq_trigger & UART.IRQ_RXIDLE:
+            u.irq_handler(u)
+    if t > CLOCK.now:
+        CLOCK.now = t
+
+
+def receive(uart, data, end_us):
+    """Bytes on the UART's receive line, the last one's stop bit at ``end_us``: readable
+    from then on; the receive timeout fires 32 bit periods later (RP2040 datasheet
+    4.2.6: the RX FIFO not empty and no data for 32 bit periods)."""
+    RX.extend(data)
+    IDLE_DUE.append((end_us + -(-32 * 1000000 // uart.baudrate), uart))
+    IDLE_DUE.sort(key=lambda x: x[0])
+    _advance(CLOCK.now)
+
+
+def advance_to(t):
+    """Let the clock run to ``t`` (interrupts due by then fire)."""
+    _advance(t)
 
 
 class Noise:
@@ -146,6 +176,8 @@ def reset():
     RX = bytearray()
     GATE[0] = None
     ECHO[0] = False
+    IDLE_DUE.clear()
+    UARTS.clear()
     ADS.codes = [0, 0, 0, 0]
     ADS.noise_codes = 0
     CLOCK.now = 0
@@ -354,11 +386,24 @@ class I2C:
         buf[0] = AD5245.wiper
 
 
+UARTS = []
+
+
 class UART:
+    IRQ_RXIDLE = 4
+
     def __init__(self, id, baudrate=9600, tx=None, rx=None, timeout=0, rxbuf=256):
         self.id = id
         self.baudrate = baudrate
+        self.irq_handler = None
+        self.irq_trigger = 0
+        UARTS.append(self)
         EVENTS.append(("uart_init", id, baudrate))
+
+    def irq(self, handler=None, trigger=0, hard=False):
+        self.irq_handler = handler
+        self.irq_trigger = trigger
+        EVENTS.append(("uart_irq", trigger, hard))
 
     def any(self):
         return len(RX)
@@ -372,7 +417,7 @@ class UART:
         return data or None
 
     def write(self, data):
-        EVENTS.append(("uart_write", bytes(data)))
+        EVENTS.append(("uart_write", bytes(data), CLOCK.now))
         if ECHO[0]:
             RX.extend(data)
         return len(data)
