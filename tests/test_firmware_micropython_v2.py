@@ -370,6 +370,15 @@ def test_protocol_2_replies_start_from_the_receive_interrupts_end_of_frame(run):
         assert writes[0][1] == end + starts[late] + settle, (late, writes[0][1] - end)
 
 
+def test_long_flash_work_feeds_the_watchdog(run):
+    """fw_begin's erase of a 64 KiB slot and fw_verify's CRC-32 over it feed the watchdog
+    (the quiet times run to seconds; the watchdog's default is 2 s) and still verify."""
+    r = run["flash_feed"][0]
+    assert r["begin"] == [0, [512]]
+    assert r["after_begin"] >= 65536 // 4096
+    assert r["verify"] == [0, [2]] and r["during_verify"] >= 65536 // 512
+
+
 # ---------------------------------------------------------------- the rule, exactly
 
 

@@ -78,7 +78,9 @@ def make_board(hal, cfg, uid, flash=None, cause=0):
             res = 1000 if kind == 2 else 1
         if hasattr(hal, "start_eof_stamps"):
             hal.start_eof_stamps()
-        return tr_board2.Board2(hal, tr_store2.Flash("") if flash is None else flash, uid, kind,
+        if flash is None:
+            flash = tr_store2.Flash("", getattr(hal, "wdt_feed", None))
+        return tr_board2.Board2(hal, flash, uid, kind,
                                 cfg.get("state_min"), cfg.get("state_max"),
                                 cfg.get("initial_state"), res,
                                 baud=cfg["uart"].get("baudrate", 115200), cause=cause)

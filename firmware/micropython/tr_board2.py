@@ -121,6 +121,7 @@ class Board2:
         self.updates = 0
         self.updates_hi = 0
         self.glitches = 0
+        self.glitches_hi = 0
         self.last_error = 0
         self.duplicate = False
         self.reset_cause = cause
@@ -212,7 +213,11 @@ class Board2:
             self.glitch()
 
     def glitch(self):
-        self.glitches = 0 if self.glitches == _C30 else self.glitches + 1
+        if self.glitches == _C30:
+            self.glitches = 0
+            self.glitches_hi += 1
+        else:
+            self.glitches += 1
 
     def _count(self, lo, hi):
         return ((hi << 30) + lo) & M32
@@ -365,7 +370,8 @@ class Board2:
         temp = h.temperature_mdegc() if hasattr(h, "temperature_mdegc") else 0
         return P.OK, (h.uptime_ms() & M32, self.frames_ok, self.frames_bad,
                       self._count(self.learns, self.learns_hi),
-                      self._count(self.updates, self.updates_hi), self.glitches,
+                      self._count(self.updates, self.updates_hi),
+                      self._count(self.glitches, self.glitches_hi),
                       self.last_error, self.reset_cause, self.flags(), supply, temp,
                       self.store.generation), None
 

@@ -31,8 +31,9 @@ class Flash:
     """The board's non-volatile files under ``root`` (a directory prefix, "" for the
     filesystem's root)."""
 
-    def __init__(self, root=""):
+    def __init__(self, root="", feed=None):
         self.root = root
+        self.feed = feed        # called between the pieces of a long erase or CRC (watchdog)
 
     def path(self, name):
         return self.root + name
@@ -62,9 +63,12 @@ class Flash:
         with open(self.path(name), "wb") as f:
             n = len(chunk)
             left = size
+            feed = self.feed
             while left >= n:
                 f.write(chunk)
                 left -= n
+                if feed is not None and not left & 0xFFF:
+                    feed()
             if left:
                 f.write(chunk[:left])
 
@@ -90,7 +94,10 @@ class Flash:
             crc = 0
             left = size
             mv = memoryview(buf)
+            feed = self.feed
             while left > 0:
+                if feed is not None:
+                    feed()
                 n = f.readinto(buf)
                 if not n:
                     return None

@@ -8,7 +8,7 @@
 #                                  "suites": ["frames", "rules", ...]}')
 #
 # Suites: frames, rules, timing, commands, streams, update, noalloc, main_loop,
-# machine_hal.
+# machine_hal, flash_feed.
 # The boards' flash is a directory of files per board (tr_store2.Flash); a board
 # whose flash fails has a directory that does not exist. A power cut during a store
 # is a Flash that stops after the erase (PowerCut), after which the board is built
@@ -495,6 +495,31 @@ def suite_machine_hal(tmp):
         driver_hw._done()
 
 
+def suite_flash_feed(tmp):
+    """A long erase and CRC feed the watchdog as they go: fw_begin of 64 KiB, every
+    block, fw_verify, with the feeds counted."""
+    feeds = [0]
+
+    def feed():
+        feeds[0] += 1
+
+    flash = tr_store2.Flash(_new_root(tmp), feed)
+    spec = _spec(address=3)
+    b = tr_board2.Board2(VectorHAL(spec), flash, unhx(spec["uid_hex"]), 1, 0, 99, 49)
+    image = bytes((i * 7 + 3) & 0xFF for i in range(65536))
+    crc = P.crc32(image)
+    out = {"suite": "flash_feed"}
+    out["begin"] = list(b._cmd_fw_begin(len(image), crc, 2, 1, 0)[:2])
+    out["after_begin"] = feeds[0]
+    for n in range(512):
+        blk = image[n * 128:(n + 1) * 128]
+        b._cmd_fw_block(crc, n, P.crc32(blk), blk)
+    f0 = feeds[0]
+    out["verify"] = b._cmd_fw_verify()[:2]
+    out["during_verify"] = feeds[0] - f0
+    emit(out)
+
+
 TMP = ["/tmp"]
 
 
@@ -504,7 +529,7 @@ def main(args_json):
     tmp = args.get("tmp", "/tmp")
     TMP[0] = tmp
     suites = args.get("suites", ["frames", "rules", "timing", "commands", "streams", "update",
-                                 "noalloc", "main_loop", "machine_hal"])
+                                 "noalloc", "main_loop", "machine_hal", "flash_feed"])
     impl = sys.implementation
     emit({"suite": "info", "implementation": impl.name, "version": list(impl.version[:3])})
     for s in suites:
@@ -526,6 +551,8 @@ def main(args_json):
             suite_main_loop(tmp)
         elif s == "machine_hal":
             suite_machine_hal(tmp)
+        elif s == "flash_feed":
+            suite_flash_feed(tmp)
         else:
             raise ValueError("unknown suite " + s)
     emit({"suite": "done"})
