@@ -252,6 +252,53 @@ def test_a_board_that_stays_silent_is_reported_failed_and_the_others_update(emul
     assert [a for a, b in rep.boards.items() if b.outcome == "confirmed"] == [1, 2, 3]
 
 
+def test_a_host_that_does_not_keep_the_erase_quiet_time_loses_blocks(emulate):
+    """Boards erase their inactive slot for fw_begin with interrupts off (45 ms a sector,
+    typical): blocks sent at once are lost but for the UART's FIFO; after the quiet time
+    (400 ms a sector) none is."""
+    from instruments.bus.v2 import request_frame
+
+    image = _image(16384)
+    blocks = image_blocks(image)
+    begin = dict(size=len(image), image_crc32=crc32(image), fw_major=2, fw_minor=1, fw_patch=0)
+
+    def send_blocks(bus):
+        for n, data in enumerate(blocks[:20]):
+            bus.broadcast("fw_block", image_crc32=crc32(image), block=n, block_crc32=crc32(data), data=data)
+
+    em, bus = emulate(onwire.make_boards(2, seed=16))
+    bus.port.exchange(request_frame(ADDR_BROADCAST, 1, "fw_begin", **begin), 0, replies=False)  # no quiet
+    send_blocks(bus)
+    st = bus.request(1, "fw_status")
+    assert st["missing"] > len(blocks) - 20 and listed_missing(st)[0] == 0  # the first blocks lost
+
+    em2, bus2 = emulate(onwire.make_boards(2, seed=16))
+    bus2.broadcast("fw_begin", **begin)  # keeps the quiet time
+    send_blocks(bus2)
+    assert bus2.request(1, "fw_status")["missing"] == len(blocks) - 20
+
+
+def test_a_board_whose_erase_outlasts_the_quiet_time_is_sent_the_blocks_it_missed(emulate):
+    """Board 3 erases slower than the datasheet's worst case (a stall of 900 ms from
+    fw_begin, the quiet time being 400 ms): it misses the first blocks, more than fw_status
+    lists at once, and is sent them, and only them, over several rounds."""
+    boards = onwire.make_boards(5, seed=17)
+    em, bus = emulate(boards)
+
+    def progress(name, stage, done, total):
+        if stage == "fw_begin":  # fw_begin goes out next: board 3 stalls from its first byte
+            em.wire.stall(3, 900_000)
+
+    image = _image(4096)
+    rep = update_bus(bus, image, (2, 5, 0), progress=progress)
+    resent = rep.boards[3].resent
+    assert len(resent) > MISSING_LISTED and resent == list(range(len(resent)))
+    assert rep.status_rounds >= 3  # eight listed per round, then the verify's
+    assert all(not rep.boards[a].resent for a in (1, 2, 4, 5))
+    assert {b.outcome for b in rep.boards.values()} == {"confirmed"}
+    assert boards[2].firmware.running.data == image
+
+
 @given(st.dictionaries(st.integers(1, 247), st.lists(st.integers(0, 63), max_size=12), max_size=20))
 def test_plan_resend_sends_each_listed_block_once_to_those_missing_it(missing):
     plan = plan_resend(missing)

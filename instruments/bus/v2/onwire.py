@@ -36,9 +36,12 @@ import numpy as np
 
 from .. import timing
 from ..emulator import BusEmulator
-from ..wire import V1Timing, Wire
-from .constants import ADDR_HOST, ADDR_UNASSIGNED, Kind
+from ..wire import FLASH_SECTOR_ERASE_US, V1Timing, Wire
+from .constants import (
+    ADDR_BROADCAST, ADDR_HOST, ADDR_UNASSIGNED, IMAGE_MAX_BYTES, SECTOR_BYTES, Kind, Phase, ResetMode,
+)
 from .framing import FrameError, decode_any
+from .payloads import COMMANDS_BY_CODE, unpack_request
 from .reference import ReferenceBoard
 from .slots import v1_probe_timeout_us
 
@@ -84,8 +87,44 @@ class _Decoded(dict):
         return self[chunk]
 
 
+#: Typical flash timings (us), W25Q16JV datasheet: sector erase tSE typical 45 ms (the
+#: wire's :data:`~instruments.bus.wire.FLASH_SECTOR_ERASE_US`), page program tPP typical 0.4 ms.
+PAGE_PROGRAM_TYP_US = 400
+STORE_WRITE_TYP_US = FLASH_SECTOR_ERASE_US + PAGE_PROGRAM_TYP_US
+
+
+def busy_us(frame, board) -> tuple[int, bool]:
+    """How long ``board`` works with interrupts off on ``frame`` (erasing and programming its
+    flash, typical times) before it answers, and whether it then restarts (us, bool)."""
+    spec = COMMANDS_BY_CODE.get(frame.cmd)
+    if spec is None or len(frame.payload) != spec.request_size:
+        return 0, False
+    name = spec.name
+    if name in ("store_state", "store_calibration"):
+        return STORE_WRITE_TYP_US, False
+    if name == "assign_address":
+        return (STORE_WRITE_TYP_US if unpack_request(name, frame.payload)["uid"] == board.uid else 0), False
+    if name == "fw_begin":
+        size = unpack_request(name, frame.payload)["size"]
+        return (-(-min(size, IMAGE_MAX_BYTES) // SECTOR_BYTES) * FLASH_SECTOR_ERASE_US if size else 0), False
+    if name == "fw_block":
+        return PAGE_PROGRAM_TYP_US, False
+    if name == "reset":
+        factory = unpack_request(name, frame.payload)["mode"] == ResetMode.FACTORY
+        return (2 * FLASH_SECTOR_ERASE_US if factory else 0), True
+    if name == "fw_swap":
+        return STORE_WRITE_TYP_US, board.firmware.phase == Phase.VERIFIED
+    return 0, False
+
+
 class WiredBoard:
     """A protocol-2 board as the wire's participant: ``address`` and ``handle(chunk) -> bytes``.
+
+    A command that writes flash stalls the board's receiver for its typical time
+    (:func:`busy_us`; the wire keeps only the UART's FIFO meanwhile, as for any stall) and
+    the board answers once done; after ``reset`` or ``fw_swap`` it hears nothing for its boot
+    time. So a host that does not keep a command's quiet time loses frames, as on a real
+    bus. (The wire's own reset model reads protocol-1 frames only.)
 
     Args:
         board: the board (a :class:`ReferenceBoard`, or anything with its ``address`` and
@@ -97,6 +136,7 @@ class WiredBoard:
     def __init__(self, board, policy: OwnTiming, decoded: _Decoded | None = None) -> None:
         self.board, self.policy = board, policy
         self._decoded = decoded if decoded is not None else _Decoded()
+        self.wire = self.node = None  # set by V2Emulator: the flash stalls need them
 
     @property
     def address(self) -> int:
@@ -106,11 +146,30 @@ class WiredBoard:
         frame = self._decoded.frame(bytes(chunk))
         if frame is not None and frame.dst == ADDR_HOST and frame.src != self.board.address:
             return None
+        acts = (frame is not None and frame.version == 2 and self.node is not None
+                and frame.dst in (self.board.address, ADDR_BROADCAST))
+        busy, restarts = busy_us(frame, self.board) if acts else (0, False)
         reply = self.board.handle(chunk)
+        if reply is not None and (len(reply.wire) < 8 or decode_any(reply.wire).payload[:1] != b"\x00"):
+            busy, restarts = 0, False  # refused: nothing written, no restart
+        if busy or restarts:
+            self._stall(busy, restarts, reply)
         if reply is None:
             return None
-        self.policy.start_us = reply.start_us
+        self.policy.start_us = max(reply.start_us, busy)
         return reply.wire
+
+    def _stall(self, busy: int, restarts: bool, reply) -> None:
+        eof = self.wire.now_us  # while the wire hands out a request: its end of frame
+        rx = self.node.rx
+        rx.stalls = [st for st in rx.stalls if st[1] > eof]
+        if busy:
+            rx.stalls.append([eof, eof + busy, 0])
+        if restarts:
+            down = eof + busy
+            if reply is not None:
+                down = eof + max(reply.start_us, busy) + len(reply.wire) * self.wire.char_us + timing.DE_HOLD_US
+            rx.deaf.append((down, down + self.node.boot_us))
 
 
 class LossyBoard(ReferenceBoard):
@@ -189,6 +248,9 @@ class V2Emulator(BusEmulator):
     def __init__(self, boards, faults=None, **kw) -> None:
         super().__init__(boards, faults, **kw)
         self.wire.__class__ = V2Wire  # the same wire, with host_waited
+        for node in self.wire.nodes:
+            if isinstance(node.board, WiredBoard):
+                node.board.wire, node.board.node = self.wire, node
         self.bytes_in = self.bytes_out = 0
         self.done = threading.Condition()
 
