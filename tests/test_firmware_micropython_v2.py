@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import event, given, settings, strategies as st
 
 from instruments.bus import rule as REF_RULE
 from instruments.bus import v2 as REF
@@ -446,3 +446,129 @@ def test_the_firmware_files_stay_small_and_micropython_friendly():
         assert len(text.splitlines()) <= 600, name
         for node in ast.walk(ast.parse(text, name)):
             assert not isinstance(node, (ast.JoinedStr, ast.AnnAssign)), f"{name}:{node.lineno}"
+
+
+# ---------------------------------------------------------------- against the reference board
+
+
+UIDS = (bytes.fromhex("4a1c00e3b2770f01"), bytes.fromhex("0123456789abcdef"))
+_TYPES = {"u8": st.integers(0, 255), "u16": st.integers(0, 2**16 - 1), "u32": st.integers(0, 2**32 - 1),
+          "i32": st.integers(-(2**31), 2**31 - 1), "i64": st.integers(-(2**63), 2**63 - 1)}
+# fields drawn near what boards accept, so that commands succeed as often as they fail
+_NEAR = {"rule": st.integers(0, 4), "probability": st.sampled_from([0, 1, 32768, 65536, 65537]),
+         "gain": st.sampled_from([0, 1, 2_559_015, 1 << 30, 2**40 - 1, 2**40]),
+         "dead_band_uv2": st.sampled_from([-1, 0, 1000, 2**38]),
+         "state": st.sampled_from([-1, 0, 49, 99, 100, 1_000_000, 2_000_499, 5_500_000, 5_500_001]),
+         "mode": st.integers(0, 2), "slots": st.sampled_from([0, 1, 7, 247, 248]),
+         "only_unassigned": st.integers(0, 2), "address": st.sampled_from([0, 1, 7, 248, 249]),
+         "size": st.sampled_from([0, 1, 300, 640, 983_041]), "block": st.integers(0, 6),
+         "salt": st.integers(0, 2**32 - 1)}
+
+
+@st.composite
+def _op(draw):
+    kind = draw(st.sampled_from(["cmd"] * 8 + ["raw", "power", "trigger", "v1"]))
+    dst = draw(st.sampled_from([7, 7, 255, 248, 9]))
+    if kind == "power":
+        return ("power",)
+    if kind == "trigger":
+        return ("trigger", draw(st.sampled_from([1, 19, 20, 500])))
+    if kind == "v1":
+        return ("raw", REF.encode_frame(REF.Frame(1, dst, 0, draw(st.integers(0, 255)), 1, b"")))
+    if kind == "raw":
+        return ("raw", REF.encode_frame(REF.Frame(draw(st.sampled_from([2, 2, 1, 3])), dst, draw(st.integers(0, 9)),
+                                                  draw(st.integers(0, 255)), draw(st.integers(0, 31)) | 0,
+                                                  draw(st.binary(max_size=20)))))
+    name = draw(st.sampled_from(sorted(REF.COMMANDS)))
+    spec = REF.COMMANDS[name]
+    fields = {}
+    for f in spec.request:
+        if f.name == "uid":
+            fields[f.name] = draw(st.sampled_from(UIDS))
+        elif f.name == "data":
+            fields[f.name] = draw(st.binary(min_size=128, max_size=128))
+        elif f.name in _NEAR and draw(st.booleans()):
+            fields[f.name] = draw(_NEAR[f.name])
+        else:
+            fields[f.name] = draw(_TYPES[f.type])
+    if name == "fw_block" and draw(st.booleans()):
+        fields["block_crc32"] = REF.crc32(fields["data"])
+    try:
+        frame = REF.request_frame(dst, draw(st.integers(0, 255)), name, **fields)
+    except REF.PayloadError:          # a near value outside its type: the plain one
+        return ("raw", REF.encode_frame(REF.Frame(2, dst, 0, 1, spec.code, b"")))
+    return ("raw", REF.encode_frame(frame))
+
+
+class _RefHAL:
+    """The HAL the reference board implies: its actuator's grid, its sensors."""
+
+    def __init__(self, act, nodes):
+        self.act, self.node_uv, self.cal = act, nodes, [0, 0, 0, 0]
+
+    def set_state(self, state, previous, learn=False):
+        return self.act.reach(state)
+
+    def read_nodes_into(self, buf):
+        buf[:] = self.node_uv
+
+    def load_calibration(self):
+        return list(self.cal)
+
+    def store_calibration(self, offsets):
+        self.cal = list(offsets)
+        return True
+
+    uptime_ms = staticmethod(lambda: 123_456)
+    restart_clock = staticmethod(lambda: None)
+    supply_uv = staticmethod(lambda: 3_300_000)
+    temperature_mdegc = staticmethod(lambda: 25_000)
+    self_test = staticmethod(lambda: True)
+
+
+@pytest.fixture(scope="module")
+def fw2():
+    sys.path.insert(0, str(FW))
+    try:
+        import tr_board2
+        import tr_store2
+        yield tr_board2, tr_store2
+    finally:
+        sys.path.remove(str(FW))
+
+
+@settings(deadline=None, max_examples=300)
+@given(ops=st.lists(_op(), min_size=1, max_size=40), kind=st.sampled_from([1, 2]),
+       address=st.sampled_from([7, 248]))
+def test_the_firmware_answers_as_the_reference_board_does(fw2, tmp_path_factory, ops, kind, address):
+    """Random sessions (every command with fields in and out of range, broadcast and
+    unicast, to 248 and to another board, bad frames, the version-1 probe, learn-trigger
+    pulses, power cycles) on tr_board2 and on the reference board: the same reply bytes,
+    at the same start, or none."""
+    tr_board2, tr_store2 = fw2
+    nodes = (1_300_000, 1_000_000, 1_150_000, 1_000_000)
+    res = 1000 if kind == 2 else 1
+    ref = REF.ReferenceBoard(UIDS[0], kind, address=address, node_uv=nodes, uptime_ms=123_456, resolution=res,
+                             initial_state=None)
+    flash = tr_store2.Flash(str(tmp_path_factory.mktemp("diff")) + "/")
+    if address != 248:
+        tr_store2.AddressStore(flash).store(address)
+    hal = _RefHAL(ref.actuator, list(nodes))
+    make = lambda: tr_board2.Board2(hal, flash, UIDS[0], kind, resolution=res)  # noqa: E731
+    fw = make()
+    for i, op in enumerate(ops):
+        if op[0] == "power":
+            ref.power_cycle()
+            fw = make()
+            continue
+        if op[0] == "trigger":
+            ref.trigger(op[1])
+            fw.trigger(op[1])
+            continue
+        want = ref.handle(op[1])
+        got = fw.handle(op[1])
+        if want is not None:
+            f = REF.decode_any(want.wire)
+            event(f"reply to {f.cmd & 0x7F}, status {f.payload[0]}")
+        assert (got, fw.reply_start_us if got is not None else None) == (
+            (want.wire, want.start_us) if want is not None else (None, None)), (i, op[1].hex())
