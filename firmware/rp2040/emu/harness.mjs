@@ -1,5 +1,7 @@
 // Runs the twinrig RP2040 image in rp2040js, with the board around it emulated, for the
-// Python tests: node harness.mjs IMAGE.uf2 [CONFIG.uf2 ...]
+// Python tests: node harness.mjs [--flash-image FILE] [--flash-uid HEX16] IMAGE.uf2 [CONFIG.uf2 ...]
+// (--flash-image: the whole flash as a previous run saved it, flash_save; the .uf2 files are
+// written over it. --flash-uid: the flash chip's 64-bit unique id, what its 4Bh returns.)
 //
 // Loading: rp2040js has no bootrom, so this does what the bootrom does for a flash boot
 // (RP2040 datasheet 2.8.1): the .uf2 files (the ones the lab flashes) are written to flash,
@@ -15,11 +17,17 @@
 // flush (run until the host has sent it all), read {max_ns} (run until the host has received
 // something or max_ns passed; answers data: hex), clear_rx, run {ns}, nodes {uv: [4 x uV],
 // at_ns, slope_uv_per_ns: [4]} (ADC inputs from at_ns on: steps, or ramps from uv),
-// pin {edges: [[at_ns, 0|1], ...]} (the learn line), events (and clear them), now.
-import { readFileSync } from 'node:fs';
+// pin {edges: [[at_ns, 0|1], ...]} (the learn line), analog {vsys_uv, temperature_mdegc}
+// (the RP2040 ADC's inputs: VSYS through the Pico's 1:3 divider on ADC3/GP29, and the
+// temperature sensor's voltage on ADC4, 4.9.5), flash_save {path} (the 2 MiB flash to a file),
+// flash_read {addr, len} (hex), events (and clear them), now.
+// The flash (flash.mjs): the SSI, the IO_QSPI /CS override and a W25Q16JV with its erase and
+// program times, for the image's own writes; XIP reads only while the SSI is set for them.
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { RP2040 } from 'rp2040js';
 import { ADS131M04 } from './ads131m04.mjs';
+import { Flash, FLASH_BYTES, IoQspi, Ssi } from './flash.mjs';
 import { StrictUart } from './pl011.mjs';
 
 const PIN = { tx: 0, rx: 1, de: 2, gateDac: 14, gate: 15, miso: 16, cs: 17, sclk: 18, mosi: 19, drdy: 20, sync: 21, learn: 22 };
@@ -67,7 +75,26 @@ function boot2Crc(bytes) {
   return crc >>> 0;
 }
 
-for (const path of process.argv.slice(2)) loadUf2(path);
+const args = process.argv.slice(2);
+let flashUid = [0xe6, 0x61, 0x41, 0x04, 0x03, 0x27, 0x2b, 0x21];
+for (let i = 0; i < args.length; i++) {
+  if (args[i] === '--flash-image') {
+    const img = readFileSync(args[++i]);
+    if (img.length !== FLASH_BYTES) throw new Error(`${args[i]}: not a ${FLASH_BYTES}-byte flash image`);
+    mcu.flash.set(img, 0);
+  } else if (args[i] === '--flash-uid') {
+    flashUid = [...Buffer.from(args[++i], 'hex')];
+    if (flashUid.length !== 8) throw new Error('--flash-uid takes 16 hex digits');
+  } else {
+    loadUf2(args[i]);
+  }
+}
+// The SSI and the flash chip in place of rp2040js's SSI stub, before boot2 runs (flash.mjs)
+const flash = new Flash(mcu, { violation, event, uid: flashUid });
+const qspi = new IoQspi(flash);
+const ssiModel = new Ssi(mcu, flash, qspi);
+mcu.peripherals[0x18000] = ssiModel;
+mcu.peripherals[0x40018] = qspi;
 const stored = new DataView(mcu.flash.buffer).getUint32(252, true);
 if (boot2Crc(mcu.flash.subarray(0, 252)) !== stored) {
   process.stdout.write(JSON.stringify({ error: 'boot2 CRC32 mismatch: the bootrom would not boot this flash' }) + '\n');
@@ -100,6 +127,24 @@ if (((ctrlr0 >> 16) & 31) !== 31 || ((ctrlr0 >> 8) & 3) !== 3 || ((ctrlr0 >> 21)
 if (mcu.core.VTOR !== FLASH_BASE + 0x100 || mcu.core.SP !== mcu.readUint32(FLASH_BASE + 0x100)) {
   violation('boot2 did not set VTOR and SP from the image vector table');
 }
+// From here on the XIP window (0x10000000..0x13ffffff, 2.6.3) reads only while the SSI is set
+// for it: while the image has it in command mode or the flash is busy, any read of it, an
+// instruction fetch included, is a violation (rp2040js reads halfwords and bytes through
+// readUint32, so one check covers all).
+const flatRead32 = mcu.readUint32.bind(mcu);
+function checkedRead32(address) {
+  const a = address >>> 0;
+  if (a >= FLASH_BASE && a < 0x14000000) {
+    violation(`read of ${a.toString(16)} from flash while XIP is off (pc ${mcu.core.PC.toString(16)})`);
+    return 0xffffffff;
+  }
+  return flatRead32(address);
+}
+flash.onChange = () => {
+  if (ssiModel.xipOk) delete mcu.readUint32;
+  else mcu.readUint32 = checkedRead32;
+};
+flash.onChange();
 
 // The timer's alarms fire when the 1 us count equals ALARMn (RP2040 datasheet 4.6.1): never
 // early, as rp2040js would by up to a fraction of a microsecond; an alarm set to the current
@@ -119,10 +164,10 @@ timer.writeUint32 = (offset, value) => {
 // Resets (2.14): the subsystems this port uses are held in reset until the firmware releases
 // them (RESET's reset value is 0x01ffffff); touching one still in reset is a violation.
 const resets = mcu.peripherals[0x4000c];
-resets.reset = 0x01ffffff;
+resets.reset = 0x01ffffff & ~((1 << 6) | (1 << 9)); // the bootrom leaves IO_QSPI and PADS_QSPI out of reset
 const resetsRead = resets.readUint32.bind(resets);
 resets.readUint32 = (offset) => (offset === 0x8 ? ~resets.reset & 0x01ffffff : resetsRead(offset));
-const guarded = { 0x40014: 5, 0x4001c: 8, 0x40028: 12, 0x40034: 22, 0x4003c: 16, 0x40050: 14, 0x40054: 21 };
+const guarded = { 0x4004c: 0, 0x40014: 5, 0x4001c: 8, 0x40028: 12, 0x40034: 22, 0x4003c: 16, 0x40050: 14, 0x40054: 21 };
 function guard(base, bit) {
   const p = mcu.peripherals[base];
   const read = p.readUint32.bind(p), write = p.writeUint32.bind(p);
@@ -210,10 +255,47 @@ function scheduleLearn(atNs, level) {
 }
 function scheduleNodes(uv, atNs, slope) { adc.setInputs(uv, atNs, slope); }
 
+// The RP2040's own ADC (4.9): 12 bits of ADC_AVDD = 3.3 V. Channel 3 is GP29, VSYS through
+// the Pico's 200k/100k divider; channel 4 the temperature sensor, V = 0.706 V - (T - 27 degC)
+// * 1.721 mV/degC (4.9.5). The part needs clk_adc running, the sensor's bias on (CS.TS_EN)
+// for channel 4, and the pin's digital input off for channel 3 (4.9.1); a read without them is
+// a violation. The codes read are in the events, for the test to check the arithmetic.
+const ADC_VREF_UV = 3.3e6;
+const analog = { vsysUv: 5.0e6, temperatureMdegc: 27_000 };
+const adcCode = (uv) => Math.max(0, Math.min(4095, Math.round((uv / ADC_VREF_UV) * 4096)));
+const sysAdc = mcu.adc;
+sysAdc.onADCRead = (channel) => {
+  if (!(mcu.readUint32(0x40008060) & (1 << 11))) violation('RP2040 ADC read with clk_adc off');
+  if (channel === 4 && !(sysAdc.cs & 2)) violation('RP2040 ADC channel 4 read with the temperature sensor off (TS_EN)');
+  if (channel === 3 && mcu.readUint32(0x4001c004 + 4 * 29) & (1 << 6)) violation('RP2040 ADC channel 3 read with GP29 digital input on');
+  const uv = channel === 3 ? analog.vsysUv / 3 : channel === 4 ? 706_000 - (analog.temperatureMdegc - 27_000) * 1.721 : 0;
+  const code = adcCode(uv);
+  sysAdc.channelValues[channel] = code;
+  event({ type: 'sys_adc', channel, code, atNs: clock.nanos });
+  sysAdc.currentChannel = channel;
+  sysAdc.sampleAlarm.schedule(sysAdc.sampleTime * 1000);
+};
+
+// WFI as ARMv6-M has it (B1.5.19, Architecture Reference Manual; Cortex-M0+ TRM): it ends
+// when an enabled interrupt is pending, even one that was pending before it, and with PRIMASK
+// set the interrupt only ends the WFI: it is taken once PRIMASK clears. rp2040js takes it at
+// once even with PRIMASK set and sleeps through one already pending; the flash routines
+// (flash.c) sleep between status polls with interrupts masked, so that is corrected here.
+const core = mcu.core;
+const coreCheckForInterrupts = core.checkForInterrupts.bind(core);
+const wakes = () => (core.pendingInterrupts & core.enabledInterrupts) !== 0;
+core.checkForInterrupts = () => {
+  if (core.waiting && core.PM) return wakes();
+  return coreCheckForInterrupts();
+};
+
 // Execution: instructions at clk_sys (as the firmware set it), idle time skipped to the next alarm
 function run(untilNs, stop = () => false) {
-  const { core } = mcu;
   while (clock.nanos < untilNs && !stop()) {
+    if (core.waiting && wakes()) {
+      core.waiting = false;
+      core.interruptsUpdated = true;
+    }
     if (core.waiting) {
       const next = clock.nextAlarm;
       const dt = next ? Math.max(0, Math.min(next.nanos, untilNs) - clock.nanos) : untilNs - clock.nanos;
@@ -236,6 +318,13 @@ const ops = {
   run: (m) => { run(clock.nanos + m.ns); return {}; },
   nodes: (m) => { scheduleNodes(m.uv, m.at_ns ?? clock.nanos, m.slope_uv_per_ns); return {}; },
   pin: (m) => { for (const [at, level] of m.edges) scheduleLearn(at, level); return {}; },
+  analog: (m) => {
+    if (m.vsys_uv !== undefined) analog.vsysUv = m.vsys_uv;
+    if (m.temperature_mdegc !== undefined) analog.temperatureMdegc = m.temperature_mdegc;
+    return {};
+  },
+  flash_save: (m) => { writeFileSync(m.path, mcu.flash.subarray(0, FLASH_BYTES)); return {}; },
+  flash_read: (m) => ({ data: hex(mcu.flash.subarray(m.addr, m.addr + m.len)) }),
   events: () => ({ events: events.splice(0), violations: violations.splice(0), warnings: warnings.splice(0) }),
   now: () => ({}),
 };

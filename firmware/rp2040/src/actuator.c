@@ -55,3 +55,14 @@ void isr_timer_gate(void)
     REG(TIMER_INTR) = 1u << ALARM_GATE;
     REG(SIO_GPIO_OUT_CLR) = 1u << PIN_GATE;
 }
+
+int32_t actuator_setpoint_uv(void)
+{
+    uint32_t counts = REG(PWM_CC) & 0xffffu; /* channel A, 4.5.3 CC */
+    if (counts > PWM_TOP_COUNT + 1u) {
+        counts = PWM_TOP_COUNT + 1u; /* at or above TOP + 1 the output is high throughout */
+    }
+    return (int32_t)(counts * GATE_UV_PER_COUNT);
+}
+
+int actuator_pulsing(void) { return (int)((REG(SIO_BASE + 0x010u) >> PIN_GATE) & 1u); /* GPIO_OUT */ }

@@ -16,9 +16,11 @@
 #define RESETS_BASE 0x4000c000u
 #define RESETS_RESET (RESETS_BASE + 0x0u)
 #define RESETS_DONE (RESETS_BASE + 0x8u)
+#define RESET_ADC (1u << 0)
 #define RESET_IO_BANK0 (1u << 5)
 #define RESET_PADS_BANK0 (1u << 8)
 #define RESET_PLL_SYS (1u << 12)
+#define RESET_PLL_USB (1u << 13)
 #define RESET_PWM (1u << 14)
 #define RESET_SPI0 (1u << 16)
 #define RESET_TIMER (1u << 21)
@@ -39,6 +41,7 @@
 #define PLL_PWR (PLL_SYS_BASE + 0x4u)
 #define PLL_FBDIV_INT (PLL_SYS_BASE + 0x8u)
 #define PLL_PRIM (PLL_SYS_BASE + 0xcu)
+#define PLL_USB_BASE 0x4002c000u /* same registers at the same offsets as PLL_SYS */
 #define PLL_CS_LOCK (1u << 31)
 #define PLL_PWR_PD (1u << 0)
 #define PLL_PWR_POSTDIVPD (1u << 3)
@@ -51,9 +54,11 @@
 #define CLK_SYS_CTRL (CLOCKS_BASE + 0x3cu)
 #define CLK_SYS_SELECTED (CLOCKS_BASE + 0x44u)
 #define CLK_PERI_CTRL (CLOCKS_BASE + 0x48u)
+#define CLK_ADC_CTRL (CLOCKS_BASE + 0x60u)
 #define CLK_CTRL_ENABLE (1u << 11)
 
 /* 4.7 Watchdog: its tick generator clocks the timer (4.6.1) */
+#define WATCHDOG_REASON 0x40058008u /* 4.7.6: bit 0 TIMER, bit 1 FORCE */
 #define WATCHDOG_TICK 0x4005802cu
 #define WATCHDOG_TICK_ENABLE (1u << 9)
 
@@ -61,6 +66,7 @@
 #define TIMER_BASE 0x40054000u
 #define TIMER_ALARM(n) (TIMER_BASE + 0x10u + 4u * (n))
 #define TIMER_ARMED (TIMER_BASE + 0x20u)
+#define TIMER_RAWH (TIMER_BASE + 0x24u)
 #define TIMER_RAWL (TIMER_BASE + 0x28u)
 #define TIMER_INTR (TIMER_BASE + 0x34u)
 #define TIMER_INTE (TIMER_BASE + 0x38u)
@@ -79,6 +85,7 @@
 #define FUNC_SIO 5u
 #define PADS_BANK0_BASE 0x4001c000u
 #define PADS_GPIO(n) (PADS_BANK0_BASE + 0x04u + 4u * (n))
+#define PAD_OD (1u << 7)
 #define PAD_IE (1u << 6)
 #define PAD_PUE (1u << 3)
 #define PAD_PDE (1u << 2)
@@ -129,6 +136,29 @@
 #define SPI_SR_TNF (1u << 1)
 #define SPI_SR_BSY (1u << 4)
 
+/* 4.9 ADC: CS (EN, TS_EN, START_ONE, READY, AINSEL) and RESULT (4.9.6) */
+#define ADC_BASE 0x4004c000u
+#define ADC_CS (ADC_BASE + 0x00u)
+#define ADC_RESULT (ADC_BASE + 0x04u)
+#define ADC_CS_EN (1u << 0)
+#define ADC_CS_TS_EN (1u << 1)
+#define ADC_CS_START_ONE (1u << 2)
+#define ADC_CS_READY (1u << 8)
+#define ADC_CS_AINSEL(n) ((uint32_t)(n) << 12)
+
+/* 4.10 SSI (the QSPI flash interface) and 2.19.6.2 IO_QSPI's /CS override */
+#define SSI_BASE 0x18000000u
+#define SSI_CTRLR0 (SSI_BASE + 0x00u)
+#define SSI_SSIENR (SSI_BASE + 0x08u)
+#define SSI_SER (SSI_BASE + 0x10u)
+#define SSI_SR (SSI_BASE + 0x28u)
+#define SSI_DR0 (SSI_BASE + 0x60u)
+#define SSI_SR_RFNE (1u << 3)
+#define IO_QSPI_SS_CTRL 0x4001800cu
+#define IO_QSPI_OUTOVER_NORMAL (0u << 8)
+#define IO_QSPI_OUTOVER_LOW (2u << 8)
+#define IO_QSPI_OUTOVER_HIGH (3u << 8)
+
 /* 2.4.8 Cortex-M0+ NVIC and SCB */
 #define NVIC_ISER 0xe000e100u
 #define NVIC_ICPR 0xe000e280u
@@ -137,6 +167,7 @@
 #define IRQ_TIMER_0 0u
 #define IRQ_TIMER_1 1u
 #define IRQ_TIMER_2 2u
+#define IRQ_TIMER_3 3u
 #define IRQ_IO_BANK0 13u
 #define IRQ_UART0 20u
 

@@ -13,7 +13,8 @@ void isr_io_bank0(void);
 void isr_uart0(void);
 void isr_timer_reply(void);
 void isr_timer_gate(void);
-void isr_timer_lockout(void);
+void isr_timer_lockout(void) __attribute__((weak, alias("unused_irq")));
+void isr_timer_flash(void) __attribute__((weak, alias("unused_irq")));
 
 void reset_handler(void);
 
@@ -23,6 +24,11 @@ static void fault_handler(void)
         wait_for_interrupt();
     }
 }
+
+/* An interrupt an image enables but never expects to be taken (protocol 2's alarm 3 only
+   wakes the core from WFI while interrupts are masked, flash.c): it is cleared and ignored. */
+void unused_irq(void);
+void unused_irq(void) { REG(TIMER_INTR) = 1u << 3; }
 
 typedef void (*vector)(void);
 
@@ -38,6 +44,7 @@ __attribute__((section(".vectors"), used)) static const vector vectors[48] = {
     [16 + IRQ_TIMER_0] = isr_timer_reply,
     [16 + IRQ_TIMER_1] = isr_timer_gate,
     [16 + IRQ_TIMER_2] = isr_timer_lockout,
+    [16 + IRQ_TIMER_3] = isr_timer_flash,
     [16 + IRQ_IO_BANK0] = isr_io_bank0,
     [16 + IRQ_UART0] = isr_uart0,
 };

@@ -1,0 +1,390 @@
+/*
+ * main2.c - the twinrig edge board on an RP2040, protocol 2 (firmware/protocol/PROTOCOL.md):
+ * the portable core of protocol 2 (firmware/c/twinrig_core2.h) behind this port's drivers.
+ * Receive, learn and every flash write run in the main loop (the core is not re-entrant);
+ * interrupts collect bytes with their end-of-frame stamps, time the learn pulses, take the
+ * learn snapshot and end the gate pulse.
+ *
+ * Flash layout (2 MiB W25Q16JV, 4 KiB sectors; README.md):
+ *   0x000000  boot2 and image slot A (960 KiB)      0x0f0000  image slot B (960 KiB)
+ *   0x1fc000  settings: address, calibration         0x1fd000  state store sector 0
+ *   0x1fe000  state store sector 1                   0x1ff000  board configuration (.uf2)
+ */
+#include "actuator.h"
+#include "ads131m04.h"
+#include "board.h"
+#include "clocks.h"
+#include "flash.h"
+#include "learn2.h"
+#include "rp2040.h"
+#include "rs485.h"
+#include "sysadc.h"
+#include "twinrig_core2.h"
+
+#define FLASH_XIP 0x10000000u
+#define SLOT_BYTES TR2_IMAGE_MAX_BYTES /* 960 KiB */
+#define SLOT_B_OFFSET SLOT_BYTES
+#define SETTINGS_OFFSET 0x1fc000u
+#define STORE_OFFSET(s) (0x1fd000u + FLASH_SECTOR_BYTES * (s))
+#define SETTINGS_MAGIC 0x32535254u /* "TRS2" */
+#define STATE_MIN_UV 1000000
+#define STATE_MAX_UV 5500000
+#define RESOLUTION_UV 1000 /* the PWM setpoint's step: 1 mV of gate a count */
+#define FW_VERSION_MAJOR 2u
+#define FW_VERSION_MINOR 0u
+#define FW_VERSION_PATCH 0u
+
+typedef struct {
+    uint32_t magic;
+    uint8_t address, kind, reserved[2];
+    uint8_t uid[8];
+    int32_t initial_state;
+    int32_t offsets_uv[4];
+    uint16_t crc; /* tr_crc16 of the bytes before it */
+    uint16_t pad;
+} config_block; /* tools/image.py config: protocol 1's block, read by both images */
+
+typedef struct {
+    uint32_t magic;
+    uint8_t address, reserved[3];
+    int32_t offsets_uv[4];
+    uint32_t crc; /* tr2_crc32_update of the bytes before it */
+} settings_record;
+
+typedef struct {
+    int from_snapshot; /* the learn being run is the pin's: use its snapshot */
+    int adc_ok;
+    uint64_t start_us; /* the last start, for uptime */
+    const config_block *config;
+} drivers;
+
+static drivers drv;
+static tr2_board board;
+static tr2_boot_info boot;
+static tr2_board_config cfg = {
+    TR2_ADDR_UNASSIGNED, {0}, TR_KIND_MOSFET, STATE_MIN_UV, STATE_MAX_UV, RESOLUTION_UV, STATE_MIN_UV,
+    {FW_VERSION_MAJOR, FW_VERSION_MINOR, FW_VERSION_PATCH}, TR2_BAUD_DEFAULT,
+};
+
+static uint64_t now64_us(void)
+{
+    /* 4.6.2: TIMERAWH, then TIMERAWL, re-read on a carry */
+    uint32_t hi, lo;
+    do {
+        hi = REG(TIMER_RAWH);
+        lo = REG(TIMER_RAWL);
+    } while (hi != REG(TIMER_RAWH));
+    return ((uint64_t)hi << 32) | lo;
+}
+
+static void copy_from_flash(uint32_t offset, uint8_t *out, uint32_t len)
+{
+    const volatile uint8_t *p = (const volatile uint8_t *)(uintptr_t)(FLASH_XIP + offset);
+    uint32_t i;
+    for (i = 0; i < len; i++) {
+        out[i] = p[i];
+    }
+}
+
+static int flash_equals(uint32_t offset, const uint8_t *data, uint32_t len)
+{
+    const volatile uint8_t *p = (const volatile uint8_t *)(uintptr_t)(FLASH_XIP + offset);
+    uint32_t i;
+    for (i = 0; i < len; i++) {
+        if (p[i] != (data ? data[i] : 0xffu)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* A gate pulse is ended by a timer interrupt, which a flash command masks: let it end. */
+static void gate_quiet(void)
+{
+    while (actuator_pulsing()) {
+    }
+}
+
+/* Erase one sector and read it back erased: 0 = ok. */
+static int erase(uint32_t offset)
+{
+    gate_quiet();
+    return flash_erase_sector(offset) != 0 || !flash_equals(offset, 0, FLASH_SECTOR_BYTES);
+}
+
+/* Program within one page and read it back: 0 = ok. */
+static int program(uint32_t offset, const uint8_t *data, uint32_t len)
+{
+    gate_quiet();
+    return flash_program(offset, data, len) != 0 || !flash_equals(offset, data, len);
+}
+
+/* ---- the HAL ----------------------------------------------------------------------- */
+
+static void read_nodes_uv(void *user, int32_t node_uv[4])
+{
+    drivers *d = user;
+    int status = d->from_snapshot ? learn2_snapshot(node_uv) : adc_read_next(node_uv);
+    if (status != 0 || !d->adc_ok) {
+        uint32_t i;
+        for (i = 0; i < 4u; i++) {
+            node_uv[i] = 0; /* no reading: zero drops, so the rule changes nothing */
+        }
+    }
+}
+
+/* The gate setpoint: the PWM's compare value, read back (1 mV grid). */
+static int32_t actuator_move(void *user, int32_t target)
+{
+    (void)user;
+    actuator_drive(target);
+    return actuator_setpoint_uv();
+}
+
+static int settings_load(settings_record *s)
+{
+    copy_from_flash(SETTINGS_OFFSET, (uint8_t *)s, sizeof *s);
+    return s->magic == SETTINGS_MAGIC &&
+           tr2_crc32_update(0, (const uint8_t *)s, offsetof(settings_record, crc)) == s->crc &&
+           s->address >= TR_ADDR_BOARD_MIN && s->address <= TR2_ADDR_UNASSIGNED;
+}
+
+/* The settings sector rewritten with one field changed (one erase, one program). */
+static int settings_store(const uint8_t *address, const int32_t offsets_uv[4])
+{
+    settings_record s;
+    uint32_t i;
+    s.magic = SETTINGS_MAGIC;
+    s.address = address ? *address : board.address;
+    s.reserved[0] = s.reserved[1] = s.reserved[2] = 0;
+    for (i = 0; i < 4u; i++) {
+        s.offsets_uv[i] = offsets_uv ? offsets_uv[i] : board.offsets_uv[i];
+    }
+    s.crc = tr2_crc32_update(0, (const uint8_t *)&s, offsetof(settings_record, crc));
+    return erase(SETTINGS_OFFSET) || program(SETTINGS_OFFSET, (const uint8_t *)&s, sizeof s);
+}
+
+static int calibration_load(void *user, int32_t offsets_uv[4])
+{
+    const drivers *d = user;
+    settings_record s;
+    uint32_t i;
+    if (settings_load(&s)) {
+        for (i = 0; i < 4u; i++) {
+            offsets_uv[i] = s.offsets_uv[i];
+        }
+        return 0;
+    }
+    if (d->config == 0) {
+        return 1;
+    }
+    for (i = 0; i < 4u; i++) {
+        offsets_uv[i] = d->config->offsets_uv[i];
+    }
+    return 0;
+}
+
+static int calibration_store(void *user, const int32_t offsets_uv[4])
+{
+    (void)user;
+    return settings_store(0, offsets_uv);
+}
+
+static int address_store(void *user, uint8_t address)
+{
+    (void)user;
+    if (settings_store(&address, 0) != 0) {
+        return 1;
+    }
+    cfg.address = address; /* what a restart starts from */
+    return 0;
+}
+
+static int store_read(void *user, unsigned sector, uint8_t rec[TR2_RECORD_LEN])
+{
+    (void)user;
+    copy_from_flash(STORE_OFFSET(sector), rec, TR2_RECORD_LEN);
+    return 0;
+}
+
+static int store_erase(void *user, unsigned sector)
+{
+    (void)user;
+    return erase(STORE_OFFSET(sector));
+}
+
+static int store_program(void *user, unsigned sector, const uint8_t rec[TR2_RECORD_LEN])
+{
+    (void)user;
+    return program(STORE_OFFSET(sector), rec, TR2_RECORD_LEN);
+}
+
+static int fw_erase(void *user, uint32_t size)
+{
+    uint32_t off;
+    (void)user;
+    for (off = 0; off < size; off += FLASH_SECTOR_BYTES) {
+        if (erase(SLOT_B_OFFSET + off) != 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int fw_program(void *user, uint32_t offset, const uint8_t data[TR2_BLOCK_SIZE])
+{
+    (void)user;
+    /* a block at a multiple of 128 never crosses a 256-byte page */
+    return program(SLOT_B_OFFSET + offset, data, TR2_BLOCK_SIZE);
+}
+
+static int fw_read(void *user, uint32_t offset, uint8_t *data, uint32_t len)
+{
+    (void)user;
+    copy_from_flash(SLOT_B_OFFSET + offset, data, len);
+    return 0;
+}
+
+/* The trial boot needs a boot loader that reads a boot record and starts slot B; this image
+   has none (README.md, "Not done yet"), so the record is not written and fw_swap answers
+   storage rather than restart into the same image. */
+static int fw_trial(void *user, const uint8_t version[3], uint16_t blocks)
+{
+    (void)user;
+    (void)version;
+    (void)blocks;
+    return 1;
+}
+
+static uint32_t millis(void *user)
+{
+    const drivers *d = user;
+    return (uint32_t)((now64_us() - d->start_us) / 1000u);
+}
+
+static uint32_t supply_uv(void *user)
+{
+    (void)user;
+    return sysadc_supply_uv();
+}
+
+static int32_t temperature_mdegc(void *user)
+{
+    (void)user;
+    return sysadc_temperature_mdegc();
+}
+
+static const tr2_hal hal = {
+    &drv, read_nodes_uv, actuator_move, calibration_load, calibration_store, address_store,
+    store_read, store_erase, store_program, fw_erase, fw_program, fw_read, fw_trial,
+    millis, supply_uv, temperature_mdegc,
+};
+
+/* ---- configuration, start-up, main loop ----------------------------------------------- */
+
+static const config_block *config_find(void)
+{
+    const config_block *c = (const config_block *)(uintptr_t)CONFIG_BLOCK_ADDR;
+    if (c->magic != CONFIG_MAGIC ||
+        tr_crc16((const uint8_t *)c, offsetof(config_block, crc)) != c->crc ||
+        c->address < TR_ADDR_BOARD_MIN || c->address > TR2_ADDR_UNASSIGNED ||
+        c->kind != TR_KIND_MOSFET) {
+        return 0; /* this image drives a MOSFET gate only */
+    }
+    return c;
+}
+
+static void config_apply(const config_block *c)
+{
+    settings_record s;
+    if (c != 0) {
+        cfg.address = c->address;
+        if (c->initial_state >= STATE_MIN_UV && c->initial_state <= STATE_MAX_UV) {
+            cfg.initial_state = c->initial_state;
+        }
+    }
+    if (settings_load(&s)) {
+        cfg.address = s.address; /* assign_address's, over the factory one */
+    }
+}
+
+/* Work the main loop does while it waits: glitches and a due learn. */
+static void service_learn(void)
+{
+    uint32_t width;
+    while (learn2_next_glitch(&width)) {
+        tr2_board_trigger(&board, width);
+    }
+    if (learn2_due(&width)) {
+        drv.from_snapshot = 1;
+        tr2_board_trigger(&board, width);
+        drv.from_snapshot = 0;
+        learn2_done();
+    }
+}
+
+static void wait_until(uint32_t at_us)
+{
+    alarm_at(ALARM_REPLY, at_us);
+    while ((int32_t)(timer_now_us() - at_us) < 0) {
+        uint32_t primask = irq_save();
+        if (!learn2_pending() && (int32_t)(timer_now_us() - at_us) < 0) {
+            wait_for_interrupt();
+        }
+        irq_restore(primask);
+        service_learn();
+    }
+    alarm_cancel(ALARM_REPLY);
+}
+
+void isr_timer_reply(void) { REG(TIMER_INTR) = 1u << ALARM_REPLY; }
+
+/* A start of the board: power-on, or the restart reset and fw_swap ask for. */
+static void start(uint8_t cause)
+{
+    boot.reset_cause = cause;
+    boot.fw_phase = TR2_PHASE_IDLE;
+    drv.start_us = now64_us();
+    tr2_board_init(&board, &cfg, &hal, &boot);
+}
+
+int main(void)
+{
+    static tr2_reply reply;
+    uint32_t at_us;
+    int byte;
+    clocks_init();
+    flash_init();
+    flash_unique_id(cfg.uid); /* the board's identity (PROTOCOL.md, "Addresses") */
+    drv.config = config_find();
+    config_apply(drv.config);
+    rs485_init();
+    drv.adc_ok = adc_init() == 0;
+    sysadc_init();
+    learn2_init();
+    actuator_init();
+    irq_enable(IRQ_TIMER_0);
+    /* 4.7.6: a watchdog timeout is the only cause the chip records that the spec names
+       apart from power-on (CHIP_RESET's HAD_POR is set by brownouts too: power_on) */
+    start((REG(WATCHDOG_REASON) & 1u) ? TR2_CAUSE_WATCHDOG : TR2_CAUSE_POWER_ON);
+    for (;;) {
+        uint32_t primask;
+        while ((byte = rs485_rx_pop(&at_us)) >= 0) {
+            int todo = tr2_board_receive(&board, (uint8_t)byte, &reply);
+            if (todo & TR2_SEND) {
+                /* at_us: the delimiter's stamp, taken in the receive interrupt */
+                wait_until(at_us + reply.start_us);
+                rs485_send(reply.wire, reply.len, service_learn);
+            }
+            if (todo & TR2_RESTART) {
+                start(TR2_CAUSE_RESET_COMMAND);
+            }
+        }
+        service_learn();
+        primask = irq_save();
+        if (!learn2_pending() && rs485_rx_pop_pending() == 0) {
+            wait_for_interrupt();
+        }
+        irq_restore(primask);
+    }
+}

@@ -1,0 +1,473 @@
+"""Protocol 2's RP2040 image (firmware/rp2040, ``make v2``) in rp2040js, spoken to in protocol-2 frames.
+
+``make -C firmware/rp2040 v2`` builds build/twinrig-rp2040-v2.uf2: the port's main2.c around
+protocol 2's C core (firmware/c/twinrig_core2.h). The harness (firmware/rp2040/emu/harness.mjs)
+runs it with the board around the chip: the PL011 and the RS-485 driver enable, the
+ADS131M04, the learn line, the gate pin, the RP2040's own ADC (VSYS / 3 on ADC3, the
+temperature sensor on ADC4) and the QSPI flash behind the SSI (a W25Q16JV with its erase and
+program times, flash.mjs), which the image erases and programs itself from RAM. The host's
+side is a small request/response helper on instruments.bus.v2's frames; every reply is
+compared with instruments.bus.v2.ReferenceBoard's to the same requests, byte for byte where
+the board's state is the reference's. Every time is emulated.
+
+Skipped locally when node, the npm package (``npm ci --prefix firmware/rp2040/emu``) or the
+arm-none-eabi toolchain is missing; fails instead when ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rp2040_emu import BOOT_NS, FW, EmuBoard, config_image, missing
+
+from instruments.bus import timing
+from instruments.bus.framing import Frame as V1Frame
+from instruments.bus.payloads import unpack_reply as v1_unpack_reply
+from instruments.bus.v2 import (
+    ADDR_BROADCAST, REPLY_LATENCY_MAX_US, Error, ReferenceBoard, crc32, decode_any, line_frame,
+    quiet_ms, request_frame, unpack_reply,
+)
+from instruments.bus.v2.payloads import COMMANDS
+
+ADDRESS = 5
+CONFIG_UID = bytes.fromhex("e6614103e72b4a21")  # protocol 1's uid in the configuration block
+FLASH_UID = bytes.fromhex("4a1c00e3b2770f01")  # the flash chip's unique id (4Bh): the v2 uid
+INITIAL_UV = 2_000_000
+MOSFET = 2
+GATE_CHARGING = 2
+ALWAYS = 65536
+GAIN = 2_500_000_000
+RESOLUTION_UV = 1000  # the PWM setpoint's 1 mV grid
+BAUD = 115_200
+V0 = [0, 0, 0, 0]
+V1 = [300_000, 100_000, 280_000, 110_000]  # a_F, b_F, a_C, b_C (uV)
+V2 = [300_000, 100_000, 200_000, 110_000]
+VSYS_UV = 5_012_000
+TEMPERATURE_MDEGC = 31_500
+#: The v2 image's budget (firmware/rp2040/README.md, "Protocol 2"): flash and static RAM.
+FLASH_BUDGET = 16_384
+RAM_BUDGET = 4_608
+SLOT_B = 0x0F0000
+STORE_SECTORS = (0x1FD000, 0x1FE000)
+
+
+@pytest.fixture(scope="module")
+def image():
+    why = missing()
+    if why:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI must run the RP2040 image: {why}")
+        pytest.skip(why)
+    subprocess.run(["make", "-C", str(FW), "-s", "v2", f"PYTHON={sys.executable}"], check=True,
+                   capture_output=True)
+    return FW / "build" / "twinrig-rp2040-v2"
+
+
+@pytest.fixture
+def config_uf2(image, tmp_path):
+    return config_image(tmp_path / "board5.uf2", ADDRESS, CONFIG_UID, "mosfet", INITIAL_UV)
+
+
+class Host:
+    """The host's end of the bus, on the harness's adapter: protocol-2 requests out, replies
+    split at their delimiter; every wait in emulated time."""
+
+    def __init__(self, board: EmuBoard):
+        self.board = board
+        self.seq = 0
+
+    def send(self, frame) -> None:
+        self.board.call("write", data=line_frame(frame).hex())
+        self.board.call("flush")
+
+    def receive(self, within_ns: int) -> bytes:
+        """Bytes until a reply's 0x00 (and the driver's hold after it, so that its DE window
+        is in the events), or nothing once within_ns has passed in silence."""
+        data = b""
+        deadline = self.board.now_ns + within_ns
+        while not data.endswith(b"\x00"):
+            left = int(deadline - self.board.now_ns) if not data else 1_000_000
+            if left <= 0:
+                break
+            got = bytes.fromhex(self.board.call("read", max_ns=left)["data"])
+            if not got and data:
+                break
+            data += got
+        if data:
+            self.board.call("run", ns=timing.DE_HOLD_US * 1000)
+        return data
+
+    def exchange(self, dst: int, cmd: str, **fields):
+        """One request; the reply's wire bytes (b"" for none), waiting as the spec lets a
+        unicast reply come: the turnaround, the reply latency and the command's quiet time."""
+        self.seq = (self.seq + 1) & 0xFF
+        frame = request_frame(dst, self.seq, cmd, **fields)
+        self.send(frame)
+        window_us = timing.turnaround_us(BAUD) + REPLY_LATENCY_MAX_US + 1000 * quiet_ms(cmd, **fields)
+        return frame, self.receive(window_us * 1000)
+
+    def request(self, dst: int, cmd: str, **fields) -> dict:
+        _, wire = self.exchange(dst, cmd, **fields)
+        reply = decode_any(wire)
+        assert (reply.version, reply.dst, reply.seq, reply.cmd) == (2, 0, self.seq, 0x80 | COMMANDS[cmd].code)
+        return unpack_reply(cmd, reply.payload)
+
+
+def _boot(*uf2, flash_image: Path | None = None) -> EmuBoard:
+    args = ["--flash-uid", FLASH_UID.hex()]
+    if flash_image is not None:
+        args += ["--flash-image", str(flash_image)]
+    b = EmuBoard(*args, *uf2)
+    b.call("analog", vsys_uv=VSYS_UV, temperature_mdegc=TEMPERATURE_MDEGC)
+    b.call("run", ns=BOOT_NS)
+    return b
+
+
+@pytest.fixture
+def board(image, config_uf2):
+    b = _boot(image.with_suffix(".uf2"), config_uf2)
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def host(board):
+    return Host(board)
+
+
+def _reference(**kw) -> ReferenceBoard:
+    """The reference board configured as the emulated one: the flash's uid, address 5, a
+    MOSFET gate on a 1 mV grid from 2 V."""
+    return ReferenceBoard(FLASH_UID, MOSFET, address=ADDRESS, initial_state=INITIAL_UV,
+                          resolution=RESOLUTION_UV, **kw)
+
+
+def _events(board: EmuBoard) -> dict:
+    got = board.call("events")
+    assert got["violations"] == []
+    assert got["warnings"] == []  # rp2040js: a register it does not model
+    return got
+
+
+def _same(host: Host, ref: ReferenceBoard, dst: int, cmd: str, **fields) -> bytes:
+    """The board's reply to a request is the reference's, byte for byte (or none for none)."""
+    frame, wire = host.exchange(dst, cmd, **fields)
+    replies = ref.feed(line_frame(frame))
+    assert wire == (replies[0].wire if replies else b""), cmd
+    return wire
+
+
+def _pulse(board: EmuBoard, host: Host, edges_after_rise_ns, inputs_after_rise_ns) -> int:
+    """V0 at the nodes, then learn-line edges and input changes relative to a rising edge
+    200 us from now; runs 1 ms past the last edge."""
+    board.call("nodes", uv=V0)
+    rise = board.now_ns + 200_000
+    for dt, uv in inputs_after_rise_ns:
+        board.call("nodes", uv=uv, at_ns=rise + dt)
+    board.call("pin", edges=[[rise + dt, level] for dt, level in edges_after_rise_ns])
+    board.call("run", ns=200_000 + max(dt for dt, _ in edges_after_rise_ns) + 1_000_000)
+    return rise
+
+
+def _configure(host: Host, ref: ReferenceBoard) -> None:
+    _same(host, ref, ADDRESS, "configure_rule", rule=GATE_CHARGING, probability=ALWAYS, gain=GAIN,
+          dead_band_uv2=0)
+
+
+# ---- the image ------------------------------------------------------------------------
+
+
+def test_the_v2_image_is_within_its_budget_and_its_uf2_holds_it(image):
+    out = subprocess.run(["arm-none-eabi-size", "-A", str(image.with_suffix(".elf"))], check=True,
+                         capture_output=True, text=True).stdout
+    sections = {line.split()[0]: int(line.split()[1]) for line in out.splitlines()[2:] if line.startswith(".")}
+    flash = sections[".boot2"] + sections[".text"] + sections[".data"]
+    ram = sections[".data"] + sections[".bss"]
+    print(f"v2 image: {flash} B flash, {ram} B static RAM (.data with the RAM routines "
+          f"{sections['.data']} B, .bss {sections['.bss']} B)")
+    assert flash <= FLASH_BUDGET and ram <= RAM_BUDGET
+    binary = image.with_suffix(".bin").read_bytes()
+    uf2 = image.with_suffix(".uf2").read_bytes()
+    payload = b"".join(uf2[i + 32:i + 32 + 256] for i in range(0, len(uf2), 512))
+    assert payload[:len(binary)] == binary and len(binary) == flash
+
+
+# ---- identify, the version-1 probe, the turnaround ------------------------------------
+
+
+def test_identify_gives_protocol_2_0_the_version_and_the_flashs_unique_id(board, host):
+    ref = _reference()
+    wire = _same(host, ref, ADDRESS, "identify")
+    info = unpack_reply("identify", decode_any(wire).payload)
+    assert (info["protocol"], info["protocol_minor"]) == (2, 0)
+    assert (info["fw_major"], info["fw_minor"], info["fw_patch"]) == (2, 0, 0)
+    assert (info["uid"], info["address"], info["kind"], info["flags"]) == (FLASH_UID, ADDRESS, MOSFET, 0)
+    _same(host, ref, ADDRESS, "read_actuator")
+    _events(board)
+
+
+def test_the_protocol_1_identify_probe_is_answered_in_protocol_1s_layout(board, host):
+    ref = _reference()
+    probe = V1Frame(1, ADDRESS, 0, 77, 1, b"")
+    host.send(probe)
+    wire = host.receive(timing.turnaround_us(BAUD) * 1000 + REPLY_LATENCY_MAX_US * 1000)
+    assert wire == ref.feed(line_frame(probe))[0].wire
+    reply = decode_any(wire)
+    assert (reply.version, reply.cmd, reply.src, len(reply.payload)) == (1, 0x81, ADDRESS, 15)
+    info = v1_unpack_reply("identify", reply.payload)
+    assert (info["protocol"], info["protocol_minor"], info["uid"]) == (2, 0, FLASH_UID)
+    # broadcast: in protocol 1's slot, address x 2 ms after the end of frame
+    host.send(V1Frame(1, ADDR_BROADCAST, 0, 78, 1, b""))
+    assert decode_any(host.receive(20_000_000)).version == 1
+    events = _events(board)["events"]
+    ends = [e["atNs"] for e in events if e["type"] == "host_sent"]
+    rises = [e["riseNs"] for e in events if e["type"] == "de"]
+    assert ADDRESS * timing.V1_SLOT_US * 1000 <= rises[1] - ends[1] <= (ADDRESS * timing.V1_SLOT_US + 1000) * 1000
+    # any other version-1 frame is bad_version: dropped, counted
+    host.send(V1Frame(1, ADDRESS, 0, 79, 2, b""))
+    assert host.receive(5_000_000) == b""
+    telemetry = host.request(ADDRESS, "read_telemetry")
+    assert (telemetry["frames_bad"], telemetry["last_error"]) == (1, Error.BAD_VERSION)
+
+
+def test_the_reply_starts_no_earlier_than_the_turnaround_after_the_requests_end(board, host):
+    for cmd in ("identify", "read_state", "read_telemetry"):
+        host.request(ADDRESS, cmd)
+    events = _events(board)["events"]
+    ends = [e["atNs"] for e in events if e["type"] == "host_sent"]
+    windows = [e for e in events if e["type"] == "de"]
+    assert len(windows) == len(ends) == 3
+    turnaround_ns = timing.turnaround_us(BAUD) * 1000
+    for end, w in zip(ends, windows):
+        after = w["riseNs"] - end
+        print(f"reply {after / 1000:.1f} us after the end of frame (turnaround {turnaround_ns / 1000:.0f} us), "
+              f"DE before the first start bit {(w['firstStartNs'] - w['riseNs']) / 1000:.2f} us, "
+              f"after the last stop bit {(w['fallNs'] - w['lastStopNs']) / 1000:.2f} us")
+        assert turnaround_ns <= after <= turnaround_ns + REPLY_LATENCY_MAX_US * 1000
+        assert w["riseNs"] <= w["firstStartNs"]
+        assert 0 <= w["fallNs"] - w["lastStopNs"] <= timing.DE_HOLD_US * 1000
+
+
+def test_a_slotted_broadcast_is_answered_in_the_boards_slot(board, host):
+    ref = _reference()
+    frame = request_frame(ADDR_BROADCAST, 9, "read_state")
+    host.send(frame)
+    wire = host.receive(700_000_000)
+    expected = ref.feed(line_frame(frame))[0]
+    assert wire == expected.wire
+    events = _events(board)["events"]
+    end = [e["atNs"] for e in events if e["type"] == "host_sent"][-1]
+    rise = [e["riseNs"] for e in events if e["type"] == "de"][-1]
+    print(f"slot start {expected.start_us} us, reply at {(rise - end) / 1000:.1f} us")
+    assert expected.start_us * 1000 <= rise - end <= (expected.start_us + timing.EOF_JITTER_US) * 1000
+
+
+# ---- learning, glitches, telemetry ----------------------------------------------------
+
+
+def test_a_learn_pulse_updates_from_the_rising_edge_snapshot_as_the_reference(board, host):
+    ref = _reference()
+    _configure(host, ref)
+    _pulse(board, host, [(0, 1), (300_000, 0)], [(0, V1), (200_000, V2)])
+    ref._sensors["node_uv"] = V1
+    ref.trigger(300)
+    wire = _same(host, ref, ADDRESS, "read_state")
+    state = unpack_reply("read_state", decode_any(wire).payload)
+    assert state["state"] != INITIAL_UV and state["state"] % RESOLUTION_UV == 0
+    assert -RESOLUTION_UV // 2 <= state["residue"] < RESOLUTION_UV // 2
+    pulses = [e for e in _events(board)["events"] if e["type"] == "gate" and e["level"] == 1]
+    # the gate stage reached what the board reports: the PWM setpoint, on its 1 mV grid
+    assert pulses[-1]["setpointUv"] == state["state"]
+    # the nodes at the falling edge, or before the rising one, would give another state
+    for other in (V2, V0):
+        r = _reference(node_uv=other)
+        r.rule, r.probability, r.gain, r.dead_band_uv2 = GATE_CHARGING, ALWAYS, GAIN, 0
+        assert r.learn()[0] != state["state"]
+    telemetry = host.request(ADDRESS, "read_telemetry")
+    assert (telemetry["learns"], telemetry["updates"], telemetry["glitches"]) == (1, 1, 0)
+    assert telemetry["flags"] == 0x02  # state_unstored: the target differs from the store's
+
+
+def test_a_pulse_under_20_us_is_a_glitch_counted_and_ringing_gives_one_learn(board, host):
+    ref = _reference(node_uv=V1)
+    _configure(host, ref)
+    _pulse(board, host, [(0, 1), (8_000, 0)], [(0, V1)])
+    telemetry = host.request(ADDRESS, "read_telemetry")
+    assert (telemetry["learns"], telemetry["glitches"]) == (0, 1)
+    # ringing: 1 us and 1.5 us pulses, then a 295 us pulse, then a 1.5 us one
+    ringing = [(0, 1), (1_000, 0), (2_000, 1), (3_500, 0), (5_000, 1), (300_000, 0), (301_000, 1),
+               (302_500, 0)]
+    _pulse(board, host, ringing, [(0, V1)])
+    for width in (8, 1, 1, 295, 1):
+        ref.trigger(width)
+    telemetry = host.request(ADDRESS, "read_telemetry")
+    assert (telemetry["learns"], telemetry["updates"], telemetry["glitches"]) == (1, 1, 4)
+    _same(host, ref, ADDRESS, "read_state")
+    _events(board)
+
+
+def test_telemetry_counts_and_reads_the_supply_and_temperature_from_the_rp2040_adc(board, host):
+    ref = _reference(node_uv=V1)
+    _configure(host, ref)
+    board.call("nodes", uv=V1)
+    for _ in range(3):
+        _same(host, ref, ADDRESS, "learn")
+    board.call("analog", vsys_uv=VSYS_UV, temperature_mdegc=TEMPERATURE_MDEGC)
+    t = host.request(ADDRESS, "read_telemetry")
+    codes = {e["channel"]: e["code"] for e in _events(board)["events"] if e["type"] == "sys_adc"}
+    # ADC3 = VSYS / 3, ADC4 = 0.706 V - (T - 27 degC) x 1.721 mV (RP2040 datasheet 4.9.5); 12 bits of 3.3 V
+    supply = (3 * 103125 * codes[3] + 64) // 128
+    num, den = (706_000 * 128 - codes[4] * 103125) * 1000, 1721 * 128
+    temperature = 27_000 + (1 if num >= 0 else -1) * ((abs(num) + den // 2) // den)
+    print(f"supply {t['supply_uv']} uV (VSYS {VSYS_UV}), temperature {t['temperature_mdegc']} mdegC "
+          f"(die {TEMPERATURE_MDEGC})")
+    assert (t["supply_uv"], t["temperature_mdegc"]) == (supply, temperature)
+    assert abs(t["supply_uv"] - VSYS_UV) <= 3 * 3_300_000 / 4096  # one code
+    assert abs(t["temperature_mdegc"] - TEMPERATURE_MDEGC) <= 3_300_000 / 4096 / 1.721 * 1000 / 1000
+    assert (t["learns"], t["updates"], t["glitches"]) == (3, 3, 0)
+    assert (t["frames_ok"], t["frames_bad"], t["last_error"]) == (5, 0, 0)
+    assert t["reset_cause"] == 0  # power_on
+    assert 0 < t["uptime_ms"] <= board.now_ns // 1_000_000
+
+
+# ---- the flash: state store, address, calibration, firmware update --------------------
+
+
+def _flash_ops(board: EmuBoard):
+    events = _events(board)["events"]
+    return [e for e in events if e["type"] == "flash"], events
+
+
+def test_store_state_writes_a_record_in_flash_within_its_quiet_time_and_survives_power_off(
+        image, board, host, tmp_path, config_uf2):
+    ref = _reference(node_uv=V1)
+    _configure(host, ref)
+    board.call("nodes", uv=V1)
+    _same(host, ref, ADDRESS, "learn")
+    _events(board)
+    wire = _same(host, ref, ADDRESS, "store_state")
+    assert unpack_reply("store_state", decode_any(wire).payload)["generation"] == 1
+    ops, events = _flash_ops(board)
+    assert [(e["op"], e["addr"]) for e in ops] == [("erase", STORE_SECTORS[0]), ("program", STORE_SECTORS[0])]
+    end = [e["atNs"] for e in events if e["type"] == "host_sent"][-1]
+    rise = [e["riseNs"] for e in events if e["type"] == "de"][-1]
+    erase_ms, program_ms = [(e["endNs"] - e["startNs"]) / 1e6 for e in ops]
+    print(f"store_state: erase {erase_ms:.1f} ms, program {program_ms:.1f} ms, reply "
+          f"{(rise - end) / 1e6:.2f} ms after the end of frame (quiet {quiet_ms('store_state')} ms)")
+    assert rise - end <= (timing.turnaround_us(BAUD) + REPLY_LATENCY_MAX_US + 1000 * quiet_ms("store_state")) * 1000
+    _same(host, ref, ADDRESS, "read_state")  # generation 1, flags clear
+    # a second store goes to the other sector, generation 2
+    _same(host, ref, ADDRESS, "set_state", state=3_000_400)
+    _same(host, ref, ADDRESS, "store_state")
+    assert [e["addr"] for e in _flash_ops(board)[0]] == [STORE_SECTORS[1]] * 2
+    _same(host, ref, ADDRESS, "set_state", state=2_500_000)  # not stored
+    # power off and on: the newest record's target is restored, the rest is as at power-on
+    saved = tmp_path / "flash.bin"
+    board.call("flash_save", path=str(saved))
+    again = _boot(image.with_suffix(".uf2"), config_uf2, flash_image=saved)
+    try:
+        ref.power_cycle()
+        host2 = Host(again)
+        _same(host2, ref, ADDRESS, "read_state")
+        assert host2.request(ADDRESS, "read_state")["state"] == 3_000_000  # 3_000_400 on the 1 mV grid
+        t = host2.request(ADDRESS, "read_telemetry")
+        assert (t["reset_cause"], t["generation"], t["learns"]) == (0, 2, 0)
+        _events(again)
+    finally:
+        again.close()
+
+
+def test_reset_restarts_and_a_factory_reset_erases_the_store_first(board, host):
+    ref = _reference()
+    _same(host, ref, ADDRESS, "set_state", state=4_000_000)
+    _same(host, ref, ADDRESS, "store_state")
+    _same(host, ref, ADDRESS, "set_state", state=4_500_000)
+    _same(host, ref, ADDRESS, "reset", mode=0)  # restart: the stored 4 V is restored
+    _same(host, ref, ADDRESS, "read_state")
+    t = host.request(ADDRESS, "read_telemetry")
+    assert (t["reset_cause"], t["generation"], t["frames_ok"]) == (1, 1, 2)
+    _events(board)
+    _same(host, ref, ADDRESS, "reset", mode=1)  # factory: both sectors erased, then the reply
+    ops, _ = _flash_ops(board)
+    assert [(e["op"], e["addr"]) for e in ops] == [("erase", STORE_SECTORS[0]), ("erase", STORE_SECTORS[1])]
+    _same(host, ref, ADDRESS, "read_state")  # initial state, generation 0
+
+
+def test_assign_address_is_stored_and_kept_across_power_off(image, board, host, tmp_path, config_uf2):
+    ref = _reference()
+    _same(host, ref, ADDR_BROADCAST, "assign_address", uid=bytes(8), address=9)  # another uid: ignored
+    _same(host, ref, ADDR_BROADCAST, "assign_address", uid=FLASH_UID, address=9)
+    _same(host, ref, 9, "identify")
+    _same(host, ref, ADDRESS, "identify")  # no longer this board's address: no reply
+    _same(host, ref, 9, "store_calibration", offset_free_a_uv=-1200, offset_free_b_uv=300,
+          offset_clamped_a_uv=0, offset_clamped_b_uv=45)
+    _same(host, ref, 9, "read_calibration")
+    saved = tmp_path / "flash.bin"
+    board.call("flash_save", path=str(saved))
+    again = _boot(image.with_suffix(".uf2"), config_uf2, flash_image=saved)
+    try:
+        ref.power_cycle()
+        host2 = Host(again)
+        _same(host2, ref, 9, "identify")
+        _same(host2, ref, 9, "read_calibration")
+        _events(again)
+    finally:
+        again.close()
+
+
+def test_a_firmware_update_is_written_to_slot_b_and_verified_and_the_swap_reports_storage(board, host):
+    """The image erases and programs slot B and verifies it from flash; it has no boot loader
+    to start slot B, so fw_swap answers storage (README.md, "Not done yet") and the board
+    keeps running, verified."""
+    image = bytes((7 * i + 3) & 0xFF for i in range(300))
+    crc = crc32(image)
+    begin = host.request(ADDRESS, "fw_begin", size=len(image), image_crc32=crc, fw_major=2, fw_minor=1,
+                         fw_patch=0)
+    assert begin == {"status": 0, "blocks": 3}
+    ops, _ = _flash_ops(board)
+    assert [(e["op"], e["addr"]) for e in ops] == [("erase", SLOT_B)]
+    blocks = [image[i:i + 128].ljust(128, b"\xff") for i in range(0, len(image), 128)]
+    for n in (0, 2):
+        assert host.request(ADDRESS, "fw_block", image_crc32=crc, block=n, block_crc32=crc32(blocks[n]),
+                            data=blocks[n]) == {"status": 0}
+    status = host.request(ADDRESS, "fw_status")
+    assert (status["phase"], status["blocks"], status["missing"]) == (1, 3, 1)
+    assert status["first_missing"][:2] == [1, 0xFFFF]
+    assert host.request(ADDRESS, "fw_verify") == {"status": Error.FW_INCOMPLETE}
+    bad = bytes(128)
+    assert host.request(ADDRESS, "fw_block", image_crc32=crc, block=1, block_crc32=crc32(blocks[1]),
+                        data=bad) == {"status": Error.BAD_BLOCK_CRC}
+    assert host.request(ADDRESS, "fw_block", image_crc32=crc, block=1, block_crc32=crc32(blocks[1]),
+                        data=blocks[1]) == {"status": 0}
+    ops, _ = _flash_ops(board)
+    assert [(e["op"], e["addr"], e["len"]) for e in ops] == [("program", SLOT_B + 128 * n, 128) for n in (0, 2, 1)]
+    flashed = bytes.fromhex(board.call("flash_read", addr=SLOT_B, len=384)["data"])
+    assert flashed == b"".join(blocks)
+    assert host.request(ADDRESS, "fw_verify") == {"status": 0, "phase": 2}
+    assert host.request(ADDRESS, "fw_swap") == {"status": Error.STORAGE}
+    info = host.request(ADDRESS, "identify")
+    assert (info["fw_major"], info["fw_minor"]) == (2, 0)
+    assert host.request(ADDRESS, "fw_status")["phase"] == 2
+    _events(board)
+
+
+def test_fw_begin_of_a_corrupted_image_is_refused_at_verify(board, host):
+    image = bytes(range(200))
+    crc = crc32(image)
+    host.request(ADDRESS, "fw_begin", size=len(image), image_crc32=crc, fw_major=2, fw_minor=1, fw_patch=0)
+    blocks = [image[:128], image[128:].ljust(128, b"\xff")]
+    wrong = bytearray(blocks[1])
+    wrong[100] ^= 1  # past the image's 200 bytes: padding, outside its CRC
+    for n, data in ((0, blocks[0]), (1, bytes(wrong))):
+        host.request(ADDRESS, "fw_block", image_crc32=crc, block=n, block_crc32=crc32(data), data=data)
+    assert host.request(ADDRESS, "fw_verify") == {"status": 0, "phase": 2}
+    host.request(ADDRESS, "fw_begin", size=len(image), image_crc32=crc ^ 1, fw_major=2, fw_minor=1, fw_patch=0)
+    for n, data in enumerate(blocks):
+        host.request(ADDRESS, "fw_block", image_crc32=crc ^ 1, block=n, block_crc32=crc32(data), data=data)
+    assert host.request(ADDRESS, "fw_verify") == {"status": Error.FW_IMAGE_CRC}
+    assert host.request(ADDRESS, "fw_status")["phase"] == 0
+    _events(board)
