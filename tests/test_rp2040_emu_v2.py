@@ -266,6 +266,31 @@ def test_a_slotted_broadcast_is_answered_in_the_boards_slot(board, host):
     assert expected.start_us * 1000 <= rise - end <= (expected.start_us + timing.EOF_JITTER_US) * 1000
 
 
+def test_a_board_without_configuration_is_unassigned_answers_discover_and_takes_an_address(image):
+    b = _boot(image.with_suffix(".uf2"))  # no configuration block: address 248, power-on 1 V
+    try:
+        host = Host(b)
+        ref = ReferenceBoard(FLASH_UID, MOSFET, resolution=RESOLUTION_UV)
+        _same(host, ref, ADDR_BROADCAST, "identify")  # an unassigned board has no slot: silent
+        frame = request_frame(ADDR_BROADCAST, 40, "discover", salt=0x1234ABCD, slots=32, only_unassigned=1)
+        host.send(frame)
+        wire = host.receive(100_000_000)  # the host listens 82 ms for 32 slots
+        expected = ref.feed(line_frame(frame))[0]
+        assert wire == expected.wire
+        events = _events(b)["events"]
+        end = [e["atNs"] for e in events if e["type"] == "host_sent"][-1]
+        rise = [e["riseNs"] for e in events if e["type"] == "de"][-1]
+        print(f"discover: hashed slot start {expected.start_us} us, reply at {(rise - end) / 1000:.1f} us")
+        assert expected.start_us * 1000 <= rise - end <= (expected.start_us + timing.EOF_JITTER_US) * 1000
+        assert unpack_reply("discover", decode_any(wire).payload)["address"] == 248
+        _same(host, ref, ADDR_BROADCAST, "assign_address", uid=FLASH_UID, address=12)
+        _same(host, ref, 12, "identify")
+        _same(host, ref, 12, "read_actuator")
+        _events(b)
+    finally:
+        b.close()
+
+
 # ---- learning, glitches, telemetry ----------------------------------------------------
 
 
