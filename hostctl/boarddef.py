@@ -33,6 +33,7 @@ def _firmware_module(name: str):
 _CFG = _firmware_module("tr_config")
 _ADC = _firmware_module("tr_adc")
 DEFAULT_CONFIG: dict = _CFG.DEFAULT_CONFIG
+OPTIONAL_KEYS: dict = _CFG.OPTIONAL_KEYS   # keys a definition may add: protocol, resolution
 ACTUATOR_DEFAULTS: dict = _CFG.ACTUATOR_DEFAULTS
 KIND_ACTUATOR: dict = _CFG.KIND_ACTUATOR
 PORT_ADC_PINS: dict = _ADC.PORT_ADC_PINS
@@ -145,6 +146,8 @@ class BoardConfig(_Strict):
     safe_mode_pin: Pin | None
     calibration_file: str
     gate_cal_file: str
+    protocol: Literal[1, 2] | None = None            # None: the firmware's (2)
+    resolution: Annotated[int, Field(ge=1)] | None = None   # protocol 2's actuator step
 
     def pin_roles(self) -> list[tuple[str, int, bool]]:
         """Every pin the board gives a role: (field, GPIO, driven by the board)."""
@@ -229,7 +232,7 @@ def resolve(user: dict, source: str = "<board definition>") -> dict:
     if not isinstance(user, dict):
         raise BoardDefError(f"{source}: a board definition is a table, not {user!r}")
     for k, v in user.items():
-        if k not in DEFAULT_CONFIG:
+        if k not in DEFAULT_CONFIG and k not in OPTIONAL_KEYS:
             raise BoardDefError(f"{source}: {k}: unknown field (value {v!r})")
     cfg = deep_merge(DEFAULT_CONFIG, user)
     act = cfg.get("actuator")

@@ -76,12 +76,15 @@ class Manifest:
                 "mpy": list(self.mpy), "files": dict(sorted(self.files.items())), "hash": self.hash}
 
 
-def firmware_version(source_dir: Path = FIRMWARE_DIR) -> str:
-    """The firmware version ``tr_board.FW_VERSION`` states, as ``major.minor.patch``."""
-    text = (source_dir / "tr_board.py").read_text()
+def firmware_version(source_dir: Path = FIRMWARE_DIR, module: str = "tr_board2.py") -> str:
+    """The firmware version a board reports, as ``major.minor.patch``: ``FW_VERSION`` of
+    protocol 2's board (``tr_board2.py``), which the firmware runs unless its configuration
+    asks for protocol 1 (``tr_board.py``, 1.2.0)."""
+    path = source_dir / module
+    text = path.read_text()
     m = re.search(r"^FW_VERSION\s*=\s*\((\d+),\s*(\d+),\s*(\d+)\)", text, re.M)
     if m is None:
-        raise UserError(f"{source_dir / 'tr_board.py'}: no FW_VERSION = (major, minor, patch)")
+        raise UserError(f"{path}: no FW_VERSION = (major, minor, patch)")
     return ".".join(m.groups())
 
 

@@ -195,3 +195,13 @@ def test_the_pico_definition_and_the_c_image_share_one_carrier_pin_map():
     others = {pin for _, pin, _ in roles} - shared
     assert not others & set(c.values()), others & set(c.values())
     assert B.DEFAULT_CONFIG["learn"]["pin"] == c["PIN_LEARN"]
+
+
+def test_a_definition_may_name_its_protocol_and_actuator_resolution():
+    cfg = B.resolve({"port": "rp2", "protocol": 1, "resolution": 1000}, "board.toml")
+    assert (cfg["protocol"], cfg["resolution"]) == (1, 1000)
+    assert B._CFG.resolve(json.loads(B.config_json(cfg))) == cfg
+    with pytest.raises(B.BoardDefError, match=r"^board\.toml: protocol: .*\(value 3\)$"):
+        B.resolve({"port": "rp2", "protocol": 3}, "board.toml")
+    with pytest.raises(B.BoardDefError, match=r"^board\.toml: resolution: .*\(value 0\)$"):
+        B.resolve({"port": "rp2", "resolution": 0}, "board.toml")
