@@ -17,6 +17,7 @@ arm-none-eabi toolchain is missing; fails instead when ``CI=true``.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -117,8 +118,8 @@ class Host:
         return unpack_reply(cmd, reply.payload)
 
 
-def _boot(*uf2, flash_image: Path | None = None) -> EmuBoard:
-    args = ["--flash-uid", FLASH_UID.hex()]
+def _boot(*uf2, flash_image: Path | None = None, protect: bool = False) -> EmuBoard:
+    args = ["--flash-uid", FLASH_UID.hex()] + (["--flash-protect"] if protect else [])
     if flash_image is not None:
         args += ["--flash-image", str(flash_image)]
     b = EmuBoard(*args, *uf2)
@@ -496,3 +497,102 @@ def test_fw_begin_of_a_corrupted_image_is_refused_at_verify(board, host):
     assert host.request(ADDRESS, "fw_verify") == {"status": Error.FW_IMAGE_CRC}
     assert host.request(ADDRESS, "fw_status")["phase"] == 0
     _events(board)
+
+
+def test_a_flash_that_fails_its_writes_makes_the_board_answer_storage(image, config_uf2):
+    """A write-protected chip ignores every erase and program; the image reads each one back,
+    so it answers storage as the reference board with failing flash does, and keeps running
+    on what it had."""
+    b = _boot(image.with_suffix(".uf2"), config_uf2, protect=True)
+    try:
+        host = Host(b)
+        ref = _reference(storage_fails=True)
+        _same(host, ref, ADDRESS, "set_state", state=3_000_000)
+        wire = _same(host, ref, ADDRESS, "store_state")
+        assert unpack_reply("store_state", decode_any(wire).payload) == {"status": Error.STORAGE}
+        _same(host, ref, ADDRESS, "store_calibration", offset_free_a_uv=5, offset_free_b_uv=0,
+              offset_clamped_a_uv=0, offset_clamped_b_uv=0)
+        _same(host, ref, ADDR_BROADCAST, "assign_address", uid=FLASH_UID, address=9)
+        _same(host, ref, ADDRESS, "read_state")  # generation 0, the target kept
+        _same(host, ref, ADDRESS, "read_calibration")
+        _same(host, ref, ADDRESS, "identify")  # still at 5, flag state_unstored
+        t = host.request(ADDRESS, "read_telemetry")
+        assert (t["last_error"], t["flags"], t["generation"]) == (Error.STORAGE, 0x02, 0)
+        # slot B is blank, so its erase reads back erased; the first block cannot be programmed
+        block = bytes(range(128))
+        host.request(ADDRESS, "fw_begin", size=128, image_crc32=crc32(block), fw_major=2, fw_minor=1, fw_patch=0)
+        assert host.request(ADDRESS, "fw_block", image_crc32=crc32(block), block=0, block_crc32=crc32(block),
+                            data=block) == {"status": Error.STORAGE}
+        assert host.request(ADDRESS, "fw_status")["missing"] == 1
+        got = _events(b)["events"]
+        assert not [e for e in got if e["type"] == "flash"]
+        assert {e["op"] for e in got if e["type"] == "flash_ignored"} == {"erase", "program"}
+    finally:
+        b.close()
+
+
+# ---- the emulator's flash model itself ------------------------------------------------
+
+_FLASH_MODEL_CHECK = r"""
+import { RP2040 } from 'rp2040js';
+import { Flash, IoQspi, Ssi } from './flash.mjs';
+const mcu = new RP2040();
+const violations = [], events = [];
+const flash = new Flash(mcu, { violation: (m) => violations.push(m), event: (e) => events.push(e),
+  uid: [1, 2, 3, 4, 5, 6, 7, 8] });
+const qspi = new IoQspi(flash), ssi = new Ssi(mcu, flash, qspi);
+const tick = (ns) => mcu.clock.tick(ns);
+const cmd = (bytes) => {
+  qspi.writeUint32(0x0c, 2 << 8);
+  const got = bytes.map((b) => { ssi.writeUint32(0x60, b); tick(1000); return ssi.readUint32(0x60); });
+  qspi.writeUint32(0x0c, 3 << 8);
+  return got;
+};
+const status = () => cmd([0x05, 0])[1];
+const out = {};
+out.xipBefore = ssi.xipOk;
+ssi.writeUint32(0x08, 0); ssi.writeUint32(0x14, 4); ssi.writeUint32(0x00, 7 << 16); ssi.writeUint32(0x08, 1);
+out.uid = cmd([0x4b, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).slice(5);
+out.jedec = cmd([0x9f, 0, 0, 0]).slice(1);
+mcu.flash.fill(0x00, 0x1000, 0x2000);
+cmd([0x20, 0x00, 0x10, 0x00]);                       // no write enable: ignored
+out.ignored = events.filter((e) => e.type === 'flash_ignored').length;
+cmd([0x06]); out.wel = status();
+cmd([0x20, 0x00, 0x10, 0x23]);                       // erases the sector holding the address
+out.busyAtStart = status(); out.xipWhileBusy = ssi.xipOk;
+tick(398e6); out.busyBefore400ms = status() & 1;
+tick(2e6); out.statusAfter = status();
+out.erased = Array.from(mcu.flash.subarray(0x1000, 0x2000)).every((b) => b === 0xff);
+cmd([0x06]); cmd([0x02, 0x00, 0x10, 0xfe, 0x0f, 0xf0, 0x55, 0xaa]);  // wraps inside the page
+tick(3.1e6);
+cmd([0x06]); cmd([0x02, 0x00, 0x10, 0xfe, 0xff, 0xff, 0xff, 0x0f]);  // only clears bits
+tick(3.1e6);
+out.programmed = Array.from(mcu.flash.subarray(0x10fe, 0x1100)).concat(Array.from(mcu.flash.subarray(0x1000, 0x1002)));
+out.opTimes = events.filter((e) => e.type === 'flash').map((e) => [e.op, e.addr, e.len, e.endNs - e.startNs]);
+out.violationsBefore = violations.length;
+cmd([0x06]); cmd([0x20, 0, 0x20, 0]); cmd([0x06]);  // a command while busy
+ssi.writeUint32(0x00, 0x001f0300);                    // CTRLR0 while enabled
+qspi.writeUint32(0x0c, 0); ssi.writeUint32(0x60, 0x05); tick(1000);  // /CS not forced
+out.violations = violations;
+console.log(JSON.stringify(out));
+"""
+
+
+def test_the_emulators_flash_is_a_w25q16jv_behind_a_strict_ssi(image):
+    """The model the image's flash routines are checked against (emu/flash.mjs), driven
+    directly: unique and JEDEC ids, write enable, erase and program times, page wrap,
+    programs that only clear bits, and the violations it reports."""
+    import json
+    got = json.loads(subprocess.run([shutil.which("node"), "--input-type=module", "-e", _FLASH_MODEL_CHECK],
+                                    cwd=FW / "emu", check=True, capture_output=True, text=True).stdout)
+    assert got["xipBefore"] is False
+    assert got["uid"] == [1, 2, 3, 4, 5, 6, 7, 8] and got["jedec"] == [0xEF, 0x40, 0x15]
+    assert got["ignored"] == 1 and got["wel"] == 0x02
+    assert (got["busyAtStart"], got["xipWhileBusy"], got["busyBefore400ms"], got["statusAfter"]) == (3, False, 1, 0)
+    assert got["erased"]
+    assert got["programmed"] == [0x0F, 0xF0, 0x55, 0x0A]
+    assert got["opTimes"] == [["erase", 0x1000, 4096, 400e6], ["program", 0x10FE, 4, 3e6], ["program", 0x10FE, 4, 3e6]]
+    assert got["violationsBefore"] == 0
+    v = got["violations"]
+    assert any("while busy" in m for m in v) and any("CTRLR0 written while SSIENR = 1" in m for m in v)
+    assert any("/CS not forced" in m for m in v)

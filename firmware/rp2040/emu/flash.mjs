@@ -18,6 +18,8 @@
 //   address wrapping inside it; bits only cleared; busy tPP = 3 ms), 03h read, 9Fh JEDEC id
 //   (EF 40 15), 4Bh unique id (four dummy bytes, then 8 bytes). Erase and program need WEL
 //   (else ignored, as the part does) and clear it when done; while BUSY only 05h is taken.
+//   A protected chip (the harness's --flash-protect: status register 1's BP2..BP0 all set,
+//   the whole array protected: the datasheet's status register, block protect) ignores every erase and program: a flash that fails.
 // - Execute-in-place works only while the SSI is as boot2 left it (03h reads, 4.10.13) with
 //   /CS not forced and the flash not busy; any read of the XIP window (code or data) at
 //   another time is a violation (on a Pico it would read garbage or hang).
@@ -27,11 +29,12 @@ export const T_PAGE_PROGRAM_NS = 3e6; // tPP max
 const SECTOR = 4096, PAGE = 256, FIFO_DEPTH = 16;
 
 export class Flash {
-  constructor(mcu, { violation, event, uid }) {
+  constructor(mcu, { violation, event, uid, protect = false }) {
     this.mcu = mcu; this.clock = mcu.clock; this.violation = violation; this.event = event;
     this.bytes = mcu.flash; // rp2040js's flat flash (16 MiB buffer; the chip is 2 MiB)
     this.uid = uid;
-    this.status = 0; // bit 0 BUSY, bit 1 WEL
+    this.status = protect ? 0x1c : 0; // bit 0 BUSY, bit 1 WEL, bits 2..4 BP0..BP2
+    this.protect = protect;
     this.cs = false; // /CS asserted (low)
     this.cmd = null;
     this.busyAlarm = this.clock.createAlarm(() => this.operationDone());
@@ -88,13 +91,13 @@ export class Flash {
       case 0x04: if (b.length === 1) this.status &= ~2; return;
       case 0x20:
         if (b.length !== 4) { this.violation(`flash: sector erase of ${b.length} bytes, not 4`); return; }
-        if (!(this.status & 2)) { this.event({ type: 'flash_ignored', op: 'erase', addr, atNs: this.clock.nanos }); return; }
+        if (!(this.status & 2) || this.protect) { this.event({ type: 'flash_ignored', op: 'erase', addr, atNs: this.clock.nanos }); return; }
         this.begin({ op: 'erase', addr: addr & ~(SECTOR - 1), len: SECTOR }, T_SECTOR_ERASE_NS);
         return;
       case 0x02: {
         if (b.length < 5) { this.violation('flash: page program with no data'); return; }
         if (b.length > 4 + PAGE) this.violation(`flash: page program of ${b.length - 4} bytes, over a page`);
-        if (!(this.status & 2)) { this.event({ type: 'flash_ignored', op: 'program', addr, atNs: this.clock.nanos }); return; }
+        if (!(this.status & 2) || this.protect) { this.event({ type: 'flash_ignored', op: 'program', addr, atNs: this.clock.nanos }); return; }
         this.begin({ op: 'program', addr, len: b.length - 4, data: b.slice(4) }, T_PAGE_PROGRAM_NS);
         return;
       }

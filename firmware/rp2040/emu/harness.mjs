@@ -1,7 +1,8 @@
 // Runs the twinrig RP2040 image in rp2040js, with the board around it emulated, for the
 // Python tests: node harness.mjs [--flash-image FILE] [--flash-uid HEX16] IMAGE.uf2 [CONFIG.uf2 ...]
 // (--flash-image: the whole flash as a previous run saved it, flash_save; the .uf2 files are
-// written over it. --flash-uid: the flash chip's 64-bit unique id, what its 4Bh returns.)
+// written over it. --flash-uid: the flash chip's 64-bit unique id, what its 4Bh returns.
+// --flash-protect: a chip whose array is write-protected, so every erase and program fails.)
 //
 // Loading: rp2040js has no bootrom, so this does what the bootrom does for a flash boot
 // (RP2040 datasheet 2.8.1): the .uf2 files (the ones the lab flashes) are written to flash,
@@ -77,11 +78,14 @@ function boot2Crc(bytes) {
 
 const args = process.argv.slice(2);
 let flashUid = [0xe6, 0x61, 0x41, 0x04, 0x03, 0x27, 0x2b, 0x21];
+let flashProtect = false;
 for (let i = 0; i < args.length; i++) {
   if (args[i] === '--flash-image') {
     const img = readFileSync(args[++i]);
     if (img.length !== FLASH_BYTES) throw new Error(`${args[i]}: not a ${FLASH_BYTES}-byte flash image`);
     mcu.flash.set(img, 0);
+  } else if (args[i] === '--flash-protect') {
+    flashProtect = true;
   } else if (args[i] === '--flash-uid') {
     flashUid = [...Buffer.from(args[++i], 'hex')];
     if (flashUid.length !== 8) throw new Error('--flash-uid takes 16 hex digits');
@@ -90,7 +94,7 @@ for (let i = 0; i < args.length; i++) {
   }
 }
 // The SSI and the flash chip in place of rp2040js's SSI stub, before boot2 runs (flash.mjs)
-const flash = new Flash(mcu, { violation, event, uid: flashUid });
+const flash = new Flash(mcu, { violation, event, uid: flashUid, protect: flashProtect });
 const qspi = new IoQspi(flash);
 const ssiModel = new Ssi(mcu, flash, qspi);
 mcu.peripherals[0x18000] = ssiModel;
