@@ -301,14 +301,18 @@ static int v1_probe(tr2_board *b, const request *req, tr2_reply *reply)
 
 /* Whether and when a frame addressed to the board is answered ("Broadcast"): a unicast
    after the turnaround; a broadcast in its slot (slotted, by an assigned board), its hashed
-   slot (a discover of valid length and slots), after the turnaround (selected), or not. */
+   slot (a discover of valid length and slots), after the turnaround (selected, of valid
+   length), or not. */
 static int reply_start(const tr2_board *b, const request *req, const cmd_info *info, int length_ok,
                        uint32_t *start)
 {
     uint8_t mode = info ? info->broadcast : 0u;
     *start = tr2_turnaround_us(b->cfg->baud);
-    if (req->dst != TR_ADDR_BROADCAST || mode == BC_SELECTED) {
+    if (req->dst != TR_ADDR_BROADCAST) {
         return 1;
+    }
+    if (mode == BC_SELECTED) {
+        return length_ok; /* of the wrong length, it names no board: none answers */
     }
     if (mode == BC_SLOTTED && b->address != TR2_ADDR_UNASSIGNED) {
         *start = tr2_reply_start_us(b->address, b->cfg->baud, info->slot_payload);

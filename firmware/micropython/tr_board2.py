@@ -302,8 +302,8 @@ class Board2:
                 start += (self.address - 1) * self.slots[cmd]
             elif mode == P.BC_HASHED and req is not None and 1 <= req[1] <= P.DISCOVER_SLOTS_MAX:
                 start += (P.discover_slot(self.uid, req[0], req[1]) - 1) * self.slots[cmd]
-            elif mode != P.BC_SELECTED:
-                return None
+            elif mode != P.BC_SELECTED or req is None:
+                return None  # a selected broadcast of the wrong length names no board
         if status != P.OK or spec is None:
             payload = bytes((status,))
         else:

@@ -64,6 +64,10 @@ def addressing_cases() -> list[Bus]:
         s("assign_address", B, uid=uid, address=addr)
     s("discover", B, salt=99, slots=8, only_unassigned=1)            # none left
     s("identify", B); s("read_state", B); s("read_telemetry", B)
+    # an assign_address broadcast of the wrong length names no board: none answers, all
+    # three note bad_length
+    s.frame(Frame(2, B, 0, 0x55, v2.COMMANDS["assign_address"].code, bytes(3)))
+    s("read_telemetry", B)
     out.append(s)
 
     s = Bus("duplicate_address_found_and_resolved", board_spec(uid=UID_A, address=5),

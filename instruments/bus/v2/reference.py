@@ -256,8 +256,8 @@ class ReferenceBoard:
                 start = reply_start_us(spec.name, self.address, self.baud)
             elif mode == BROADCAST_HASHED and req is not None and 1 <= req["slots"] <= DISCOVER_SLOTS_MAX:
                 start = reply_start_us(spec.name, discover_slot(self.uid, req["salt"], req["slots"]), self.baud)
-            elif mode != BROADCAST_SELECTED:
-                return None
+            elif mode != BROADCAST_SELECTED or req is None:
+                return None  # a selected broadcast of the wrong length names no board
         code = (spec.code if spec is not None else f.cmd) | REPLY_BIT
         if status != Error.OK or spec is None:
             payload = bytes((int(status),))
