@@ -80,6 +80,7 @@ class Host:
     def __init__(self, board: EmuBoard):
         self.board = board
         self.seq = 0
+        self.statuses: dict[int, int] = {}  # replies compared, by status
 
     def send(self, frame) -> None:
         self.board.call("write", data=line_frame(frame).hex())
@@ -104,12 +105,22 @@ class Host:
 
     def exchange(self, dst: int, cmd: str, **fields):
         """One request; the reply's wire bytes (b"" for none), waiting as the spec lets a
-        unicast reply come: the turnaround, the reply latency and the command's quiet time."""
+        unicast reply come (the turnaround, the reply latency and the command's quiet time) or,
+        for a broadcast, until the longest slot of address 5 has passed."""
         self.seq = (self.seq + 1) & 0xFF
         frame = request_frame(dst, self.seq, cmd, **fields)
+        return frame, self.send_frame(frame, quiet_ms(cmd, **fields))
+
+    def send_frame(self, frame, quiet: int = 0) -> bytes:
         self.send(frame)
-        window_us = timing.turnaround_us(BAUD) + REPLY_LATENCY_MAX_US + 1000 * quiet_ms(cmd, **fields)
-        return frame, self.receive(window_us * 1000)
+        window_us = timing.turnaround_us(BAUD) + REPLY_LATENCY_MAX_US + 1000 * quiet
+        if frame.dst == ADDR_BROADCAST:
+            window_us += 20_000
+        wire = self.receive(window_us * 1000)
+        if wire:
+            status = decode_any(wire).payload[0]
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+        return wire
 
     def request(self, dst: int, cmd: str, **fields) -> dict:
         _, wire = self.exchange(dst, cmd, **fields)
@@ -358,6 +369,78 @@ def test_telemetry_counts_and_reads_the_supply_and_temperature_from_the_rp2040_a
     assert (t["frames_ok"], t["frames_bad"], t["last_error"]) == (5, 0, 0)
     assert t["reset_cause"] == 0  # power_on
     assert 0 < t["uptime_ms"] <= board.now_ns // 1_000_000
+
+
+def test_a_random_session_is_answered_as_the_reference_board_answers_it(board, host):
+    """Requests drawn at random (fixed seed): every command without flash writes, fields in and
+    out of range, wrong lengths, unknown commands, refused and silent broadcasts, garbled
+    chunks, learn pulses and glitches on the line. Every reply equals the reference's byte for
+    byte; telemetry's counters, error and flags too (its uptime and sensors are the board's)."""
+    import random
+
+    from instruments.bus.v2 import Frame
+
+    rng = random.Random(20261204)
+    sent = {"pulses": 0, "glitches": 0, "garbled": 0, "resets": 0}
+    ref = _reference(node_uv=V1)
+    board.call("nodes", uv=V1)
+    plain = ["identify", "read_state", "read_actuator", "read_calibration", "sample_drops", "learn",
+             "fw_status"]
+    for step in range(120):
+        kind = rng.randrange(12)
+        dst = ADDR_BROADCAST if rng.random() < 0.2 else ADDRESS
+        if kind < 4:
+            cmd = rng.choice(plain)
+            _same(host, ref, dst, cmd)
+        elif kind == 4:
+            _same(host, ref, dst, "set_state", state=rng.randrange(500_000, 6_000_000))
+        elif kind == 5:
+            _same(host, ref, dst, "configure_rule", rule=rng.randrange(5), probability=rng.randrange(70_000),
+                  gain=rng.choice([0, rng.randrange(2 ** 41), 2 ** 50]), dead_band_uv2=rng.randrange(-1, 10 ** 9))
+        elif kind == 6:  # wrong length, or a command code not in the table
+            host.seq = (host.seq + 1) & 0xFF
+            frame = (Frame(2, dst, 0, host.seq, rng.choice([1, 3, 6]), bytes(rng.randrange(1, 6))) if rng.random() < 0.5
+                     else Frame(2, dst, 0, host.seq, rng.choice([0, 20, 77, 127]), b""))
+            wire = host.send_frame(frame)
+            replies = ref.feed(line_frame(frame))
+            assert wire == (replies[0].wire if replies else b"")
+        elif kind == 7:  # a garbled chunk: dropped and counted
+            junk = bytes(rng.randrange(1, 256) for _ in range(rng.randrange(1, 30)))
+            board.call("write", data=(b"\0" + junk + b"\0").hex())
+            board.call("flush")
+            ref.feed(b"\0" + junk + b"\0")
+            assert host.receive(3_000_000) == b""
+            sent["garbled"] += 1
+        elif kind == 8:  # a pulse on the learn line: a learn or a glitch
+            width_us = rng.choice([rng.randrange(1, 19), rng.randrange(25, 400)])
+            rise = board.now_ns + 100_000
+            board.call("pin", edges=[[rise, 1], [rise + width_us * 1000, 0]])
+            board.call("run", ns=100_000 + width_us * 1000 + 300_000)
+            ref.trigger(width_us)
+            sent["pulses" if width_us >= 20 else "glitches"] += 1
+        elif kind == 9:
+            frame, wire = host.exchange(dst, "read_telemetry")
+            replies = ref.feed(line_frame(frame))
+            if not replies:
+                assert wire == b""
+                continue
+            got = unpack_reply("read_telemetry", decode_any(wire).payload)
+            want = unpack_reply("read_telemetry", decode_any(replies[0].wire).payload)
+            for name in ("uptime_ms", "supply_uv", "temperature_mdegc"):
+                got.pop(name), want.pop(name)
+            assert got == want, step
+        elif kind == 10:
+            _same(host, ref, dst, "discover", salt=rng.randrange(2 ** 32), slots=rng.choice([0, 1, 4, 248]),
+                  only_unassigned=rng.randrange(3))
+        elif rng.random() < 0.3:
+            _same(host, ref, dst, "reset", mode=rng.choice([0, 2]))
+            sent["resets"] += 1
+        else:
+            _same(host, ref, dst, "read_state")
+    print("replies by status:", dict(sorted(host.statuses.items())), sent)
+    assert {Error.OK, Error.OUT_OF_RANGE, Error.BAD_LENGTH, Error.UNKNOWN_COMMAND} <= set(host.statuses)
+    assert min(sent.values()) >= 1
+    _events(board)
 
 
 # ---- the flash: state store, address, calibration, firmware update --------------------
