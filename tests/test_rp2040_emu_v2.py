@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -485,6 +486,37 @@ def test_store_state_writes_a_record_in_flash_within_its_quiet_time_and_survives
         assert host2.request(ADDRESS, "read_state")["state"] == 3_000_000  # 3_000_400 on the 1 mV grid
         t = host2.request(ADDRESS, "read_telemetry")
         assert (t["reset_cause"], t["generation"], t["learns"]) == (0, 2, 0)
+        _events(again)
+    finally:
+        again.close()
+
+
+@pytest.mark.parametrize("cut_after_ms", [200, 402])  # in the erase; in the program
+def test_a_power_cut_during_store_state_restores_the_previous_record(image, board, host, tmp_path, config_uf2,
+                                                                     cut_after_ms):
+    ref = _reference()
+    for target in (2_100_000, 2_200_000):
+        _same(host, ref, ADDRESS, "set_state", state=target)
+        _same(host, ref, ADDRESS, "store_state")  # generation 1 in sector 0, 2 in sector 1
+    _same(host, ref, ADDRESS, "set_state", state=2_300_000)
+    frame = request_frame(ADDRESS, 99, "store_state")
+    host.send(frame)  # to sector 0 again: erased, then programmed
+    board.call("run", ns=cut_after_ms * 1_000_000)
+    saved = tmp_path / "cut.bin"
+    assert board.call("flash_save", path=str(saved))["busy"]
+    cut = saved.read_bytes()[STORE_SECTORS[0]:STORE_SECTORS[0] + 12]
+    old = struct.pack("<Ii", 1, 2_100_000)
+    new = struct.pack("<Ii", 3, 2_300_000)
+    assert cut not in (old + struct.pack("<I", crc32(old)), new + struct.pack("<I", crc32(new)))
+    ref.cut_power_during_store = True
+    assert ref.feed(line_frame(frame)) == []
+    again = _boot(image.with_suffix(".uf2"), config_uf2, flash_image=saved)
+    try:
+        host2 = Host(again)
+        _same(host2, ref, ADDRESS, "read_state")
+        assert host2.request(ADDRESS, "read_state")["state"] == 2_200_000
+        _same(host2, ref, ADDRESS, "store_state")  # generation 3, into the torn sector
+        _same(host2, ref, ADDRESS, "read_state")
         _events(again)
     finally:
         again.close()

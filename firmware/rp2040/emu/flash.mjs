@@ -113,6 +113,24 @@ export class Flash {
     this.onChange();
   }
 
+  // The flash as a power cut now leaves it: an erase or program in progress done in part, in
+  // proportion to the time it has had (the part guarantees nothing of a cut one; the state
+  // store's CRC must catch it).
+  contentsIfCutNow() {
+    const out = Uint8Array.from(this.bytes.subarray(0, FLASH_BYTES));
+    const p = this.pending;
+    if (!p) return out;
+    const total = p.op === 'erase' ? T_SECTOR_ERASE_NS : T_PAGE_PROGRAM_NS;
+    const done = Math.floor(((this.clock.nanos - p.startNs) / total) * p.len);
+    if (p.op === 'erase') {
+      out.fill(0xff, p.addr, p.addr + done);
+    } else {
+      const page = p.addr & ~(PAGE - 1);
+      for (let k = 0; k < done; k++) out[page + ((p.addr + k) & (PAGE - 1))] &= p.data[k];
+    }
+    return out;
+  }
+
   operationDone() {
     const p = this.pending;
     this.pending = null;

@@ -20,7 +20,8 @@
 // at_ns, slope_uv_per_ns: [4]} (ADC inputs from at_ns on: steps, or ramps from uv),
 // pin {edges: [[at_ns, 0|1], ...]} (the learn line), analog {vsys_uv, temperature_mdegc}
 // (the RP2040 ADC's inputs: VSYS through the Pico's 1:3 divider on ADC3/GP29, and the
-// temperature sensor's voltage on ADC4, 4.9.5), flash_save {path} (the 2 MiB flash to a file),
+// temperature sensor's voltage on ADC4, 4.9.5), flash_save {path} (the 2 MiB flash to a file,
+// as a power cut now would leave it: an erase or program in progress done in part),
 // flash_read {addr, len} (hex), events (and clear them), now.
 // The flash (flash.mjs): the SSI, the IO_QSPI /CS override and a W25Q16JV with its erase and
 // program times, for the image's own writes; XIP reads only while the SSI is set for them.
@@ -327,7 +328,7 @@ const ops = {
     if (m.temperature_mdegc !== undefined) analog.temperatureMdegc = m.temperature_mdegc;
     return {};
   },
-  flash_save: (m) => { writeFileSync(m.path, mcu.flash.subarray(0, FLASH_BYTES)); return {}; },
+  flash_save: (m) => { writeFileSync(m.path, flash.contentsIfCutNow()); return { busy: flash.busy }; },
   flash_read: (m) => ({ data: hex(mcu.flash.subarray(m.addr, m.addr + m.len)) }),
   events: () => ({ events: events.splice(0), violations: violations.splice(0), warnings: warnings.splice(0) }),
   now: () => ({}),
