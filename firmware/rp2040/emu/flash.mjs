@@ -4,13 +4,13 @@
 //
 // - SSI (RP2040 datasheet 4.10, Synopsys DW_apb_ssi; registers 4.10.13): CTRLR0, CTRLR1,
 //   SSIENR, SER, BAUDR, TXFLR, RXFLR, SR, DR0, RX_SAMPLE_DLY, SPI_CTRLR0. CTRLR0, BAUDR and
-//   SPI_CTRLR0 written while SSIENR = 1 are ignored by the part (4.10.10) and a violation here.
+//   SPI_CTRLR0 written while SSIENR = 1 are ignored by the part (DW_apb_ssi, 4.10) and a violation here.
 //   Command mode is standard SPI (SPI_FRF 0), TMOD 0 (transmit and receive), 8-bit frames
 //   (DFS_32 7): every byte written to DR0 shifts out in 8 SCK periods (SCK = clk_sys / BAUDR)
 //   and the byte shifted in lands in the 16-entry receive FIFO.
 // - Chip select: the image holds the flash's /CS low for a whole command by the IO_QSPI
 //   override (GPIO_QSPI_SS_CTRL.OUTOVER, 2.19.6.2: 2 drive low, 3 drive high), as the bootrom's
-//   flash routines do (2.8.3.1); a byte sent without /CS forced is a violation here (the SSI
+//   flash access functions do (2.8.3.1); a byte sent without /CS forced is a violation here (the SSI
 //   would drop /CS whenever its FIFO ran dry).
 // - The flash: a Winbond W25Q16JV (2 MiB; the timings PROTOCOL.md quotes): 06h write enable,
 //   04h write disable, 05h status register 1 (BUSY bit 0, WEL bit 1), 20h sector erase

@@ -263,7 +263,7 @@ function scheduleNodes(uv, atNs, slope) { adc.setInputs(uv, atNs, slope); }
 // The RP2040's own ADC (4.9): 12 bits of ADC_AVDD = 3.3 V. Channel 3 is GP29, VSYS through
 // the Pico's 200k/100k divider; channel 4 the temperature sensor, V = 0.706 V - (T - 27 degC)
 // * 1.721 mV/degC (4.9.5). The part needs clk_adc running, the sensor's bias on (CS.TS_EN)
-// for channel 4, and the pin's digital input off for channel 3 (4.9.1); a read without them is
+// for channel 4, and the pin's digital input off for channel 3 (4.9); a read without them is
 // a violation. The codes read are in the events, for the test to check the arithmetic.
 const ADC_VREF_UV = 3.3e6;
 const analog = { vsysUv: 5.0e6, temperatureMdegc: 27_000 };
@@ -281,7 +281,7 @@ sysAdc.onADCRead = (channel) => {
   sysAdc.sampleAlarm.schedule(sysAdc.sampleTime * 1000);
 };
 
-// WFI as ARMv6-M has it (B1.5.19, Architecture Reference Manual; Cortex-M0+ TRM): it ends
+// WFI as the ARMv6-M Architecture Reference Manual has it: it ends
 // when an enabled interrupt is pending, even one that was pending before it, and with PRIMASK
 // set the interrupt only ends the WFI: it is taken once PRIMASK clears. rp2040js takes it at
 // once even with PRIMASK set and sleeps through one already pending; the flash routines

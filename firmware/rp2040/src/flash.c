@@ -6,7 +6,7 @@
  * to send it other commands the SSI must leave XIP, so nothing may be fetched from flash
  * meanwhile: these routines live in RAM (section .ramfunc, copied with .data at reset) and
  * run with interrupts masked (the vector table and handlers are in flash). They do what the
- * bootrom's flash routines do (2.8.3.1.3: connect, exit XIP, erase/program, flush, enter
+ * bootrom's flash access functions do (2.8.3.1: connect, exit XIP, erase/program, flush, enter
  * XIP), with no bootrom: the SSI in standard SPI mode, TMOD 0 (transmit and receive), 8-bit
  * frames (4.10.13, CTRLR0), the flash's /CS held low across each command by IO_QSPI's output
  * override (GPIO_QSPI_SS_CTRL.OUTOVER, 2.19.6.2), and commands 06h (write enable), 20h
@@ -15,7 +15,8 @@
  *
  * While the flash is busy (tSE up to 400 ms, tPP up to 3 ms: W25Q16JV, PROTOCOL.md) the core
  * sleeps between status polls on timer alarm 3 (4.6): WFI with PRIMASK set still wakes on a
- * pending enabled interrupt (ARMv6-M B1.5.19) without taking it. Nothing here calls code in
+ * pending enabled interrupt without taking it (ARMv6-M Architecture Reference Manual,
+ * WFI). Nothing here calls code in
  * flash (helpers are forced inline, no division, no constant tables).
  */
 #include "flash.h"

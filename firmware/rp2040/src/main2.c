@@ -364,7 +364,7 @@ int main(void)
     learn2_init();
     actuator_init();
     irq_enable(IRQ_TIMER_0);
-    /* 4.7.6: a watchdog timeout is the only cause the chip records that the spec names
+    /* 4.7 (REASON): a watchdog timeout is the only cause the chip records that the spec names
        apart from power-on (CHIP_RESET's HAD_POR is set by brownouts too: power_on) */
     start((REG(WATCHDOG_REASON) & 1u) ? TR2_CAUSE_WATCHDOG : TR2_CAUSE_POWER_ON);
     for (;;) {

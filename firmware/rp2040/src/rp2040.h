@@ -58,7 +58,7 @@
 #define CLK_CTRL_ENABLE (1u << 11)
 
 /* 4.7 Watchdog: its tick generator clocks the timer (4.6.1) */
-#define WATCHDOG_REASON 0x40058008u /* 4.7.6: bit 0 TIMER, bit 1 FORCE */
+#define WATCHDOG_REASON 0x40058008u /* 4.7 REASON: bit 0 TIMER, bit 1 FORCE */
 #define WATCHDOG_TICK 0x4005802cu
 #define WATCHDOG_TICK_ENABLE (1u << 9)
 

@@ -1,10 +1,10 @@
 /*
  * sysadc.c - the RP2040's ADC (datasheet 4.9): the board's supply and temperature.
  *
- * clk_adc must be 48 MHz (4.9.2): PLL_USB from the 12 MHz crystal, VCO 1200 MHz, post
+ * clk_adc must be 48 MHz (4.9): PLL_USB from the 12 MHz crystal, VCO 1200 MHz, post
  * dividers 5 and 5 (2.18.2), as the SDK sets it. Channel 3 is GP29, which a Pico wires to
- * VSYS through a 200k/100k divider (Pico datasheet 4.4): VSYS = 3 x the pin; its digital
- * input is turned off (4.9.1). Channel 4 is the temperature sensor, biased by CS.TS_EN:
+ * VSYS through a 200k/100k divider (Pico datasheet, "Powering Pico"): VSYS = 3 x the pin; its digital
+ * input is turned off (4.9). Channel 4 is the temperature sensor, biased by CS.TS_EN:
  * T = 27 - (V - 0.706) / 0.001721 (4.9.5). The reference is the Pico's 3.3 V ADC_AVDD, 12 bits
  * (1 LSB = 3.3 V / 4096 = 103125/128 uV). Results are rounded half away from zero.
  */
@@ -42,7 +42,7 @@ void sysadc_init(void)
     /* 2.15.7 CLK_ADC_CTRL: AUXSRC 0 = clksrc_pll_usb, enabled */
     REG(CLK_ADC_CTRL) = CLK_CTRL_ENABLE | (0u << 5);
     unreset(RESET_ADC);
-    REG(PADS_GPIO(PIN_VSYS_SENSE)) = PAD_OD; /* output disabled, input off (4.9.1) */
+    REG(PADS_GPIO(PIN_VSYS_SENSE)) = PAD_OD; /* output disabled, input off (4.9) */
     REG(ADC_CS) = ADC_CS_EN | ADC_CS_TS_EN;
     while (!(REG(ADC_CS) & ADC_CS_READY)) {
     }
