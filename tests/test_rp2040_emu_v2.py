@@ -348,6 +348,25 @@ def test_a_pulse_under_20_us_is_a_glitch_counted_and_ringing_gives_one_learn(boa
     _events(board)
 
 
+def test_the_20_us_threshold_holds_to_the_microsecond_at_any_phase_of_the_timer(board, host):
+    """Both edges are stamped by the 1 us timer in the same interrupt, so a whole number of
+    microseconds is measured exactly: 19 us is a glitch and 20 us a learn, wherever in the
+    timer's tick the pulse begins."""
+    ref = _reference(node_uv=V1)
+    _configure(host, ref)
+    board.call("nodes", uv=V1)
+    for phase_ns in (100, 500, 900):
+        for width_us in (19, 20):
+            start = (board.now_ns // 1000 + 200) * 1000 + phase_ns
+            board.call("pin", edges=[[start, 1], [start + width_us * 1000, 0]])
+            board.call("run", ns=start - board.now_ns + 400_000)
+            ref.trigger(width_us)
+    t = host.request(ADDRESS, "read_telemetry")
+    assert (t["learns"], t["glitches"]) == (3, 3)
+    _same(host, ref, ADDRESS, "read_state")
+    _events(board)
+
+
 def test_telemetry_counts_and_reads_the_supply_and_temperature_from_the_rp2040_adc(board, host):
     ref = _reference(node_uv=V1)
     _configure(host, ref)
