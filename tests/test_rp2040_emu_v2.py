@@ -261,6 +261,8 @@ def test_the_reply_starts_no_earlier_than_the_turnaround_after_the_requests_end(
               f"DE before the first start bit {(w['firstStartNs'] - w['riseNs']) / 1000:.2f} us, "
               f"after the last stop bit {(w['fallNs'] - w['lastStopNs']) / 1000:.2f} us")
         assert turnaround_ns <= after <= turnaround_ns + REPLY_LATENCY_MAX_US * 1000
+        # the stamp is the receive interrupt's: within EOF_JITTER_US of the delimiter's stop bit
+        assert after <= turnaround_ns + timing.EOF_JITTER_US * 1000
         assert w["riseNs"] <= w["firstStartNs"]
         assert 0 <= w["fallNs"] - w["lastStopNs"] <= timing.DE_HOLD_US * 1000
 
