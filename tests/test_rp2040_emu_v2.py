@@ -704,6 +704,9 @@ tick(3.1e6);
 cmd([0x06]); cmd([0x02, 0x00, 0x10, 0xfe, 0xff, 0xff, 0xff, 0x0f]);  // only clears bits
 tick(3.1e6);
 out.programmed = Array.from(mcu.flash.subarray(0x10fe, 0x1100)).concat(Array.from(mcu.flash.subarray(0x1000, 0x1002)));
+out.cachedBeforeFlush = flash.cachedWord(0x1000);  // the erased line's old bytes, 00 00 00 00
+flash.flushCache();
+out.cachedAfterFlush = flash.cachedWord(0x1000);
 out.opTimes = events.filter((e) => e.type === 'flash').map((e) => [e.op, e.addr, e.len, e.endNs - e.startNs]);
 out.violationsBefore = violations.length;
 cmd([0x06]); cmd([0x20, 0, 0x20, 0]); cmd([0x06]);  // a command while busy
@@ -717,7 +720,8 @@ console.log(JSON.stringify(out));
 def test_the_emulators_flash_is_a_w25q16jv_behind_a_strict_ssi(image):
     """The model the image's flash routines are checked against (emu/flash.mjs), driven
     directly: unique and JEDEC ids, write enable, erase and program times, page wrap,
-    programs that only clear bits, and the violations it reports."""
+    programs that only clear bits, stale lines in the XIP cache until a flush, and the
+    violations it reports."""
     import json
     got = json.loads(subprocess.run([shutil.which("node"), "--input-type=module", "-e", _FLASH_MODEL_CHECK],
                                     cwd=FW / "emu", check=True, capture_output=True, text=True).stdout)
@@ -727,6 +731,7 @@ def test_the_emulators_flash_is_a_w25q16jv_behind_a_strict_ssi(image):
     assert (got["busyAtStart"], got["xipWhileBusy"], got["busyBefore400ms"], got["statusAfter"]) == (3, False, 1, 0)
     assert got["erased"]
     assert got["programmed"] == [0x0F, 0xF0, 0x55, 0x0A]
+    assert (got["cachedBeforeFlush"], got["cachedAfterFlush"]) == (0, None)  # the XIP cache until FLUSH
     assert got["opTimes"] == [["erase", 0x1000, 4096, 400e6], ["program", 0x10FE, 4, 3e6], ["program", 0x10FE, 4, 3e6]]
     assert got["violationsBefore"] == 0
     v = got["violations"]

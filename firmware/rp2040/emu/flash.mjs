@@ -20,6 +20,10 @@
 //   (else ignored, as the part does) and clear it when done; while BUSY only 05h is taken.
 //   A protected chip (the harness's --flash-protect: status register 1's BP2..BP0 all set,
 //   the whole array protected: the datasheet's status register, block protect) ignores every erase and program: a flash that fails.
+// - The XIP cache (2.6.3: 16 KiB, 8-byte lines, in front of the 0x10000000 and 0x11000000
+//   aliases): after an erase or program, every line it changed reads its old bytes through the
+//   cached aliases until XIP_CTRL.FLUSH is written (2.6.3.2), as if the cache held them all
+//   (the strictest case); 0x12000000 and 0x13000000 bypass the cache.
 // - Execute-in-place works only while the SSI is as boot2 left it (03h reads, 4.10.13) with
 //   /CS not forced and the flash not busy; any read of the XIP window (code or data) at
 //   another time is a violation (on a Pico it would read garbage or hang).
@@ -39,7 +43,21 @@ export class Flash {
     this.cmd = null;
     this.busyAlarm = this.clock.createAlarm(() => this.operationDone());
     this.pending = null;
+    this.stale = new Map(); // 8-byte line offset -> its bytes before the last erase/program
     this.onChange = () => {};
+  }
+
+  // What the cached aliases read at flash offset `offset` (4 aligned bytes, little-endian).
+  cachedWord(offset) {
+    const line = this.stale.get(offset & ~7);
+    if (!line) return null;
+    const k = offset & 4;
+    return (line[k] | (line[k + 1] << 8) | (line[k + 2] << 16) | (line[k + 3] << 24)) >>> 0;
+  }
+
+  flushCache() {
+    this.stale.clear();
+    this.onChange();
   }
 
   get busy() { return (this.status & 1) !== 0; }
@@ -134,6 +152,8 @@ export class Flash {
   operationDone() {
     const p = this.pending;
     this.pending = null;
+    const before = Uint8Array.from(this.bytes.subarray(p.addr & ~(PAGE - 1), (p.addr & ~(PAGE - 1)) + Math.max(p.len, PAGE) + PAGE));
+    const base = p.addr & ~(PAGE - 1);
     if (p.op === 'erase') {
       this.bytes.fill(0xff, p.addr, p.addr + SECTOR);
     } else {
@@ -142,6 +162,10 @@ export class Flash {
         const a = page + ((p.addr + k) & (PAGE - 1)); // the address wraps inside the page
         this.bytes[a] &= v; // programming only clears bits
       });
+    }
+    for (let line = base; line < base + before.length; line += 8) {
+      const old = before.subarray(line - base, line - base + 8);
+      if (!this.stale.has(line) && old.some((v, k) => v !== this.bytes[line + k])) this.stale.set(line, Uint8Array.from(old));
     }
     this.status &= ~3;
     this.event({ type: 'flash', op: p.op, addr: p.addr, len: p.len, startNs: p.startNs, endNs: this.clock.nanos });
@@ -278,6 +302,32 @@ export class Ssi {
     this.flash.onChange();
   }
 
+  writeUint32Atomic(offset, value, type) {
+    const cur = this.readUint32(offset);
+    this.writeUint32(offset, type === 1 ? cur ^ value : type === 2 ? cur | value : type === 3 ? cur & ~value : value);
+  }
+}
+
+// XIP_CTRL (2.6.3.2, registers at 0x14000000): CTRL, FLUSH (write 1: the cache's tags cleared;
+// a read of FLUSH completes once done), STAT (FLUSH_READY, FIFO empty).
+export class XipCtrl {
+  constructor(flash) { this.flash = flash; this.ctrl = 3; this.name = 'XIP_CTRL'; }
+  readUint32(offset) {
+    switch (offset) {
+      case 0x00: return this.ctrl;
+      case 0x04: return 0;
+      case 0x08: return 0x3;
+    }
+    this.flash.violation(`XIP_CTRL register ${offset.toString(16)} is not modelled`);
+    return 0;
+  }
+  writeUint32(offset, value) {
+    switch (offset) {
+      case 0x00: this.ctrl = value & 0xb; return;
+      case 0x04: if (value & 1) this.flash.flushCache(); return;
+    }
+    this.flash.violation(`XIP_CTRL register ${offset.toString(16)} is not modelled`);
+  }
   writeUint32Atomic(offset, value, type) {
     const cur = this.readUint32(offset);
     this.writeUint32(offset, type === 1 ? cur ^ value : type === 2 ? cur | value : type === 3 ? cur & ~value : value);

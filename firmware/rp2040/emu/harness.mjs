@@ -29,7 +29,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { RP2040 } from 'rp2040js';
 import { ADS131M04 } from './ads131m04.mjs';
-import { Flash, FLASH_BYTES, IoQspi, Ssi } from './flash.mjs';
+import { Flash, FLASH_BYTES, IoQspi, Ssi, XipCtrl } from './flash.mjs';
 import { StrictUart } from './pl011.mjs';
 
 const PIN = { tx: 0, rx: 1, de: 2, gateDac: 14, gate: 15, miso: 16, cs: 17, sclk: 18, mosi: 19, drdy: 20, sync: 21, learn: 22 };
@@ -100,6 +100,7 @@ const qspi = new IoQspi(flash);
 const ssiModel = new Ssi(mcu, flash, qspi);
 mcu.peripherals[0x18000] = ssiModel;
 mcu.peripherals[0x40018] = qspi;
+mcu.peripherals[0x14000] = new XipCtrl(flash);
 const stored = new DataView(mcu.flash.buffer).getUint32(252, true);
 if (boot2Crc(mcu.flash.subarray(0, 252)) !== stored) {
   process.stdout.write(JSON.stringify({ error: 'boot2 CRC32 mismatch: the bootrom would not boot this flash' }) + '\n');
@@ -134,20 +135,44 @@ if (mcu.core.VTOR !== FLASH_BASE + 0x100 || mcu.core.SP !== mcu.readUint32(FLASH
 }
 // From here on the XIP window (0x10000000..0x13ffffff, 2.6.3) reads only while the SSI is set
 // for it: while the image has it in command mode or the flash is busy, any read of it, an
-// instruction fetch included, is a violation (rp2040js reads halfwords and bytes through
-// readUint32, so one check covers all).
-const flatRead32 = mcu.readUint32.bind(mcu);
-function checkedRead32(address) {
-  const a = address >>> 0;
-  if (a >= FLASH_BASE && a < 0x14000000) {
-    violation(`read of ${a.toString(16)} from flash while XIP is off (pc ${mcu.core.PC.toString(16)})`);
-    return 0xffffffff;
-  }
-  return flatRead32(address);
+// instruction fetch included, is a violation (on a Pico it would read garbage or stall).
+// After an erase or program and until XIP_CTRL.FLUSH, the cached aliases read the old bytes
+// of every line it changed (flash.mjs). rp2040js reads words, halfwords (instruction
+// fetches) and bytes by three paths, so all three are wrapped while either applies.
+const flatRead = { 32: mcu.readUint32.bind(mcu), 16: mcu.readUint16.bind(mcu), 8: mcu.readUint8.bind(mcu) };
+const inXip = (a) => a >= FLASH_BASE && a < 0x14000000;
+function readThrough(word) {
+  mcu.readUint32 = (address) => {
+    const a = address >>> 0;
+    const w = inXip(a) ? word(a & ~3) : null;
+    return w === null ? flatRead[32](address) : w;
+  };
+  mcu.readUint16 = (address) => {
+    const a = address >>> 0;
+    const w = inXip(a) ? word(a & ~3) : null;
+    return w === null ? flatRead[16](address) : (a & 2 ? w >>> 16 : w & 0xffff);
+  };
+  mcu.readUint8 = (address) => {
+    const a = address >>> 0;
+    const w = inXip(a) ? word(a & ~3) : null;
+    return w === null ? flatRead[8](address) : (w >>> (8 * (a & 3))) & 0xff;
+  };
 }
+let xipOffReported = false;
+const xipOff = (a) => {
+  if (!xipOffReported) violation(`read of ${a.toString(16)} from flash while XIP is off (pc ${mcu.core.PC.toString(16)})`);
+  xipOffReported = true;
+  return 0xffffffff;
+};
+const cached = (a) => (a < 0x12000000 ? flash.cachedWord(a & 0xfffffc) : null);
 flash.onChange = () => {
-  if (ssiModel.xipOk) delete mcu.readUint32;
-  else mcu.readUint32 = checkedRead32;
+  if (!ssiModel.xipOk) {
+    readThrough(xipOff);
+  } else {
+    xipOffReported = false;
+    if (flash.stale.size) readThrough(cached);
+    else { delete mcu.readUint32; delete mcu.readUint16; delete mcu.readUint8; }
+  }
 };
 flash.onChange();
 

@@ -11,7 +11,8 @@
  * frames (4.10.13, CTRLR0), the flash's /CS held low across each command by IO_QSPI's output
  * override (GPIO_QSPI_SS_CTRL.OUTOVER, 2.19.6.2), and commands 06h (write enable), 20h
  * (sector erase), 02h (page program), 05h (status: BUSY), 4Bh (unique id). Afterwards boot2,
- * kept in RAM, is called (with lr != 0 it returns, boot2.S) and sets XIP up again.
+ * kept in RAM, is called (with lr != 0 it returns, boot2.S) and sets XIP up again, and the
+ * XIP cache is flushed.
  *
  * While the flash is busy (tSE up to 400 ms, tPP up to 3 ms: W25Q16JV, PROTOCOL.md) the core
  * sleeps between status polls on timer alarm 3 (4.6): WFI with PRIMASK set still wakes on a
@@ -81,11 +82,15 @@ RAM_INLINE void command_mode(void)
     cs_low(0);
 }
 
-/* Back to XIP: /CS to the SSI again and boot2 sets the SSI for 03h reads. */
+/* Back to XIP: /CS to the SSI again, boot2 sets the SSI for 03h reads, and the XIP cache is
+   flushed (2.6.3), or it would go on returning what the sectors held before (as the bootrom's
+   flash_flush_cache does: FLUSH written, then read, which completes once it is done). */
 RAM_INLINE void xip_mode(void)
 {
     REG(IO_QSPI_SS_CTRL) = IO_QSPI_OUTOVER_NORMAL;
     ((void (*)(void))((uintptr_t)boot2_ram | 1u))();
+    REG(XIP_CTRL_FLUSH) = 1u;
+    (void)REG(XIP_CTRL_FLUSH);
 }
 
 RAM_INLINE void command(uint8_t op) { cs_low(1); (void)xfer(op); cs_low(0); }

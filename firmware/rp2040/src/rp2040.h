@@ -155,6 +155,8 @@
 #define SSI_DR0 (SSI_BASE + 0x60u)
 #define SSI_SR_RFNE (1u << 3)
 #define IO_QSPI_SS_CTRL 0x4001800cu
+/* 2.6.3 XIP cache: FLUSH (write 1; a read of it returns once the flush is done) */
+#define XIP_CTRL_FLUSH 0x14000004u
 #define IO_QSPI_OUTOVER_NORMAL (0u << 8)
 #define IO_QSPI_OUTOVER_LOW (2u << 8)
 #define IO_QSPI_OUTOVER_HIGH (3u << 8)
