@@ -465,6 +465,54 @@ def test_a_random_session_is_answered_as_the_reference_board_answers_it(board, h
     _events(board)
 
 
+def test_a_random_session_with_flash_writes_is_answered_as_the_reference_board_answers_it(board, host):
+    """As the random session above, with the commands that write flash among the requests
+    (store_state, store_calibration, assign_address there and back, factory and plain resets,
+    firmware blocks of small images in any order, verify); fw_swap is left out (no boot
+    loader, README.md). Every reply equals the reference's byte for byte."""
+    import random
+
+    rng = random.Random(4405)
+    ref = _reference(node_uv=V1)
+    board.call("nodes", uv=V1)
+    _configure(host, ref)
+    address = ADDRESS
+    image, crc = b"", 0
+    for _ in range(45):
+        kind = rng.randrange(9)
+        if kind == 0:
+            _same(host, ref, address, "learn")
+        elif kind == 1:
+            _same(host, ref, address, "set_state", state=rng.randrange(1_000_000, 5_500_001))
+        elif kind == 2:
+            _same(host, ref, rng.choice([address, ADDR_BROADCAST]), "store_state")
+        elif kind == 3:
+            _same(host, ref, address, "store_calibration", offset_free_a_uv=rng.randrange(-5000, 5000),
+                  offset_free_b_uv=rng.randrange(-5000, 5000), offset_clamped_a_uv=0,
+                  offset_clamped_b_uv=rng.randrange(-5000, 5000))
+        elif kind == 4:
+            new = rng.choice([ADDRESS, 17, 200])
+            _same(host, ref, ADDR_BROADCAST, "assign_address", uid=FLASH_UID, address=new)
+            address = new
+        elif kind == 5:
+            _same(host, ref, address, "reset", mode=rng.randrange(2))
+        elif kind == 6:
+            image = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 400)))
+            crc = crc32(image)
+            _same(host, ref, address, "fw_begin", size=len(image), image_crc32=crc, fw_major=2, fw_minor=1,
+                  fw_patch=rng.randrange(9))
+        elif kind == 7 and image:
+            n = rng.randrange(-(-len(image) // 128) + 1)  # one past the last: out_of_range
+            data = image[128 * n:128 * n + 128].ljust(128, b"\xff")
+            _same(host, ref, address, "fw_block", image_crc32=crc, block=n, block_crc32=crc32(data), data=data)
+        else:
+            _same(host, ref, address, rng.choice(["fw_verify", "fw_status", "read_state", "identify"]))
+    _same(host, ref, address, "read_calibration")
+    _same(host, ref, address, "read_state")
+    print("replies by status:", dict(sorted(host.statuses.items())))
+    _events(board)
+
+
 # ---- the flash: state store, address, calibration, firmware update --------------------
 
 
