@@ -135,6 +135,8 @@ def run_update(args) -> int:
             for name, scan in scans.items():
                 if not len(scan):
                     raise UserError(f"--port {name}: no board answers identify", exit_code=1)
+                if not scan.agreed:
+                    print(f"{name}: warning: scan: {scan.summary()}", file=sys.stderr)
             result = rig.update(image, version, progress=progress, scans=scans)
     finally:
         rig.close()

@@ -425,3 +425,45 @@ def test_an_unassigned_board_is_reached_at_248_and_a_broadcast_refused_command_i
     with pytest.raises(BusError, match="sample_drops may not be broadcast"):
         bus.broadcast("sample_drops")
     assert crc32(b"123456789") == 0xCBF43926
+
+
+def test_a_rig_reads_every_boards_learn_count_keyed_by_bus_and_address(emulate):
+    a, b = onwire.make_boards(3, seed=50), onwire.make_boards(2, seed=51)
+    em_a, _ = emulate(a)
+    em_b, _ = emulate(b)
+    with Rig([em_a.port, em_b.port]) as rig:
+        rig.learn()
+        b[1].trigger(100)  # a pulse on the learn-trigger line of one board
+        counts = {k: t["learns"] for k, t in rig.telemetry().items()}
+    assert counts == {(em_a.port, 1): 1, (em_a.port, 2): 1, (em_a.port, 3): 1, (em_b.port, 1): 1,
+                      (em_b.port, 2): 2}
+
+
+def test_the_crc_is_right_when_several_buses_compute_it_at_once():
+    """Several buses' clients and their emulators run in threads; the CRC-16 each computes
+    is its own data's (the ``crc`` package's calculator keeps a register between init and
+    digest: shared by threads, it mixes their data)."""
+    import threading
+
+    from instruments.bus.v2.framing import crc16
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often, inside the CRC's loop
+    try:
+        datas = [random.Random(k).randbytes(1024) for k in range(4)]
+        want = [crc16(d) for d in datas]
+        wrong = []
+
+        def work(k):
+            for _ in range(60):
+                if crc16(datas[k]) != want[k]:
+                    wrong.append(k)
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert wrong == [] and want[0] == crc16(datas[0])

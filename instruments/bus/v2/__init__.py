@@ -12,6 +12,13 @@ bytes, version 2), :mod:`.payloads` (the command table, packing, quiet times),
 residue), :mod:`.store` (the stored state and its generation), :mod:`.update` (firmware
 update, A/B slots, rollback), :mod:`.reference` (:class:`ReferenceBoard`) and
 :mod:`.protocol_json`. The rule's arithmetic is protocol 1.1's (:mod:`instruments.bus.rule`).
+
+The host's side (imported on its own): :mod:`.client` (:class:`~.client.Bus`, one bus:
+requests, broadcasts, the version-1 probe, scan, discover and assign, duplicates, state and
+telemetry), :mod:`.link` (its port: a real serial port in real time, or an emulator's
+pseudo-terminal in emulated time), :mod:`.host_update` (firmware update of every board of a
+bus), :mod:`.rig` (several buses at once) and :mod:`.onwire` (protocol-2 boards on the
+emulated wire).
 """
 
 from .actuator import Actuator  # noqa: F401

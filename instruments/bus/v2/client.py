@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from .. import payloads as v1_payloads, timing
 from .constants import (
     ADDR_BOARD_MAX, ADDR_BOARD_MIN, ADDR_BROADCAST, ADDR_HOST, ADDR_UNASSIGNED, BAUD_DEFAULT,
-    BROADCAST_HASHED, BROADCAST_REFUSED, BROADCAST_SELECTED, BROADCAST_SLOTTED,
+    BROADCAST_HASHED, BROADCAST_REFUSED, BROADCAST_SELECTED, BROADCAST_SILENT, BROADCAST_SLOTTED,
     DISCOVER_SLOTS_MAX, PROTOCOL_VERSION, REPLY_BIT, V1_VERSION, Error, Flag, Kind, ResetCause,
     ResetMode,
 )
@@ -235,8 +235,10 @@ class Bus:
         return 1000 * quiet_ms(command, **fields) if command_spec(command).blocks else 0
 
     # -- requests -----------------------------------------------------------------------
-    def request(self, address: int, command: str, *, reply_from: int | None = None, **fields) -> dict:
+    def request(self, address: int, command: str, *, reply_from: int | None = None,
+                retries: int | None = None, **fields) -> dict:
         """Send ``command`` to board ``address`` (1..248) and return its reply (status ok).
+        ``retries`` overrides the bus's for a command that may be repeated.
 
         Raises :class:`BusTimeout` (:class:`BusGarbled` when only garbled replies came),
         :class:`BoardError` for a status other than ok.
@@ -245,7 +247,7 @@ class Bus:
             raise BusError(f"{self.name}: board address must be 1..{ADDR_UNASSIGNED}, got {address}")
         spec = command_spec(command)
         src = address if reply_from is None else reply_from
-        attempts = 1 + (self.retries if spec.name in IDEMPOTENT else 0)
+        attempts = 1 + ((self.retries if retries is None else int(retries)) if spec.name in IDEMPOTENT else 0)
         window = self.unicast_window_us(spec.name, **fields)
         last, garbled_only = "no reply", False
         for attempt in range(attempts):
@@ -314,7 +316,7 @@ class Bus:
                 return any(isinstance(it, Frame) and (it.version, it.dst, it.seq, it.cmd) == want for it in items)
         else:
             window = self.quiet_us(spec.name, **fields)
-        answered = spec.broadcast != "silent"
+        answered = spec.broadcast != BROADCAST_SILENT
         items = self.port.exchange(request_frame(ADDR_BROADCAST, seq, spec.name, **fields), window, done,
                                    replies=answered)
         by_src: dict[int, dict] = {}
@@ -485,6 +487,14 @@ class Bus:
         for a in range(ADDR_BOARD_MIN, ADDR_BOARD_MAX + 1):
             if a in clean:
                 continue
+            try:  # silence once is an empty address; garbled is asked again, to rule out noise
+                self.request(a, "identify", retries=0)
+                continue
+            except BusGarbled:
+                pass
+            except BusTimeout:
+                dups.empty.append(a)
+                continue
             try:
                 self.request(a, "identify")
             except BusGarbled:
@@ -536,8 +546,12 @@ class Bus:
 
     def configure_rule(self, address: int | None, rule: int, probability: int, gain: int,
                        dead_band_uv2: int) -> None:
+        """The rule of one board (or, with no address, of every board: silent)."""
         f = dict(rule=int(rule), probability=int(probability), gain=int(gain), dead_band_uv2=int(dead_band_uv2))
-        self.broadcast("configure_rule", **f) if address is None else self.request(address, "configure_rule", **f)
+        if address is None:
+            self.broadcast("configure_rule", **f)
+        else:
+            self.request(address, "configure_rule", **f)
 
     def learn(self, address: int | None = None) -> dict | None:
         """One learn: unicast, the reply's {state, residue, updated}; broadcast (no

@@ -86,7 +86,7 @@ class Rig:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _each(self, fn):
+    def each(self, fn):
         """``fn(bus)`` on every bus at once; results in bus order (the first error raised)."""
         with ThreadPoolExecutor(max_workers=len(self.buses)) as pool:
             futures = [pool.submit(fn, b) for b in self.buses]
@@ -100,7 +100,7 @@ class Rig:
                 bus.probe_v1()
             return bus.scan()
         self._started = {b.name: b.bus_time_us() for b in self.buses}
-        scans = dict(zip((b.name for b in self.buses), self._each(one)))
+        scans = dict(zip((b.name for b in self.buses), self.each(one)))
         self.check_wiring(scans)
         return scans
 
@@ -119,6 +119,17 @@ class Rig:
         """Boards keyed by (bus, address)."""
         return {info.key: info for scan in scans.values() for info in scan}
 
+    def telemetry(self) -> dict[tuple[str, int], dict]:
+        """Every board's telemetry, keyed by (bus, address): after a learn triggered on the
+        shared line, every board's ``learns`` count says whether it took it."""
+        return {(bus.name, a): t for bus, tel in zip(self.buses, self.each(lambda b: b.telemetry()))
+                for a, t in tel.items()}
+
+    def learn(self) -> None:
+        """A learn broadcast on every bus (they reach the buses a frame apart; the shared
+        learn-trigger line reaches every board at once)."""
+        self.each(lambda b: b.learn())
+
     def update(self, image: bytes, version: tuple[int, int, int], *, progress: Progress | None = None,
                scans: dict[str, ScanResult] | None = None) -> RigUpdate:
         """Update every board of every bus, the buses in parallel. A bus that fails (no
@@ -132,7 +143,7 @@ class Rig:
                 return update_bus(bus, image, version, scan=scans[bus.name], probe=False, progress=progress)
             except BusError as exc:
                 return exc
-        for bus, r in zip(self.buses, self._each(one)):
+        for bus, r in zip(self.buses, self.each(one)):
             if isinstance(r, Exception):
                 out.errors[bus.name] = str(r)
             else:
