@@ -205,21 +205,28 @@ def test_bad_input_is_one_error_line_naming_the_field(serve, tmp_path, capsys, a
     assert last.startswith("hostctl")
 
 
-def test_emulate_protocol_2_from_the_command_line_serves_unassigned_boards():
-    """A separate ``hostctl firmware emulate --protocol 2 --unassigned`` process, provisioned
-    from another: the host waits the protocol's windows in real time there."""
+def test_a_separate_emulator_is_provisioned_and_updated_in_real_time(tmp_path):
+    """``hostctl firmware emulate --protocol 2 --unassigned`` in its own process, then
+    ``provision`` and ``update`` from others: the host cannot see that emulator, so it
+    waits the protocol's windows in real time (plus ``--latency``), and the wire takes it
+    to wait so. The board provisioned is updated; the one left unassigned is not."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "hostctl", "firmware", "emulate", "--protocol", "2",
-                             "--unassigned", "--boards", "1", "--seed", "3"], stdout=subprocess.PIPE,
+                             "--unassigned", "--boards", "2", "--seed", "3"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
     try:
         port = proc.stdout.readline().strip()
-        uid = onwire.make_boards(1, seed=3)[0].uid.hex()
-        out = subprocess.run([sys.executable, "-m", "hostctl", "firmware", "provision", "--port", port,
-                              "--uid", uid, "--address", "12", "--latency", "0.02"],
-                             capture_output=True, text=True, env=env, timeout=120)
+        uids = [b.uid.hex() for b in onwire.make_boards(2, seed=3)]
+        host = [sys.executable, "-m", "hostctl", "firmware"]
+        out = subprocess.run([*host, "provision", "--port", port, "--uid", uids[1], "--address", "12",
+                              "--latency", "0.02"], capture_output=True, text=True, env=env, timeout=300)
         assert out.returncode == 0, out.stderr
-        assert f"board {uid} (mosfet, firmware 2.0.0) at address 12" in out.stdout
+        assert f"board {uids[1]} (mosfet, firmware 2.0.0) at address 12" in out.stdout
+        image = _image(tmp_path, size=700)
+        out = subprocess.run([*host, "update", "--port", port, "--latency", "0.02", "--quiet", str(image)],
+                             capture_output=True, text=True, env=env, timeout=300)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.startswith("1 board(s) on 1 bus(es) updated to 2.1.0: 1 confirmed, 0 block(s) resent")
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -35,8 +35,9 @@ from .constants import (
 )
 from .framing import Frame, FrameError
 from .link import PortError, open_port
-from .payloads import PayloadError, command_spec, quiet_ms, request_frame, unpack_reply
-from .slots import listen_us, unicast_reply_window_us, v1_probe_timeout_us
+from .payloads import PayloadError, command_spec, request_frame, unpack_reply
+from . import windows
+from .windows import RESTARTS
 
 __all__ = [
     "BusError", "BusTimeout", "BusGarbled", "BoardError", "ProtocolMismatch", "BoardInfo",
@@ -50,9 +51,6 @@ IDEMPOTENT = frozenset({
     "store_calibration", "read_calibration", "read_actuator", "discover", "assign_address",
     "fw_block", "fw_status", "fw_verify",
 })
-#: Commands after which a board restarts: the host waits out the quiet time even once the
-#: reply has arrived.
-RESTARTS = frozenset({"reset", "fw_swap"})
 KIND_NAMES = {int(k): k.name.lower() for k in Kind}
 _V1_IDENTIFY = 1
 
@@ -221,18 +219,13 @@ class Bus:
         self._seq = (self._seq + 1) & 0xFF
         return self._seq
 
-    # -- windows ------------------------------------------------------------------------
-    def _reply_us(self, command: str) -> int:
-        """The longest reply of ``command`` on the wire, with its driver hold (us)."""
-        return timing.wire_bytes(command_spec(command).reply_size) * self.char_us + timing.DE_HOLD_US
-
+    # -- windows (:mod:`.windows`) -----------------------------------------------------------
     def unicast_window_us(self, command: str, **fields) -> int:
         """How long after the end of frame a unicast reply may still be arriving (us)."""
-        q = quiet_ms(command, **fields) if command_spec(command).blocks else 0
-        return unicast_reply_window_us(command, self.baud, q).latest_us + self._reply_us(command)
+        return windows.unicast_window_us(command, self.baud, **fields)
 
     def quiet_us(self, command: str, **fields) -> int:
-        return 1000 * quiet_ms(command, **fields) if command_spec(command).blocks else 0
+        return windows.quiet_us(command, **fields)
 
     # -- requests -----------------------------------------------------------------------
     def request(self, address: int, command: str, *, reply_from: int | None = None,
@@ -301,21 +294,14 @@ class Bus:
         seq = self._next_seq()
         self.stats.requests += 1
         want = (PROTOCOL_VERSION, ADDR_HOST, seq, spec.code | REPLY_BIT)
-        done = None
-        if spec.broadcast == BROADCAST_SLOTTED:
-            window = listen_us(spec.name, self.baud)
-        elif spec.broadcast == BROADCAST_HASHED:
-            slots = fields["slots"]
-            if not 1 <= slots <= DISCOVER_SLOTS_MAX:
-                raise BusError(f"discover takes 1..{DISCOVER_SLOTS_MAX} slots, got {slots}")
-            window = listen_us(spec.name, self.baud, slots)
-        elif spec.broadcast == BROADCAST_SELECTED:
-            window = self.unicast_window_us(spec.name, **fields)
+        if spec.broadcast == BROADCAST_HASHED and not 1 <= fields["slots"] <= DISCOVER_SLOTS_MAX:
+            raise BusError(f"discover takes 1..{DISCOVER_SLOTS_MAX} slots, got {fields['slots']}")
+        window = windows.broadcast_window_us(spec.name, self.baud, **fields)
 
-            def done(items):
-                return any(isinstance(it, Frame) and (it.version, it.dst, it.seq, it.cmd) == want for it in items)
-        else:
-            window = self.quiet_us(spec.name, **fields)
+        def answered_by_one(items):  # a selected command: one board answers, as to a unicast
+            return any(isinstance(it, Frame) and (it.version, it.dst, it.seq, it.cmd) == want for it in items)
+
+        done = answered_by_one if spec.broadcast == BROADCAST_SELECTED else None
         answered = spec.broadcast != BROADCAST_SILENT
         items = self.port.exchange(request_frame(ADDR_BROADCAST, seq, spec.name, **fields), window, done,
                                    replies=answered)
@@ -353,7 +339,7 @@ class Bus:
         waited for :func:`~instruments.bus.v2.slots.v1_probe_timeout_us`; the replies by
         address. Raises :class:`ProtocolMismatch` naming every board that speaks protocol 1."""
         addresses = range(ADDR_BOARD_MIN, ADDR_BOARD_MAX + 1) if addresses is None else addresses
-        window = v1_probe_timeout_us(self.baud)
+        window = windows.probe_window_us(self.baud)
         replies: dict[int, dict] = {}
         for a in addresses:
             seq = self._next_seq()

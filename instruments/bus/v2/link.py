@@ -171,6 +171,7 @@ class EmulatedPort(_Port):
         self.emulator = emulator
         with emulator.done:  # what it took and gave back before this port was opened
             self._base_in, self._read = emulator.bytes_in, emulator.bytes_out
+        emulator.wire.host_declares = True  # this host says how long it waits
 
     def _drain(self) -> list:
         """Read until the emulator is done with every byte sent and all it gave back is read."""
@@ -180,6 +181,8 @@ class EmulatedPort(_Port):
         while True:
             if not self.serial.in_waiting:
                 with em.done:
+                    if em.error is not None:
+                        raise PortError(f"{self.name}: the emulator stopped: {em.error!r}")
                     if em.bytes_in >= self._base_in + self.bytes_sent and self._read >= em.bytes_out:
                         return items
                     if self._read >= em.bytes_out:  # nothing to read until it is done

@@ -38,9 +38,11 @@ from .. import timing
 from ..emulator import BusEmulator
 from ..wire import FLASH_SECTOR_ERASE_US, V1Timing, Wire
 from .constants import (
-    ADDR_BROADCAST, ADDR_HOST, ADDR_UNASSIGNED, IMAGE_MAX_BYTES, SECTOR_BYTES, Kind, Phase, ResetMode,
+    ADDR_BROADCAST, ADDR_HOST, ADDR_UNASSIGNED, BROADCAST_SELECTED, IMAGE_MAX_BYTES, REPLY_BIT,
+    SECTOR_BYTES, Kind, Phase, ResetMode,
 )
-from .framing import FrameError, decode_any
+from . import windows
+from .framing import Frame, FrameError, decode_any, split_stream
 from .payloads import COMMANDS_BY_CODE, unpack_request
 from .reference import ReferenceBoard
 from .slots import v1_probe_timeout_us
@@ -231,7 +233,38 @@ def make_boards(n: int, *, unassigned: bool = False, kind: Kind = Kind.MOSFET, s
 
 
 class V2Wire(Wire):
-    """The wire, told by a protocol-2 host how long it waited after each request."""
+    """The wire, with a protocol-2 host's waits. A host in this process says how long it
+    waited after each request (:meth:`host_waited`; an :class:`~.link.EmulatedPort` sets
+    ``host_declares``); a host in another process, which waits in real time, is taken to
+    wait as protocol 2 says (:mod:`.windows`: the reply or its window, the last slot, the
+    quiet time), since the wire cannot see it wait."""
+
+    host_declares = False
+
+    def _listening_us(self, chunk: bytes, received: bytes) -> int:
+        if self.host_declares:
+            return super()._listening_us(chunk, received)
+        try:
+            f = decode_any(chunk)
+        except FrameError:
+            return 0
+        spec = COMMANDS_BY_CODE.get(f.cmd)
+        if f.version != 2 or f.is_reply or spec is None:
+            return super()._listening_us(chunk, received)  # protocol 1's (the probe's timeout)
+        try:
+            req = unpack_request(spec.name, f.payload)
+        except ValueError:
+            return 0  # no board answers a request of the wrong length
+        answer = (f.seq, f.cmd | REPLY_BIT)
+        answered = any(isinstance(r, Frame) and r.dst == ADDR_HOST and (r.seq, r.cmd) == answer
+                       for r in split_stream(received, decode_any))
+        if f.dst == ADDR_BROADCAST:
+            window = windows.broadcast_window_us(spec.name, self.baud, **req)
+            selected = spec.broadcast == BROADCAST_SELECTED
+            return 0 if selected and answered else window
+        if answered and spec.name not in windows.RESTARTS:
+            return 0
+        return windows.unicast_window_us(spec.name, self.baud, **req)
 
     def host_waited(self, window_us: int) -> None:
         """The host sent nothing until ``window_us`` after its last request's end of frame
@@ -253,6 +286,8 @@ class V2Emulator(BusEmulator):
                 node.board.wire, node.board.node = self.wire, node
         self.bytes_in = self.bytes_out = 0
         self.done = threading.Condition()
+        #: The exception that stopped the emulator, if one did.
+        self.error: Exception | None = None
 
     def start(self) -> None:
         with _SERVING_LOCK:
@@ -270,6 +305,15 @@ class V2Emulator(BusEmulator):
         return self.wire.now_us
 
     def _feed(self, data: bytes) -> None:
+        try:
+            self._feed_chunks(data)
+        except Exception as exc:  # a broken emulator: the host is told at once, not after a timeout
+            with self.done:
+                self.error = exc
+                self.done.notify_all()
+            raise
+
+    def _feed_chunks(self, data: bytes) -> None:
         self._buf += data
         while True:
             end = self._buf.find(b"\x00")
