@@ -20,7 +20,7 @@ import sys
 
 import pytest
 import serial
-from hypothesis import example, given, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from instruments.bus import reference as v1_reference
 from instruments.bus.v2 import Kind, Phase, ReferenceBoard, crc32, image_blocks, onwire
@@ -121,6 +121,16 @@ def test_discover_and_assign_give_fresh_boards_unique_addresses(emulate):
     # nothing unassigned is left: a discover hears nothing at all
     h = bus.discover(32)
     assert h.replies == [] and h.garbled == 0
+
+
+@settings(max_examples=8)
+@given(n=st.integers(1, 40), seed=st.integers(0, 2**32 - 1), salt_seed=st.integers(0, 2**32 - 1))
+def test_any_fresh_boards_get_unique_addresses(n, seed, salt_seed):
+    boards = onwire.make_boards(n, unassigned=True, seed=seed)
+    with onwire.emulate(boards) as em, Bus(em.port, seed=salt_seed) as bus:
+        assigned = bus.assign_unassigned(expected=n // 2 + 1)
+    assert sorted(assigned.values()) == list(range(1, n + 1))
+    assert {b.uid.hex(): b.address for b in boards} == assigned
 
 
 def test_assign_unassigned_keeps_the_addresses_in_use(emulate):

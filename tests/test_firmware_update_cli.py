@@ -105,6 +105,19 @@ def test_two_buses_are_updated_in_one_command(serve, tmp_path, capsys):
     assert {x.board.fw_version for em in (a, b) for x in em.boards} == {(2, 4, 0)}
 
 
+@pytest.mark.parametrize("baud", [230400, 921600])
+def test_a_faster_bus_is_updated_in_less_bus_time(serve, tmp_path, capsys, baud):
+    image = _image(tmp_path, size=4096)
+    times = {}
+    for rate in (115200, baud):
+        boards = onwire.make_boards(30, seed=9, baud=rate)
+        em = serve(boards, baud=rate)
+        assert main(["firmware", "update", "--port", em.port, "--baud", str(rate), "--quiet", str(image)]) == 0
+        times[rate] = _bus_time_s(capsys.readouterr().out.strip())
+        assert {b.fw_version for b in boards} == {(2, 1, 0)}
+    assert times[baud] < times[115200]
+
+
 def test_an_update_with_a_protocol_1_board_is_refused_by_name(serve, tmp_path, capsys):
     old = v1_reference.ReferenceBoard(5, bytes.fromhex("4a1c00e3b2770f01"), Kind.MOSFET)
     boards = onwire.make_boards(4)
@@ -114,6 +127,18 @@ def test_an_update_with_a_protocol_1_board_is_refused_by_name(serve, tmp_path, c
     assert cap.out == ""
     assert cap.err == (f"hostctl: error: {em.port}: board 5 (uid 4a1c00e3b2770f01, firmware 1.2.0) speaks "
                        "protocol 1.1; this host speaks protocol 2: update its firmware, see MIGRATION.md\n")
+    assert all(b.firmware.phase == Phase.IDLE for b in boards)
+
+
+def test_an_update_of_a_bus_with_two_boards_at_one_address_names_them_and_writes_nothing(serve, tmp_path, capsys):
+    boards = onwire.make_boards(6, seed=10)
+    boards[4].address = 2
+    em = serve(boards)
+    assert main(["firmware", "update", "--port", em.port, "--quiet", str(_image(tmp_path))]) == 1
+    err = capsys.readouterr().err
+    pair = ", ".join(sorted([boards[1].uid.hex(), boards[4].uid.hex()]))
+    assert err == (f"hostctl: error: {em.port}: address 2 is shared by boards {pair}: give one of each its "
+                   "own address (hostctl firmware provision) before updating\n")
     assert all(b.firmware.phase == Phase.IDLE for b in boards)
 
 
