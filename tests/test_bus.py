@@ -358,3 +358,29 @@ def test_scan_in_process_prints_the_passes_and_garbled_replies(capsys):
         assert captured.err == "hostctl bus scan: 2 board(s) in 2 passes, 0 replies garbled\n"
     finally:
         em.close()
+
+
+def test_crc16_is_right_in_every_thread_at_once():
+    # the crc package's calculator keeps its register between init and digest: one shared
+    # by a client and the emulator serving it mixed their data (wrong CRCs at random)
+    import binascii
+    import random
+    import threading
+
+    from instruments.bus import framing
+
+    rng = random.Random(5)
+    data = [bytes(rng.randrange(256) for _ in range(60)) for _ in range(300)]
+    want = [binascii.crc_hqx(d, 0xFFFF) for d in data]  # CRC-16/CCITT-FALSE
+    wrong = []
+
+    def work():
+        for _ in range(10):
+            wrong.extend(d for d, w in zip(data, want) if framing.crc16(d) != w)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []

@@ -14,6 +14,7 @@ Units: sizes in bytes; every header field is an integer 0..255.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import crc as _crc
@@ -40,12 +41,19 @@ CRC_CONFIG = _crc.Configuration(
 )
 assert CRC_CONFIG == _crc.Crc16.IBM_3740.value  # CCITT-FALSE is IBM-3740 in the crc package
 
-_CALC = _crc.Calculator(CRC_CONFIG, optimized=True)
+_LOCAL = threading.local()
 
 
 def crc16(data: bytes) -> int:
-    """CRC-16/CCITT-FALSE of ``data`` (poly 0x1021, init 0xFFFF, no reflection, xorout 0)."""
-    return _CALC.checksum(bytes(data))
+    """CRC-16/CCITT-FALSE of ``data`` (poly 0x1021, init 0xFFFF, no reflection, xorout 0).
+
+    One calculator per thread: the ``crc`` package's calculator keeps its register between
+    ``init`` and ``digest``, so one shared by threads (a host client and the emulator
+    serving it, several buses) mixes their data and gives wrong CRCs."""
+    calc = getattr(_LOCAL, "calc", None)
+    if calc is None:
+        calc = _LOCAL.calc = _crc.Calculator(CRC_CONFIG, optimized=True)
+    return calc.checksum(bytes(data))
 
 
 class FrameError(Exception):
