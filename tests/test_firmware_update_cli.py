@@ -207,7 +207,7 @@ def test_provision_refuses_a_definition_of_another_kind(serve, tmp_path, capsys)
     (["provision", "--port", "{missing}", "--uid", "0011223344556677", "--address", "4"],
      "--port {missing}: no such port"),
     (["emulate", "--protocol", "2", "--timing", "v1"], "--timing v1: protocol-2 boards time their own replies"),
-    (["emulate", "--protocol", "3"], "argument --protocol: invalid choice: 3"),
+    (["emulate", "--protocol", "3"], "argument --protocol: must be 1..2, got 3"),
 ])
 def test_bad_input_is_one_error_line_naming_the_field(serve, tmp_path, capsys, argv, field):
     em = serve(onwire.make_boards(1))

@@ -41,7 +41,7 @@ def register(sub) -> None:
     em.add_argument("--kind", choices=("mosfet", "digipot"), default="mosfet", help="board kind (default mosfet)")
     em.add_argument("--seed", type=argtypes.seed, default=0,
                     help="seed of the boards' unique ids, 0..2^32-1 (default 0)")
-    em.add_argument("--protocol", type=int, choices=(1, 2), default=1,
+    em.add_argument("--protocol", type=argtypes.integer(1, 2), default=1,
                     help="protocol the boards speak (default 1; 2: protocol-2 reference boards)")
     em.add_argument("--timing", choices=("v1", "v2"), default=None,
                     help="reply timing of protocol-1 boards: protocol 1's (v1) or protocol 2's "
