@@ -477,3 +477,21 @@ def test_the_crc_is_right_when_several_buses_compute_it_at_once():
     finally:
         sys.setswitchinterval(old)
     assert wrong == [] and want[0] == crc16(datas[0])
+
+
+def test_a_board_that_keeps_losing_blocks_is_reported_and_the_others_update(emulate):
+    boards = onwire.make_boards(3, seed=60)
+    stubborn = onwire.LossyBoard.like(boards[1], lose=set())
+    boards[1] = stubborn
+
+    class Forever(set):  # loses block 2 every time it is sent
+        def discard(self, item):
+            pass
+
+    stubborn.lose = Forever({2})
+    em, bus = emulate(boards)
+    rep = update_bus(bus, _image(1024), (2, 9, 0))
+    assert rep.boards[2].outcome == "failed"
+    assert rep.boards[2].reason == f"fw_block 2: {bus.name}: board 2: fw_block: no reply after 3 attempt(s)"
+    assert [a for a, b in rep.boards.items() if b.outcome == "confirmed"] == [1, 3]
+    assert stubborn.fw_version == (2, 0, 0)

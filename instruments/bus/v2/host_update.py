@@ -194,6 +194,8 @@ def update_bus(bus: Bus, image: bytes, version: tuple[int, int, int], *, scan: S
         if not missing:
             break
         for dst, n in plan_resend(missing):
+            if dst != ADDR_BROADCAST and dst not in active:
+                continue  # its fw_block failed already
             try:
                 send_block(dst, n)
             except BusError as exc:
@@ -205,12 +207,6 @@ def update_bus(bus: Bus, image: bytes, version: tuple[int, int, int], *, scan: S
                     rep.boards[a].resent.append(n)
             rep.blocks_resent += 1
             report_progress(bus.name, "resend", rep.blocks_resent, 0)
-    else:
-        for a in sorted(active):
-            if a in missing:
-                rep.boards[a].outcome = "failed"
-                rep.boards[a].reason = f"blocks still missing after {max_rounds} fw_status rounds"
-                active.discard(a)
 
     report_progress(bus.name, "fw_verify", 0, 0)
     bus.broadcast("fw_verify")
@@ -220,6 +216,8 @@ def update_bus(bus: Bus, image: bytes, version: tuple[int, int, int], *, scan: S
         st = status.get(a)
         if st is None or st["phase"] != Phase.VERIFIED:
             phase = "no reply" if st is None else Phase(st["phase"]).name.lower()
+            if st is not None and st["missing"]:
+                phase += f", {st['missing']} block(s) missing after {rep.status_rounds - 1} fw_status rounds"
             rep.boards[a].outcome, rep.boards[a].reason = "failed", f"not verified ({phase})"
             active.discard(a)
 
