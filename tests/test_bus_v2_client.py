@@ -495,3 +495,14 @@ def test_a_board_that_keeps_losing_blocks_is_reported_and_the_others_update(emul
     assert rep.boards[2].reason == f"fw_block 2: {bus.name}: board 2: fw_block: no reply after 3 attempt(s)"
     assert [a for a, b in rep.boards.items() if b.outcome == "confirmed"] == [1, 3]
     assert stubborn.fw_version == (2, 0, 0)
+
+
+def test_a_protocol_1_board_behind_a_protocol_2_board_at_its_address_is_not_overlooked(emulate):
+    """A protocol-1 board at address 4 answers no protocol-2 frame, so the scan hears only
+    the protocol-2 board there; both answer the probe, their replies collide, and the host
+    says so instead of driving the bus."""
+    old = v1_reference.ReferenceBoard(4, bytes(range(8)), Kind.MOSFET)
+    em, bus = emulate(onwire.make_boards(5, seed=61), [old])
+    assert [b.address for b in bus.scan()] == [1, 2, 3, 4, 5]
+    with pytest.raises(BusError, match="probe of address 4 was answered garbled every time: two boards"):
+        bus.probe_v1()

@@ -334,34 +334,52 @@ class Bus:
     def identify(self, address: int) -> BoardInfo:
         return self._info(address, self.request(address, "identify"))
 
+    def _probe_one(self, a: int, window: int) -> tuple[dict | None, int]:
+        """One version-1 probe of address ``a``: its reply (status ok) or None, and the
+        garbled replies heard."""
+        seq = self._next_seq()
+        self.stats.requests += 1
+        want = (V1_VERSION, ADDR_HOST, a, seq, _V1_IDENTIFY | REPLY_BIT)
+
+        def done(items):
+            return any(isinstance(it, Frame) and (it.version, it.dst, it.src, it.seq, it.cmd) == want
+                       for it in items)
+
+        reply, bad = None, 0
+        for it in self.port.exchange(Frame(V1_VERSION, a, ADDR_HOST, seq, _V1_IDENTIFY), window, done):
+            if isinstance(it, Frame) and (it.version, it.dst, it.src, it.seq, it.cmd) == want:
+                try:
+                    r = v1_payloads.unpack_reply("identify", it.payload)
+                except Exception:  # a payload no protocol-1 layout fits: garbled
+                    bad += 1
+                    continue
+                if r["status"] == 0:
+                    reply = r
+            elif isinstance(it, FrameError):
+                bad += 1
+        self.stats.garbled += bad
+        return reply, bad
+
     def probe_v1(self, addresses=None) -> dict[int, dict]:
         """Protocol 1's identify probe, unicast to each address (default 1..247), each
-        waited for :func:`~instruments.bus.v2.slots.v1_probe_timeout_us`; the replies by
-        address. Raises :class:`ProtocolMismatch` naming every board that speaks protocol 1."""
+        waited for :func:`~instruments.bus.v2.slots.v1_probe_timeout_us` (an address whose
+        reply is garbled is asked twice more); the replies by address. Raises
+        :class:`ProtocolMismatch` naming every board that speaks protocol 1, and
+        :class:`BusGarbled` for an address whose every reply is garbled: two boards answer
+        there, and one of them may speak protocol 1."""
         addresses = range(ADDR_BOARD_MIN, ADDR_BOARD_MAX + 1) if addresses is None else addresses
         window = windows.probe_window_us(self.baud)
         replies: dict[int, dict] = {}
+        garbled: list[int] = []
         for a in addresses:
-            seq = self._next_seq()
-            self.stats.requests += 1
-            want = (V1_VERSION, ADDR_HOST, a, seq, _V1_IDENTIFY | REPLY_BIT)
-
-            def done(items, want=want):
-                return any(isinstance(it, Frame) and (it.version, it.dst, it.src, it.seq, it.cmd) == want
-                           for it in items)
-
-            items = self.port.exchange(Frame(V1_VERSION, a, ADDR_HOST, seq, _V1_IDENTIFY), window, done)
-            for it in items:
-                if isinstance(it, Frame) and (it.version, it.dst, it.src, it.seq, it.cmd) == want:
-                    try:
-                        r = v1_payloads.unpack_reply("identify", it.payload)
-                    except Exception:  # a payload no protocol-1 layout fits: garbled
-                        self.stats.garbled += 1
-                        continue
-                    if r["status"] == 0:
-                        replies[a] = r
-                elif isinstance(it, FrameError):
-                    self.stats.garbled += 1
+            for attempt in range(1 + self.retries):
+                reply, bad = self._probe_one(a, window)
+                if reply is not None or not bad:
+                    break
+            if reply is not None:
+                replies[a] = reply
+            elif bad:
+                garbled.append(a)
         old = {a: r for a, r in replies.items() if r["protocol"] != PROTOCOL_VERSION}
         if old:
             a, r = min(old.items())
@@ -372,6 +390,10 @@ class Bus:
             if more:
                 first += f" (boards {', '.join(map(str, more))} too)"
             raise ProtocolMismatch(first, old)
+        if garbled:
+            raise BusGarbled(f"{self.name}: the protocol-1 probe of address{'es' if len(garbled) > 1 else ''} "
+                             f"{', '.join(map(str, garbled))} was answered garbled every time: two boards "
+                             "answer there, and one may speak protocol 1")
         return replies
 
     def scan(self, max_passes: int = 6) -> ScanResult:

@@ -19,8 +19,12 @@ it has taken from the host and given back (so a host in the same process can tel
 wire has carried everything a request caused, :class:`~instruments.bus.v2.link.EmulatedPort`),
 and its wire is told how long the host then waited in bus time (:meth:`V2Wire.host_waited`):
 a listening window, a reply timeout, a quiet time. The wire's own host model knows protocol
-1's windows only; a protocol-2 host says what it waited, so the emulated bus time is what the
-host's timing makes it. A running emulator is found by its port's path (:func:`serving`).
+1's windows only; a protocol-2 host in this process says what it waited, so the emulated bus
+time is what the host's timing makes it, and a host in another process (``hostctl firmware
+emulate --protocol 2``) is taken to wait as protocol 2 says (:mod:`.windows`). A running
+emulator is found by its port's path (:func:`serving`). Boards that write flash stall their
+receiver for the typical time (:func:`busy_us`), so a host that does not keep the quiet
+times loses frames.
 
 Units: times us.
 """
