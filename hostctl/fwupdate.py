@@ -135,15 +135,11 @@ def run_update(args) -> int:
             for name, scan in scans.items():
                 if not len(scan):
                     raise UserError(f"--port {name}: no board answers identify", exit_code=1)
-                if not scan.agreed:  # garbled every time: two boards at one address?
-                    bus = next(b for b in rig.buses if b.name == name)
-                    try:
-                        dups = bus.find_duplicates(scan)
-                    except BusError as exc:
-                        raise UserError(str(exc), exit_code=1) from None
-                    if dups:
-                        raise UserError(f"{dups.summary(name)}: give one of each its own address "
-                                        "(hostctl firmware provision) before updating", exit_code=1)
+                dups = rig.duplicates[name]
+                if dups:
+                    raise UserError(f"{dups.summary(name)}: give one of each its own address "
+                                    "(hostctl firmware provision) before updating", exit_code=1)
+                if not scan.agreed:
                     print(f"{name}: warning: scan: {scan.summary()}", file=sys.stderr)
             result = rig.update(image, version, progress=progress, scans=scans)
     finally:
@@ -180,8 +176,7 @@ def run_provision(args) -> int:
     bus = rig.buses[0]
     try:
         try:
-            bus.probe_v1()
-            scan = bus.scan()
+            scan, _ = bus.survey()
         except BusError as exc:
             raise UserError(str(exc), exit_code=1) from None
         holder = next((b for b in scan if b.address == args.address), None)

@@ -200,6 +200,8 @@ class Bus:
         self.retries = int(retries)
         self.rng = random.Random(seed)
         self.stats = BusStats()
+        #: Addresses whose version-1 probe was answered garbled every time (the last probe).
+        self.probe_garbled: list[int] = []
         self._seq = 0
 
     def close(self) -> None:
@@ -364,9 +366,10 @@ class Bus:
         """Protocol 1's identify probe, unicast to each address (default 1..247), each
         waited for :func:`~instruments.bus.v2.slots.v1_probe_timeout_us` (an address whose
         reply is garbled is asked twice more); the replies by address. Raises
-        :class:`ProtocolMismatch` naming every board that speaks protocol 1, and
-        :class:`BusGarbled` for an address whose every reply is garbled: two boards answer
-        there, and one of them may speak protocol 1."""
+        :class:`ProtocolMismatch` naming every board that speaks protocol 1. Addresses
+        whose every reply was garbled (two boards answer there) are left in
+        ``probe_garbled``: :meth:`survey` tells two protocol-2 boards from a protocol-1
+        board behind a protocol-2 one."""
         addresses = range(ADDR_BOARD_MIN, ADDR_BOARD_MAX + 1) if addresses is None else addresses
         window = windows.probe_window_us(self.baud)
         replies: dict[int, dict] = {}
@@ -390,11 +393,27 @@ class Bus:
             if more:
                 first += f" (boards {', '.join(map(str, more))} too)"
             raise ProtocolMismatch(first, old)
-        if garbled:
-            raise BusGarbled(f"{self.name}: the protocol-1 probe of address{'es' if len(garbled) > 1 else ''} "
-                             f"{', '.join(map(str, garbled))} was answered garbled every time: two boards "
-                             "answer there, and one may speak protocol 1")
+        self.probe_garbled = garbled
         return replies
+
+    def survey(self, max_passes: int = 6) -> tuple[ScanResult, Duplicates]:
+        """What a host does before it drives a bus: the protocol-1 probe (protocol-1 boards
+        refused by name), the scan, and, when either was garbled, the duplicate search.
+        Returns the scan and the addresses boards share; raises :class:`BusGarbled` for an
+        address the probe found garbled that no two protocol-2 boards explain (a protocol-1
+        board there answers no protocol-2 frame)."""
+        self.probe_v1()
+        garbled = list(self.probe_garbled)
+        scan = self.scan(max_passes)
+        dups = Duplicates()
+        if garbled or not scan.agreed:
+            dups = self.find_duplicates(scan)
+        hidden = [a for a in garbled if a not in dups.by_address and a not in dups.unresolved]
+        if hidden:
+            raise BusGarbled(f"{self.name}: the protocol-1 probe of address{'es' if len(hidden) > 1 else ''} "
+                             f"{', '.join(map(str, hidden))} was answered garbled every time, and no two "
+                             "protocol-2 boards share it: a protocol-1 board may answer there")
+        return scan, dups
 
     def scan(self, max_passes: int = 6) -> ScanResult:
         """Every assigned board, by slotted identify passes until two in a row hear the same

@@ -121,8 +121,10 @@ def _status_all(bus: Bus, addresses) -> dict[int, dict]:
 def update_bus(bus: Bus, image: bytes, version: tuple[int, int, int], *, scan: ScanResult | None = None,
                probe: bool = True, progress: Progress | None = None, max_rounds: int = 32) -> BusUpdate:
     """Update every board on ``bus`` to ``image`` (its ``version``); returns the
-    :class:`BusUpdate`. Raises :class:`~.client.BusError` when no board is found, and
-    :class:`~.client.ProtocolMismatch` when a protocol-1 board answers the probe."""
+    :class:`BusUpdate`. Without ``scan``, the bus is surveyed first
+    (:meth:`~.client.Bus.survey`). Raises :class:`~.client.BusError` when no board is found
+    or two share an address, and :class:`~.client.ProtocolMismatch` when a protocol-1 board
+    answers the probe."""
     image = bytes(image)
     if not 1 <= len(image) <= IMAGE_MAX_BYTES:
         raise BusError(f"an image is 1..{IMAGE_MAX_BYTES:,} bytes, got {len(image):,}")
@@ -132,12 +134,14 @@ def update_bus(bus: Bus, image: bytes, version: tuple[int, int, int], *, scan: S
     blocks = image_blocks(image)
     crc = crc32(image)
     block_crc = [crc32(b) for b in blocks]
-    if probe:
-        report_progress(bus.name, "probe", 0, 0)
-        bus.probe_v1()
     if scan is None:
         report_progress(bus.name, "scan", 0, 0)
-        scan = bus.scan()
+        scan, dups = bus.survey() if probe else (bus.scan(), None)
+        if dups:
+            raise BusError(f"{dups.summary(bus.name)}: give one of each its own address before updating")
+    elif probe:
+        report_progress(bus.name, "probe", 0, 0)
+        bus.probe_v1()
     if not len(scan):
         raise BusError(f"{bus.name}: no board answers identify")
     rep = BusUpdate(bus.name, vtext, len(image), len(blocks))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from .client import Bus, BoardInfo, BusError, ScanResult
+from .client import Bus, BoardInfo, BusError, Duplicates, ScanResult
 from .host_update import BusUpdate, Progress, update_bus
 
 __all__ = ["Rig", "RigUpdate", "WiringFault"]
@@ -93,14 +93,16 @@ class Rig:
             return [f.result() for f in futures]
 
     def scan(self, probe: bool = True) -> dict[str, ScanResult]:
-        """Every bus probed for protocol-1 boards and scanned, in parallel; raises
-        :class:`WiringFault` when a uid answers on two buses."""
-        def one(bus: Bus) -> ScanResult:
-            if probe:
-                bus.probe_v1()
-            return bus.scan()
+        """Every bus surveyed (:meth:`~.client.Bus.survey`: protocol-1 boards refused, the
+        boards scanned, shared addresses found; ``duplicates`` by bus) or, without
+        ``probe``, scanned, in parallel; raises :class:`WiringFault` when a uid answers on
+        two buses."""
+        def one(bus: Bus):
+            return bus.survey() if probe else (bus.scan(), Duplicates())
         self._started = {b.name: b.bus_time_us() for b in self.buses}
-        scans = dict(zip((b.name for b in self.buses), self.each(one)))
+        done = self.each(one)
+        scans = {b.name: r[0] for b, r in zip(self.buses, done)}
+        self.duplicates = {b.name: r[1] for b, r in zip(self.buses, done)}
         self.check_wiring(scans)
         return scans
 
