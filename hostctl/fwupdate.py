@@ -9,8 +9,8 @@ version, 1 otherwise.
 
 ``provision --port P --uid UID --address A [--board-definition FILE.toml]`` gives the board
 with that unique id its address (``assign_address``, stored in its flash) and, with a
-board definition, checks the definition against the board (its kind, its state limits from
-``read_actuator``, its uid), sets and stores its ``initial_state`` on the board
+board definition, checks the definition against the board (its kind, protocol, state limits
+and actuator resolution from ``read_actuator``, its uid), sets and stores its ``initial_state`` on the board
 (``set_state``, ``store_state``), and writes the resolved definition as that board's
 ``config.json`` under ``--config-dir`` (``<uid>.json``; protocol 2 has no command that
 carries a configuration, which goes onto the board with ``hostctl firmware deploy``).
@@ -199,8 +199,11 @@ def run_provision(args) -> int:
                 if cfg["kind"] != info.kind:
                     raise UserError(f"--board-definition {args.board_definition}: kind: {cfg['kind']!r}, "
                                     f"but board {args.uid} is a {info.kind} board", exit_code=1)
+                if cfg.get("protocol") not in (None, info.protocol):
+                    raise UserError(f"--board-definition {args.board_definition}: protocol: {cfg['protocol']}, "
+                                    f"but board {args.uid} speaks protocol {info.protocol}", exit_code=1)
                 limits = bus.request(args.address, "read_actuator")
-                for name in ("state_min", "state_max"):
+                for name in ("state_min", "state_max", "resolution"):
                     if cfg.get(name) is not None and cfg[name] != limits[name]:
                         raise UserError(f"--board-definition {args.board_definition}: {name}: {cfg[name]}, "
                                         f"but the board's is {limits[name]}", exit_code=1)
