@@ -158,6 +158,7 @@ def run_update(args) -> int:
 def run_provision(args) -> int:
     from hostctl.boarddef import BoardDefError, config_json, load_board
     from instruments.bus.v2.client import BusError, BusTimeout
+    from instruments.bus.v2.constants import ADDR_UNASSIGNED
 
     cfg = None
     if args.board_definition is not None:
@@ -182,6 +183,9 @@ def run_provision(args) -> int:
         holder = next((b for b in scan if b.address == args.address), None)
         if holder is not None and holder.uid != args.uid:
             raise UserError(f"--address {args.address}: taken by board {holder.uid} on {bus.name}", exit_code=1)
+        # where the board answers now (248 if the scan did not hear it): a definition it
+        # contradicts puts it back there, so a refused provision changes nothing
+        before = next((b.address for b in scan if b.uid == args.uid), ADDR_UNASSIGNED)
         try:
             bus.assign_address(args.uid, args.address)
         except BusTimeout:
@@ -227,6 +231,14 @@ def run_provision(args) -> int:
                 lines.append(f"config.json for {args.uid} written to {path}")
         except BusError as exc:
             raise UserError(str(exc), exit_code=1) from None
+        except UserError:
+            if before != args.address:
+                try:
+                    bus.assign_address(args.uid, before)
+                except BusError as exc:
+                    raise UserError(f"--uid {args.uid}: refused, and could not be moved back to address "
+                                    f"{before}: {exc}", exit_code=1) from None
+            raise
     finally:
         rig.close()
     print("; ".join(lines))

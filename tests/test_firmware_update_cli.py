@@ -184,6 +184,7 @@ def test_provision_refuses_a_definition_of_another_kind(serve, tmp_path, capsys)
     err = capsys.readouterr().err
     assert rc == 1 and "kind: 'mosfet', but board" in err and "is a digipot board" in err
     assert err.count("\n") == 1
+    assert boards[0].address == ADDR_UNASSIGNED  # a refused provision leaves the address as it was
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -202,6 +203,18 @@ def test_provision_refuses_a_definition_the_board_contradicts(serve, tmp_path, c
     err = capsys.readouterr().err
     assert rc == 1 and err == f"hostctl: error: --board-definition {definition}: {message.format(uid=uid)}\n"
     assert not (tmp_path / "out").exists() and boards[0].store.generation == 0
+    assert boards[0].address == ADDR_UNASSIGNED
+
+
+def test_a_refused_definition_puts_an_assigned_board_back_at_its_address(serve, tmp_path, capsys):
+    boards = onwire.make_boards(2, seed=9)                    # at 1 and 2
+    em = serve(boards)
+    definition = tmp_path / "board.toml"
+    definition.write_text("resolution = 5000\n" + PICO.read_text())
+    rc = main(["firmware", "provision", "--port", em.port, "--uid", boards[1].uid.hex(), "--address", "9",
+               "--board-definition", str(definition), "--config-dir", str(tmp_path / "out")])
+    assert rc == 1 and "resolution: 5000" in capsys.readouterr().err
+    assert [b.address for b in boards] == [1, 2]
 
 
 @pytest.mark.parametrize("argv, field", [
