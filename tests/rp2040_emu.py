@@ -35,16 +35,17 @@ def missing() -> str | None:
     return None
 
 
-def build_image() -> Path:
-    """``make -C firmware/rp2040``: the image's path without suffix. Skips when a tool is
-    missing, fails instead when ``CI=true``."""
+def build_image(target: str = "") -> Path:
+    """``make -C firmware/rp2040 [target]`` (``v2``: the protocol-2 image): the image's path
+    without suffix. Skips when a tool is missing, fails instead when ``CI=true``."""
     why = missing()
     if why:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI must run the RP2040 image: {why}")
         pytest.skip(why)
-    subprocess.run(["make", "-C", str(FW), "-s", f"PYTHON={sys.executable}"], check=True, capture_output=True)
-    return IMAGE
+    subprocess.run(["make", "-C", str(FW), "-s", *([target] if target else []), f"PYTHON={sys.executable}"],
+                   check=True, capture_output=True)
+    return IMAGE.with_name(IMAGE.name + "-" + target) if target else IMAGE
 
 
 def config_image(out: Path, address: int, uid: bytes, kind: str, initial_state: int) -> Path:

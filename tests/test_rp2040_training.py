@@ -9,6 +9,11 @@ back over the bus with the host's BusClient. The same training with every edge t
 ReferenceBoard is the referee: the images' gates agree with it to the microvolt at every
 step, and the error falls at every step.
 
+The protocol-2 image (``make v2``) trains the lattice the same way, spoken to by the host's
+protocol-2 client (instruments.bus.v2.client.Bus) on a port whose waits are emulated time;
+its gate stage holds a 1 mV grid, so it reports the grid point reached and carries the
+rest (the residue), as protocol 2's ReferenceBoard does, which is its referee.
+
 The rule's gain is 1000 times the lab's (instruments.bus.rule.gate_gain of the wiring's
 100 us pulse through 1 kOhm onto 2.2 uF), so that 12 steps show the error fall; at the lab's
 rate the same fall takes about 12,000 steps.
@@ -26,6 +31,10 @@ from instruments.bus import client as bus_client
 from instruments.bus.client import BusClient
 from instruments.bus.protocol import ReferenceBoard
 from instruments.bus.rule import gate_gain
+from instruments.bus.v2 import ReferenceBoard as V2ReferenceBoard
+from instruments.bus.v2 import Rule
+from instruments.bus.v2.client import Bus
+from instruments.bus.v2.link import _Port
 
 MOSFET = 2
 GATE_CHARGING = 2
@@ -81,6 +90,11 @@ def _learn_reference(ref: ReferenceBoard, node_uv) -> int:
 @pytest.fixture(scope="module")
 def image():
     return build_image()
+
+
+@pytest.fixture(scope="module")
+def image_v2(image):
+    return build_image("v2")
 
 
 def test_the_image_on_every_edge_of_the_lattice_trains_it_as_the_reference_does(image, tmp_path, monkeypatch):
@@ -140,4 +154,110 @@ def test_the_image_on_every_edge_of_the_lattice_trains_it_as_the_reference_does(
           f"error {errors[0]:.3e} -> {errors[-1]:.3e} V^2 in {STEPS} steps")
     assert all(m > 0 for m in moved)
     assert errors[-1] < 0.8 * errors[0]
+    assert all(e1 < e0 for e0, e1 in zip(errors, errors[1:]))
+
+
+# ------------------------------------------------------------------------- protocol 2
+
+
+RESOLUTION_UV = 1000  # the v2 image's gate stage: the PWM setpoint's 1 mV grid
+
+
+class EmuPort(_Port):
+    """The protocol-2 client's port on the harness's host adapter: the frame is sent, then
+    the emulator runs until the window after its end of frame has passed (or the client has
+    what it waits for); every wait is emulated time."""
+
+    def __init__(self, board: EmuBoard, baud: int = 115_200):
+        super().__init__(EmuSerial(board), baud, "rp2040js")
+        self.board = board
+        self._eof_ns = 0
+
+    def exchange(self, frame, window_us: int, done=None, replies: bool = True) -> list:
+        self._splitter.reset()
+        self._write(frame)  # the harness's flush runs until the last stop bit has gone out
+        self._eof_ns = self.board.now_ns
+        deadline = self._eof_ns + window_us * 1000
+        items: list = []
+        while self.board.now_ns < deadline:
+            data = bytes.fromhex(self.board.call("read", max_ns=int(deadline - self.board.now_ns))["data"])
+            if data:
+                items += self._items(data)
+                if done is not None and done(items):
+                    return items
+        return self._end_window(items)
+
+    def wait(self, window_us: int) -> None:
+        left = self._eof_ns + window_us * 1000 - self.board.now_ns
+        if left > 0:
+            self.board.call("run", ns=int(left))
+
+    def bus_time_us(self) -> int:
+        return self.board.now_ns // 1000
+
+
+def test_the_v2_image_on_every_edge_trains_the_lattice_as_protocol_2s_reference(image_v2, tmp_path):
+    lattice = _Lattice()
+    start_uv = [int(round(s * 1e6)) for s in lattice.twin.state]
+    a, b = lattice.a, lattice.b
+    nodes: list[list[int]] = [[0, 0, 0, 0] for _ in start_uv]
+
+    refs = []
+    for j, s in enumerate(start_uv):
+        ref = V2ReferenceBoard(_uid(j), MOSFET, address=j + 1, initial_state=s, resolution=RESOLUTION_UV,
+                               node_uv=lambda j=j: nodes[j])
+        ref.rule, ref.probability, ref.gain, ref.dead_band_uv2 = Rule(GATE_CHARGING), ALWAYS, lattice.gain, 0
+        refs.append(ref)
+    ref_gates, ref_residues, ref_errors = [[r.state for r in refs]], [], []
+    for _ in range(STEPS):
+        free, clamped, err = lattice.solve(ref_gates[-1])
+        ref_errors.append(err)
+        for j, r in enumerate(refs):
+            nodes[j] = _nodes_uv(free, clamped, a[j], b[j])
+            r.learn()
+        ref_gates.append([r.state for r in refs])
+        ref_residues.append([r.residue for r in refs])
+
+    emus: dict[int, tuple[EmuBoard, Bus]] = {}
+    try:
+        for j, s in enumerate(start_uv):
+            cfg = config_image(tmp_path / f"edge{j}.uf2", j + 1, _uid(j), "mosfet", s)
+            emu = EmuBoard("--flash-uid", _uid(j).hex(), image_v2.with_suffix(".uf2"), cfg)
+            emu.call("run", ns=BOOT_NS)
+            bus = Bus(EmuPort(emu))
+            info = bus.identify(j + 1)
+            assert (info.uid, info.protocol) == (_uid(j).hex(), 2)
+            bus.configure_rule(j + 1, GATE_CHARGING, ALWAYS, lattice.gain, 0)
+            emus[j] = (emu, bus)
+        gates = [bus.read_state(j + 1)["state"] for j, (_, bus) in emus.items()]
+        assert gates == ref_gates[0]  # the power-on state, on the gate stage's grid
+        errors = []
+        for step in range(STEPS):
+            free, clamped, err = lattice.solve(gates)
+            errors.append(err)
+            new, residues = [], []
+            for j, (emu, bus) in emus.items():
+                rise = emu.now_ns + 100_000
+                emu.call("nodes", uv=_nodes_uv(free, clamped, a[j], b[j]), at_ns=rise - 50_000)
+                emu.call("pin", edges=[[rise, 1], [rise + HIGH_NS, 0]])
+                emu.call("run", ns=100_000 + HIGH_NS + 200_000)
+                r = bus.read_state(j + 1)
+                new.append(r["state"])
+                residues.append(r["residue"])
+            gates = new
+            assert gates == ref_gates[step + 1], f"step {step}: the v2 images' gates differ from the reference"
+            assert residues == ref_residues[step]  # the part below the grid, carried
+        for j, (emu, bus) in emus.items():
+            t = bus.read_telemetry(j + 1)
+            assert t["learns"] == STEPS and t["glitches"] == 0
+            assert emu.call("events")["violations"] == []
+    finally:
+        for emu, _ in emus.values():
+            emu.close()
+
+    assert errors == ref_errors
+    assert all(g % RESOLUTION_UV == 0 for g in gates)  # what the gate stage holds is reported
+    assert any(any(r) for r in ref_residues)  # and steps below the grid were carried, not lost
+    print(f"protocol 2: {len(gates)} edges on the image; error {errors[0]:.3e} -> {errors[-1]:.3e} V^2 "
+          f"in {STEPS} steps")
     assert all(e1 < e0 for e0, e1 in zip(errors, errors[1:]))
