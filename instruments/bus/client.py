@@ -112,6 +112,30 @@ class ScanResult(list):
                 f"repl{'y' if self.garbled == 1 else 'ies'} garbled{missed}{agreed}")
 
 
+def scan_passes(one_pass, max_passes: int) -> tuple[dict[int, dict], int, int, bool, set[int]]:
+    """The passes of a scan, for either protocol's client: ``one_pass()`` broadcasts identify
+    once and returns ({address: reply} of the clean replies, replies garbled); passes repeat
+    until two in a row hear the same and the second garbled nothing, at most ``max_passes``
+    (2..16, checked by the caller). Returns (every board heard, its last reply; passes;
+    replies garbled; agreed; addresses some pass missed)."""
+    heard: dict[int, dict] = {}
+    previous = None
+    garbled = passes = 0
+    missed: set[int] = set()
+    while passes < max_passes:
+        current, bad = one_pass()
+        passes += 1
+        garbled += bad
+        missed |= set(heard) - set(current)
+        if passes > 1:
+            missed |= set(current) - set(heard)
+        heard.update(current)
+        if current == previous and bad == 0:
+            return heard, passes, garbled, True, missed
+        previous = current
+    return heard, passes, garbled, False, missed
+
+
 @dataclass
 class BusStats:
     """Counters of what the client saw: requests sent, retries, dropped frames."""
@@ -307,24 +331,12 @@ class BusClient:
         """
         if not 2 <= int(max_passes) <= 16:
             raise BusError(f"a scan takes 2..16 passes, got {max_passes}")
-        heard: dict[int, dict] = {}
-        previous = None
-        garbled = passes = 0
-        agreed = False
-        missed: set[int] = set()
-        while passes < max_passes:
+
+        def one_pass():
             replies, bad = self._broadcast("identify")
-            passes += 1
-            garbled += bad
-            current = {a: r for a, r in replies.items() if r["status"] == 0}
-            missed |= set(heard) - set(current)
-            if passes > 1:
-                missed |= set(current) - set(heard)
-            heard.update(current)
-            if current == previous and bad == 0:
-                agreed = True
-                break
-            previous = current
+            return {a: r for a, r in replies.items() if r["status"] == 0}, bad
+
+        heard, passes, garbled, agreed, missed = scan_passes(one_pass, int(max_passes))
         self.last_broadcast_garbled = garbled
         boards = [self._info(a, r) for a, r in sorted(heard.items())]
         for info in boards:

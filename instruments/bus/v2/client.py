@@ -27,6 +27,7 @@ import random
 from dataclasses import dataclass, field
 
 from .. import payloads as v1_payloads, timing
+from ..client import ScanResult, scan_passes  # one scan rule and its result for both protocols
 from .constants import (
     ADDR_BOARD_MAX, ADDR_BOARD_MIN, ADDR_BROADCAST, ADDR_HOST, ADDR_UNASSIGNED, BAUD_DEFAULT,
     BROADCAST_HASHED, BROADCAST_REFUSED, BROADCAST_SELECTED, BROADCAST_SILENT, BROADCAST_SLOTTED,
@@ -116,24 +117,6 @@ class BoardInfo:
 
 def version_text(r: dict) -> str:
     return f"{r['fw_major']}.{r['fw_minor']}.{r['fw_patch']}"
-
-
-class ScanResult(list):
-    """The boards a scan found (:class:`BoardInfo`, in address order), with how it went:
-    ``passes``, ``garbled`` (replies over all passes), ``agreed`` (the last two passes
-    heard the same and the second garbled nothing), ``missed`` (addresses some pass did not
-    hear)."""
-
-    def __init__(self, boards=(), passes: int = 0, garbled: int = 0, agreed: bool = True, missed=()):
-        super().__init__(boards)
-        self.passes, self.garbled, self.agreed = passes, garbled, agreed
-        self.missed = sorted(missed)
-
-    def summary(self) -> str:
-        agreed = "" if self.agreed else ", the passes did not agree"
-        missed = f", {len(self.missed)} missing from some passes" if self.missed else ""
-        return (f"{len(self)} board(s) in {self.passes} passes, {self.garbled} "
-                f"repl{'y' if self.garbled == 1 else 'ies'} garbled{missed}{agreed}")
 
 
 @dataclass
@@ -420,25 +403,13 @@ class Bus:
         boards say the same and the second garbled nothing (2..16 passes)."""
         if not 2 <= int(max_passes) <= 16:
             raise BusError(f"a scan takes 2..16 passes, got {max_passes}")
-        heard: dict[int, dict] = {}
-        previous = None
-        garbled = passes = 0
-        agreed = False
-        missed: set[int] = set()
-        while passes < max_passes:
+
+        def one_pass():
             h = self.broadcast("identify")
-            passes += 1
-            garbled += h.garbled
-            current = {a: {k: v for k, v in r.items() if k != "src"} for a, r in h.replies.items()
-                       if r["status"] == 0 and ADDR_BOARD_MIN <= a <= ADDR_BOARD_MAX}
-            missed |= set(heard) - set(current)
-            if passes > 1:
-                missed |= set(current) - set(heard)
-            heard.update(current)
-            if current == previous and h.garbled == 0:
-                agreed = True
-                break
-            previous = current
+            return {a: {k: v for k, v in r.items() if k != "src"} for a, r in h.replies.items()
+                    if r["status"] == 0 and ADDR_BOARD_MIN <= a <= ADDR_BOARD_MAX}, h.garbled
+
+        heard, passes, garbled, agreed, missed = scan_passes(one_pass, int(max_passes))
         return ScanResult([self._info(a, r) for a, r in sorted(heard.items())], passes, garbled, agreed, missed)
 
     # -- unassigned boards and duplicates -------------------------------------------------
