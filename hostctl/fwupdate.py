@@ -76,13 +76,18 @@ def _image_version(args) -> tuple[int, int, int]:
         raise UserError(f"IMAGE {args.image}: {exc}") from None
 
 
+def require_port(port: str) -> None:
+    """A device path that does not exist is refused by name (a pyserial URL is left to it)."""
+    if "://" not in port and not Path(port).exists():
+        raise UserError(f"--port {port}: no such port")
+
+
 def _open_rig(ports, args):
     from instruments.bus.v2.client import BusError
     from instruments.bus.v2.rig import Rig
 
     for p in ports:
-        if "://" not in p and not Path(p).exists():
-            raise UserError(f"--port {p}: no such port")
+        require_port(p)
     try:
         return Rig(ports, baud=args.baud, latency_s=args.latency)
     except BusError as exc:

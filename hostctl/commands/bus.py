@@ -66,12 +66,10 @@ def _protocol_args(p) -> None:
 
 
 def _open_v2(args):
-    from pathlib import Path
-
+    from hostctl.fwupdate import require_port
     from instruments.bus.v2.client import Bus, BusError
 
-    if "://" not in args.port and not Path(args.port).exists():
-        raise UserError(f"--port {args.port}: no such port")
+    require_port(args.port)
     try:
         return Bus(args.port, baud=args.baudrate, latency_s=args.latency)
     except BusError as exc:
