@@ -33,7 +33,6 @@ from __future__ import annotations
 
 from typing import Iterable
 
-import os
 import threading
 
 import numpy as np
@@ -310,36 +309,18 @@ class V2Emulator(BusEmulator):
 
     def _feed(self, data: bytes) -> None:
         try:
-            self._feed_chunks(data)
+            super()._feed(data)
         except Exception as exc:  # a broken emulator: the host is told at once, not after a timeout
             with self.done:
                 self.error = exc
                 self.done.notify_all()
             raise
 
-    def _feed_chunks(self, data: bytes) -> None:
-        self._buf += data
-        while True:
-            end = self._buf.find(b"\x00")
-            if end < 0:
-                return
-            chunk = bytes(self._buf[: end + 1])
-            del self._buf[: end + 1]
-            out = bytearray()
-            if end:
-                self.chunks_seen += 1
-                for dup in self._pending_duplicates:
-                    out += dup
-                self._pending_duplicates.clear()
-            out += self.wire.send(chunk)
-            if out:
-                view = memoryview(bytes(out))
-                while view:
-                    view = view[os.write(self._master, view):]
-            with self.done:
-                self.bytes_out += len(out)
-                self.bytes_in += end + 1
-                self.done.notify_all()
+    def _chunk_done(self, taken: int, given: int) -> None:
+        with self.done:
+            self.bytes_out += given
+            self.bytes_in += taken
+            self.done.notify_all()
 
     def wait_done(self, sent: int, timeout_s: float) -> bool:
         """Wait until every chunk of the first ``sent`` host bytes (those through a 0x00)
