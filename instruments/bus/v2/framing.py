@@ -4,8 +4,8 @@
 (header version, dst, src, seq, cmd; payload; big-endian CRC-16/CCITT-FALSE; COBS and a 0x00
 delimiter; the host's 0x00 before each frame) with version byte 2 and payloads up to 247
 bytes, so a decoded frame is 7..254 bytes and COBS adds exactly one byte. The CRC and the
-COBS coder are protocol 1's (:func:`instruments.bus.framing.crc16`'s configuration, per thread
-here; the ``cobs`` package).
+COBS coder are protocol 1's (:func:`instruments.bus.framing.crc16`, a calculator per thread;
+the ``cobs`` package).
 
 :func:`decode_any` runs every receive check but the version's and returns the frame of
 whatever version; :func:`decode_frame` adds the version check (``bad_version`` unless 2), as
@@ -21,11 +21,7 @@ from dataclasses import dataclass
 
 from cobs import cobs as _cobs
 
-import threading
-
-import crc as _crc
-
-from ..framing import CRC_CONFIG, FrameError, wire_from_bytes
+from ..framing import FrameError, crc16, wire_from_bytes
 from .constants import (
     ADDR_BROADCAST, MAX_FRAME_SIZE, MAX_PAYLOAD, MIN_FRAME_SIZE, PROTOCOL_VERSION, REPLY_BIT, Error,
 )
@@ -34,20 +30,6 @@ __all__ = [
     "Frame", "FrameError", "crc16", "frame_bytes", "wire_from_bytes", "encode_frame",
     "line_frame", "decode_any", "decode_frame", "FrameSplitter", "split_stream",
 ]
-
-
-_LOCAL = threading.local()
-
-
-def crc16(data: bytes) -> int:
-    """CRC-16/CCITT-FALSE of ``data``, as :func:`instruments.bus.framing.crc16`, with a
-    calculator per thread: the ``crc`` package's calculator keeps its register between
-    ``init`` and ``digest``, so one shared by threads (several buses' clients, their
-    emulators) mixes their data and gives wrong CRCs."""
-    calc = getattr(_LOCAL, "calc", None)
-    if calc is None:
-        calc = _LOCAL.calc = _crc.Calculator(CRC_CONFIG, optimized=True)
-    return calc.checksum(bytes(data))
 
 
 @dataclass(frozen=True)
