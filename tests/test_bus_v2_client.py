@@ -17,6 +17,7 @@ import os
 import random
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import serial
@@ -409,7 +410,7 @@ def test_a_real_port_waits_in_real_time_against_a_separate_emulator():
     it, so it waits the protocol's windows (and its latency) in real time."""
     proc = subprocess.Popen([sys.executable, "-m", "hostctl", "firmware", "emulate", "--protocol", "2",
                              "--boards", "3", "--seed", "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+                            text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     try:
         port = proc.stdout.readline().strip()
         with Bus(serial.Serial(port, 115200), latency_s=0.2) as bus:

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from hypothesis import event, given, settings, strategies as st
 
-from instruments.bus import rule as REF_RULE
+from instruments.bus import rule as REF_RULE, timing
 from instruments.bus import v2 as REF
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -324,7 +324,7 @@ def test_main_loop_speaks_the_configured_protocol_and_times_replies_from_the_end
     assert all(de == 1 for _, _, de in r["tx"])
     frames = [REF.decode_frame(bytes.fromhex(h)) for _, h, _ in r["tx"]]
     assert [(f.seq, f.cmd, f.src) for f in frames] == [(1, 0x8E, 6), (2, 0x82, 6), (3, 0x81, 6)]
-    char, turn = 87, REF.slot_us("identify", 115200) * 0 + 348
+    char, turn = timing.char_us(115200), timing.turnaround_us(115200)  # 87 us, 348 us
     # 1: the read ended with the request's 0x00: the turnaround after the read
     assert r["tx"][0][0] == 1000 + turn
     # 2: two bytes of the next frame followed read_state's 0x00 in the same read

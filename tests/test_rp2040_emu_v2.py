@@ -16,15 +16,13 @@ arm-none-eabi toolchain is missing; fails instead when ``CI=true``.
 
 from __future__ import annotations
 
-import os
 import shutil
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from rp2040_emu import BOOT_NS, FW, EmuBoard, config_image, missing
+from rp2040_emu import BOOT_NS, FW, EmuBoard, build_image, config_image
 
 from instruments.bus import timing
 from instruments.bus.framing import Frame as V1Frame
@@ -59,14 +57,7 @@ STORE_SECTORS = (0x1FD000, 0x1FE000)
 
 @pytest.fixture(scope="module")
 def image():
-    why = missing()
-    if why:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI must run the RP2040 image: {why}")
-        pytest.skip(why)
-    subprocess.run(["make", "-C", str(FW), "-s", "v2", f"PYTHON={sys.executable}"], check=True,
-                   capture_output=True)
-    return FW / "build" / "twinrig-rp2040-v2"
+    return build_image("v2")
 
 
 @pytest.fixture
