@@ -341,6 +341,20 @@ def test_a_pulse_under_20_us_is_a_glitch_counted_and_ringing_gives_one_learn(boa
     _events(board)
 
 
+def test_a_long_burst_of_ringing_counts_every_glitch(board, host):
+    # twelve 2 us pulses 5 us apart, faster than the main loop hands glitches to the core
+    ref = _reference(node_uv=V1)
+    _configure(host, ref)
+    burst = [e for k in range(12) for e in ((5_000 * k, 1), (5_000 * k + 2_000, 0))]
+    _pulse(board, host, burst, [(0, V1)])
+    for _ in range(12):
+        ref.trigger(2)
+    t = host.request(ADDRESS, "read_telemetry")
+    assert (t["learns"], t["glitches"]) == (0, 12)
+    _same(host, ref, ADDRESS, "read_state")
+    _events(board)
+
+
 def test_the_20_us_threshold_holds_to_the_microsecond_at_any_phase_of_the_timer(board, host):
     """Both edges are stamped by the 1 us timer in the same interrupt, so a whole number of
     microseconds is measured exactly: 19 us is a glitch and 20 us a learn, wherever in the

@@ -7,8 +7,8 @@
  * and are stamped there with the timer (4.6); there is no lockout, so every pulse of ringing
  * is seen and counted. Rising edge: the ADS131M04's filter is restarted and the first DRDY
  * after it is read in the interrupt (ads131m04.c), one snapshot of all four nodes. Falling
- * edge: the width is the difference of the stamps; under 20 us the pulse goes to a small
- * queue of glitches (its snapshot is dropped), else the learn is due once its snapshot is in.
+ * edge: the width is the difference of the stamps; under 20 us the pulse is counted as a
+ * glitch (its snapshot is dropped), else the learn is due once its snapshot is in.
  * The main loop hands both to the core (it is not re-entrant). Two edges that arrive within
  * one interrupt latency show as both edge bits latched in INTR (2.19.6.1 raw interrupts):
  * the level then says which came last, and the short pulse between them has width 0 (less
@@ -23,7 +23,6 @@
 #include "twinrig_core2.h"
 
 #define LEARN_EDGES (IO_EDGE_HIGH(PIN_LEARN) | IO_EDGE_LOW(PIN_LEARN))
-#define GLITCH_QUEUE 8u /* a power of two */
 
 enum { IDLE, HIGH, DUE };
 
@@ -32,17 +31,15 @@ static volatile uint32_t rise_us, due_width_us;
 static volatile int snap_wanted; /* waiting for the first DRDY after the sync */
 static volatile int snap_status; /* -1 not yet, 0 ok, 1 failed */
 static int32_t snapshot[4];
-static volatile uint8_t glitch_width[GLITCH_QUEUE];
+/* glitches counted in the interrupt and handed to the core: a burst of ringing has any number */
 static volatile uint32_t glitch_head, glitch_tail;
 static volatile int due_rose;       /* a rising edge while a learn was due */
 static volatile uint32_t due_rise_us;
 
 static void glitch(uint32_t width_us)
 {
-    if (glitch_head - glitch_tail < GLITCH_QUEUE) {
-        glitch_width[glitch_head % GLITCH_QUEUE] = (uint8_t)width_us;
-        glitch_head++;
-    }
+    (void)width_us; /* under TRIGGER_MIN_US: only the count matters */
+    glitch_head++;
 }
 
 static void arm_snapshot(void)
@@ -153,7 +150,7 @@ int learn2_next_glitch(uint32_t *width_us)
     uint32_t primask = irq_save();
     int any = glitch_head != glitch_tail;
     if (any) {
-        *width_us = glitch_width[glitch_tail % GLITCH_QUEUE];
+        *width_us = 0u; /* a glitch: shorter than TRIGGER_MIN_US, so the core counts it */
         glitch_tail++;
     }
     irq_restore(primask);
