@@ -178,6 +178,14 @@ def run_provision(args) -> int:
             raise UserError(f"--board-definition {args.board_definition}: uid_hex: {cfg['uid_hex']} "
                             f"is not --uid {args.uid}")
         cfg["address"], cfg["uid_hex"] = args.address, args.uid
+        # where config.json goes is checked before the bus is touched: a provision that
+        # cannot keep its definition changes nothing on the board
+        out_dir = Path(args.config_dir) if args.config_dir else default_config_dir()
+        base = out_dir
+        while not base.exists() and base != base.parent:
+            base = base.parent  # the folder it would be made in (made only when written)
+        if not base.is_dir() or not os.access(base, os.W_OK):
+            raise UserError(f"--config-dir {out_dir}: cannot write ({base} is not a writable folder)")
     rig = _open_rig([args.port], args)
     bus = rig.buses[0]
     try:
@@ -226,7 +234,6 @@ def run_provision(args) -> int:
                     generation = bus.store_state(args.address)
                     lines.append(f"initial_state {s} set (reached {reached['state']}) and stored "
                                  f"(generation {generation})")
-                out_dir = Path(args.config_dir) if args.config_dir else default_config_dir()
                 try:
                     out_dir.mkdir(parents=True, exist_ok=True)
                     path = out_dir / f"{args.uid}.json"
@@ -234,15 +241,16 @@ def run_provision(args) -> int:
                 except OSError as exc:
                     raise UserError(f"--config-dir {out_dir}: cannot write ({exc.strerror or exc})") from None
                 lines.append(f"config.json for {args.uid} written to {path}")
-        except BusError as exc:
-            raise UserError(str(exc), exit_code=1) from None
-        except UserError:
+        except (BusError, UserError) as exc:
+            # refused or cut short after the move: the board goes back where it answered
             if before != args.address:
                 try:
                     bus.assign_address(args.uid, before)
-                except BusError as exc:
-                    raise UserError(f"--uid {args.uid}: refused, and could not be moved back to address "
-                                    f"{before}: {exc}", exit_code=1) from None
+                except BusError as back:
+                    raise UserError(f"--uid {args.uid}: {exc}; and it could not be moved back to address "
+                                    f"{before}: {back}", exit_code=1) from None
+            if isinstance(exc, BusError):
+                raise UserError(str(exc), exit_code=1) from None
             raise
     finally:
         rig.close()

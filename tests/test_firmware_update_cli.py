@@ -301,3 +301,35 @@ def test_emulate_protocol_1_takes_the_timing_asked_for(monkeypatch, capsys, flag
     assert made and all(type(n.policy) is getattr(wire, policy) for n in made[0].wire.nodes)
     cap = capsys.readouterr()
     assert cap.out.startswith("/dev/") and f"protocol {flag or 'v2'} timing" in cap.err
+
+
+def test_provision_to_a_config_dir_it_cannot_write_touches_no_board(serve, tmp_path, capsys):
+    boards = onwire.make_boards(1, unassigned=True, seed=10)
+    em = serve(boards)
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    rc = main(["firmware", "provision", "--port", em.port, "--uid", boards[0].uid.hex(), "--address", "3",
+               "--board-definition", str(PICO), "--config-dir", str(blocked / "boards")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith(f"hostctl: error: --config-dir {blocked / 'boards'}: cannot write")
+    assert boards[0].address == ADDR_UNASSIGNED and boards[0].store.generation == 0
+
+
+def test_a_bus_failure_after_the_move_puts_the_board_back(serve, tmp_path, capsys, monkeypatch):
+    from instruments.bus.v2.client import Bus, BusTimeout
+
+    boards = onwire.make_boards(2, seed=11)
+    em = serve(boards)
+
+    request = Bus.request
+
+    def lost(self, address, command, **kw):  # the board moved, then its read_actuator is lost
+        if command == "read_actuator":
+            raise BusTimeout(f"{self.name}: board {address}: {command}: no reply")
+        return request(self, address, command, **kw)
+
+    monkeypatch.setattr(Bus, "request", lost)
+    rc = main(["firmware", "provision", "--port", em.port, "--uid", boards[1].uid.hex(), "--address", "9",
+               "--board-definition", str(PICO), "--config-dir", str(tmp_path / "out")])
+    assert rc == 1 and "read_actuator: no reply" in capsys.readouterr().err
+    assert [b.address for b in boards] == [1, 2]
