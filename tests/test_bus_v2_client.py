@@ -510,3 +510,13 @@ def test_a_protocol_1_board_behind_a_protocol_2_board_at_its_address_is_not_over
     with pytest.raises(BusError, match="probe of address 4 was answered garbled every time, and no two "
                                        "protocol-2 boards share it: a protocol-1 board may answer there"):
         bus.survey()
+
+
+def test_a_port_that_goes_away_is_a_bus_error_naming_it():
+    # an adapter unplugged mid-run: the pty's far end closed, so reads fail with EIO
+    master, slave = os.openpty()
+    with Bus(serial.Serial(os.ttyname(slave), 115200), latency_s=0.0) as bus:
+        os.close(master)
+        with pytest.raises(BusError, match="the port failed"):
+            bus.read_state(1)
+    os.close(slave)

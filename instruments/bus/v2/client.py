@@ -190,6 +190,13 @@ class Bus:
     def close(self) -> None:
         self.port.close()
 
+    def _exchange(self, frame: Frame, window_us: int, done=None, replies: bool = True) -> list:
+        """The port's exchange; a port that fails is a :class:`BusError` naming it."""
+        try:
+            return self.port.exchange(frame, window_us, done, replies)
+        except PortError as exc:
+            raise BusError(str(exc)) from None
+
     def __enter__(self) -> "Bus":
         return self
 
@@ -239,7 +246,7 @@ class Bus:
                 return any(isinstance(it, Frame) and (it.version, it.dst, it.src, it.seq, it.cmd) == want
                            for it in items)
 
-            items = self.port.exchange(request_frame(address, seq, spec.name, **fields), window, done)
+            items = self._exchange(request_frame(address, seq, spec.name, **fields), window, done)
             reply, bad = None, 0
             for it in items:
                 if isinstance(it, FrameError):
@@ -288,7 +295,7 @@ class Bus:
 
         done = answered_by_one if spec.broadcast == BROADCAST_SELECTED else None
         answered = spec.broadcast != BROADCAST_SILENT
-        items = self.port.exchange(request_frame(ADDR_BROADCAST, seq, spec.name, **fields), window, done,
+        items = self._exchange(request_frame(ADDR_BROADCAST, seq, spec.name, **fields), window, done,
                                    replies=answered)
         by_src: dict[int, dict] = {}
         ordered: list[dict] = []
@@ -331,7 +338,7 @@ class Bus:
                        for it in items)
 
         reply, bad = None, 0
-        for it in self.port.exchange(Frame(V1_VERSION, a, ADDR_HOST, seq, _V1_IDENTIFY), window, done):
+        for it in self._exchange(Frame(V1_VERSION, a, ADDR_HOST, seq, _V1_IDENTIFY), window, done):
             if isinstance(it, Frame) and (it.version, it.dst, it.src, it.seq, it.cmd) == want:
                 try:
                     r = v1_payloads.unpack_reply("identify", it.payload)

@@ -23,6 +23,7 @@ those into waiting:
 
 from __future__ import annotations
 
+import termios
 import time
 
 import serial
@@ -136,7 +137,14 @@ class SerialPort(_Port):
     def exchange(self, frame: Frame, window_us: int, done=None, replies: bool = True) -> list:
         """Send ``frame``, then receive until ``window_us`` after its end of frame (or until
         ``done(items)`` is true); the frames and errors received, in order. ``latency_s`` is
-        added when ``replies`` are expected (a silent broadcast's quiet time is the boards')."""
+        added when ``replies`` are expected (a silent broadcast's quiet time is the boards').
+        Raises :class:`PortError` when the port goes away (an adapter unplugged)."""
+        try:
+            return self._exchange(frame, window_us, done, replies)
+        except (serial.SerialException, OSError, termios.error) as exc:
+            raise PortError(f"{self.name}: the port failed ({exc})") from None
+
+    def _exchange(self, frame: Frame, window_us: int, done, replies: bool) -> list:
         self.serial.reset_input_buffer()
         self._splitter.reset()
         n = self._write(frame)
