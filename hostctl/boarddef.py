@@ -231,19 +231,10 @@ def resolve(user: dict, source: str = "<board definition>") -> dict:
     type), checked; the merged dict. Raises BoardDefError."""
     if not isinstance(user, dict):
         raise BoardDefError(f"{source}: a board definition is a table, not {user!r}")
-    for k, v in user.items():
-        if k not in DEFAULT_CONFIG and k not in OPTIONAL_KEYS:
-            raise BoardDefError(f"{source}: {k}: unknown field (value {v!r})")
-    cfg = deep_merge(DEFAULT_CONFIG, user)
-    act = cfg.get("actuator")
-    if not isinstance(act, dict):
-        raise BoardDefError(f"{source}: actuator: must be a table (value {act!r})")
-    kind = cfg.get("kind")
-    typ = act.get("type") or KIND_ACTUATOR.get(kind)
-    if typ not in ACTUATOR_DEFAULTS:
-        raise BoardDefError(f"{source}: actuator.type: unknown actuator {typ!r} "
-                            f"(known: {', '.join(sorted(ACTUATOR_DEFAULTS))})")
-    cfg["actuator"] = deep_merge(ACTUATOR_DEFAULTS[typ], {**act, "type": typ})
+    try:  # the firmware's own merge: the board resolves its config.json the same way
+        cfg = _CFG.resolve(user, source)
+    except _CFG.ConfigError as exc:
+        raise BoardDefError(str(exc)) from None
     try:
         BoardConfig.model_validate(cfg)
     except ValidationError as exc:
