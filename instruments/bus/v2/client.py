@@ -216,9 +216,6 @@ class Bus:
         """How long after the end of frame a unicast reply may still be arriving (us)."""
         return windows.unicast_window_us(command, self.baud, **fields)
 
-    def quiet_us(self, command: str, **fields) -> int:
-        return windows.quiet_us(command, **fields)
-
     # -- requests -----------------------------------------------------------------------
     def request(self, address: int, command: str, *, reply_from: int | None = None,
                 retries: int | None = None, **fields) -> dict:

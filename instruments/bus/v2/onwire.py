@@ -322,12 +322,6 @@ class V2Emulator(BusEmulator):
             self.bytes_in += taken
             self.done.notify_all()
 
-    def wait_done(self, sent: int, timeout_s: float) -> bool:
-        """Wait until every chunk of the first ``sent`` host bytes (those through a 0x00)
-        is done; False after ``timeout_s`` of real time."""
-        with self.done:
-            return self.done.wait_for(lambda: self.bytes_in >= sent, timeout_s)
-
 
 def emulate(boards: Iterable, others: Iterable = (), *, others_timing=None, **emulator_args) -> V2Emulator:
     """A :class:`V2Emulator` serving protocol-2 ``boards`` (wrapped in :class:`WiredBoard`)
