@@ -54,7 +54,7 @@ def test_every_command_and_status_is_in_the_spec_text():
 def test_protocol_1s_text_is_kept_beside_protocol_2s():
     old = (PROTO / "PROTOCOL-1.md").read_text()
     assert old.startswith("# The edge bus protocol, version 1.1")
-    assert DOC.startswith("# The edge bus protocol, version 2.0")
+    assert DOC.startswith("# The edge bus protocol, version 2.1")
 
 
 def test_command_codes_are_unique_and_below_the_reply_bit():
@@ -351,6 +351,8 @@ def _board_of(spec: dict, baud: int) -> v2.ReferenceBoard:
         resolution=spec["resolution"], actuator_offset=spec["actuator_offset"], node_uv=spec["node_uv"],
         uptime_ms=spec["uptime_ms"], supply_uv=spec["supply_uv"], temperature_mdegc=spec["temperature_mdegc"],
         fw_version=tuple(spec["fw_version"]), calibration_uv=spec["calibration_uv"],
+        gate_nominal=v2.GateCalibration.from_fields(spec["gate_nominal"]),
+        gate_measured=v2.GateCalibration.from_fields(spec["gate_measured"]),
         storage_fails=spec["storage_fails"], self_test=lambda image: passes, baud=baud)
 
 

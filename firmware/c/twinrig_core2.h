@@ -27,7 +27,7 @@ extern "C" {
 /* ---- protocol constants (protocol-2.json) ----------------------------- */
 
 #define TR2_PROTOCOL_VERSION 2u
-#define TR2_PROTOCOL_MINOR 0u
+#define TR2_PROTOCOL_MINOR 1u
 #define TR2_MAX_PAYLOAD 247u
 #define TR2_MIN_FRAME 7u
 #define TR2_MAX_FRAME 254u
@@ -73,7 +73,9 @@ enum {
     TR2_CMD_FW_BLOCK = 16,
     TR2_CMD_FW_STATUS = 17,
     TR2_CMD_FW_VERIFY = 18,
-    TR2_CMD_FW_SWAP = 19
+    TR2_CMD_FW_SWAP = 19,
+    TR2_CMD_CALIBRATE_ACTUATOR = 20,        /* protocol 2.1 */
+    TR2_CMD_READ_ACTUATOR_CALIBRATION = 21  /* protocol 2.1 */
 };
 
 enum {
@@ -156,6 +158,17 @@ uint8_t tr2_discover_slot(const uint8_t uid[8], uint32_t salt, uint8_t slots);
 
 /* ---- porting layer ------------------------------------------------------ */
 
+/* Protocol 2.1, "Actuator calibration": a MOSFET gate's slope (nV per us of pulse) at five
+   gate voltages (uV, increasing) charging and discharging, and its leak (uV/s). */
+#define TR2_GATE_CAL_POINTS 5
+typedef struct {
+    int32_t charge_gate_uv[TR2_GATE_CAL_POINTS];
+    int32_t charge_nv_per_us[TR2_GATE_CAL_POINTS];
+    int32_t discharge_gate_uv[TR2_GATE_CAL_POINTS];
+    int32_t discharge_nv_per_us[TR2_GATE_CAL_POINTS];
+    int32_t leak_uv_per_s;
+} tr2_gate_cal;
+
 typedef struct {
     void *user; /* passed back to every callback */
     /* The four node voltages (uV): free a, free b, clamped a, clamped b. */
@@ -185,6 +198,15 @@ typedef struct {
     uint32_t (*millis)(void *user);
     uint32_t (*supply_uv)(void *user);
     int32_t (*temperature_mdegc)(void *user);
+    /* Protocol 2.1, a MOSFET board's actuator calibration (PROTOCOL.md, "Actuator
+       calibration"); both NULL on a board with no gate to calibrate (wrong_kind).
+       actuator_calibrate: measure the table (the gate set at each point, one charge and one
+       discharge pulse, each read back; a hold for the leak), go back to the target, store
+       the table and use it from now on; fills `measured`; 0 = ok, non-zero = the record
+       could not be stored (storage: the table before stays in use). actuator_calibration:
+       the table in use; returns its source, 0 nominal (the part values), 1 measured. */
+    int (*actuator_calibrate)(void *user, tr2_gate_cal *measured);
+    uint8_t (*actuator_calibration)(void *user, tr2_gate_cal *in_use);
 } tr2_hal;
 
 typedef struct {

@@ -23,6 +23,13 @@ UID_B = bytes.fromhex("0123456789abcdef")
 UID_C = bytes.fromhex("e6613c8a11d20a33")
 MOSFET_NODES = (1_300_000, 1_000_000, 1_150_000, 1_000_000)
 BAUD = v2.BAUD_DEFAULT
+#: A MOSFET board's nominal gate table (an RC gate of 2.2 ms on a 6 V rail) and what its gate
+#: measures when it calibrates (a 5 % larger RC, a little curvature, a slow leak).
+GATE_NOMINAL = v2.GateCalibration.from_rc(2200, 6_000_000)
+GATE_MEASURED = v2.GateCalibration((1_031_000, 2_030_500, 3_029_900, 4_029_100, 5_028_800),
+                                   (2_151_830, 1_732_010, 1_301_470, 868_240, 431_905),
+                                   (970_400, 1_969_800, 2_969_100, 3_968_700, 4_968_050),
+                                   (441_270, 866_300, 1_297_040, 1_725_880, 2_160_430), -17)
 
 
 def hexs(b: bytes) -> str:
@@ -32,7 +39,8 @@ def hexs(b: bytes) -> str:
 def board_spec(*, uid=UID_A, kind="digipot", address=v2.ADDR_UNASSIGNED, state_min=None, state_max=None,
                initial_state=None, resolution=1, actuator_offset=0, node_uv=(1_200_000, 1_000_000, 1_100_000, 1_000_000),
                uptime_ms=123_456, supply_uv=3_300_000, temperature_mdegc=25_000, fw_version=v2.FIRMWARE_VERSION,
-               calibration_uv=(0, 0, 0, 0), storage_fails=False, self_test_passes=True) -> dict:
+               calibration_uv=(0, 0, 0, 0), gate_nominal=GATE_NOMINAL, gate_measured=GATE_MEASURED,
+               storage_fails=False, self_test_passes=True) -> dict:
     """A board's description as the vectors give it (every constructor argument)."""
     k = v2.Kind(v2.KINDS[kind])
     lo, hi = v2.DEFAULT_LIMITS[k]
@@ -43,6 +51,7 @@ def board_spec(*, uid=UID_A, kind="digipot", address=v2.ADDR_UNASSIGNED, state_m
             "resolution": resolution, "actuator_offset": actuator_offset, "node_uv": list(node_uv),
             "uptime_ms": uptime_ms, "supply_uv": supply_uv, "temperature_mdegc": temperature_mdegc,
             "fw_version": list(fw_version), "calibration_uv": list(calibration_uv),
+            "gate_nominal": gate_nominal.fields(), "gate_measured": gate_measured.fields(),
             "storage_fails": storage_fails, "self_test_passes": self_test_passes}
 
 
@@ -55,6 +64,8 @@ def make_board(spec: dict, baud: int = BAUD) -> v2.ReferenceBoard:
         resolution=spec["resolution"], actuator_offset=spec["actuator_offset"], node_uv=spec["node_uv"],
         uptime_ms=spec["uptime_ms"], supply_uv=spec["supply_uv"], temperature_mdegc=spec["temperature_mdegc"],
         fw_version=tuple(spec["fw_version"]), calibration_uv=spec["calibration_uv"],
+        gate_nominal=v2.GateCalibration.from_fields(spec["gate_nominal"]),
+        gate_measured=v2.GateCalibration.from_fields(spec["gate_measured"]),
         storage_fails=spec["storage_fails"], self_test=lambda image: passes, baud=baud)
 
 

@@ -151,6 +151,35 @@ def state_cases() -> list[Bus]:
     return out
 
 
+def actuator_calibration_cases() -> list[Bus]:
+    """Protocol 2.1's actuator calibration: nominal until measured, measured kept across every
+    reset, refused by a digipot and by broadcast where the spec says."""
+    out = []
+    s = Bus("actuator_calibration_mosfet", board_spec(kind="mosfet", address=8, resolution=1000,
+                                                      initial_state=1_500_000, node_uv=MOSFET_NODES))
+    s("read_actuator_calibration", 8)                                # nominal (source 0)
+    s("set_state", 8, state=2_500_400)
+    s("calibrate_actuator", 8)                                       # measured (source 1), state kept
+    s("read_state", 8); s("read_actuator_calibration", 8)
+    s("read_actuator_calibration", B)                                # refused: no reply
+    s("reset", 8, mode=0); s("read_actuator_calibration", 8)
+    s.event("power_cycle")
+    s("read_actuator_calibration", 8)
+    s("reset", 8, mode=1); s("read_actuator_calibration", 8)        # kept by a factory reset too
+    s.frame(Frame(2, 8, 0, 60, v2.COMMANDS["calibrate_actuator"].code, b"\x01"))   # bad_length
+    s("calibrate_actuator", B)                                       # silent: every board measures
+    s("read_telemetry", 8)
+    out.append(s)
+
+    s = Bus("actuator_calibration_digipot_and_flash_fault", board_spec(address=17, initial_state=50),
+            board_spec(uid=UID_B, kind="mosfet", address=18, storage_fails=True, node_uv=MOSFET_NODES))
+    s("calibrate_actuator", 17); s("read_actuator_calibration", 17)  # wrong_kind
+    s("calibrate_actuator", 18); s("read_actuator_calibration", 18)  # storage: still nominal
+    s("read_telemetry", B)
+    out.append(s)
+    return out
+
+
 def telemetry_cases() -> list[Bus]:
     out = []
     s = Bus("telemetry_counts", board_spec(address=33, supply_uv=3_287_500, temperature_mdegc=-12_340))
@@ -208,5 +237,6 @@ def stream_cases() -> list[dict]:
 
 
 def command_vectors() -> dict:
-    cases = addressing_cases() + state_cases() + telemetry_cases() + probe_cases()
+    cases = (addressing_cases() + state_cases() + actuator_calibration_cases() + telemetry_cases()
+             + probe_cases())
     return {"cases": [c.json() for c in cases], "streams": stream_cases()}

@@ -13,7 +13,7 @@ from instruments.bus import v2
 from instruments.bus.framing import wire_from_bytes
 from instruments.bus.v2.framing import Frame, crc16, encode_frame, frame_bytes, line_frame
 
-from .bus import UID_A, hexs
+from .bus import GATE_MEASURED, GATE_NOMINAL, UID_A, hexs
 
 
 def _valid(name: str, f: Frame) -> dict:
@@ -25,7 +25,7 @@ def _valid(name: str, f: Frame) -> dict:
 #: A request and an ok reply of every command, with fields that exercise each type.
 _SAMPLES = {
     "identify": ({}, dict(uid=UID_A, fw_major=2, fw_minor=0, fw_patch=0, kind=2, protocol=2,
-                          protocol_minor=0, address=17, flags=0x02)),
+                          protocol_minor=1, address=17, flags=0x02)),
     "read_state": ({}, dict(state=3_300_000, residue=-400, generation=7)),
     "set_state": (dict(state=2_000_250), dict(state=2_000_000, residue=250)),
     "configure_rule": (dict(rule=2, probability=32768, gain=2_559_015, dead_band_uv2=0), {}),
@@ -43,7 +43,7 @@ _SAMPLES = {
     "read_actuator": ({}, dict(state_min=1_000_000, state_max=5_500_000, resolution=1000,
                                initial_state=1_500_000)),
     "discover": (dict(salt=0xDEADBEEF, slots=64, only_unassigned=1),
-                 dict(uid=UID_A, fw_major=2, fw_minor=0, fw_patch=0, kind=1, protocol=2, protocol_minor=0,
+                 dict(uid=UID_A, fw_major=2, fw_minor=0, fw_patch=0, kind=1, protocol=2, protocol_minor=1,
                       address=248, flags=0)),
     "assign_address": (dict(uid=UID_A, address=17), {}),
     "fw_begin": (dict(size=262_144, image_crc32=0xCBF43926, fw_major=2, fw_minor=1, fw_patch=0), dict(blocks=2048)),
@@ -53,6 +53,8 @@ _SAMPLES = {
                            first_missing=[3, 4, 99, 1000, 2047, 0xFFFF, 0xFFFF, 0xFFFF])),
     "fw_verify": ({}, dict(phase=2)),
     "fw_swap": ({}, {}),
+    "calibrate_actuator": ({}, dict(source=1, **GATE_MEASURED.fields())),
+    "read_actuator_calibration": ({}, dict(source=0, **GATE_NOMINAL.fields())),
 }
 
 

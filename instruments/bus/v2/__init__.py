@@ -1,6 +1,6 @@
 """The edge-bus protocol, version 2: the host's reference implementation.
 
-The executable form of ``firmware/protocol/PROTOCOL.md`` (protocol 2.0) and
+The executable form of ``firmware/protocol/PROTOCOL.md`` (protocol 2.1) and
 ``firmware/protocol/protocol-2.json``; ``firmware/protocol/gen_vectors_v2.py`` writes the
 golden vectors ``firmware/protocol/vectors/v2/`` from it. Protocol 1.1 (``PROTOCOL-1.md``)
 stays in :mod:`instruments.bus.protocol` for the boards, client and firmware that speak it.
@@ -21,7 +21,7 @@ bus), :mod:`.rig` (several buses at once) and :mod:`.onwire` (protocol-2 boards 
 emulated wire).
 """
 
-from .actuator import Actuator  # noqa: F401
+from .actuator import CAL_POINTS_UV, Actuator, GateCalibration  # noqa: F401
 from .constants import *  # noqa: F401,F403
 from .constants import __all__ as _constants
 from .framing import (  # noqa: F401
@@ -42,7 +42,7 @@ from .store import Record, StateStore, StorageError  # noqa: F401
 from .update import FirmwareUpdate, Image, crc32, image_blocks  # noqa: F401
 
 __all__ = [
-    *_constants, "Actuator", "Frame", "FrameError", "FrameSplitter", "decode_any", "decode_frame",
+    *_constants, "Actuator", "GateCalibration", "CAL_POINTS_UV", "Frame", "FrameError", "FrameSplitter", "decode_any", "decode_frame",
     "encode_frame", "frame_bytes", "line_frame", "split_stream", "COMMANDS", "COMMANDS_BY_CODE",
     "Cmd", "CommandSpec", "FieldSpec", "PayloadError", "Quiet", "command_spec", "pack_reply",
     "pack_request", "quiet_ms", "reply_frame", "request_frame", "unpack_reply", "unpack_request",

@@ -32,14 +32,14 @@ __all__ = [
     "RESET_MODES", "ResetCause", "RESET_CAUSES", "Flag", "FLAGS", "Phase", "PHASES",
     "BLOCK_SIZE", "IMAGE_MAX_BYTES", "MISSING_LISTED", "NO_BLOCK", "SECTOR_BYTES",
     "SECTOR_ERASE_MAX_MS", "PAGE_PROGRAM_MAX_MS", "STORE_WRITE_MS", "BOOT_MAX_MS",
-    "IMAGE_CRC_MAX_MS", "TRIGGER_MIN_US", "DISCOVER_SLOTS_MAX", "BROADCAST_SLOTTED",
+    "IMAGE_CRC_MAX_MS", "ACTUATOR_CAL_MAX_MS", "GATE_CAL_POINTS", "GATE_LEAK_HOLD_MS", "TRIGGER_MIN_US", "DISCOVER_SLOTS_MAX", "BROADCAST_SLOTTED",
     "BROADCAST_HASHED", "BROADCAST_SELECTED", "BROADCAST_SILENT", "BROADCAST_REFUSED",
 ]
 
 #: The ``version`` byte of every protocol-2 frame and ``protocol`` in identify.
 PROTOCOL_VERSION = 2
 #: Minor version (``protocol_minor`` in identify).
-PROTOCOL_MINOR = 0
+PROTOCOL_MINOR = 1
 #: The version byte of protocol 1's frames (the version-1 identify probe, "Protocol 1 boards").
 V1_VERSION = 1
 
@@ -160,6 +160,13 @@ STORE_WRITE_MS = SECTOR_ERASE_MAX_MS + PAGE_PROGRAM_MAX_MS
 BOOT_MAX_MS = 1000
 #: Longest CRC-32 over the largest image (a requirement on the firmware).
 IMAGE_CRC_MAX_MS = 1000
+#: Longest ``calibrate_actuator`` measurement, before its record is stored (a requirement on
+#: the firmware: five points of two pulses and read-backs, and the leak's hold of 1 s).
+ACTUATOR_CAL_MAX_MS = 3000
+#: Gate voltages at which a MOSFET board's charge slope is calibrated (protocol 2.1).
+GATE_CAL_POINTS = 5
+#: The shortest hold over which a board measures its gate's leak (ms).
+GATE_LEAK_HOLD_MS = 1000
 #: Shortest learn-trigger pulse; a shorter one is a glitch, counted and ignored (us).
 TRIGGER_MIN_US = 20
 #: Most slots a ``discover`` may ask for (slot numbers 1..247, as addresses').

@@ -23,7 +23,7 @@ from typing import Sequence
 from .framing import Frame
 from .constants import (
     ADDR_HOST, BROADCAST_HASHED, BROADCAST_REFUSED, BROADCAST_SELECTED, BROADCAST_SILENT,
-    BROADCAST_SLOTTED, BOOT_MAX_MS, IMAGE_CRC_MAX_MS, IMAGE_MAX_BYTES, PAGE_PROGRAM_MAX_MS, PROTOCOL_VERSION,
+    BROADCAST_SLOTTED, ACTUATOR_CAL_MAX_MS, BOOT_MAX_MS, IMAGE_CRC_MAX_MS, IMAGE_MAX_BYTES, PAGE_PROGRAM_MAX_MS, PROTOCOL_VERSION,
     REPLY_BIT, SECTOR_BYTES, SECTOR_ERASE_MAX_MS, STORE_WRITE_MS, Error, ResetMode,
 )
 
@@ -149,6 +149,10 @@ def _cmd(name: str, code: int, request: Sequence[str], reply: Sequence[str], bro
 
 _IDENTITY = ("uid:8s", "fw_major:u8", "fw_minor:u8", "fw_patch:u8", "kind:u8", "protocol:u8",
              "protocol_minor:u8", "address:u8", "flags:u8")
+#: An actuator calibration (protocol 2.1): ``source`` 0 nominal (the board's part values),
+#: 1 measured by ``calibrate_actuator``; five points of charge and discharge slope; the leak.
+_GATE_CAL = ("source:u8", "charge_gate_uv:i32[5]", "charge_nv_per_us:i32[5]", "discharge_gate_uv:i32[5]",
+             "discharge_nv_per_us:i32[5]", "leak_uv_per_s:i32")
 _OFFSETS = ("offset_free_a_uv:i32", "offset_free_b_uv:i32", "offset_clamped_a_uv:i32",
             "offset_clamped_b_uv:i32")
 
@@ -188,6 +192,10 @@ COMMANDS: dict[str, CommandSpec] = {c.name: c for c in (
     _cmd("fw_swap", 19, [], [], BROADCAST_SILENT,
          Quiet(STORE_WRITE_MS + 2 * BOOT_MAX_MS,
                basis="boot record written (403 ms), start-up of the new image and, if it fails, of the old (1000 ms each)")),
+    _cmd("calibrate_actuator", 20, [], _GATE_CAL, BROADCAST_SILENT,
+         Quiet(ACTUATOR_CAL_MAX_MS + STORE_WRITE_MS,
+               basis="the measurement (3000 ms) and its record stored (403 ms)")),
+    _cmd("read_actuator_calibration", 21, [], _GATE_CAL, BROADCAST_REFUSED),
 )}
 COMMANDS_BY_CODE: dict[int, CommandSpec] = {c.code: c for c in COMMANDS.values()}
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from .. import timing
 from .constants import (
-    ADDRESSES, BAUD_DEFAULT, BLOCK_SIZE, BOOT_MAX_MS, CONTRAST_LIMIT_UV2, CRC_INIT, CRC_POLY,
+    ACTUATOR_CAL_MAX_MS, ADDRESSES, BAUD_DEFAULT, BLOCK_SIZE, BOOT_MAX_MS, CONTRAST_LIMIT_UV2, CRC_INIT, CRC_POLY,
     CRC_XOROUT, DISCOVER_SLOTS_MAX, ERRORS, FLAGS, GAIN_LIMIT, GAIN_SHIFT, IMAGE_CRC_MAX_MS,
     IMAGE_MAX_BYTES, KINDS, MAX_FRAME_SIZE, MAX_PAYLOAD, MISSING_LISTED, NO_BLOCK,
     PAGE_PROGRAM_MAX_MS, PHASES, PROBABILITY_ONE, PROTOCOL_MINOR, PROTOCOL_VERSION, REPLY_BIT,
     RESET_CAUSES, RESET_MODES, RULES, SECTOR_BYTES, SECTOR_ERASE_MAX_MS, TRIGGER_MIN_US,
-    V1_VERSION,
+    V1_VERSION, GATE_CAL_POINTS, GATE_LEAK_HOLD_MS,
 )
+from .actuator import CAL_POINTS_UV
 from .payloads import COMMANDS
 from .slots import REPLY_LATENCY_MAX_US
 
@@ -51,6 +52,7 @@ def protocol_dict() -> dict:
             "reply_latency_max_us": REPLY_LATENCY_MAX_US,
             "boot_max_ms": BOOT_MAX_MS,
             "image_crc_max_ms": IMAGE_CRC_MAX_MS,
+            "actuator_cal_max_ms": ACTUATOR_CAL_MAX_MS,
             "trigger_min_us": TRIGGER_MIN_US,
             "v1_slot_us": timing.V1_SLOT_US,
         },
@@ -72,9 +74,13 @@ def protocol_dict() -> dict:
                             "missing_listed": MISSING_LISTED, "no_block": NO_BLOCK,
                             "crc32": "CRC-32/ISO-HDLC (zlib), over the image's size bytes",
                             "phases": dict(PHASES)},
+        "gate_calibration": {"points": GATE_CAL_POINTS, "points_uv": list(CAL_POINTS_UV),
+                             "leak_hold_ms": GATE_LEAK_HOLD_MS,
+                             "sources": {"nominal": 0, "measured": 1},
+                             "slope": "nV/us, linear between the points and beyond the ends, floored, at least 1"},
         "version_1_probe": {"request": f"version {V1_VERSION}, cmd 1 (identify), empty payload",
                             "reply": "protocol 1's identify layout (15-byte payload), protocol 2, "
-                                     "protocol_minor 0; from an assigned board only"},
+                                     f"protocol_minor {PROTOCOL_MINOR}; from an assigned board only"},
         "commands": {c.name: c.json() for c in COMMANDS.values()},
         "errors": dict(ERRORS),
     }

@@ -1,12 +1,12 @@
 """The reference board of the edge-bus protocol, version 2: a complete edge board in Python.
 
-:class:`ReferenceBoard` does everything ``firmware/protocol/PROTOCOL.md`` (protocol 2.0)
+:class:`ReferenceBoard` does everything ``firmware/protocol/PROTOCOL.md`` (protocol 2.1)
 asks of a board: receiving and its checks, addresses (the unassigned address 248,
 ``assign_address`` by uid, duplicate detection), broadcast handling and the reply timing of
 every command (slotted, hashed, selected, silent, refused; :mod:`.slots`), the rule
 (protocol 1.1's arithmetic, :mod:`instruments.bus.rule`) acting on a target that a
 closed-loop :class:`~.actuator.Actuator` follows with a carried residue, telemetry, the state
-store with its generation (:mod:`.store`), resets by mode and cause, the firmware update
+store with its generation (:mod:`.store`), the gate's actuator calibration, resets by mode and cause, the firmware update
 with A/B slots and rollback (:mod:`.update`), and protocol 1's identify probe, answered in
 protocol 1's layout. The golden vectors (``firmware/protocol/vectors/v2/``) are its replies.
 
@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 
 from .. import payloads as v1_payloads, timing
 from ..rule import _M32, Xorshift32, drops_uv, learn_step, seed_from_uid
-from .actuator import Actuator
+from .actuator import Actuator, GateCalibration
 from .constants import (
     ADDR_BOARD_MAX, ADDR_BOARD_MIN, ADDR_BROADCAST, ADDR_HOST, ADDR_UNASSIGNED, BAUD_DEFAULT,
     BROADCAST_HASHED, BROADCAST_REFUSED, BROADCAST_SELECTED, BROADCAST_SLOTTED, DEFAULT_LIMITS,
@@ -67,6 +67,10 @@ class ReferenceBoard:
         uptime_ms, supply_uv, temperature_mdegc: sensor readings, ints or callables.
         fw_version: the version of the image in the active slot at manufacture.
         calibration_uv: the four stored offsets (uV).
+        gate_nominal: a MOSFET board's actuator calibration from its part values, in use
+            until ``calibrate_actuator`` (default: an RC gate of 2.2 ms on a 6 V rail).
+        gate_measured: what the board's gate measures when it calibrates (its hardware:
+            a :class:`~.actuator.GateCalibration` or a callable giving one).
         storage_fails: every flash write fails (``storage``).
         self_test: whether a new image passes its self-test at its trial boot.
         baud: the bus's baud rate (slot times).
@@ -79,7 +83,10 @@ class ReferenceBoard:
                  uptime_ms: int | Callable[[], int] = 0, supply_uv: int | Callable[[], int] = 3_300_000,
                  temperature_mdegc: int | Callable[[], int] = 25_000,
                  fw_version: tuple[int, int, int] = FIRMWARE_VERSION,
-                 calibration_uv: Sequence[int] = (0, 0, 0, 0), storage_fails: bool = False,
+                 calibration_uv: Sequence[int] = (0, 0, 0, 0),
+                 gate_nominal: GateCalibration | None = None,
+                 gate_measured: GateCalibration | Callable[[], GateCalibration] | None = None,
+                 storage_fails: bool = False,
                  self_test: Callable[[Image], bool] = lambda image: True, baud: int = BAUD_DEFAULT) -> None:
         uid = bytes(uid)
         if len(uid) != 8:
@@ -97,6 +104,9 @@ class ReferenceBoard:
         self._sensors = {"node_uv": node_uv, "uptime_ms": uptime_ms, "supply_uv": supply_uv,
                          "temperature_mdegc": temperature_mdegc}
         self.calibration_uv = [int(v) for v in calibration_uv]
+        self.gate_calibration = gate_nominal or GateCalibration.from_rc(2200, 6_000_000)
+        self.gate_source = 0  # 0 nominal, 1 measured (kept across every reset, as the offsets)
+        self._gate_measured = gate_measured or GateCalibration.from_rc(2310, 6_000_000, -20)
         self.storage_fails = bool(storage_fails)
         self.store = StateStore(fails=storage_fails)
         image = Image(tuple(int(v) for v in fw_version), b"")
@@ -338,6 +348,24 @@ class ReferenceBoard:
     def _cmd_read_calibration(self):
         names = [f.name for f in COMMANDS["read_calibration"].reply[1:]]
         return Error.OK, dict(zip(names, self.calibration_uv)), None
+
+    def _gate_reply(self) -> dict:
+        return {"source": self.gate_source, **self.gate_calibration.fields()}
+
+    def _cmd_calibrate_actuator(self):
+        if self.kind != Kind.MOSFET:
+            return Error.WRONG_KIND, None, None
+        if self.storage_fails:
+            return Error.STORAGE, None, None
+        m = self._gate_measured
+        self.gate_calibration, self.gate_source = (m() if callable(m) else m), 1
+        self.state = self.actuator.reach(self.target)  # the board goes back to its target
+        return Error.OK, self._gate_reply(), None
+
+    def _cmd_read_actuator_calibration(self):
+        if self.kind != Kind.MOSFET:
+            return Error.WRONG_KIND, None, None
+        return Error.OK, self._gate_reply(), None
 
     def _cmd_reset(self, mode):
         if mode not in iter(ResetMode):
