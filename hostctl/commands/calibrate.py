@@ -11,6 +11,12 @@
   ``--rig RIG.toml --simulate`` rehearses calibrating a real wiring on the simulated bench
   (into the rig's simulated store). On a real bench the command asks you to connect the
   meter where it is needed.
+- ``calibrate edges --port PORT [--tolerance R] [--leak-limit V/S]``: every MOSFET board on
+  a protocol-2 bus measures its gate's charge and discharge slope and its leak (protocol
+  2.1, ``calibrate_actuator``, all boards at once), keeps the table in its flash and times
+  its pulses by it; the host reads each back, checks it (:mod:`calibration.gates`) and saves
+  the run in ``--store`` (default ``$XDG_DATA_HOME/twinrig/calibration/buses.h5``); exit 1
+  when a board is out of tolerance.
 - ``calibration show [--version N]``: every version, or one in full;
 - ``calibration diff A B``: what drifted between two versions, by how much.
 
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 from hostctl import argtypes
 from hostctl.errors import UserError
@@ -50,6 +57,19 @@ def register(sub) -> None:
                        description="Measure the bench and save a new calibration version in the rig's store.")
     c.add_argument("what", choices=("daq", "edges", "all"), help="what to calibrate")
     _store_arguments(c, calibrating=True)
+    g = c.add_argument_group("protocol-2 gates", "`calibrate edges --port PORT`: every MOSFET board on a "
+                             "protocol-2 bus measures its gate's charge and discharge slope and its leak "
+                             "(protocol 2.1), keeps them and times its pulses by them; the host checks and "
+                             "stores them")
+    g.add_argument("--port", help="the bus's serial port (device path or pyserial URL)")
+    g.add_argument("--baudrate", type=argtypes.integer(300, 4_000_000, "baud"), default=115200,
+                   help="the bus's baud rate (default 115200)")
+    g.add_argument("--latency", type=argtypes.number(0.0, 10.0, "s"), default=0.05,
+                   help="a real port's extra wait beyond the protocol's windows (s, default 0.05)")
+    g.add_argument("--tolerance", type=argtypes.number(0.01, 10.0, "relative"), default=0.3,
+                   help="largest change of a slope from the board's table before (relative, default 0.3)")
+    g.add_argument("--leak-limit", type=argtypes.number(0.0, 10.0, "V/s"), default=1e-3,
+                   help="largest gate leak not flagged (V/s, default 0.001)")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=calibrate)
     s = sub.add_parser("calibration", help="show and compare stored calibrations")
@@ -136,6 +156,49 @@ def _connectors(rig):
     return dmm, smu
 
 
+def _calibrate_gates(args: argparse.Namespace) -> int:
+    """``calibrate edges --port PORT``: the gates of a protocol-2 bus (calibration.gates)."""
+    from calibration import store
+    from calibration.gates import calibrate_gates, summary
+    from calibration.rigkey import RigKey
+    from hostctl.fwupdate import require_port
+    from instruments.bus.v2.client import Bus, BusError
+
+    if args.what != "edges":
+        raise UserError(f"--port calibrates the gates of a protocol-2 bus: use `hostctl calibrate edges "
+                        f"--port {args.port}` (not `{args.what}`)")
+    for name in ("rig", "experiment", "builtin", "seed"):
+        if getattr(args, name) is not None:
+            raise UserError(f"--port and --{name}: --port calibrates the boards on a bus, without a rig")
+    if args.simulate:
+        raise UserError("--port and --simulate: --port calibrates the boards on a bus, without a rig")
+    where = Path(args.store) if args.store else store.data_home() / "twinrig" / "calibration" / "buses.h5"
+    require_port(args.port)
+    try:
+        with Bus(args.port, baud=args.baudrate, latency_s=args.latency) as bus:
+            run = calibrate_gates(bus, tolerance=args.tolerance, leak_limit_v_per_s=args.leak_limit)
+    except BusError as exc:
+        raise UserError(f"--port {args.port}: {exc}") from None
+    if not run.boards:
+        print(summary(run))
+        raise UserError(f"--port {args.port}: no MOSFET board of protocol 2.1 to calibrate")
+    key = RigKey(daq=f"none (protocol-2 bus {args.port})", boards={b.address: b.uid for b in run.boards},
+                 rig=f"bus {args.port}")
+    cal = store.Calibration(f"bus {args.port}", edges=run.to_dict(), key=key, created=run.created)
+    try:
+        where.parent.mkdir(parents=True, exist_ok=True)
+        version = store.save(where, cal)
+    except store.CalibrationStoreError as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:
+        raise UserError(f"{where}: cannot write the calibration store: {exc.strerror or exc}") from None
+    print(f"gate calibration v{version} of bus {args.port} saved in {where}; every board keeps its own table")
+    print(summary(run))
+    for p in run.problems:
+        print(f"out of tolerance: {p}")
+    return 1 if run.problems or run.refused else 0
+
+
 def calibrate(args: argparse.Namespace) -> int:
     from calibration import store
     from calibration.daq import calibrate_daq
@@ -143,6 +206,8 @@ def calibrate(args: argparse.Namespace) -> int:
 
     from calibration.rigkey import key_of
 
+    if args.port is not None:
+        return _calibrate_gates(args)
     where = _store(args)
     rig = _open_rig(args)
     connect_dmm, connect_smu = _connectors(rig)
@@ -241,7 +306,11 @@ def show(args: argparse.Namespace) -> int:
                  f", simulated bench of seed {k.simulated['seed']} (imperfections {k.simulated['imperfections']})"))
     if cal.daq is not None:
         print(daq_table(cal.daq))
-    if cal.edges is not None:
+    if cal.edges is not None and "gates" in cal.edges:
+        from calibration.gates import GateRun, summary as gate_summary
+
+        print(gate_summary(GateRun.from_dict(cal.edges)))
+    elif cal.edges is not None:
         from calibration.edges import summary
 
         print(summary(cal.edges))

@@ -39,6 +39,7 @@ from .link import PortError, open_port
 from .payloads import PayloadError, command_spec, request_frame, unpack_reply
 from . import windows
 from .windows import RESTARTS
+from .actuator import GateCalibration
 
 __all__ = [
     "BusError", "BusTimeout", "BusGarbled", "BoardError", "ProtocolMismatch", "BoardInfo",
@@ -50,7 +51,7 @@ __all__ = [
 IDEMPOTENT = frozenset({
     "identify", "read_state", "set_state", "configure_rule", "sample_drops", "read_telemetry",
     "store_calibration", "read_calibration", "read_actuator", "discover", "assign_address",
-    "fw_block", "fw_status", "fw_verify",
+    "fw_block", "fw_status", "fw_verify", "calibrate_actuator", "read_actuator_calibration",
 })
 KIND_NAMES = {int(k): k.name.lower() for k in Kind}
 _V1_IDENTIFY = 1
@@ -580,6 +581,24 @@ class Bus:
             self.broadcast("store_state")
             return None
         return self.request(address, "store_state")["generation"]
+
+    def calibrate_actuator(self, address: int | None = None) -> tuple[int, GateCalibration] | None:
+        """Protocol 2.1: a MOSFET board measures its gate's slopes and leak, stores and uses
+        them (PROTOCOL.md, "Actuator calibration"). Unicast: (source, the table measured);
+        broadcast (None): every board measures at once, the host waits the quiet time and
+        returns None (read each with :meth:`read_actuator_calibration`). A digipot board or
+        a protocol-2.0 board raises :class:`BoardError` (``wrong_kind``, ``unknown_command``)."""
+        if address is None:
+            self.broadcast("calibrate_actuator")
+            return None
+        r = self.request(address, "calibrate_actuator")
+        return r["source"], GateCalibration.from_fields(r)
+
+    def read_actuator_calibration(self, address: int) -> tuple[int, GateCalibration]:
+        """Protocol 2.1: (source, table) of a MOSFET board's gate, source 0 nominal (its part
+        values), 1 measured."""
+        r = self.request(address, "read_actuator_calibration")
+        return r["source"], GateCalibration.from_fields(r)
 
     def reset(self, address: int | None = None, mode: str | int = "restart") -> None:
         """Restart a board (or every board): ``restart`` keeps the stored state, ``factory``

@@ -106,7 +106,7 @@ class ReferenceBoard:
         self.calibration_uv = [int(v) for v in calibration_uv]
         self.gate_calibration = gate_nominal or GateCalibration.from_rc(2200, 6_000_000)
         self.gate_source = 0  # 0 nominal, 1 measured (kept across every reset, as the offsets)
-        self._gate_measured = gate_measured or GateCalibration.from_rc(2310, 6_000_000, -20)
+        self.gate_measured = gate_measured or GateCalibration.from_rc(2310, 6_000_000, -20)
         self.storage_fails = bool(storage_fails)
         self.store = StateStore(fails=storage_fails)
         image = Image(tuple(int(v) for v in fw_version), b"")
@@ -357,7 +357,7 @@ class ReferenceBoard:
             return Error.WRONG_KIND, None, None
         if self.storage_fails:
             return Error.STORAGE, None, None
-        m = self._gate_measured
+        m = self.gate_measured
         self.gate_calibration, self.gate_source = (m() if callable(m) else m), 1
         self.state = self.actuator.reach(self.target)  # the board goes back to its target
         return Error.OK, self._gate_reply(), None
