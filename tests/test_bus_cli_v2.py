@@ -38,7 +38,7 @@ def test_a_protocol_2_scan_lists_the_boards(serve, capsys):
     assert lines[0].split() == ["address", "unique", "id", "kind", "firmware", "protocol"]
     rows = [ln.split() for ln in lines[1:-1]]
     assert [(int(r[0]), r[1], r[2], r[4]) for r in rows] == [
-        (b.address, b.uid.hex(), "mosfet", "2.0") for b in boards]
+        (b.address, b.uid.hex(), "mosfet", "2.1") for b in boards]
     assert lines[-1] == "5 board(s) in 2 passes, 0 replies garbled"
 
 
@@ -90,3 +90,14 @@ def test_bad_arguments_are_one_line(argv, message, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_the_baud_rate_option_has_one_name_everywhere(serve, capsys):
+    # `--baud` (firmware emulate/update) and `--baudrate` (bus scan/assign) are one option
+    em = serve(onwire.make_boards(2, seed=12))
+    assert main(["bus", "scan", "--protocol", "2", "--port", em.port, "--baud", "115200"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("2 board(s)")
+    from hostctl.cli import build_parser
+
+    ns = build_parser().parse_args(["firmware", "update", "--port", "p", "--baudrate", "57600", "img"])
+    assert ns.baud == 57600

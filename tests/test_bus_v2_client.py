@@ -263,6 +263,16 @@ def test_a_board_that_stays_silent_is_reported_failed_and_the_others_update(emul
     assert [a for a, b in rep.boards.items() if b.outcome == "confirmed"] == [1, 2, 3]
 
 
+def test_a_board_reporting_a_phase_the_spec_does_not_name_fails_alone(emulate):
+    boards = onwire.make_boards(3, seed=16)
+    status = boards[1].firmware.status
+    boards[1].firmware.status = lambda: {**status(), "phase": 9}  # a faulty (or newer) board
+    em, bus = emulate(boards)
+    rep = update_bus(bus, _image(512), (2, 3, 0))
+    assert rep.boards[2].outcome == "failed" and rep.boards[2].reason == "not verified (phase 9 (unknown))"
+    assert [a for a, b in rep.boards.items() if b.outcome == "confirmed"] == [1, 3]
+
+
 def test_a_host_that_does_not_keep_the_erase_quiet_time_loses_blocks(emulate):
     """Boards erase their inactive slot for fw_begin with interrupts off (45 ms a sector,
     typical): blocks sent at once are lost but for the UART's FIFO; after the quiet time

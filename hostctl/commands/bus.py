@@ -34,7 +34,7 @@ def register(sub) -> None:
     bus_sub.required = True
     scan = bus_sub.add_parser("scan", help="list the boards on the bus")
     scan.add_argument("--port", required=True, help="serial port (device path or pyserial URL)")
-    scan.add_argument("--baudrate", type=argtypes.integer(BAUDRATE_MIN, BAUDRATE_MAX, "baud"), default=115200,
+    scan.add_argument("--baudrate", "--baud", type=argtypes.integer(BAUDRATE_MIN, BAUDRATE_MAX, "baud"), default=115200,
                       help=f"line rate, {BAUDRATE_MIN}..{BAUDRATE_MAX:,} baud (default 115200)")
     scan.add_argument("--passes", type=argtypes.integer(2, 16), default=6,
                       help="most identify broadcasts before the scan gives up waiting for two that "
@@ -45,7 +45,7 @@ def register(sub) -> None:
     assign = bus_sub.add_parser("assign", help="give every protocol-2 board without an address one, "
                                                "by its unique id")
     assign.add_argument("--port", required=True, help="serial port (device path or pyserial URL)")
-    assign.add_argument("--baudrate", type=argtypes.integer(BAUDRATE_MIN, BAUDRATE_MAX, "baud"), default=115200,
+    assign.add_argument("--baudrate", "--baud", type=argtypes.integer(BAUDRATE_MIN, BAUDRATE_MAX, "baud"), default=115200,
                         help=f"line rate, {BAUDRATE_MIN}..{BAUDRATE_MAX:,} baud (default 115200)")
     assign.add_argument("--first", type=argtypes.integer(1, 247), default=1,
                         help="the lowest address to give, 1..247 (default 1); addresses boards "

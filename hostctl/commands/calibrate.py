@@ -62,7 +62,7 @@ def register(sub) -> None:
                              "(protocol 2.1), keeps them and times its pulses by them; the host checks and "
                              "stores them")
     g.add_argument("--port", help="the bus's serial port (device path or pyserial URL)")
-    g.add_argument("--baudrate", type=argtypes.integer(300, 4_000_000, "baud"), default=115200,
+    g.add_argument("--baudrate", "--baud", type=argtypes.integer(300, 4_000_000, "baud"), default=115200,
                    help="the bus's baud rate (default 115200)")
     g.add_argument("--latency", type=argtypes.number(0.0, 10.0, "s"), default=0.05,
                    help="a real port's extra wait beyond the protocol's windows (s, default 0.05)")

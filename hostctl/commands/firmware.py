@@ -48,7 +48,7 @@ def register(sub) -> None:
                          "(v2, the default); protocol-2 boards time their own replies")
     em.add_argument("--unassigned", action="store_true",
                     help="protocol 2: the boards start unassigned, at address 248")
-    em.add_argument("--baud", type=argtypes.integer(1200, 4_000_000, "baud"), default=115200,
+    em.add_argument("--baud", "--baudrate", dest="baud", type=argtypes.integer(1200, 4_000_000, "baud"), default=115200,
                     help="the emulated line's rate (default 115200)")
     em.set_defaults(func=run_emulate)
     up = fw_sub.add_parser("update", help="update every protocol-2 board of every bus (firmware over the bus)")
@@ -91,7 +91,7 @@ def _uid(text: str) -> str:
 
 
 def _bus_options(p) -> None:
-    p.add_argument("--baud", type=argtypes.integer(1200, 4_000_000, "baud"), default=115200,
+    p.add_argument("--baud", "--baudrate", dest="baud", type=argtypes.integer(1200, 4_000_000, "baud"), default=115200,
                    help="the buses' line rate (default 115200)")
     p.add_argument("--latency", type=argtypes.number(0.0, 10.0, "s"), default=0.05,
                    help="a real port's extra wait beyond the protocol's windows, for the USB adapter "

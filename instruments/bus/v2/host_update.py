@@ -219,7 +219,7 @@ def update_bus(bus: Bus, image: bytes, version: tuple[int, int, int], *, scan: S
     for a in sorted(active):
         st = status.get(a)
         if st is None or st["phase"] != Phase.VERIFIED:
-            phase = "no reply" if st is None else Phase(st["phase"]).name.lower()
+            phase = "no reply" if st is None else _phase_name(st["phase"])
             if st is not None and st["missing"]:
                 phase += f", {st['missing']} block(s) missing after {rep.status_rounds - 1} fw_status rounds"
             rep.boards[a].outcome, rep.boards[a].reason = "failed", f"not verified ({phase})"
@@ -259,8 +259,16 @@ def update_bus(bus: Bus, image: bytes, version: tuple[int, int, int], *, scan: S
             b.reason = f"the new image failed its trial boot; runs {info.firmware} again"
         else:
             b.outcome = "failed"
-            b.reason = f"phase {Phase(st['phase']).name.lower()} after fw_swap, runs {info.firmware}"
+            b.reason = f"phase {_phase_name(st['phase'])} after fw_swap, runs {info.firmware}"
     rep.bus_time_us = bus.bus_time_us() - t0
     report_progress(bus.name, "done", 0, 0)
     return rep
 
+
+def _phase_name(phase: int) -> str:
+    """A ``fw_status`` phase by name; a number the spec does not name (a newer or faulty
+    board) as ``phase N``, so one board's odd reply fails that board, not the update."""
+    try:
+        return Phase(phase).name.lower()
+    except ValueError:
+        return f"phase {phase} (unknown)"
