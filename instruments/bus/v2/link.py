@@ -101,6 +101,19 @@ class _Port:
         self.bytes_sent += len(data)
         return len(data)
 
+    def exchange_train(self, frames, spacing_us: int, tail_us: int) -> list:
+        """Send ``frames`` one after another, each ``spacing_us`` after the end of frame of
+        the one before (a window in bus time, no latency: the replies are on the wire within
+        it), and receive until ``tail_us`` after the last one's end of frame (plus, on a
+        real port, its latency once); everything received, in order. The host attributes
+        each reply by its source and sequence number, so a reply that an adapter hands over
+        late is still counted for the right request."""
+        items: list = []
+        for f in frames:
+            items += self.exchange(f, spacing_us, None, False)
+        self.wait(tail_us)
+        return items
+
     def _end_window(self, items: list) -> list:
         """At the end of a window, bytes after the last delimiter are a garbled reply (a
         collision's garbage, or a reply cut short): counted as one, and forgotten."""
@@ -158,6 +171,28 @@ class SerialPort(_Port):
                 if done is not None and done(items):
                     return items
         return self._end_window(items)
+
+    def exchange_train(self, frames, spacing_us: int, tail_us: int) -> list:
+        """As :meth:`_Port.exchange_train`, in real time: the input buffer is kept across
+        the train (a late reply is not thrown away with the next request), and the latency
+        is waited once, after the last frame, not after every one."""
+        try:
+            self.serial.reset_input_buffer()
+            self._splitter.reset()
+            items: list = []
+            frames = list(frames)
+            for i, f in enumerate(frames):
+                n = self._write(f)
+                self._eof = time.monotonic() + n * self.char_us * 1e-6
+                last = i == len(frames) - 1
+                deadline = self._eof + (tail_us if last else spacing_us) * 1e-6 + (self.latency_s if last else 0.0)
+                while time.monotonic() < deadline:
+                    data = self.serial.read(max(1, self.serial.in_waiting))
+                    if data:
+                        items += self._items(data)
+            return self._end_window(items)
+        except (serial.SerialException, OSError, termios.error) as exc:
+            raise PortError(f"{self.name}: the port failed ({exc})") from None
 
     def wait(self, window_us: int) -> None:
         """Send nothing until ``window_us`` after the last request's end of frame."""
