@@ -395,6 +395,23 @@ def test_two_buses_are_one_rig_with_boards_keyed_by_bus_and_address(emulate):
     assert "17 board(s) on 2 bus(es) updated to 2.3.1: 17 confirmed" in result.summary()
 
 
+def test_a_rig_updates_bus_time_counts_from_the_scan_it_used(emulate):
+    em, _ = emulate(onwire.make_boards(3, seed=22))
+    image = _image(512, seed=5)
+    with Rig([em.port]) as rig:
+        bus = rig.buses[0]
+        t0 = bus.bus_time_us()
+        scans = rig.scan()
+        scanned = bus.bus_time_us() - t0
+        with_scan = rig.update(image, (2, 3, 2), scans=scans).buses[0].bus_time_us
+        t1 = bus.bus_time_us()
+        own = {em.port: bus.scan()}  # a scan not of the rig's: the update counts from now
+        t2 = bus.bus_time_us()
+        alone = rig.update(image, (2, 3, 3), scans=own).buses[0].bus_time_us
+        t3 = bus.bus_time_us()
+    assert scanned > 0 and with_scan == t1 - t0 and alone == t3 - t2
+
+
 def test_a_uid_on_two_buses_is_a_wiring_fault(emulate):
     a = onwire.make_boards(3, seed=30)
     b = [ReferenceBoard(a[1].uid, Kind.MOSFET, address=5)]

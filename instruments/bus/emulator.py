@@ -119,13 +119,16 @@ class BusEmulator:
         wire: the :class:`~instruments.bus.wire.Wire` (emulated time, stalls, idling).
     """
 
+    #: The wire's class (a subclass may give a wire that knows more of its host's waits).
+    wire_class = Wire
+
     def __init__(self, boards, faults: Faults | None = None, *, baud: int = 115200, timing=None,
                  seed: int = 0, host_gap_us: int | None = None, boot_us=BOOT_US,
                  host_timeout_us: int = HOST_TIMEOUT_US, host_listen_us: int = HOST_LISTEN_US):
         self.boards = sorted(boards, key=lambda b: b.address)
         self.faults = faults or Faults()
         self._pending_duplicates: list[bytes] = []
-        self.wire = Wire(self.boards, baud, timing, seed, host_gap_us, boot_us, host_timeout_us,
+        self.wire = self.wire_class(self.boards, baud, timing, seed, host_gap_us, boot_us, host_timeout_us,
                          host_listen_us, transmit=self._transmit)
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)

@@ -281,9 +281,10 @@ class V2Emulator(BusEmulator):
     bytes it took from the host (``bytes_in``) and gave back (``bytes_out``) once each chunk
     is done, and registers itself by port while running (:func:`serving`)."""
 
+    wire_class = V2Wire
+
     def __init__(self, boards, faults=None, **kw) -> None:
         super().__init__(boards, faults, **kw)
-        self.wire.__class__ = V2Wire  # the same wire, with host_waited
         for node in self.wire.nodes:
             if isinstance(node.board, WiredBoard):
                 node.board.wire, node.board.node = self.wire, node

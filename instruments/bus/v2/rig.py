@@ -69,6 +69,8 @@ class Rig:
         if len(set(map(str, ports))) != len(ports):
             raise BusError(f"a port is named twice: {', '.join(map(str, ports))}")
         self.buses: list[Bus] = []
+        #: The last :meth:`scan`'s result and each bus's time when it started (bus time us).
+        self._last_scan: tuple[dict | None, dict] = (None, {})
         try:
             for p in ports:
                 self.buses.append(Bus(p, **bus_args))
@@ -99,9 +101,10 @@ class Rig:
         two buses."""
         def one(bus: Bus):
             return bus.survey() if probe else (bus.scan(), Duplicates())
-        self._started = {b.name: b.bus_time_us() for b in self.buses}
+        started = {b.name: b.bus_time_us() for b in self.buses}
         done = self.each(one)
         scans = {b.name: r[0] for b, r in zip(self.buses, done)}
+        self._last_scan = (scans, started)
         self.duplicates = {b.name: r[1] for b, r in zip(self.buses, done)}
         self.check_wiring(scans)
         return scans
@@ -136,8 +139,12 @@ class Rig:
                scans: dict[str, ScanResult] | None = None) -> RigUpdate:
         """Update every board of every bus, the buses in parallel. A bus that fails (no
         board, a protocol-1 board) is reported in ``errors``; the others go on."""
-        scans = self.scan() if scans is None else scans
-        started = getattr(self, "_started", None) or {b.name: b.bus_time_us() for b in self.buses}
+        if scans is None:
+            scans = self.scan()
+        # the bus time counts from the start of the scan the update uses when that is this
+        # rig's last scan, else from now (a scan of the caller's, timed or not by it)
+        last_scans, last_started = self._last_scan
+        started = last_started if scans is last_scans else {b.name: b.bus_time_us() for b in self.buses}
         out = RigUpdate()
 
         def one(bus: Bus):
@@ -151,5 +158,4 @@ class Rig:
             else:
                 r.bus_time_us = bus.bus_time_us() - started[bus.name]  # with the probe and scan
                 out.buses.append(r)
-        self._started = None
         return out
