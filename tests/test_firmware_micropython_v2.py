@@ -499,11 +499,32 @@ def _op(draw):
     return ("raw", REF.encode_frame(frame))
 
 
+#: The reference board's gate tables (its defaults, given explicitly to both boards).
+GATE_NOMINAL = REF.GateCalibration.from_rc(2200, 6_000_000)
+GATE_MEASURED = REF.GateCalibration.from_rc(2310, 6_000_000, -20)
+
+
+def _gate_fields(cal) -> tuple:
+    f = cal.fields()
+    return tuple(f["charge_gate_uv"] + f["charge_nv_per_us"] + f["discharge_gate_uv"]
+                 + f["discharge_nv_per_us"] + [f["leak_uv_per_s"]])
+
+
 class _RefHAL:
-    """The HAL the reference board implies: its actuator's grid, its sensors."""
+    """The HAL the reference board implies: its actuator's grid, its sensors, its gate
+    table (nominal until calibrate_actuator measures GATE_MEASURED; kept by the HAL, so
+    across every reset and power cycle)."""
 
     def __init__(self, act, nodes):
         self.act, self.node_uv, self.cal = act, nodes, [0, 0, 0, 0]
+        self.gate = (0, _gate_fields(GATE_NOMINAL))
+
+    def actuator_calibration(self):
+        return self.gate
+
+    def calibrate_actuator(self):
+        self.gate = (1, _gate_fields(GATE_MEASURED))
+        return True
 
     def set_state(self, state, previous, learn=False):
         return self.act.reach(state)
@@ -548,7 +569,7 @@ def test_the_firmware_answers_as_the_reference_board_does(fw2, tmp_path_factory,
     nodes = (1_300_000, 1_000_000, 1_150_000, 1_000_000)
     res = 1000 if kind == 2 else 1
     ref = REF.ReferenceBoard(UIDS[0], kind, address=address, node_uv=nodes, uptime_ms=123_456, resolution=res,
-                             initial_state=None)
+                             initial_state=None, gate_nominal=GATE_NOMINAL, gate_measured=GATE_MEASURED)
     flash = tr_store2.Flash(str(tmp_path_factory.mktemp("diff")) + "/")
     if address != 248:
         tr_store2.AddressStore(flash).store(address)

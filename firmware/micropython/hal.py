@@ -34,6 +34,17 @@
 #                              the whole frame, low again after the last stop bit)
 #   learn_edge()               the nodes' snapshot (four uV) of a learn-trigger pulse,
 #                              or None
+#   actuator_calibration()     protocol 2.1 ("Actuator calibration"): the gate's table
+#                              in use as (source, fields): source 0 nominal (rc_us,
+#                              rail_uv), 1 loaded from gate_cal.json or measured; fields
+#                              the reply's 21 i32 (charge_gate_uv[5], charge_nv_per_us[5],
+#                              discharge_gate_uv[5], discharge_nv_per_us[5],
+#                              leak_uv_per_s). None: the actuator has none (wrong_kind)
+#   calibrate_actuator()       measure the table (GateDriver.calibrate), the gate back
+#                              at its target; store it (atomic) and use it: True; False
+#                              when it could not be stored (the table before in use)
+#   hold_actuator()            the main loop's idle pass: a gate restores what its leak
+#                              took (GateDriver.hold); the gate read back, or None
 #   wdt_feed()                 feed the watchdog
 #   idle()                     wait a little (the main loop's pace)
 
@@ -465,6 +476,17 @@ class MachineHAL(_BaseHAL):
     def set_state(self, state, previous, learn=False):
         return self.actuator.set(state, previous, self.wdt_feed, learn)
 
+    def actuator_calibration(self):
+        f = getattr(self.actuator, "calibration", None)
+        return None if f is None else f()
+
+    def calibrate_actuator(self):
+        return self.actuator.calibrate(self.wdt_feed)
+
+    def hold_actuator(self):
+        f = getattr(self.actuator, "hold", None)
+        return None if f is None else f(self.wdt_feed)
+
     # bus
     def uart_read(self):
         n = self.uart.any()
@@ -578,10 +600,12 @@ class GateActuator:
                                 act.get("readback_samples", 256), "actuator.readback")
         self.rc_us = act.get("rc_us", 2200)
         self.cal_file = cal_file
+        rail = act.get("rail_uv", 6000000)
         cal = tr_gate.GateCalibration.load(cal_file)
+        self.source = 0 if cal is None else 1      # 0 nominal, 1 measured (2.1)
         if cal is None:
-            cal = tr_gate.GateCalibration.from_rc(self.rc_us, act.get("rail_uv", 6000000))
-        self.driver = tr_gate.GateDriver(ch, dis, rb, clock, cal, act.get("rail_uv", 6000000),
+            cal = tr_gate.GateCalibration.from_rc(self.rc_us, rail)
+        self.driver = tr_gate.GateDriver(ch, dis, rb, clock, cal, rail,
                                          min(act.get("max_pulse_us", 20000), ch.MAX_US),
                                          act.get("settle_us", 20),
                                          act.get("max_iterations", 8))
@@ -594,7 +618,22 @@ class GateActuator:
             return d.step(state - previous, feed)
         return d.set(state, feed)
 
+    def calibration(self):
+        """The table in use: (source, the reply's 21 fields)."""
+        return self.source, self.driver.cal.fields()
+
     def calibrate(self, feed=None):
-        """Measure the slope calibration on this board and store it in gate_cal_file."""
-        cal = self.driver.calibrate(feed=feed)
-        return cal.store(self.cal_file)
+        """Measure the table on this board (GateDriver.calibrate, which goes back to the
+        target) and store it in gate_cal_file: True, and it is in use (source 1); False
+        when it could not be stored, and the table before is in use again."""
+        d = self.driver
+        before = d.cal
+        cal = d.calibrate(feed=feed)
+        if not cal.valid() or not cal.store(self.cal_file):
+            d.use(before)
+            return False
+        self.source = 1
+        return True
+
+    def hold(self, feed=None):
+        return self.driver.hold(feed)

@@ -133,6 +133,14 @@ def step2(board, hal):
     nodes = hal.learn_edge()
     if nodes is not None:
         board.learn(nodes)
+    elif not data:
+        # an idle pass: a gate restores what its leak took since it was last read back
+        # (tr_gate.GateDriver.hold, PROTOCOL.md "Actuator calibration"); the state is
+        # the gate read back
+        hold = getattr(hal, "hold_actuator", None)
+        v = None if hold is None else hold()
+        if v is not None:
+            board.state = v
     if hasattr(hal, "trigger_counts"):
         g = hal.trigger_counts()[1]
         d = (g - board.glitches_seen) & 0x3FFFFFFF

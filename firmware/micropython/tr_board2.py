@@ -1,13 +1,15 @@
 # twinrig edge board: the board application of protocol version 2.
 #
-# firmware/protocol/PROTOCOL.md (protocol 2.0), exactly: receiving and its checks,
+# firmware/protocol/PROTOCOL.md (protocol 2.1), exactly: receiving and its checks,
 # addresses (unassigned 248, assign_address by uid, duplicate detection), broadcast
 # handling and reply timing (slotted, hashed, selected, silent, refused; each reply's
 # start counted from the request's end of frame), the rule on a target that the
 # actuator follows with a carried residue, telemetry, the state store with its
 # generation, resets by mode and cause, the firmware update with A/B slots and
-# rollback, and protocol 1's identify probe answered in protocol 1's layout. The
-# hardware is a HAL (hal.py); the persistent records are files (tr_store2.Flash).
+# rollback, a MOSFET board's actuator calibration (2.1: measured by the HAL, kept by
+# it across every reset), and protocol 1's identify probe answered in protocol 1's
+# layout. The hardware is a HAL (hal.py); the persistent records are files
+# (tr_store2.Flash).
 #
 #   board = Board2(hal, flash, uid, kind, resolution=1000)
 #   reply = board.handle(chunk)       # wire bytes or None; board.reply_start_us
@@ -446,3 +448,33 @@ class Board2:
     def _swap_after(self):
         c = self.firmware.boot()
         self.restart(RC_POWER_ON if c is None else c)
+
+    # protocol 2.1, "Actuator calibration". The table lives in the HAL (a gate board's
+    # gate_cal.json), so every reset keeps it: actuator_calibration() gives (source,
+    # the 21 fields) or None when the actuator has none; calibrate_actuator() measures
+    # it, goes back to the target, stores it and uses it (False: not stored, the table
+    # before stays in use).
+
+    def _gate_table(self):
+        if self.kind != 2:
+            return None
+        f = getattr(self.hal, "actuator_calibration", None)
+        return None if f is None else f()
+
+    def _cmd_calibrate_actuator(self):
+        if self._gate_table() is None:
+            return P.WRONG_KIND, None, None
+        stored = self.hal.calibrate_actuator()
+        self._move(self.target)     # the state read back at the target, as before
+        if not stored:
+            return P.STORAGE, None, None
+        return P.OK, self._gate_fields(), None
+
+    def _cmd_read_actuator_calibration(self):
+        if self._gate_table() is None:
+            return P.WRONG_KIND, None, None
+        return P.OK, self._gate_fields(), None
+
+    def _gate_fields(self):
+        source, fields = self._gate_table()
+        return (source,) + tuple(fields)

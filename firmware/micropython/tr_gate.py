@@ -12,11 +12,24 @@
 # keeps a target: a learn adds its change to the target, and the driver pulses only when
 # the distance from the measured gate to the target is at least one pulse's worth; what
 # is left is carried to the next learn. The state a board reports is the gate voltage
-# it measured, never the target. The gate's leak pulls the measured gate away from the
-# target between learns, so the next pulse restores it; the leak rate is measured.
+# it measured, never the target.
 #
-# The slope is a per-board calibration (GateCalibration, kept in gate_cal.json on the
-# board's flash): gate voltages and the slope measured there, interpolated linearly.
+# The slope is a per-board calibration (GateCalibration, protocol 2.1's "Actuator
+# calibration", kept in gate_cal.json on the board's flash): five gate voltages each
+# way and the slope measured there, interpolated linearly, and the gate's leak.
+# GateDriver.calibrate measures it (calibrate_actuator over the bus).
+#
+# The leak. Why it never accumulates into the learned value: the learned value is the
+# board's target (tr_board2.Board2.target, the rule's input and output), never the
+# read-back; every move (set, step) reads the gate back first and pulses from what it
+# read towards the target, so whatever the leak took since the last move is restored
+# by the next one and the gate is back at the target within one pulse's worth after
+# every learn. Between learns the gate would still drift by leak * interval: the
+# stored leak is used there (GateDriver.hold, from the main loop's idle passes): once
+# it may have moved the gate by half of one pulse's worth since the last read-back,
+# the driver reads the gate back and restores it, so the gate stays within about one
+# pulse's worth of the target however long the bus is idle. step() also keeps a live
+# estimate of the leak from the drift between moves a second or more apart.
 
 import json
 
@@ -26,7 +39,14 @@ except ImportError:  # pragma: no cover
     import uos as os
 
 CAL_POINTS_UV = (1000000, 2000000, 3000000, 4000000, 5000000)
+CAL_POINTS = 5              # per direction (protocol 2.1's layout)
+CAL_PULSE_US = 100          # the calibration's pulse width (the reference design's)
+GATE_LEAK_HOLD_MS = 1000    # the shortest hold over which the leak is measured
+LEAK_READS = 16             # read-backs averaged at each end of the hold
+CAL_READS = 4               # read-backs averaged around each calibration pulse
 LEAK_MIN_US = 1000000
+_I32_MIN = -0x80000000
+_I32_MAX = 0x7FFFFFFF
 
 
 class PioPulser:
@@ -80,19 +100,35 @@ class RmtPulser:
 
 
 class GateCalibration:
-    """The gate's slope in nV per us at gate voltages: ``charge`` and ``discharge``
-    lists of [gate_uv, nv_per_us], increasing in gate_uv (two points at least); linear
-    between the points and beyond the ends, never below 1 nV/us."""
+    """The gate's actuator calibration (PROTOCOL.md "Actuator calibration", protocol
+    2.1; instruments/bus/v2/actuator.py GateCalibration): ``charge`` and ``discharge``
+    lists of [gate_uv, nv_per_us], exactly five points each (the protocol's layout),
+    increasing in gate_uv; the slope is linear between the points and beyond the ends
+    (floored division), never below 1 nV/us. ``leak_uv_per_s``: the gate's drift with
+    no pulse (negative: it discharges by itself)."""
 
-    def __init__(self, charge, discharge):
-        self.charge = [list(p) for p in charge]
-        self.discharge = [list(p) for p in discharge]
+    def __init__(self, charge, discharge, leak_uv_per_s=0):
+        self.charge = [[int(p[0]), int(p[1])] for p in charge]
+        self.discharge = [[int(p[0]), int(p[1])] for p in discharge]
+        self.leak_uv_per_s = int(leak_uv_per_s)
 
     @classmethod
-    def from_rc(cls, rc_us, rail_uv, points=CAL_POINTS_UV):
+    def from_rc(cls, rc_us, rail_uv, points=CAL_POINTS_UV, leak_uv_per_s=0):
         """The nominal part values: dV/dt = (rail - V) / RC charging, V / RC discharging."""
         return cls([[v, (rail_uv - v) * 1000 // rc_us] for v in points],
-                   [[v, v * 1000 // rc_us] for v in points])
+                   [[v, v * 1000 // rc_us] for v in points], leak_uv_per_s)
+
+    def valid(self):
+        """Five points each way, gate voltages strictly increasing, every value an i32."""
+        for pts in (self.charge, self.discharge):
+            if len(pts) != CAL_POINTS:
+                return False
+            for i in range(CAL_POINTS):
+                if not (_I32_MIN <= pts[i][0] <= _I32_MAX and _I32_MIN <= pts[i][1] <= _I32_MAX):
+                    return False
+                if i and pts[i][0] <= pts[i - 1][0]:
+                    return False
+        return _I32_MIN <= self.leak_uv_per_s <= _I32_MAX
 
     def slope_nv_per_us(self, v_uv, charging):
         pts = self.charge if charging else self.discharge
@@ -103,36 +139,68 @@ class GateCalibration:
         s = s0 + (s1 - s0) * (v_uv - v0) // (v1 - v0)
         return s if s > 0 else 1
 
+    def fields(self):
+        """The reply's fields after ``source``: charge_gate_uv[5], charge_nv_per_us[5],
+        discharge_gate_uv[5], discharge_nv_per_us[5], leak_uv_per_s."""
+        out = [p[0] for p in self.charge] + [p[1] for p in self.charge]
+        out += [p[0] for p in self.discharge] + [p[1] for p in self.discharge]
+        out.append(self.leak_uv_per_s)
+        return tuple(out)
+
+    @classmethod
+    def from_fields(cls, f):
+        return cls([[f[i], f[5 + i]] for i in range(5)],
+                   [[f[10 + i], f[15 + i]] for i in range(5)], f[20])
+
     def to_json(self):
-        return {"charge": self.charge, "discharge": self.discharge}
+        return {"charge": self.charge, "discharge": self.discharge,
+                "leak_uv_per_s": self.leak_uv_per_s}
+
+    def dumps(self):
+        return json.dumps(self.to_json())
+
+    @classmethod
+    def loads(cls, text):
+        """The calibration a record holds, or None when it is not a valid table (a
+        record of an older firmware without the leak reads as leak 0)."""
+        try:
+            d = json.loads(text)
+            cal = cls(d["charge"], d["discharge"], d.get("leak_uv_per_s", 0))
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+            return None
+        return cal if cal.valid() else None
 
     def store(self, path):
-        """Write ``path`` atomically (a temporary file renamed over it); True on success."""
+        """Write ``path`` atomically (a temporary file renamed over it) and read it
+        back; True on success."""
         tmp = path + ".tmp"
+        text = self.dumps()
         try:
             with open(tmp, "w") as f:
-                f.write(json.dumps(self.to_json()))
+                f.write(text)
             try:
                 os.rename(tmp, path)
             except OSError:     # FAT will not rename over a file
                 os.remove(path)
                 os.rename(tmp, path)
+            with open(path) as f:
+                return f.read() == text
         except OSError:
             return False
-        return True
 
     @classmethod
     def load(cls, path):
-        """The stored calibration, or None when missing or unreadable."""
-        try:
-            with open(path) as f:
-                d = json.loads(f.read())
-            cal = cls(d["charge"], d["discharge"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-        if len(cal.charge) < 2 or len(cal.discharge) < 2:
-            return None
-        return cal
+        """The stored calibration, or None when missing or unreadable (then the one a
+        store cut short between remove and rename left in ``path + ".tmp"``)."""
+        for p in (path, path + ".tmp"):
+            try:
+                with open(p) as f:
+                    cal = cls.loads(f.read())
+            except OSError:
+                cal = None
+            if cal is not None:
+                return cal
+        return None
 
 
 class GateDriver:
@@ -149,8 +217,9 @@ class GateDriver:
 
     ``v_uv`` is the last measured gate, ``target_uv`` where the rule wants it,
     ``carried_uv`` = target - measured after the last move (not applied), ``pulses`` and
-    ``pulse_us_total`` count what was applied, ``leak_uv_per_s`` is the measured drift
-    between moves (negative: leaking away)."""
+    ``pulse_us_total`` count what was applied, ``leak_uv_per_s`` is the gate's drift
+    with no pulse (negative: leaking away): the calibration's, then step()'s estimate
+    from moves a second or more apart; hold() uses it."""
 
     def __init__(self, charge, discharge, readback, clock, cal, rail_uv=6000000,
                  max_pulse_us=20000, settle_us=20, max_iterations=8):
@@ -169,7 +238,7 @@ class GateDriver:
         self.carried_uv = 0
         self.pulses = 0
         self.pulse_us_total = 0
-        self.leak_uv_per_s = 0
+        self.leak_uv_per_s = cal.leak_uv_per_s
 
     # -- measurement
     def measure(self):
@@ -248,24 +317,92 @@ class GateDriver:
         self._approach(feed)
         return self.v_uv
 
-    def calibrate(self, points_uv=CAL_POINTS_UV, pulse_us=100, feed=None):
-        """Measure the slope at each gate voltage: set there, one charge pulse, one
-        discharge pulse, each read back. Returns the new GateCalibration (also used
-        from now on)."""
+    # -- protocol 2.1's actuator calibration (PROTOCOL.md "Actuator calibration")
+    def use(self, cal):
+        """Time the pulses from ``cal`` from now on, and take its leak."""
+        self.cal = cal
+        self.leak_uv_per_s = cal.leak_uv_per_s
+
+    def _read_avg(self, n):
+        s = 0
+        for _ in range(n):
+            s += self.readback.read_one(0)
+        self.v_uv = s // n
+        self.t_us = self.clock.ticks_us()
+        return self.v_uv
+
+    def measure_leak(self, hold_ms=GATE_LEAK_HOLD_MS, feed=None):
+        """The gate's drift with no pulse (uV/s): LEAK_READS read-backs averaged at each
+        end of a hold of ``hold_ms`` or more between their mid-points, the watchdog fed
+        while waiting."""
+        c = self.clock
+        t0 = c.ticks_us()
+        a = self._read_avg(LEAK_READS)
+        ta = c.ticks_diff(c.ticks_us(), t0) // 2
+        hold_us = hold_ms * 1000
+        while True:
+            left = hold_us + ta - c.ticks_diff(c.ticks_us(), t0)
+            if left <= 0:
+                break
+            c.sleep_us(left if left < 100000 else 100000)
+            if feed is not None:
+                feed()
+        t1 = c.ticks_us()
+        b = self._read_avg(LEAK_READS)
+        tb = c.ticks_diff(t1, t0) + c.ticks_diff(c.ticks_us(), t1) // 2
+        return (b - a) * 1000000 // (tb - ta)
+
+    def calibrate(self, points_uv=CAL_POINTS_UV, pulse_us=CAL_PULSE_US,
+                  hold_ms=GATE_LEAK_HOLD_MS, feed=None):
+        """Measure the table: at each gate voltage set there, one charge pulse and one
+        discharge pulse of ``pulse_us``, each read back (CAL_READS averaged), the change
+        over the width the slope at the mid-point of the change; then, back at the
+        target, the leak over a hold (measure_leak); then back at the target again.
+        Returns the new GateCalibration, used from now on (the caller stores it, and
+        puts the one before back with use() when that fails)."""
         back = self.target_uv
         charge = []
         discharge = []
         for v in points_uv:
             self.set(v, feed)
-            v0 = self.v_uv
+            v0 = self._read_avg(CAL_READS)
             self._pulse(True, pulse_us, feed)
-            v1 = self.measure()
+            v1 = self._read_avg(CAL_READS)
             charge.append([(v0 + v1) // 2, (v1 - v0) * 1000 // pulse_us])
             self._pulse(False, pulse_us, feed)
-            v2 = self.measure()
+            v2 = self._read_avg(CAL_READS)
             discharge.append([(v1 + v2) // 2, (v1 - v2) * 1000 // pulse_us])
-        charge.sort()
-        discharge.sort()
-        self.cal = GateCalibration(charge, discharge)
         self.set(back, feed)
-        return self.cal
+        leak = self.measure_leak(hold_ms, feed)
+        cal = GateCalibration(_increasing(charge), _increasing(discharge), leak)
+        self.use(cal)
+        self.set(back, feed)
+        return cal
+
+    def hold(self, feed=None):
+        """Between moves (the main loop's idle passes): the stored leak's use. Once the
+        leak may have moved the gate by half of one pulse's worth since it was last read
+        back, read it back and restore the target (set), so the gate, the network's
+        weight, stays at the learned value between learns too, not only after the next
+        one. Returns the measured gate when it read it, else None (no leak: never)."""
+        leak = self.leak_uv_per_s
+        if self.v_uv is None or leak == 0:
+            return None
+        dt = self.clock.ticks_diff(self.clock.ticks_us(), self.t_us)
+        m = -leak if leak < 0 else leak
+        if m * dt < self.resolution_uv(self.v_uv, leak < 0) * 500000:
+            return None
+        return self.set(self.target_uv, feed)
+
+
+def _increasing(pts):
+    """``pts`` sorted by gate voltage and made strictly increasing (a gate that cannot
+    reach a point, e.g. a rail below it, gives two mid-points alike), every value an i32."""
+    pts.sort()
+    for i in range(len(pts)):
+        p = pts[i]
+        if i and p[0] <= pts[i - 1][0]:
+            p[0] = pts[i - 1][0] + 1
+        for k in (0, 1):
+            p[k] = _I32_MIN if p[k] < _I32_MIN else _I32_MAX if p[k] > _I32_MAX else p[k]
+    return pts

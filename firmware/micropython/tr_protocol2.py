@@ -4,7 +4,7 @@
 # checks in the spec's order with its error codes, a bounded stream splitter that
 # also says where each frame ended in the data it was given, the command table,
 # CRC-32, the reply timing (turnaround, slots) and discover's hash. Follows
-# firmware/protocol/PROTOCOL.md (protocol 2.0) and protocol-2.json; checked against
+# firmware/protocol/PROTOCOL.md (protocol 2.1) and protocol-2.json; checked against
 # the golden vectors firmware/protocol/vectors/v2. The CRC-16 and COBS coder are
 # protocol 1's (tr_protocol). Runs unchanged on MicroPython and CPython.
 #
@@ -24,7 +24,7 @@ except ImportError:  # pragma: no cover
 import tr_protocol as P1
 
 PROTOCOL_VERSION = const(2)
-PROTOCOL_MINOR = const(0)
+PROTOCOL_MINOR = const(1)   # 2.1: the actuator calibration (PROTOCOL.md "Versioning")
 V1_VERSION = const(1)
 HEADER_SIZE = const(5)
 CRC_SIZE = const(2)
@@ -88,12 +88,17 @@ COMMANDS = {
     17: ("fw_status", "<", "<BBBBBHH8H", BC_SLOTTED),
     18: ("fw_verify", "<", "<BB", BC_SILENT),
     19: ("fw_swap", "<", "<B", BC_SILENT),
+    # protocol 2.1, "Actuator calibration": source u8, charge_gate_uv i32[5],
+    # charge_nv_per_us i32[5], discharge_gate_uv i32[5], discharge_nv_per_us i32[5],
+    # leak_uv_per_s i32
+    20: ("calibrate_actuator", "<", "<BB21i", BC_SILENT),
+    21: ("read_actuator_calibration", "<", "<BB21i", BC_REFUSED),
 }
 # Request payload sizes and the ok reply's payload size (the slot's reply).
 REQUEST_SIZES = {1: 0, 2: 0, 3: 4, 4: 21, 5: 0, 6: 0, 7: 0, 8: 16, 9: 0, 10: 1, 11: 0,
-                 12: 0, 13: 6, 14: 9, 15: 11, 16: 138, 17: 0, 18: 0, 19: 0}
+                 12: 0, 13: 6, 14: 9, 15: 11, 16: 138, 17: 0, 18: 0, 19: 0, 20: 0, 21: 0}
 REPLY_SIZES = {1: 17, 2: 13, 3: 9, 4: 1, 5: 9, 6: 10, 7: 40, 8: 1, 9: 17, 10: 1, 11: 5,
-               12: 17, 13: 17, 14: 1, 15: 3, 16: 1, 17: 25, 18: 2, 19: 1}
+               12: 17, 13: 17, 14: 1, 15: 3, 16: 1, 17: 25, 18: 2, 19: 1, 20: 86, 21: 86}
 CMD_CODES = {}
 for _c in COMMANDS:
     CMD_CODES[COMMANDS[_c][0]] = _c
@@ -107,6 +112,12 @@ PAGE_PROGRAM_MAX_MS = const(3)
 STORE_WRITE_MS = const(403)
 BOOT_MAX_MS = const(1000)
 IMAGE_CRC_MAX_MS = const(1000)
+# Protocol 2.1 ("Actuator calibration"): the longest calibrate_actuator measurement
+# before its record (a requirement on the firmware), the points per direction, and
+# the shortest hold over which the leak is measured.
+ACTUATOR_CAL_MAX_MS = const(3000)
+GATE_CAL_POINTS = const(5)
+GATE_LEAK_HOLD_MS = const(1000)
 TRIGGER_MIN_US = const(20)
 DISCOVER_SLOTS_MAX = const(247)
 
@@ -305,6 +316,8 @@ def quiet_ms(cmd, mode=0, size=0):
         return IMAGE_CRC_MAX_MS
     if name == "fw_swap":
         return STORE_WRITE_MS + 2 * BOOT_MAX_MS
+    if name == "calibrate_actuator":
+        return ACTUATOR_CAL_MAX_MS + STORE_WRITE_MS
     return 0
 
 

@@ -28,6 +28,7 @@ import tr_board2
 import tr_protocol2 as P
 import tr_rule as R
 import tr_rule2
+import tr_gate
 import tr_store2
 
 KINDS = {"digipot": 1, "mosfet": 2}
@@ -97,11 +98,23 @@ class TestFlash(tr_store2.Flash):
         tr_store2.Flash.write(self, name, data)
 
 
+def _gate(d, rc_us, leak):
+    """A description's gate table as the reply's 21 fields (the reference board's
+    default, an RC gate on a 6 V rail, when it gives none)."""
+    if d is None:
+        return tr_gate.GateCalibration.from_rc(rc_us, 6000000, leak_uv_per_s=leak).fields()
+    return tuple(d["charge_gate_uv"] + d["charge_nv_per_us"] + d["discharge_gate_uv"]
+                 + d["discharge_nv_per_us"] + [d["leak_uv_per_s"]])
+
+
 class VectorHAL(hal.SimHAL):
     """SimHAL with a quantising actuator (resolution, read-back offset) that reports
-    the state it reached without allocating, and a self-test outcome for trial boots."""
+    the state it reached without allocating, and a self-test outcome for trial boots.
+    A MOSFET board's gate table (protocol 2.1) is the description's gate_nominal until
+    calibrate_actuator, which "measures" its gate_measured and keeps it in the board's
+    flash (gate_cal.json, read at every power-on; a failing flash: storage)."""
 
-    def __init__(self, spec):
+    def __init__(self, spec, flash=None):
         hal.SimHAL.__init__(self, node_uv=spec["node_uv"], uptime_ms=spec["uptime_ms"],
                             calibration_uv=spec["calibration_uv"],
                             storage_fails=spec["storage_fails"], supply_uv=spec["supply_uv"],
@@ -111,7 +124,31 @@ class VectorHAL(hal.SimHAL):
         self.top = self.lo + (spec["state_max"] - self.lo) // self.res * self.res
         self.offset = spec["actuator_offset"]
         self.passes = spec["self_test_passes"]
+        self.nominal = None
         self.moves = 0
+        self.flash = flash
+        self.gate = None
+        if spec["kind"] == "mosfet":
+            self.nominal = _gate(spec.get("gate_nominal"), 2200, 0)
+            self.measured = _gate(spec.get("gate_measured"), 2310, -20)
+
+    def power_on(self):     # the table in use after a start: the stored one, else nominal
+        if self.nominal is not None:
+            rec = self.flash.read("gate_cal.json")
+            cal = None if not rec else tr_gate.GateCalibration.loads(rec.decode())
+            self.gate = (0, self.nominal) if cal is None else (1, cal.fields())
+
+    def actuator_calibration(self):
+        return self.gate
+
+    def calibrate_actuator(self):
+        cal = tr_gate.GateCalibration.from_fields(self.measured)
+        try:
+            self.flash.write("gate_cal.json", cal.dumps().encode())
+        except OSError:
+            return False
+        self.gate = (1, cal.fields())
+        return True
 
     def set_state(self, state, previous, learn=False):
         r = self.res
@@ -146,8 +183,8 @@ class VBoard:
     def __init__(self, spec, tmp, baud):
         self.spec = spec
         self.baud = baud
-        self.hal = VectorHAL(spec)
         self.flash = TestFlash(_new_root(tmp))
+        self.hal = VectorHAL(spec, self.flash)
         if spec["address"] != P.ADDR_UNASSIGNED:
             tr_store2.AddressStore(self.flash).store(spec["address"])
         self.flash.fails = spec["storage_fails"]
@@ -155,6 +192,7 @@ class VBoard:
 
     def boot(self):
         s = self.spec
+        self.hal.power_on()
         self.board = tr_board2.Board2(self.hal, self.flash, unhx(s["uid_hex"]), KINDS[s["kind"]],
                                       s["state_min"], s["state_max"], s["initial_state"],
                                       s["resolution"], tuple(s["fw_version"]), self.baud)

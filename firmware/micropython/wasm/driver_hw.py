@@ -4,6 +4,8 @@
 #
 #   machine_hal  digipot board (ADS131M04 nodes, X9C) and gate board over the bus
 #   gate         the closed-loop gate driver: carried sub-resolution steps, leak
+#   gate2        protocol 2.1's actuator calibration on a gate board over the bus, and a
+#                leaking gate holding its learned value
 #   trigger      the learn trigger: snapshot at the rising edge, lockout, no allocation
 
 import json
@@ -177,6 +179,9 @@ def suite_gate(tmp):
     out["calibration"] = drv.cal.to_json()
     out["calibration_reloaded"] = hal_load_cal(gcal)
     b.set_state(3000000)
+    # the target where the closed loop left the gate (within one pulse of 3 V; no pulse
+    # now, the distance being the read-back's noise): the learns start with nothing carried
+    b.set_state(int(node.at(fm.CLOCK.now)))
     _nodes(fm, (400000, 100000, 200000, 200000))
     b.handle(P.encode_frame(12, 0, 1, P.CMD_CONFIGURE_RULE,
                             struct.pack("<BIqq", 3, 65536, GAIN_90UV, 0)))
@@ -349,4 +354,102 @@ def suite_ports(tmp):
     emit(out)
 
 
-SUITES = {"ports": suite_ports, "machine_hal": suite_machine_hal, "gate": suite_gate, "trigger": suite_trigger}
+def _req2(b, seq, cmd, payload=b"", dst=5):
+    """One protocol-2 request to board ``b``: its reply's wire bytes (hex) or None."""
+    import tr_protocol2 as P2
+    r = b.handle(P2.encode_frame(dst, 0, seq, cmd, payload))
+    return None if r is None else hx(r)
+
+
+def _board2(fm, cfg, tmp):
+    import tr_store2
+    root = tmp + "/g2_flash/"
+    try:
+        import os
+        os.mkdir(root[:-1])
+    except OSError:
+        pass
+    flash = tr_store2.Flash(root)
+    tr_store2.AddressStore(flash).store(5)
+    h = hal.MachineHAL(cfg, clock=fm.CLOCK)
+    feeds = []
+    h.wdt_feed = lambda: feeds.append(fm.CLOCK.now)     # the watchdog's feeds, dated
+    return h, fw_main.make_board(h, cfg, fw_main.board_uid(cfg), flash), feeds
+
+
+def suite_gate2(tmp):
+    """Protocol 2.1 on a gate board (MachineHAL on the stand-in rp2, an RC gate that
+    leaks): calibrate_actuator over the bus measures the table, stores it, uses it; a
+    power cycle reads it back (source 1); a leaking gate holds its learned value across
+    learns and across idle time (the main loop's hold); a board whose gate_cal.json
+    cannot be written answers storage and keeps its nominal table."""
+    fm = _fake()
+    node = fm.GateNode(10, 11, 26, leak_ohm=1e8)
+    fm.GATE[0] = node
+    gcal, cal = tmp + "/g2_gate_cal.json", tmp + "/g2_calib.bin"
+    _rm(gcal, gcal + ".tmp", cal)
+    cfg = tr_config.resolve({"protocol": 2, "kind": "mosfet", "initial_state": 3000000,
+                             "port": "rp2", "uid_hex": "0123456789abcdef",
+                             "calibration_file": cal, "gate_cal_file": gcal})
+    h, b, feeds = _board2(fm, cfg, tmp)
+    drv = h.actuator.driver
+    out = {"suite": "gate2", "tau_us": node.tau_us, "tau_leak_us": node.tau_leak_us,
+           "rail_uv": node.rail_uv}
+    out["nominal"] = _req2(b, 1, 21)
+    out["refused_broadcast"] = _req2(b, 2, 21, dst=255)
+    out["before"] = _req2(b, 3, 2)
+    out["true_before"] = node.at(fm.CLOCK.now)
+    t0 = fm.CLOCK.now
+    del feeds[:]
+    out["calibrated"] = _req2(b, 4, 20)
+    out["calibrate_us"] = fm.CLOCK.now - t0
+    out["feeds_us"] = [t - t0 for t in feeds]
+    out["after"] = _req2(b, 5, 2)
+    out["true_after"] = node.at(fm.CLOCK.now)
+    out["read"] = _req2(b, 6, 21)
+    out["in_use"] = list(drv.cal.fields())
+    out["resolution_uv"] = drv.resolution_uv(drv.v_uv, True)
+    out["stored"] = hal_load_cal(gcal)
+    # a power cycle: a new HAL and board from the same files
+    h, b, feeds = _board2(fm, cfg, tmp)
+    drv = h.actuator.driver
+    out["restarted"] = _req2(b, 7, 21)
+    out["restarted_in_use"] = list(drv.cal.fields())
+    # learns 2 s apart on the leaking gate (+90 uV each: the continuous rule, c = (300 mV)^2)
+    _nodes(fm, (400000, 100000, 200000, 200000))
+    out["configure"] = _req2(b, 8, 4, struct.pack("<BIqq", 3, 65536, GAIN_90UV, 0))
+    t_start = b.target
+    learns = []
+    for i in range(10):
+        fm.CLOCK.sleep_ms(2000)
+        before = node.at(fm.CLOCK.now)
+        rep = _req2(b, 9 + i, 6)
+        learns.append({"reply": rep, "target": b.target, "true_before": before,
+                       "true_after": node.at(fm.CLOCK.now)})
+    out["learns"] = learns
+    out["target_start"] = t_start
+    # idle for 3 s in the main loop (1 ms per idle pass): the hold restores the gate
+    idle = []
+    for _ in range(30):
+        fw_main.run(b, h, max_loops=100)
+        idle.append([fm.CLOCK.now, node.at(fm.CLOCK.now), b.target, b.state])
+    out["idle"] = idle
+    # a board whose gate_cal.json cannot be written
+    fm = _fake()
+    fm.GATE[0] = fm.GateNode(10, 11, 26, leak_ohm=1e8)
+    cfg = tr_config.resolve({"protocol": 2, "kind": "mosfet", "initial_state": 3000000,
+                             "port": "rp2", "uid_hex": "0123456789abcdef",
+                             "calibration_file": cal,
+                             "gate_cal_file": "/nonexistent-dir/gate_cal.json"})
+    h, b, feeds = _board2(fm, cfg, tmp)
+    out["failing_before"] = _req2(b, 1, 21)
+    out["failing_calibrate"] = _req2(b, 2, 20)
+    out["failing_after"] = _req2(b, 3, 21)
+    out["failing_in_use"] = list(h.actuator.driver.cal.fields())
+    out["failing_leak"] = h.actuator.driver.leak_uv_per_s
+    _done()
+    emit(out)
+
+
+SUITES = {"ports": suite_ports, "machine_hal": suite_machine_hal, "gate": suite_gate, "trigger": suite_trigger,
+          "gate2": suite_gate2}
