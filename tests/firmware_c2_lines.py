@@ -14,11 +14,18 @@ notices another at its own address, PROTOCOL.md "Finding boards"). Each board's 
 be exactly its recorded reply, bytes and earliest start after the end of frame (us), or
 none. The quiet times and the host's listen times in the vectors are the host's to keep,
 not a board's, and are checked by the host's tests.
+
+A board's actuator calibration (protocol 2.1, PROTOCOL.md "Actuator calibration") is the
+port's, not the core's: after its `board` line, two `gate` lines give the simulated port the
+description's `gate_nominal` (in use until calibrate_actuator) and `gate_measured` (what the
+gate measures when it calibrates); a description without them gets the reference board's
+defaults, as ReferenceBoard does.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from binascii import crc_hqx
 from typing import Callable
@@ -62,6 +69,39 @@ def parse_replies(line: str) -> list[tuple[str, int]]:
     words = line.split()
     assert len(words) % 3 == 0 and words[0::3] == ["reply"] * (len(words) // 3), line
     return [(w, int(t)) for w, t in zip(words[1::3], words[2::3])]
+
+
+#: The fields of a gate table in board_sim2's order (GateCalibration.fields()).
+GATE_FIELDS = ("charge_gate_uv", "charge_nv_per_us", "discharge_gate_uv", "discharge_nv_per_us", "leak_uv_per_s")
+
+
+@functools.lru_cache(maxsize=None)
+def default_gates() -> tuple[dict, dict]:
+    """The reference board's gate tables when its description gives none: (nominal,
+    measured) as ReferenceBoard's constructor takes them."""
+    from instruments.bus import v2
+
+    board = v2.ReferenceBoard(bytes(8), v2.KINDS["mosfet"])
+    nominal = board.gate_calibration.fields()
+    board.handle(v2.encode_frame(v2.request_frame(v2.ADDR_UNASSIGNED, 0, "calibrate_actuator"))[:-1])
+    return nominal, board.gate_calibration.fields()
+
+
+def table_words(table: dict) -> str:
+    """A gate table (GateCalibration.fields()) as board_sim2's 21 numbers."""
+    return " ".join(str(x) for name in GATE_FIELDS for x in (table[name] if name != "leak_uv_per_s"
+                                                             else [table[name]]))
+
+
+def gate_lines(index: int, spec: dict) -> list[str]:
+    """The `gate` lines that give board `index`'s port its nominal and measured tables."""
+    nominal, measured = (spec["gate_nominal"], spec["gate_measured"]) if "gate_nominal" in spec else default_gates()
+    return [f"gate {index} 0 {table_words(nominal)}", f"gate {index} 1 {table_words(measured)}"]
+
+
+def board_lines(index: int, spec: dict, baud: int = BAUD_DEFAULT) -> list[str]:
+    """The board line and its gate lines: a board as the vectors describe it, powered on."""
+    return [board_line(index, spec, baud), *gate_lines(index, spec)]
 
 
 def board_line(index: int, spec: dict, baud: int = BAUD_DEFAULT) -> str:
@@ -236,7 +276,8 @@ def bus_sessions(name: str, cases: list[dict]) -> Batch:
         n = len(c["boards"])
         ls.add("bus", _answer_is("ok", f"{c['name']} bus"))
         for i, spec in enumerate(c["boards"]):
-            ls.add(board_line(i, spec, c["baud"]), _answer_is("ok", f"{c['name']} board {i}"))
+            for line in board_lines(i, spec, c["baud"]):
+                ls.add(line, _answer_is("ok", f"{c['name']} board {i}"))
         for k, ex in enumerate(c["exchanges"]):
             label = f"{c['name']} exchange {k}"
             if "event" in ex:
@@ -266,7 +307,8 @@ def streams(cases: list[dict]) -> Batch:
         stream = bytes.fromhex(case["stream_hex"])
         want = [(r["reply_hex"], r["start_us"]) for r in case["replies"]]
         for size in STREAM_PIECES:
-            ls.add(board_line(0, case["board"]), _answer_is("ok", f"{case['name']} board"))
+            for line in board_lines(0, case["board"]):
+                ls.add(line, _answer_is("ok", f"{case['name']} board"))
             start = len(ls.lines)
             pieces = [stream[i:i + size] for i in range(0, len(stream), size)]
             got: list[tuple[str, int]] = []
@@ -296,5 +338,5 @@ def golden_batches(vectors: dict[str, dict] | None = None) -> list[Batch]:
             streams(commands["streams"]), bus_sessions("update cases", update["cases"])]
 
 
-__all__ = ["Batch", "CORE_SOURCES_V2", "HARNESS_V2", "HEADERS_V2", "board_line", "golden_batches",
-           "load_all", "parse_replies"]
+__all__ = ["Batch", "CORE_SOURCES_V2", "HARNESS_V2", "HEADERS_V2", "board_line", "board_lines", "gate_lines",
+           "golden_batches", "load_all", "parse_replies", "table_words"]

@@ -10,7 +10,8 @@ file of firmware/protocol/vectors/v2/ is fed to it through tests/firmware_c2_lin
 closed-loop actuator, every reply time, discover's hash, the command sessions (reply bytes
 and start times, board by board) and the firmware updates, on an -O2 build and on an
 AddressSanitizer + UBSan build. Hypothesis then feeds random chunks and random sessions to
-the sanitised build and compares with instruments/bus/v2's decoder and ReferenceBoard.
+the sanitised build and compares with instruments/bus/v2's decoder and ReferenceBoard, and
+random gate tables to tr2_gate_slope_nv_per_us, compared with GateCalibration's rule.
 Skipped only when gcc is missing.
 """
 
@@ -195,6 +196,11 @@ def _changed(which: str) -> tuple[dict, str, str]:
         r = [r for ex in c["exchanges"] if "replies" in ex for r in ex["replies"]][-1]
         r["reply_hex"] = _one_byte_changed(r["reply_hex"], 8)
         return v, "update cases", c["name"]
+    if which == "calibration reply byte":  # a measured slope in read_actuator_calibration's reply
+        c = next(c for c in v["commands.json"]["cases"] if c["name"] == "actuator_calibration_mosfet")
+        r = [r for ex in c["exchanges"] if "replies" in ex for r in ex["replies"] if len(r["reply_hex"]) > 150][2]
+        r["reply_hex"] = _one_byte_changed(r["reply_hex"], 40)
+        return v, "command cases", c["name"]
     if which == "malformed error":
         f = v["frames.json"]["malformed"][0]
         f["error"] = "bad_crc"
@@ -205,7 +211,7 @@ def _changed(which: str) -> tuple[dict, str, str]:
 
 
 @pytest.mark.parametrize("which", ["command reply byte", "reply start time", "update reply byte",
-                                   "malformed error", "rule residue"])
+                                   "calibration reply byte", "malformed error", "rule residue"])
 def test_one_changed_expected_value_fails_and_names_the_case(harness, which):
     """Negative control: the same run checked against vectors with one value changed fails,
     and the message names the case."""
@@ -297,13 +303,21 @@ _SPEC = {"address": 7, "uid_hex": "4a1c00e3b2770f01", "kind": "mosfet", "state_m
          "storage_fails": False, "self_test_passes": True}
 
 
+def _rc_gates() -> st.SearchStrategy[dict]:
+    """An RC gate's table (GateCalibration.from_rc) of any time constant, rail and leak."""
+    return st.builds(lambda rc, rail, leak: v2.GateCalibration.from_rc(rc, rail, leak).fields(),
+                     st.integers(100, 10_000), st.integers(3_000_000, 12_000_000), st.integers(-500, 500))
+
+
 @st.composite
 def _boards(draw) -> dict:
     """A board as the vectors describe one: either kind, assigned or not, an actuator of
-    resolution 1 to a few steps over its range, a read-back error, offsets, failing flash."""
+    resolution 1 to a few steps over its range, a read-back error, offsets, failing flash,
+    a gate's nominal table and the one it measures."""
     kind = draw(st.sampled_from(["digipot", "mosfet"]))
     lo, hi = (0, 99) if kind == "digipot" else (1_000_000, 5_500_000)
     return dict(_SPEC, kind=kind, state_min=lo, state_max=hi, address=draw(st.sampled_from([7, 1, 247, 248])),
+                gate_nominal=draw(_rc_gates()), gate_measured=draw(_rc_gates()),
                 initial_state=draw(st.integers(lo, hi)),
                 resolution=draw(st.sampled_from([1, 7, 1000, 999_999]) if kind == "mosfet" else st.just(1)),
                 actuator_offset=draw(st.sampled_from([0, 0, 37, -3])),
@@ -312,11 +326,12 @@ def _boards(draw) -> dict:
 
 
 def _reference(s: dict) -> v2.ReferenceBoard:
+    gates = {k: v2.GateCalibration.from_fields(s[k]) for k in ("gate_nominal", "gate_measured") if k in s}
     return v2.ReferenceBoard(bytes.fromhex(s["uid_hex"]), v2.KINDS[s["kind"]], address=s["address"],
                              state_min=s["state_min"], state_max=s["state_max"], initial_state=s["initial_state"],
                              resolution=s["resolution"], actuator_offset=s["actuator_offset"], node_uv=s["node_uv"],
                              uptime_ms=s["uptime_ms"], calibration_uv=s["calibration_uv"],
-                             storage_fails=s["storage_fails"], self_test=lambda image: s["self_test_passes"])
+                             storage_fails=s["storage_fails"], self_test=lambda image: s["self_test_passes"], **gates)
 
 
 _CODES = {spec["code"]: (name, spec) for name, spec in v2lines.PROTOCOL_V2["commands"].items()}
@@ -364,7 +379,7 @@ def test_random_sessions_answer_as_the_reference_board(san_harness, spec, parts)
     and power cycles gets the same replies (bytes and start times) from the sanitised C
     board as from instruments/bus/v2's ReferenceBoard."""
     ref = _reference(spec)
-    lines, want = [v2lines.board_line(0, spec)], []
+    lines, want = v2lines.board_lines(0, spec), []
     for p in parts:
         if isinstance(p, bytes):
             lines.append(f"send 0 {p.hex()}")
@@ -423,6 +438,102 @@ def test_random_firmware_updates_answer_as_the_reference_board(san_harness, sess
     reference board's, through confirmation, rollback, a dropped update and a restart."""
     spec, parts = session
     ref = _reference(spec)
-    out = san_harness.run([v2lines.board_line(0, spec), *(f"send 0 {p.hex()}" for p in parts)])
+    board = v2lines.board_lines(0, spec)
+    out = san_harness.run([*board, *(f"send 0 {p.hex()}" for p in parts)])
     want = [(r.wire.hex(), r.start_us) for p in parts for r in ref.feed(p)]
-    assert [r for got in out[1:] for r in v2lines.parse_replies(got)] == want
+    assert [r for got in out[len(board):] for r in v2lines.parse_replies(got)] == want
+
+
+# ------------------------------------------------------------------------- actuator calibration (2.1)
+
+
+def test_a_port_without_the_calibration_callbacks_answers_wrong_kind(any_harness):
+    """A MOSFET board whose port gives no actuator calibration (both callbacks NULL,
+    twinrig_core2.h) answers the two commands exactly as a digipot does: wrong_kind unicast
+    (last_error 9 in telemetry), nothing to calibrate_actuator broadcast, read broadcast
+    refused; the checks before it (bad_length) unchanged."""
+    mosfet = dict(_SPEC, address=7)
+    digipot = dict(mosfet, kind="digipot", state_min=0, state_max=99, initial_state=50, resolution=1)
+    ref = _reference(digipot)
+    lines = [*v2lines.board_lines(0, mosfet), "nogate 0"]
+    frames = [v2.line_frame(v2.request_frame(7, 1, "read_actuator_calibration")),
+              v2.line_frame(v2.request_frame(7, 2, "calibrate_actuator")),
+              v2.line_frame(v2.Frame(2, 7, 0, 3, v2.COMMANDS["calibrate_actuator"].code, b"\x00")),
+              v2.line_frame(v2.request_frame(7, 4, "read_telemetry")),
+              v2.line_frame(v2.request_frame(255, 5, "calibrate_actuator")),
+              v2.line_frame(v2.request_frame(255, 6, "read_actuator_calibration")),
+              v2.line_frame(v2.request_frame(7, 7, "read_telemetry"))]
+    out = any_harness.run([*lines, *(f"send 0 {f.hex()}" for f in frames)])
+    assert out[:len(lines)] == ["ok"] * len(lines)
+    got = [v2lines.parse_replies(line) for line in out[len(lines):]]
+    want = [[(r.wire.hex(), r.start_us) for r in ref.feed(f)] for f in frames]
+    assert got == want
+    assert [len(g) for g in got] == [1, 1, 1, 1, 0, 0, 1]
+    wrong_kind = bytes([int(v2.Error.WRONG_KIND)])
+    assert [decode_any(chunk_of(bytes.fromhex(g[0][0]))).payload for g in got[:2]] == [wrong_kind] * 2
+
+
+def _slope_line(cal: v2.GateCalibration, gate_uv: int, charging: bool) -> str:
+    return f"slope {v2lines.table_words(cal.fields())} {gate_uv} {int(charging)}"
+
+
+def _want_slope(cal: v2.GateCalibration, gate_uv: int, charging: bool) -> str:
+    """GateCalibration's rule, saturated at INT32_MAX as twinrig_core2.h says."""
+    return str(min(cal.slope_nv_per_us(gate_uv, charging), 2**31 - 1))
+
+
+_INCREASING = st.lists(_I32, min_size=5, max_size=5, unique=True).map(sorted)
+
+
+@st.composite
+def _gate_tables(draw) -> v2.GateCalibration:
+    """Any table GateCalibration accepts (increasing gate voltages, slopes anywhere in i32,
+    negative ones included), or an RC gate's."""
+    if draw(st.booleans()):
+        return v2.GateCalibration.from_fields(draw(_rc_gates()))
+    return v2.GateCalibration(draw(_INCREASING), draw(st.lists(_I32, min_size=5, max_size=5)), draw(_INCREASING),
+                              draw(st.lists(_I32, min_size=5, max_size=5)), draw(_I32))
+
+
+@st.composite
+def _slope_queries(draw) -> tuple[v2.GateCalibration, int, bool]:
+    cal, charging = draw(_gate_tables()), draw(st.booleans())
+    points = cal.charge_gate_uv if charging else cal.discharge_gate_uv
+    near = st.sampled_from(points).flatmap(lambda x: st.integers(max(x - 3, -(2**31)), min(x + 3, 2**31 - 1)))
+    return cal, draw(_I32 | st.integers(-1_000_000, 7_000_000) | near), charging
+
+
+@settings(max_examples=300)
+@given(st.lists(_slope_queries(), min_size=1, max_size=40))
+def test_the_gate_slope_is_gate_calibration_s_rule(san_harness, queries):
+    """Property: tr2_gate_slope_nv_per_us, under UBSan, is GateCalibration.slope_nv_per_us
+    (linear between the points and beyond the ends, floored like Python's // on negative
+    numbers too, at least 1) for any table of i32 values and any gate voltage: between the
+    points, on them, next to them and far beyond the ends, where only the saturation at
+    INT32_MAX differs from Python's unbounded integers."""
+    out = san_harness.run([_slope_line(*q) for q in queries])
+    assert out == [_want_slope(*q) for q in queries]
+
+
+def test_the_gate_slope_at_the_edges_of_its_arithmetic(any_harness):
+    """Hand-picked cases: a negative product floored (not truncated towards zero), exact
+    and inexact quotients, the largest |dy * dx| (both near 2^32), saturation both ways, and
+    a table whose gate voltages do not increase (an erased record: all zeros; the spec
+    allows no such table, the core answers its first point's slope, at least 1)."""
+    lo, hi = -(2**31), 2**31 - 1
+    points = (0, 10, 20, 30, 40)
+    cases = [
+        (v2.GateCalibration(points, (100, 97, 94, 91, 88), points, (0, 3, 6, 9, 12)), g, c)
+        for g in (-7, 0, 1, 5, 9, 10, 11, 39, 40, 41, 1000) for c in (True, False)
+    ] + [
+        (v2.GateCalibration((lo, lo + 1, 0, hi - 1, hi), (lo, hi, lo, hi, lo), (lo, -1, 0, 1, hi),
+                            (hi, lo, hi, lo, hi)), g, c)
+        for g in (lo, lo + 1, -1, 0, 1, hi - 1, hi) for c in (True, False)
+    ]
+    zero = " ".join(["0"] * 21)
+    erased = [f"slope {zero} {g} {c}" for g in (lo, 0, hi) for c in (0, 1)]
+    out = any_harness.run([_slope_line(*q) for q in cases] + erased)
+    assert out[:len(cases)] == [_want_slope(*q) for q in cases]
+    assert out[len(cases):] == ["1"] * 6
+    # e.g. 100 + (-3 * 1) // 10 = 99 in Python, where C's truncating division would give 100
+    assert out[cases.index(next(q for q in cases if q[1] == 1 and q[2]))] == "99"

@@ -2,15 +2,19 @@
  * board_sim2.c - host harness for the protocol-2 core (not part of the firmware).
  *
  * Simulates up to SIM_BOARDS boards on one bus, each with its flash (address, calibration,
- * the state store's two sectors, the inactive image slot, the boot record) and a boot
- * loader that runs a trial boot after fw_swap (PROTOCOL.md, "Firmware update"). Reads one
- * command per line on stdin and prints one line per command. Numbers decimal (or 0x hex),
- * byte strings hex ("-" for none). tests/firmware_c2_lines.py turns the golden vectors
- * (firmware/protocol/vectors/v2/) into these lines.
+ * the state store's two sectors, the inactive image slot, the boot record, the gate's
+ * table) and a boot loader that runs a trial boot after fw_swap (PROTOCOL.md, "Firmware
+ * update"). Reads one command per line on stdin and prints one line per command. Numbers
+ * decimal (or 0x hex), byte strings hex ("-" for none). tests/firmware_c2_lines.py turns
+ * the golden vectors (firmware/protocol/vectors/v2/) into these lines.
  *
  *   bus           a new bus: every board removed   -> "ok"
  *   board I ADDR UID KIND MIN MAX INIT RES OFFSET FW0 FW1 FW2 N0 N1 N2 N3 UPTIME SUPPLY
  *         TEMP C0 C1 C2 C3 FAILS SELFTEST BAUD     -> "ok" (fresh flash, then power-on)
+ *   gate I WHICH TABLE  a gate table (21 numbers: charge uV[5], nV/us[5], discharge uV[5],
+ *         nV/us[5], leak): 0 nominal (in use, source 0), 1 what calibrating measures -> "ok"
+ *   nogate I (a port without the calibration callbacks) -> "ok" | slope TABLE GATE_UV CHARGING
+ *         tr2_gate_slope_nv_per_us -> number
  *   send I HEX    feed the bytes to board I         -> "none" | "reply HEX START_US ..."
  *   power I | cut I (power lost in the next store's program) | trigger I WIDTH_US -> "ok"
  *   rule I RULE PROB GAIN DB TARGET N  N learns     -> "DRAW DVF DVC CONTRAST UPDATED
@@ -58,11 +62,12 @@ typedef struct {
     uint8_t address;
     uint8_t sector[2][TR2_RECORD_LEN];
     uint8_t slot_version[2][3];
-    int built, active, trial, self_test, fails, cut, power_lost;
+    int built, active, trial, self_test, fails, cut, power_lost, gate_source; /* 1: measured */
     uint8_t trial_version[3];
     uint16_t trial_blocks;
     tr2_boot_info boot;                   /* the boot record's last outcome */
     uint8_t page_of[SIM_SLOT_BLOCKS];     /* the inactive slot: pool page + 1, 0 erased */
+    tr2_gate_cal gate, gate_hw;           /* the table in flash; what measuring finds */
     tr2_board_config cfg;
     tr2_hal hal;
     tr2_board board;
@@ -99,24 +104,23 @@ static int hw_cal_load(void *u, int32_t off[4])
     return 0;
 }
 
+/* A write to a failing flash (fails) changes nothing and returns -1. */
 static int hw_cal_store(void *u, const int32_t off[4])
 {
     sim *s = (sim *)u;
-    if (s->fails) {
-        return -1;
+    if (!s->fails) {
+        memcpy(s->cal, off, sizeof s->cal);
     }
-    memcpy(s->cal, off, sizeof s->cal);
-    return 0;
+    return s->fails ? -1 : 0;
 }
 
 static int hw_address_store(void *u, uint8_t address)
 {
     sim *s = (sim *)u;
-    if (s->fails) {
-        return -1;
+    if (!s->fails) {
+        s->address = address;
     }
-    s->address = address;
-    return 0;
+    return s->fails ? -1 : 0;
 }
 
 static int hw_store_read(void *u, unsigned sector, uint8_t rec[TR2_RECORD_LEN])
@@ -128,11 +132,10 @@ static int hw_store_read(void *u, unsigned sector, uint8_t rec[TR2_RECORD_LEN])
 static int hw_store_erase(void *u, unsigned sector)
 {
     sim *s = (sim *)u;
-    if (s->fails) {
-        return -1;
+    if (!s->fails) {
+        memset(s->sector[sector], 0xFF, TR2_RECORD_LEN);
     }
-    memset(s->sector[sector], 0xFF, TR2_RECORD_LEN);
-    return 0;
+    return s->fails ? -1 : 0;
 }
 
 static int hw_store_program(void *u, unsigned sector, const uint8_t rec[TR2_RECORD_LEN])
@@ -143,11 +146,10 @@ static int hw_store_program(void *u, unsigned sector, const uint8_t rec[TR2_RECO
         s->power_lost = 1; /* the sector stays erased */
         return -1;
     }
-    if (s->fails) {
-        return -1;
+    if (!s->fails) {
+        memcpy(s->sector[sector], rec, TR2_RECORD_LEN);
     }
-    memcpy(s->sector[sector], rec, TR2_RECORD_LEN);
-    return 0;
+    return s->fails ? -1 : 0;
 }
 
 static int hw_fw_erase(void *u, uint32_t size)
@@ -227,19 +229,43 @@ static int hw_fw_read(void *u, uint32_t offset, uint8_t *data, uint32_t len)
 static int hw_fw_trial(void *u, const uint8_t version[3], uint16_t blocks)
 {
     sim *s = (sim *)u;
-    if (s->fails) {
-        return -1;
+    if (!s->fails) {
+        memcpy(s->slot_version[1 - s->active], version, 3);
+        memcpy(s->trial_version, version, 3);
+        s->trial_blocks = blocks;
+        s->trial = 1;
     }
-    memcpy(s->slot_version[1 - s->active], version, 3);
-    memcpy(s->trial_version, version, 3);
-    s->trial_blocks = blocks;
-    s->trial = 1;
-    return 0;
+    return s->fails ? -1 : 0;
+}
+
+/* The actuator calibration (PROTOCOL.md, "Actuator calibration"): the port's, in its
+   flash, so kept across every reset; a failing flash keeps the table before. */
+static int hw_gate_calibrate(void *u, tr2_gate_cal *measured)
+{
+    sim *s = (sim *)u;
+    *measured = s->gate_hw;
+    if (!s->fails) {
+        s->gate = s->gate_hw;
+        s->gate_source = 1;
+    }
+    return s->fails ? -1 : 0;
+}
+
+static uint8_t hw_gate_calibration(void *u, tr2_gate_cal *in_use)
+{
+    *in_use = ((sim *)u)->gate;
+    return (uint8_t)((sim *)u)->gate_source;
 }
 
 static uint32_t hw_millis(void *u) { return ((sim *)u)->uptime_ms; }
 static uint32_t hw_supply(void *u) { return ((sim *)u)->supply_uv; }
 static int32_t hw_temperature(void *u) { return ((sim *)u)->temperature_mdegc; }
+
+static const tr2_hal SIM_HAL = { /* every board's port, in tr2_hal's order; user per board */
+    NULL, hw_nodes, hw_move, hw_cal_load, hw_cal_store, hw_address_store, hw_store_read,
+    hw_store_erase, hw_store_program, hw_fw_erase, hw_fw_program, hw_fw_read, hw_fw_trial,
+    hw_millis, hw_supply, hw_temperature, hw_gate_calibrate, hw_gate_calibration
+};
 
 /* The boot loader: a trial boot confirms the new image or rolls back; then the image
    starts with the address its flash holds. */
@@ -311,9 +337,7 @@ static size_t unhex(const char *h, uint8_t *out, size_t cap)
 static void puthex(const uint8_t *b, size_t n)
 {
     size_t i;
-    if (n == 0) {
-        fputs("-", stdout);
-    }
+    fputs(n ? "" : "-", stdout);
     for (i = 0; i < n; i++) {
         printf("%02x", b[i]);
     }
@@ -372,22 +396,8 @@ static void cmd_board(char **w)
     s->self_test = (int)num(w[25]);
     s->cfg.baud = (uint32_t)num(w[26]);
     memset(s->sector, 0xFF, sizeof s->sector);
+    s->hal = SIM_HAL;
     s->hal.user = s;
-    s->hal.read_nodes_uv = hw_nodes;
-    s->hal.actuator_move = hw_move;
-    s->hal.calibration_load = hw_cal_load;
-    s->hal.calibration_store = hw_cal_store;
-    s->hal.address_store = hw_address_store;
-    s->hal.store_read = hw_store_read;
-    s->hal.store_erase = hw_store_erase;
-    s->hal.store_program = hw_store_program;
-    s->hal.fw_erase = hw_fw_erase;
-    s->hal.fw_program = hw_fw_program;
-    s->hal.fw_read = hw_fw_read;
-    s->hal.fw_trial = hw_fw_trial;
-    s->hal.millis = hw_millis;
-    s->hal.supply_uv = hw_supply;
-    s->hal.temperature_mdegc = hw_temperature;
     boot(s, TR2_CAUSE_POWER_ON);
     puts("ok");
 }
@@ -397,13 +407,20 @@ static void cmd_board(char **w)
 static int untouched(const tr2_reply *reply)
 {
     const uint8_t *p = (const uint8_t *)reply;
-    size_t i;
-    for (i = 0; i < sizeof *reply; i++) {
-        if (p[i] != 0xA5u) {
-            return 0;
-        }
+    return p[0] == 0xA5u && memcmp(p, p + 1, sizeof *reply - 1u) == 0; /* all bytes alike */
+}
+
+/* A gate table: 21 words from w (the four arrays of five, the leak). */
+static void table_of(char **w, tr2_gate_cal *c)
+{
+    int i;
+    for (i = 0; i < TR2_GATE_CAL_POINTS; i++) {
+        c->charge_gate_uv[i] = (int32_t)num(w[i]);
+        c->charge_nv_per_us[i] = (int32_t)num(w[5 + i]);
+        c->discharge_gate_uv[i] = (int32_t)num(w[10 + i]);
+        c->discharge_nv_per_us[i] = (int32_t)num(w[15 + i]);
     }
-    return 1;
+    c->leak_uv_per_s = (int32_t)num(w[20]);
 }
 
 static void cmd_send(sim *s, const uint8_t *data, size_t n)
@@ -496,6 +513,18 @@ static void dispatch(char **w, int n)
     } else if (strcmp(c, "send") == 0 && n == 3) {
         sim *s = board_at(w[1]);
         cmd_send(s, bytes, unhex(w[2], bytes, sizeof bytes));
+    } else if (strcmp(c, "gate") == 0 && n == 24) {
+        table_of(w + 3, num(w[2]) ? &board_at(w[1])->gate_hw : &board_at(w[1])->gate);
+        puts("ok");
+    } else if (strcmp(c, "nogate") == 0 && n == 2) {
+        sim *s = board_at(w[1]);
+        s->hal.actuator_calibrate = NULL;
+        s->hal.actuator_calibration = NULL;
+        puts("ok");
+    } else if (strcmp(c, "slope") == 0 && n == 24) {
+        tr2_gate_cal cal;
+        table_of(w + 1, &cal);
+        printf("%ld\n", (long)tr2_gate_slope_nv_per_us(&cal, (int32_t)num(w[22]), (int)num(w[23])));
     } else if (strcmp(c, "power") == 0 && n == 2) {
         boot(board_at(w[1]), TR2_CAUSE_POWER_ON);
         puts("ok");
@@ -537,8 +566,7 @@ static void dispatch(char **w, int n)
         uint32_t x;
         long long k;
         uid_of(w[1], uid);
-        x = tr_prng_seed(uid);
-        printf("%lu", (unsigned long)x);
+        printf("%lu", (unsigned long)(x = tr_prng_seed(uid)));
         for (k = 0; k < num(w[2]); k++) {
             printf(" %lu", (unsigned long)tr_prng_next(&x));
         }

@@ -1,6 +1,7 @@
 /* tr2_board.c - protocol 2's board on the bus: the command table, receiving ("Receiving"),
    broadcast handling and reply times ("Broadcast", "Timing"), the commands, telemetry and
-   the version-1 probe. The state they act on is tr2_state.c's. */
+   the version-1 probe; protocol 2.1's actuator calibration ("Actuator calibration"). The
+   state they act on is tr2_state.c's. */
 #include "twinrig_core2.h"
 
 enum { BC_SLOTTED = 1, BC_HASHED, BC_SELECTED, BC_SILENT, BC_REFUSED };
@@ -11,7 +12,7 @@ typedef struct {
     uint8_t slot_payload; /* the reply a slotted command's slot is sized for */
 } cmd_info;
 
-/* indexed by command code 1..19 */
+/* indexed by command code 1..21 (20, 21: protocol 2.1) */
 static const cmd_info COMMANDS[] = {
     {0u, 0u, 0u},              /* 0: not a command */
     {0u, BC_SLOTTED, 17u},     /* 1 identify */
@@ -32,12 +33,15 @@ static const cmd_info COMMANDS[] = {
     {138u, BC_SILENT, 0u},     /* 16 fw_block */
     {0u, BC_SLOTTED, 25u},     /* 17 fw_status */
     {0u, BC_SILENT, 0u},       /* 18 fw_verify */
-    {0u, BC_SILENT, 0u}        /* 19 fw_swap */
+    {0u, BC_SILENT, 0u},       /* 19 fw_swap */
+    {0u, BC_SILENT, 0u},       /* 20 calibrate_actuator */
+    {0u, BC_REFUSED, 0u}       /* 21 read_actuator_calibration */
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 
 enum {
-    REPLY_FIELDS_MAX = 39,   /* read_telemetry's, the longest reply after its status byte */
+    REPLY_FIELDS_MAX = TR2_GATE_REPLY_LEN, /* calibrate_actuator's (85), the longest reply
+                                              after its status byte (read_telemetry's: 39) */
     V1_IDENTIFY_PAYLOAD = 15 /* protocol 1.1's identify reply */
 };
 
@@ -255,6 +259,13 @@ static uint8_t execute(tr2_board *b, const request *req, uint8_t *out, uint8_t *
         st = tr2_update_swap(b);
         *restart = st == TR_OK;
         return st;
+    case TR2_CMD_CALIBRATE_ACTUATOR:
+    case TR2_CMD_READ_ACTUATOR_CALIBRATION:
+        st = tr2_board_gate(b, req->cmd == TR2_CMD_CALIBRATE_ACTUATOR, out);
+        if (st == TR_OK) {
+            *len = TR2_GATE_REPLY_LEN;
+        }
+        return st;
     default:
         return TR_UNKNOWN_COMMAND;
     }
@@ -282,7 +293,8 @@ static int seal_reply(const tr2_board *b, const request *req, uint8_t version, s
 }
 
 /* Protocol 1's identify, answered in protocol 1's layout by an assigned board ("Protocol 1
-   boards"): status, uid, firmware, kind, protocol 2, minor 0; no address, no flags. */
+   boards"): status, uid, firmware, kind, protocol 2, minor TR2_PROTOCOL_MINOR (1); no
+   address, no flags. */
 static int v1_probe(tr2_board *b, const request *req, tr2_reply *reply)
 {
     uint8_t *out = reply_status(reply);

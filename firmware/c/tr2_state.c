@@ -1,6 +1,7 @@
 /* tr2_state.c - protocol 2's board state: the target and the closed-loop actuator with
    its residue ("State, actuator and residue"), the two-sector state store and its
-   generation ("Resets and the stored state"), start-up, learns and the flags. */
+   generation ("Resets and the stored state"), start-up, learns, the flags, and protocol
+   2.1's actuator calibration ("Actuator calibration"). */
 #include "twinrig_core2.h"
 
 /* ---- actuator ------------------------------------------------------------- */
@@ -197,4 +198,73 @@ uint8_t tr2_board_flags(const tr2_board *b)
     return (uint8_t)((b->duplicate ? TR2_FLAG_DUPLICATE : 0) |
                      (b->target != restored_target(b) ? TR2_FLAG_STATE_UNSTORED : 0) |
                      (b->fw.phase == TR2_PHASE_ROLLED_BACK ? TR2_FLAG_ROLLED_BACK : 0));
+}
+
+/* ---- actuator calibration (protocol 2.1) ------------------------------------ */
+
+/* PROTOCOL.md, "Actuator calibration": s = y[i] + floor(dy * dx / den) on the segment i
+   the gate is in (the first below the second point, the last above the fourth), at least
+   1. With i32 fields |dy|, |dx| and den are below 2^32, so |dy * dx| fits a u64: the
+   product is taken as magnitudes and the sign applied after, the quotient rounded away
+   from zero when negative (a floor), and one beyond 2^32 can only saturate. */
+int32_t tr2_gate_slope_nv_per_us(const tr2_gate_cal *cal, int32_t gate_uv, int charging)
+{
+    const int32_t *xs = charging ? cal->charge_gate_uv : cal->discharge_gate_uv;
+    const int32_t *ys = charging ? cal->charge_nv_per_us : cal->discharge_nv_per_us;
+    int i = 0;
+    int64_t dy, dx, den;
+    int64_t s;
+    uint64_t p, q;
+    while (i < TR2_GATE_CAL_POINTS - 2 && gate_uv > xs[i + 1]) {
+        i++;
+    }
+    dy = (int64_t)ys[i + 1] - ys[i];
+    dx = (int64_t)gate_uv - xs[i];
+    den = (int64_t)xs[i + 1] - xs[i];
+    s = ys[i];
+    if (den > 0) {
+        p = (uint64_t)(dy < 0 ? -dy : dy) * (uint64_t)(dx < 0 ? -dx : dx);
+        q = p / (uint64_t)den;
+        if (q > 0x100000000ull) {
+            q = 0x100000000ull; /* |result - y[i]| beyond 2^32: outside i32 either way */
+        }
+        if ((dy < 0) != (dx < 0) && p != 0u) {
+            s -= (int64_t)q + (q * (uint64_t)den != p); /* floored: down when inexact */
+        } else {
+            s += (int64_t)q;
+        }
+    }
+    return s < 1 ? 1 : (s > 0x7FFFFFFF ? 0x7FFFFFFF : (int32_t)s);
+}
+
+uint8_t tr2_board_gate(tr2_board *b, int calibrate, uint8_t out[TR2_GATE_REPLY_LEN])
+{
+    const tr2_hal *h = b->hal;
+    tr2_gate_cal cal;
+    int i;
+    int failed;
+    if (b->cfg->kind != TR_KIND_MOSFET || !h || !h->actuator_calibrate ||
+        !h->actuator_calibration) {
+        return TR_WRONG_KIND;
+    }
+    if (calibrate) {
+        /* measured, back at the target, stored: the state is read back once more; a table
+           that could not be stored is not in use ("storage") */
+        failed = h->actuator_calibrate(h->user, &cal);
+        tr2_board_set_target(b, b->target);
+        if (failed) {
+            return TR_STORAGE;
+        }
+        out[0] = 1u;
+    } else {
+        out[0] = h->actuator_calibration(h->user, &cal);
+    }
+    for (i = 0; i < TR2_GATE_CAL_POINTS; i++) {
+        tr2_put_u32(out + 1 + 4 * i, (uint32_t)cal.charge_gate_uv[i]);
+        tr2_put_u32(out + 21 + 4 * i, (uint32_t)cal.charge_nv_per_us[i]);
+        tr2_put_u32(out + 41 + 4 * i, (uint32_t)cal.discharge_gate_uv[i]);
+        tr2_put_u32(out + 61 + 4 * i, (uint32_t)cal.discharge_nv_per_us[i]);
+    }
+    tr2_put_u32(out + 81, (uint32_t)cal.leak_uv_per_s);
+    return TR_OK;
 }

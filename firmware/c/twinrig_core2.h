@@ -1,19 +1,20 @@
 /*
- * twinrig_core2.h - portable C99 core of a twinrig edge board, protocol 2.0.
+ * twinrig_core2.h - portable C99 core of a twinrig edge board, protocol 2.1.
  *
- * Implements firmware/protocol/PROTOCOL.md (protocol 2, minor 0) beside the protocol-1 core
+ * Implements firmware/protocol/PROTOCOL.md (protocol 2, minor 1) beside the protocol-1 core
  * (twinrig_core.h), whose CRC-16, COBS encoder, generator, drops and rule it reuses
  * unchanged, as the spec says they are. Adds: 254-byte frames, the unassigned address 248,
  * discover/assign_address and duplicate detection, reply timing from the end-of-frame stamp
  * (turnaround, slots), the closed-loop actuator with a carried residue, the two-sector state
- * store with its generation, resets by mode, telemetry, the A/B firmware update and the
- * version-1 identify probe.
+ * store with its generation, resets by mode, telemetry, the A/B firmware update, the
+ * version-1 identify probe and (2.1) a MOSFET gate's actuator calibration, which the port
+ * measures and keeps (tr2_hal) and the core answers and interpolates.
  *
  * No dynamic memory, no floating point, no libc, no statics: every byte of state is in the
  * caller's tr2_board; all hardware is reached through tr2_hal (README.md, "Protocol 2").
  * Sources: tr2_codec.c (frames, CRC-32, timing, hash), tr2_state.c (target, actuator,
- * state store, start-up, learns), tr2_board.c (receiver, dispatch, commands, replies),
- * tr2_update.c (firmware update).
+ * state store, start-up, learns, the actuator calibration), tr2_board.c (receiver,
+ * dispatch, commands, replies), tr2_update.c (firmware update).
  */
 #ifndef TWINRIG_CORE2_H
 #define TWINRIG_CORE2_H
@@ -207,6 +208,8 @@ typedef struct {
        the table in use; returns its source, 0 nominal (the part values), 1 measured. */
     int (*actuator_calibrate)(void *user, tr2_gate_cal *measured);
     uint8_t (*actuator_calibration)(void *user, tr2_gate_cal *in_use);
+    /* After actuator_calibrate, whatever it returned, the core moves the actuator to the
+       target once more (actuator_move) for the state it reports. */
 } tr2_hal;
 
 typedef struct {
@@ -295,6 +298,21 @@ uint8_t tr2_board_flags(const tr2_board *b);
 int32_t tr2_board_residue(const tr2_board *b);
 /* The drops of the nodes as read now, the offsets subtracted. */
 void tr2_board_drops(const tr2_board *b, tr_drops *d);
+
+/* Protocol 2.1, "Actuator calibration" (tr2_state.c). The slope (nV/us) at gate_uv of the
+   charge (charging non-zero) or discharge table: linear between the points and beyond the
+   ends, the division floored (towards minus infinity, as Python's //), never below 1;
+   GateCalibration.slope_nv_per_us's rule exactly, over the whole i32 range, except that a
+   slope above INT32_MAX is INT32_MAX. On a segment whose gate voltages do not increase (a
+   table the spec does not allow, e.g. an erased record) the slope is its first point's:
+   never a division by zero. For a port to time its pulses. */
+int32_t tr2_gate_slope_nv_per_us(const tr2_gate_cal *cal, int32_t gate_uv, int charging);
+/* calibrate_actuator (calibrate non-zero) or read_actuator_calibration: wrong_kind on a
+   digipot or without the two callbacks, storage when actuator_calibrate fails; on TR_OK
+   the reply's TR2_GATE_REPLY_LEN bytes after its status (source u8, the four i32[5], leak
+   i32; little-endian). */
+#define TR2_GATE_REPLY_LEN (1u + 4u * (4u * TR2_GATE_CAL_POINTS + 1u)) /* 85 */
+uint8_t tr2_board_gate(tr2_board *b, int calibrate, uint8_t out[TR2_GATE_REPLY_LEN]);
 
 /* The state store (tr2_state.c): the newest record's generation (0: none); store_state
    (the target as the next generation, *gen on TR_OK); a factory reset's erase. */
