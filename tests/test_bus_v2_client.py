@@ -24,7 +24,7 @@ import serial
 from hypothesis import example, given, settings, strategies as st
 
 from instruments.bus import reference as v1_reference
-from instruments.bus.v2 import Kind, Phase, ReferenceBoard, crc32, image_blocks, onwire
+from instruments.bus.v2 import Kind, Phase, ReferenceBoard, crc32, image_blocks, onwire, quiet_ms
 from instruments.bus.v2.client import Bus, BusError, BusTimeout, ProtocolMismatch
 from instruments.bus.v2.constants import ADDR_BROADCAST, ADDR_UNASSIGNED, MISSING_LISTED, NO_BLOCK
 from instruments.bus.v2.host_update import listed_missing, parse_version, plan_resend, update_bus
@@ -271,6 +271,46 @@ def test_a_board_reporting_a_phase_the_spec_does_not_name_fails_alone(emulate):
     rep = update_bus(bus, _image(512), (2, 3, 0))
     assert rep.boards[2].outcome == "failed" and rep.boards[2].reason == "not verified (phase 9 (unknown))"
     assert [a for a, b in rep.boards.items() if b.outcome == "confirmed"] == [1, 3]
+
+
+def test_a_gate_calibration_keeps_the_board_deaf_until_it_is_done(emulate):
+    """calibrate_actuator (protocol 2.1) measures for about a second and writes flash before
+    its board listens again: a host that does not keep its quiet time hears nothing from it,
+    one that does is answered; a digipot refuses at once and stays listening."""
+    from instruments.bus.v2 import request_frame
+
+    mosfet = onwire.make_boards(1, seed=17)
+    digipot = [ReferenceBoard(bytes(range(8)), Kind.DIGIPOT, address=2)]
+    em, bus = emulate(mosfet + digipot)
+    bus.port.exchange(request_frame(ADDR_BROADCAST, 1, "calibrate_actuator"), 0, replies=False)  # no quiet
+    with pytest.raises(BusTimeout):  # its reply would come after the measurement: too late
+        bus.request(1, "read_state", retries=0)
+    assert bus.request(2, "read_state")["state"] == digipot[0].state  # the digipot listens
+    bus.port.wait(quiet_ms("calibrate_actuator") * 1000)
+    assert bus.read_actuator_calibration(1) == (1, mosfet[0].gate_measured)
+
+
+def test_a_reply_later_than_the_hosts_window_is_not_heard_and_collides_with_the_next_request(emulate):
+    """The wire is as strict as a real one: a host that waited its window has moved on, so a
+    board that answers later (here one stalled with interrupts off) is not heard, and its
+    reply garbles whatever the host sends meanwhile."""
+    from instruments.bus import timing
+    from instruments.bus.v2 import windows
+
+    boards = onwire.make_boards(2, seed=18)
+    em, bus = emulate(boards)
+    assert bus.read_state(1)["state"] == boards[0].state  # in time: heard
+    window = windows.unicast_window_us("read_state", 115200)
+    # the host's next request (10 bytes, 0.9 ms) starts a window after this one's end of
+    # frame; board 1's late reply (22 bytes, 1.9 ms) starts half a millisecond before it
+    eof = em.wire.now_us + 10 * em.wire.char_us
+    em.wire.stall(1, eof + window - 500 - timing.turnaround_us(115200) - em.wire.now_us)
+    with pytest.raises(BusTimeout):
+        bus.request(1, "read_state", retries=0)
+    with pytest.raises(BusTimeout):  # its request garbled by board 1's late reply
+        bus.request(2, "read_state", retries=0)
+    assert bus.read_state(2)["state"] == boards[1].state  # the line is clear again
+    assert boards[1].frames_bad >= 1
 
 
 def test_a_host_that_does_not_keep_the_erase_quiet_time_loses_blocks(emulate):

@@ -16,7 +16,9 @@ those into waiting:
   emulator is done with its request and has read every byte it wrote, then tells the
   emulated wire how long it waited (:meth:`~instruments.bus.v2.onwire.V2Wire.host_waited`):
   no real time passes for a quiet time or a listening window, and the emulated bus time is
-  what the host's waits make it.
+  what the host's waits make it. It tells the wire its window before each request
+  (:meth:`~instruments.bus.v2.onwire.V2Wire.host_will_listen`), so a reply later than the
+  window is not heard and collides with what the host sends next, as on a real bus.
 
 :func:`open_port` picks one by the port's path. Units: times us unless ``_s``.
 """
@@ -240,6 +242,7 @@ class EmulatedPort(_Port):
     def exchange(self, frame: Frame, window_us: int, done=None, replies: bool = True) -> list:
         """As :meth:`SerialPort.exchange`; the window is waited in emulated time unless
         ``done(items)`` ends it (the wire then resumes after the last reply)."""
+        self.emulator.wire.host_will_listen(window_us)
         self._write(frame)
         items = self._end_window(self._drain())
         if done is None or not done(items):

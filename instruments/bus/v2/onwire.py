@@ -96,6 +96,9 @@ class _Decoded(dict):
 #: wire's :data:`~instruments.bus.wire.FLASH_SECTOR_ERASE_US`), page program tPP typical 0.4 ms.
 PAGE_PROGRAM_TYP_US = 400
 STORE_WRITE_TYP_US = FLASH_SECTOR_ERASE_US + PAGE_PROGRAM_TYP_US
+#: A MOSFET board's typical gate calibration before its record is stored (us): five points
+#: of a set and two pulses read back (about 20 ms each) and the leak's hold of 1 s.
+ACTUATOR_CAL_TYP_US = 1_100_000
 
 
 def busy_us(frame, board) -> tuple[int, bool]:
@@ -119,6 +122,9 @@ def busy_us(frame, board) -> tuple[int, bool]:
         return (2 * FLASH_SECTOR_ERASE_US if factory else 0), True
     if name == "fw_swap":
         return STORE_WRITE_TYP_US, board.firmware.phase == Phase.VERIFIED
+    if name == "calibrate_actuator":  # a digipot, or a board whose flash fails, refuses at once
+        refuses = board.kind != Kind.MOSFET or getattr(board, "storage_fails", False)
+        return (0 if refuses else ACTUATOR_CAL_TYP_US + STORE_WRITE_TYP_US), False
     return 0, False
 
 
@@ -133,7 +139,7 @@ class WiredBoard:
 
     Args:
         board: the board (a :class:`ReferenceBoard`, or anything with its ``address`` and
-            ``handle(chunk) -> Reply | None``).
+            ``handle(chunk) -> Reply | None``, the reply with its ``status``).
         policy: the wire's :class:`OwnTiming`, told each reply's start.
         decoded: the decode cache shared by the wire's boards.
     """
@@ -155,7 +161,7 @@ class WiredBoard:
                 and frame.dst in (self.board.address, ADDR_BROADCAST))
         busy, restarts = busy_us(frame, self.board) if acts else (0, False)
         reply = self.board.handle(chunk)
-        if reply is not None and (len(reply.wire) < 8 or decode_any(reply.wire).payload[:1] != b"\x00"):
+        if reply is not None and reply.status != 0:
             busy, restarts = 0, False  # refused: nothing written, no restart
         if busy or restarts:
             self._stall(busy, restarts, reply)
@@ -243,6 +249,55 @@ class V2Wire(Wire):
     quiet time), since the wire cannot see it wait."""
 
     host_declares = False
+    #: The window (us after its end of frame) the host listens for its next request's
+    #: replies, told before it sends (:meth:`host_will_listen`); None when not told.
+    _window_us: int | None = None
+
+    @property
+    def now_us(self) -> int:
+        """When the host's next byte goes out (us). A host that declares its waits sends as
+        soon as they end, whether or not a board is still talking: a reply later than the
+        host's window is not heard by it and collides with its next request, as on a real
+        bus. Otherwise as :attr:`Wire.now_us <instruments.bus.wire.Wire.now_us>` (the host
+        waits until the line is quiet)."""
+        if self.host_declares and self._window_us is not None:
+            return max(self._host_end_us, self._listen_end_us) + self._idle_us
+        return super().now_us
+
+    def host_will_listen(self, window_us: int) -> None:
+        """The host's next request is listened to for ``window_us`` after its end of frame
+        (or until the reply it waits for): what arrives later is not heard."""
+        self._window_us = int(window_us)
+
+    def send(self, chunk: bytes) -> bytes:
+        self._heard_end_us = None
+        received = super().send(chunk)
+        if self.host_declares and self._window_us is not None:
+            # the host resumes its gap after the last reply it heard in its window (its
+            # software's and adapter's silence after a stop bit: Wire's host_gap_us), or, if
+            # it heard none, when it says it stopped waiting (host_waited)
+            self._listen_end_us = (self._host_end_us if self._heard_end_us is None
+                                   else self._heard_end_us + self.host_gap_us)
+        return received
+
+    def _host_hears(self, line) -> bytes:
+        """What the host receives of ``line``: every chunk whose delimiter arrives within its
+        window (when it declared one), none after."""
+        chunks = self.host.hear(line)
+        for heard in chunks:
+            self._unforge(self.host, heard)
+        stream, base = self.host.stream, self.host.base
+        if not self.host_declares or self._window_us is None:
+            return bytes(stream[base:])
+        out, start = bytearray(), base
+        deadline = self._host_end_us + self._window_us
+        for heard in chunks:
+            if heard.eof_us <= deadline:
+                out += stream[max(start, base):heard.at + 1]
+                self._heard_end_us = max(self._heard_end_us or 0, heard.eof_us)
+            start = heard.at + 1
+        out += stream[max(start, base):]  # a chunk in progress (completed later, or garbled)
+        return bytes(out)
 
     def _listening_us(self, chunk: bytes, received: bytes) -> int:
         if self.host_declares:
