@@ -43,13 +43,15 @@ _V1_IDENTIFY = 1
 @dataclass(frozen=True)
 class Reply:
     """A board's reply: its wire bytes, the earliest start after the request's end of frame
-    (us), and the quiet time of the command (ms; a blocking command answers once done, within
-    it)."""
+    (us), the quiet time of the command (ms; a blocking command answers once done, within
+    it), and its status."""
 
     wire: bytes
     start_us: int
     quiet_ms: int = 0
     version: int = PROTOCOL_VERSION
+    #: The reply's status (its payload's first byte; 0 ok).
+    status: int = 0
 
 
 class ReferenceBoard:
@@ -274,7 +276,7 @@ class ReferenceBoard:
         else:
             payload = pack_reply(spec.name, Error.OK, **(fields or {}))
         frame = Frame(PROTOCOL_VERSION, ADDR_HOST, self.address, f.seq, code & 0xFF, payload)
-        return Reply(encode_frame(frame), start, quiet)
+        return Reply(encode_frame(frame), start, quiet, status=payload[0])
 
     def _v1_probe(self, f: Frame) -> Reply | None:
         """Protocol 1's identify, answered in protocol 1's layout with ``protocol`` 2 by an
