@@ -239,3 +239,25 @@ def test_each_board_keeps_its_own_timing_policy():
         starts[address] = wire.nodes[address - 1].rx.deaf[-1][0] - (begin + len(request) * wire.char_us)
     assert starts[1] >= timing.turnaround_us(115200)
     assert 0 <= starts[2] <= timing.V1_LOOP_LATENCY_US
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_garbled_chunk_that_passes_the_crc_by_chance_is_not_taken_for_a_frame(version):
+    """A chunk with garbled or lost bytes is 'forged' if it still decodes (once in 65,536
+    by CRC-16); the wire changes its last byte so that no receiver takes it, in either
+    protocol's frames."""
+    from instruments.bus.v2 import framing as v2_framing
+    from instruments.bus.wire import Heard, Receiver, Wire as W
+
+    if version == 2:
+        chunk = v2_framing.encode_frame(v2_framing.Frame(2, 0, 5, 9, 0x82, bytes(12)))
+    else:
+        chunk = p.encode_frame(p.Frame(1, 0, 5, 9, 0x81, bytes(15)))
+    rx = Receiver()
+    rx.stream, rx.base = bytearray(chunk), 0
+    heard = W._unforge(rx, Heard(chunk, 0, True, len(chunk) - 1))
+    assert heard.chunk != chunk and heard.suspect
+    with pytest.raises(v2_framing.FrameError):
+        v2_framing.decode_any(heard.chunk)
+    clean = W._unforge(rx, Heard(bytes(rx.stream), 0, False, len(chunk) - 1))  # not suspect: kept
+    assert clean.chunk == bytes(rx.stream)

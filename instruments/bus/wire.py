@@ -322,9 +322,13 @@ class _Node:
 
 
 def _forged(chunk: bytes) -> bool:
+    """Whether a chunk passes the COBS, length and CRC checks of either protocol (both share
+    the frame's layout and CRC-16; protocol 2's decoder checks everything but the version)."""
+    from .v2.framing import FrameError as V2FrameError, decode_any
+
     try:
-        decode_frame(chunk)
-    except FrameError:
+        decode_any(chunk)
+    except V2FrameError:
         return False
     return True
 
