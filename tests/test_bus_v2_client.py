@@ -480,7 +480,9 @@ def test_a_real_port_waits_in_real_time_against_a_separate_emulator():
                             text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     try:
         port = proc.stdout.readline().strip()
-        with Bus(serial.Serial(port, 115200), latency_s=0.2) as bus:
+        # a latency well above the emulator process's lag on a loaded machine: it is waited
+        # only where not every reply comes (the scan's slotted broadcasts)
+        with Bus(serial.Serial(port, 115200), latency_s=0.5) as bus:
             assert isinstance(bus.port, SerialPort)
             scan = bus.scan()
             assert [b.address for b in scan] == [1, 2, 3] and scan.agreed
