@@ -589,3 +589,19 @@ def test_a_port_that_goes_away_is_a_bus_error_naming_it():
         with pytest.raises(BusError, match="the port failed"):
             bus.read_state(1)
     os.close(slave)
+
+
+def test_protocol_2s_errors_are_protocol_1s_too(emulate):
+    """Code written for protocol 1's errors (``except instruments.bus.client.BusError``)
+    catches protocol 2's, each class as its namesake."""
+    from instruments.bus import client as v1
+    from instruments.bus.v2 import client as v2c
+
+    for name in ("BusError", "BusTimeout", "BoardError", "ProtocolMismatch"):
+        assert issubclass(getattr(v2c, name), getattr(v1, name)), name
+    em, bus = emulate(onwire.make_boards(1, seed=19))
+    with pytest.raises(v1.BoardError) as e:
+        bus.set_state(1, 10**9)  # out_of_range
+    assert e.value.status == 8 and str(e.value) == f"{em.port}: board 1: set_state refused: out_of_range (8)"
+    with pytest.raises(v1.BusTimeout):
+        bus.request(9, "identify", retries=0)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from .. import payloads as v1_payloads, timing
 from ..client import ScanResult, scan_passes  # one scan rule and its result for both protocols
+from .. import client as _v1  # protocol 1's error classes, which protocol 2's extend
 from .constants import (
     ADDR_BOARD_MAX, ADDR_BOARD_MIN, ADDR_BROADCAST, ADDR_HOST, ADDR_UNASSIGNED, BAUD_DEFAULT,
     BROADCAST_HASHED, BROADCAST_REFUSED, BROADCAST_SELECTED, BROADCAST_SILENT, BROADCAST_SLOTTED,
@@ -57,11 +58,13 @@ KIND_NAMES = {int(k): k.name.lower() for k in Kind}
 _V1_IDENTIFY = 1
 
 
-class BusError(RuntimeError):
-    """A request failed; the message names the bus, the board and the command."""
+class BusError(_v1.BusError):
+    """A request failed; the message names the bus, the board and the command. Each error
+    class of protocol 2 is also protocol 1's of the same name (``except
+    instruments.bus.client.BusError`` catches both protocols')."""
 
 
-class BusTimeout(BusError):
+class BusTimeout(BusError, _v1.BusTimeout):
     """No valid reply arrived in time (after the retries allowed for the command)."""
 
 
@@ -69,7 +72,7 @@ class BusGarbled(BusTimeout):
     """Only garbled replies arrived: two boards answered at once (or the line is noisy)."""
 
 
-class BoardError(BusError):
+class BoardError(BusError, _v1.BoardError):
     """The board answered with a status other than ok (``status``, :class:`Error`)."""
 
     def __init__(self, bus: str, address: int, command: str, status: int):
@@ -78,14 +81,14 @@ class BoardError(BusError):
             name = Error(status).name.lower()
         except ValueError:
             name = f"unknown status {status}"
-        super().__init__(f"{bus}: board {address}: {command} refused: {name} ({status})")
+        RuntimeError.__init__(self, f"{bus}: board {address}: {command} refused: {name} ({status})")
 
 
-class ProtocolMismatch(BusError):
+class ProtocolMismatch(BusError, _v1.ProtocolMismatch):
     """Boards on the bus speak protocol 1 (``boards``: their probe replies, by address)."""
 
     def __init__(self, message: str, boards: dict):
-        super().__init__(message)
+        RuntimeError.__init__(self, message)
         self.boards = boards
 
 
