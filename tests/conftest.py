@@ -29,3 +29,23 @@ settings.load_profile("ci" if os.environ.get("CI", "").lower() == "true" else "d
 def _private_calibration_store(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("TWINRIG_CALIBRATION", str(tmp_path_factory.mktemp("calibration") / "store.h5"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg-data")))
+
+
+@pytest.fixture
+def serve():
+    """``serve(boards, others=(), **emulator_args)``: protocol-2 ``boards`` (and protocol-1
+    ``others``) on a running :func:`instruments.bus.v2.onwire.emulate` pseudo-terminal,
+    closed after the test."""
+    from instruments.bus.v2 import onwire
+
+    running = []
+
+    def start(boards, others=(), **kw):
+        em = onwire.emulate(boards, others, **kw)
+        em.start()
+        running.append(em)
+        return em
+
+    yield start
+    for em in running:
+        em.close()

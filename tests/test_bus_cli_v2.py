@@ -15,19 +15,6 @@ from instruments.bus.v2 import onwire
 from instruments.bus.v2.constants import ADDR_UNASSIGNED
 
 
-@pytest.fixture
-def serve():
-    running = []
-
-    def start(boards, others=()):
-        em = onwire.emulate(boards, others)
-        em.start()
-        running.append(em)
-        return em
-
-    yield start
-    for em in running:
-        em.close()
 
 
 def test_a_protocol_2_scan_lists_the_boards(serve, capsys):

@@ -28,20 +28,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PICO = ROOT / "firmware" / "boards" / "pico.toml"
 
 
-@pytest.fixture
-def serve():
-    """``serve(boards, others=())`` -> a running emulator, closed after the test."""
-    running = []
-
-    def start(boards, others=(), **kw):
-        em = onwire.emulate(boards, others, **kw)
-        em.start()
-        running.append(em)
-        return em
-
-    yield start
-    for em in running:
-        em.close()
 
 
 def _image(tmp_path: Path, name: str = "twinrig-2.1.0.bin", size: int = 4096, seed: int = 7) -> Path:

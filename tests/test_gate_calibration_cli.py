@@ -26,19 +26,6 @@ SWAPPED = GateCalibration(NOMINAL.charge_gate_uv, NOMINAL.discharge_nv_per_us, N
                           NOMINAL.charge_nv_per_us, 0)
 
 
-@pytest.fixture
-def serve():
-    running = []
-
-    def start(boards):
-        em = onwire.emulate(boards)
-        em.start()
-        running.append(em)
-        return em
-
-    yield start
-    for em in running:
-        em.close()
 
 
 def _boards():

@@ -341,12 +341,10 @@ class Bus:
         reply, bad = None, 0
         for it in self._exchange(Frame(V1_VERSION, a, ADDR_HOST, seq, _V1_IDENTIFY), window, done):
             if isinstance(it, Frame) and (it.version, it.dst, it.src, it.seq, it.cmd) == want:
-                try:
-                    r = v1_payloads.unpack_reply("identify", it.payload)
-                except Exception:  # a payload no protocol-1 layout fits: garbled
+                r = _v1_identify(it)
+                if r is None:
                     bad += 1
-                    continue
-                if r["status"] == 0:
+                elif r["status"] == 0:
                     reply = r
             elif isinstance(it, FrameError):
                 bad += 1
@@ -380,12 +378,10 @@ class Bus:
             if it.version != V1_VERSION or it.dst != ADDR_HOST or it.cmd != _V1_IDENTIFY | REPLY_BIT or a is None:
                 self.stats.stray += 1
                 continue
-            try:
-                r = v1_payloads.unpack_reply("identify", it.payload)
-            except Exception:  # a payload no protocol-1 layout fits: garbled
+            r = _v1_identify(it)
+            if r is None:
                 bad += 1
-                continue
-            if r["status"] == 0:
+            elif r["status"] == 0:
                 replies[a] = r
         self.stats.garbled += bad
         return replies, bad
@@ -654,6 +650,15 @@ class Bus:
             self.broadcast("reset", mode=int(m))
         else:
             self.request(address, "reset", mode=int(m))
+
+
+def _v1_identify(frame: Frame) -> dict | None:
+    """A version-1 identify reply's fields, or None when no protocol-1 layout fits its
+    payload (garbled)."""
+    try:
+        return v1_payloads.unpack_reply("identify", frame.payload)
+    except Exception:
+        return None
 
 
 def _telemetry(r: dict) -> dict:
