@@ -23,6 +23,9 @@ HARNESS = FW / "emu" / "harness.mjs"
 IMAGE = FW / "build" / "twinrig-rp2040"
 NODE = shutil.which("node")
 BOOT_NS = 1_000_000  # power-on to the main loop: clocks, UART, the ADC's set-up frames
+#: Protocol 2's image also moves its gate from 0 V to the power-on state (about 1 ms of
+#: charge pulse and the read-backs) before it serves the bus.
+BOOT_V2_NS = 5_000_000
 
 
 def missing() -> str | None:

@@ -7,8 +7,15 @@ ADS131M04, the learn line, the gate pin, the RP2040's own ADC (VSYS / 3 on ADC3,
 temperature sensor on ADC4) and the QSPI flash behind the SSI (a W25Q16JV with its erase and
 program times, flash.mjs), which the image erases and programs itself from RAM. The host's
 side is a small request/response helper on instruments.bus.v2's frames; every reply is
-compared with instruments.bus.v2.ReferenceBoard's to the same requests, byte for byte where
-the board's state is the reference's. Every time is emulated.
+compared with instruments.bus.v2.ReferenceBoard's to the same requests, byte for byte but
+for the state a MOSFET gate reaches. The image drives its gate in closed loop (gate.c) and
+reports the gate read back, so a reply's ``state`` cannot equal the reference's ideal grid
+point exactly: the read-back has noise and the shortest pulse moves the gate by more than
+the 1 mV grid. There the test checks what the spec guarantees instead (:func:`_same`): the
+state on the grid, ``state + residue`` the reference's target exactly (the rule acts on the
+target, so the targets agree to the microvolt), and the state within GATE_TOL_UV of the
+reference's grid point (or, for a set_state farther than a reply's latency lets the gate
+go, between where it was and the target). Every time is emulated.
 
 Skipped locally when node, the npm package (``npm ci --prefix firmware/rp2040/emu``) or the
 arm-none-eabi toolchain is missing; fails instead when ``CI=true``.
@@ -22,7 +29,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from rp2040_emu import BOOT_NS, FW, EmuBoard, build_image, config_image
+from rp2040_emu import BOOT_V2_NS, FW, EmuBoard, build_image, config_image
 
 from instruments.bus import timing
 from instruments.bus.framing import Frame as V1Frame
@@ -41,7 +48,14 @@ MOSFET = 2
 GATE_CHARGING = 2
 ALWAYS = 65536
 GAIN = 2_500_000_000
-RESOLUTION_UV = 1000  # the PWM setpoint's 1 mV grid
+RESOLUTION_UV = 1000  # the state's 1 mV grid: the gate read back, rounded
+#: How far the state a board reports may be from the reference's grid point: what is left
+#: below one shortest (1 us) pulse, at most 2.4 mV at the ends of the range on the emulated
+#: gate (its slope, firmware/rp2040/README.md), the read-back's noise (256 conversions:
+#: 0.3 mV rms, 1 mV at 3 sigma) and the two roundings to the grid (0.5 mV each).
+GATE_TOL_UV = 4_500
+FW_VERSION = (2, 1, 0)  # protocol 2.1's image (main2.c)
+GATE_REPLIES = {"read_state", "set_state", "learn"}
 BAUD = 115_200
 V0 = [0, 0, 0, 0]
 V1 = [300_000, 100_000, 280_000, 110_000]  # a_F, b_F, a_C, b_C (uV)
@@ -127,7 +141,7 @@ def _boot(*uf2, flash_image: Path | None = None, protect: bool = False) -> EmuBo
         args += ["--flash-image", str(flash_image)]
     b = EmuBoard(*args, *uf2)
     b.call("analog", vsys_uv=VSYS_UV, temperature_mdegc=TEMPERATURE_MDEGC)
-    b.call("run", ns=BOOT_NS)
+    b.call("run", ns=BOOT_V2_NS)
     return b
 
 
@@ -147,7 +161,7 @@ def _reference(**kw) -> ReferenceBoard:
     """The reference board configured as the emulated one: the flash's uid, address 5, a
     MOSFET gate on a 1 mV grid from 2 V."""
     return ReferenceBoard(FLASH_UID, MOSFET, address=ADDRESS, initial_state=INITIAL_UV,
-                          resolution=RESOLUTION_UV, **kw)
+                          resolution=RESOLUTION_UV, fw_version=FW_VERSION, **kw)
 
 
 def _events(board: EmuBoard) -> dict:
@@ -158,11 +172,40 @@ def _events(board: EmuBoard) -> dict:
 
 
 def _same(host: Host, ref: ReferenceBoard, dst: int, cmd: str, **fields) -> bytes:
-    """The board's reply to a request is the reference's, byte for byte (or none for none)."""
+    """The board's reply to a request is the reference's, byte for byte (or none for none);
+    a reply carrying the gate's state as the spec guarantees it (:func:`_same_gate`)."""
+    before = ref.state
     frame, wire = host.exchange(dst, cmd, **fields)
     replies = ref.feed(line_frame(frame))
-    assert wire == (replies[0].wire if replies else b""), cmd
+    want = replies[0].wire if replies else b""
+    if cmd in GATE_REPLIES and wire and want and decode_any(want).payload[0] == Error.OK:
+        _same_gate(host, ref, cmd, wire, want, before)
+    else:
+        assert wire == want, cmd
     return wire
+
+
+def _same_gate(host: Host, ref: ReferenceBoard, cmd: str, wire: bytes, want: bytes, before: int) -> None:
+    """A reply with the state the gate reached: header and every other field the reference's;
+    the state on the 1 mV grid, ``state + residue`` the reference's target, and the state
+    within GATE_TOL_UV of the reference's grid point. A set_state the gate cannot follow
+    within the reply's latency (more than about 1.5 V) reports how far it got, between the
+    state before and the target; the board finishes the move in its main loop, which the
+    test then lets run."""
+    got_f, want_f = decode_any(wire), decode_any(want)
+    assert (got_f.version, got_f.dst, got_f.src, got_f.seq, got_f.cmd) == \
+        (want_f.version, want_f.dst, want_f.src, want_f.seq, want_f.cmd), cmd
+    got, exp = unpack_reply(cmd, got_f.payload), unpack_reply(cmd, want_f.payload)
+    state, residue = got.pop("state"), got.pop("residue")
+    exp.pop("state"), exp.pop("residue")
+    assert got == exp, cmd
+    assert state % RESOLUTION_UV == 0 and state + residue == ref.target, (cmd, state, residue, ref.target)
+    if cmd == "set_state" and abs(state - ref.state) > GATE_TOL_UV:
+        lo, hi = sorted((before, ref.target))
+        assert lo - GATE_TOL_UV <= state <= hi + GATE_TOL_UV, (cmd, before, state, ref.target)
+        host.board.call("run", ns=30_000_000)
+    else:
+        assert abs(state - ref.state) <= GATE_TOL_UV, (cmd, state, ref.state)
 
 
 def _pulse(board: EmuBoard, host: Host, edges_after_rise_ns, inputs_after_rise_ns) -> int:
@@ -203,12 +246,12 @@ def test_the_v2_image_is_within_its_budget_and_its_uf2_holds_it(image):
 # ---- identify, the version-1 probe, the turnaround ------------------------------------
 
 
-def test_identify_gives_protocol_2_0_the_version_and_the_flashs_unique_id(board, host):
+def test_identify_gives_protocol_2_1_the_version_and_the_flashs_unique_id(board, host):
     ref = _reference()
     wire = _same(host, ref, ADDRESS, "identify")
     info = unpack_reply("identify", decode_any(wire).payload)
-    assert (info["protocol"], info["protocol_minor"]) == (2, 0)
-    assert (info["fw_major"], info["fw_minor"], info["fw_patch"]) == (2, 0, 0)
+    assert (info["protocol"], info["protocol_minor"]) == (2, 1)
+    assert (info["fw_major"], info["fw_minor"], info["fw_patch"]) == FW_VERSION
     assert (info["uid"], info["address"], info["kind"], info["flags"]) == (FLASH_UID, ADDRESS, MOSFET, 0)
     _same(host, ref, ADDRESS, "read_actuator")
     _events(board)
@@ -223,7 +266,7 @@ def test_the_protocol_1_identify_probe_is_answered_in_protocol_1s_layout(board, 
     reply = decode_any(wire)
     assert (reply.version, reply.cmd, reply.src, len(reply.payload)) == (1, 0x81, ADDRESS, 15)
     info = v1_unpack_reply("identify", reply.payload)
-    assert (info["protocol"], info["protocol_minor"], info["uid"]) == (2, 0, FLASH_UID)
+    assert (info["protocol"], info["protocol_minor"], info["uid"]) == (2, 1, FLASH_UID)
     # broadcast: in protocol 1's slot, address x 2 ms after the end of frame
     host.send(V1Frame(1, ADDR_BROADCAST, 0, 78, 1, b""))
     assert decode_any(host.receive(20_000_000)).version == 1
@@ -276,7 +319,7 @@ def test_a_board_without_configuration_is_unassigned_answers_discover_and_takes_
     b = _boot(image.with_suffix(".uf2"))  # no configuration block: address 248, power-on 1 V
     try:
         host = Host(b)
-        ref = ReferenceBoard(FLASH_UID, MOSFET, resolution=RESOLUTION_UV)
+        ref = ReferenceBoard(FLASH_UID, MOSFET, resolution=RESOLUTION_UV, fw_version=FW_VERSION)
         _same(host, ref, ADDR_BROADCAST, "identify")  # an unassigned board has no slot: silent
         frame = request_frame(ADDR_BROADCAST, 40, "discover", salt=0x1234ABCD, slots=32, only_unassigned=1)
         host.send(frame)
@@ -310,14 +353,15 @@ def test_a_learn_pulse_updates_from_the_rising_edge_snapshot_as_the_reference(bo
     state = unpack_reply("read_state", decode_any(wire).payload)
     assert state["state"] != INITIAL_UV and state["state"] % RESOLUTION_UV == 0
     assert -RESOLUTION_UV // 2 <= state["residue"] < RESOLUTION_UV // 2
-    pulses = [e for e in _events(board)["events"] if e["type"] == "gate" and e["level"] == 1]
-    # the gate stage reached what the board reports: the PWM setpoint, on its 1 mV grid
-    assert pulses[-1]["setpointUv"] == state["state"]
+    # the board reports the gate it reached, read back: the emulated gate's own voltage
+    assert abs(board.call("gate_state")["v_uv"] - state["state"]) <= GATE_TOL_UV - 2_400
+    assert [e for e in _events(board)["events"] if e["type"] == "gate" and e["level"] == 1]
     # the nodes at the falling edge, or before the rising one, would give another state
     for other in (V2, V0):
         r = _reference(node_uv=other)
         r.rule, r.probability, r.gain, r.dead_band_uv2 = GATE_CHARGING, ALWAYS, GAIN, 0
-        assert r.learn()[0] != state["state"]
+        r.learn()
+        assert r.target != state["state"] + state["residue"]
     telemetry = host.request(ADDRESS, "read_telemetry")
     assert (telemetry["learns"], telemetry["updates"], telemetry["glitches"]) == (1, 1, 0)
     assert telemetry["flags"] == 0x02  # state_unstored: the target differs from the store's
@@ -424,10 +468,10 @@ def test_a_random_session_is_answered_as_the_reference_board_answers_it(board, h
         elif kind == 5:
             _same(host, ref, dst, "configure_rule", rule=rng.randrange(5), probability=rng.randrange(70_000),
                   gain=rng.choice([0, rng.randrange(2 ** 41), 2 ** 50]), dead_band_uv2=rng.randrange(-1, 10 ** 9))
-        elif kind == 6:  # wrong length, or a command code not in the table
+        elif kind == 6:  # wrong length, or a command code not in the table (22: the first after 2.1's)
             host.seq = (host.seq + 1) & 0xFF
             frame = (Frame(2, dst, 0, host.seq, rng.choice([1, 3, 6]), bytes(rng.randrange(1, 6))) if rng.random() < 0.5
-                     else Frame(2, dst, 0, host.seq, rng.choice([0, 20, 77, 127]), b""))
+                     else Frame(2, dst, 0, host.seq, rng.choice([0, 22, 77, 127]), b""))
             wire = host.send_frame(frame)
             replies = ref.feed(line_frame(frame))
             assert wire == (replies[0].wire if replies else b"")
@@ -557,7 +601,8 @@ def test_store_state_writes_a_record_in_flash_within_its_quiet_time_and_survives
         ref.power_cycle()
         host2 = Host(again)
         _same(host2, ref, ADDRESS, "read_state")
-        assert host2.request(ADDRESS, "read_state")["state"] == 3_000_000  # 3_000_400 on the 1 mV grid
+        # 3_000_400 restored: the gate moved there and read back, on the 1 mV grid
+        assert abs(host2.request(ADDRESS, "read_state")["state"] - 3_000_000) <= GATE_TOL_UV
         t = host2.request(ADDRESS, "read_telemetry")
         assert (t["reset_cause"], t["generation"], t["learns"]) == (0, 2, 0)
         _events(again)
@@ -588,7 +633,7 @@ def test_a_power_cut_during_store_state_restores_the_previous_record(image, boar
     try:
         host2 = Host(again)
         _same(host2, ref, ADDRESS, "read_state")
-        assert host2.request(ADDRESS, "read_state")["state"] == 2_200_000
+        assert abs(host2.request(ADDRESS, "read_state")["state"] - 2_200_000) <= GATE_TOL_UV
         _same(host2, ref, ADDRESS, "store_state")  # generation 3, into the torn sector
         _same(host2, ref, ADDRESS, "read_state")
         _events(again)
@@ -665,7 +710,7 @@ def test_a_firmware_update_is_written_to_slot_b_and_verified_and_the_swap_report
     assert host.request(ADDRESS, "fw_verify") == {"status": 0, "phase": 2}
     assert host.request(ADDRESS, "fw_swap") == {"status": Error.STORAGE}
     info = host.request(ADDRESS, "identify")
-    assert (info["fw_major"], info["fw_minor"]) == (2, 0)
+    assert (info["fw_major"], info["fw_minor"]) == FW_VERSION[:2]
     assert host.request(ADDRESS, "fw_status")["phase"] == 2
     _events(board)
 

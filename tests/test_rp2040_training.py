@@ -10,9 +10,14 @@ ReferenceBoard is the referee: the images' gates agree with it to the microvolt 
 step, and the error falls at every step.
 
 The protocol-2 image (``make v2``) trains the lattice the same way, spoken to by the host's
-protocol-2 client (instruments.bus.v2.client.Bus) on a port whose waits are emulated time;
-its gate stage holds a 1 mV grid, so it reports the grid point reached and carries the
-rest (the residue), as protocol 2's ReferenceBoard does, which is its referee.
+protocol-2 client (instruments.bus.v2.client.Bus) on a port whose waits are emulated time.
+It drives its emulated gate in closed loop and reports the gate read back (on a 1 mV grid),
+carrying the rest (the residue); since the read-back has noise and the shortest pulse moves
+the gate by more than the grid, its states cannot equal an ideal actuator's exactly. Its
+referee is protocol 2's ReferenceBoard run in lock step, given the node voltages the
+images' own gates give: the learned targets (state + residue) are the reference's to the
+microvolt at every step (the rule acts on the target), the states within the read-back's
+error of the reference's grid points, and the error falls at every step.
 
 The rule's gain is 1000 times the lab's (instruments.bus.rule.gate_gain of the wiring's
 100 us pulse through 1 kOhm onto 2.2 uF), so that 12 steps show the error fall; at the lab's
@@ -25,7 +30,7 @@ import types
 
 import numpy as np
 import pytest
-from rp2040_emu import BOOT_NS, EmuBoard, EmuSerial, build_image, config_image
+from rp2040_emu import BOOT_NS, BOOT_V2_NS, EmuBoard, EmuSerial, build_image, config_image
 
 from instruments.bus import client as bus_client
 from instruments.bus.client import BusClient
@@ -160,7 +165,8 @@ def test_the_image_on_every_edge_of_the_lattice_trains_it_as_the_reference_does(
 # ------------------------------------------------------------------------- protocol 2
 
 
-RESOLUTION_UV = 1000  # the v2 image's gate stage: the PWM setpoint's 1 mV grid
+RESOLUTION_UV = 1000  # the v2 image's state grid: the gate read back, rounded to 1 mV
+GATE_TOL_UV = 4_500  # a state from the reference's grid point (test_rp2040_emu_v2.GATE_TOL_UV)
 
 
 class EmuPort(_Port):
@@ -202,51 +208,53 @@ def test_the_v2_image_on_every_edge_trains_the_lattice_as_protocol_2s_reference(
     a, b = lattice.a, lattice.b
     nodes: list[list[int]] = [[0, 0, 0, 0] for _ in start_uv]
 
+    # the referee, in lock step: each edge's ReferenceBoard learns on the node voltages the
+    # images' gates give
     refs = []
     for j, s in enumerate(start_uv):
         ref = V2ReferenceBoard(_uid(j), MOSFET, address=j + 1, initial_state=s, resolution=RESOLUTION_UV,
                                node_uv=lambda j=j: nodes[j])
         ref.rule, ref.probability, ref.gain, ref.dead_band_uv2 = Rule(GATE_CHARGING), ALWAYS, lattice.gain, 0
         refs.append(ref)
-    ref_gates, ref_residues, ref_errors = [[r.state for r in refs]], [], []
-    for _ in range(STEPS):
-        free, clamped, err = lattice.solve(ref_gates[-1])
-        ref_errors.append(err)
-        for j, r in enumerate(refs):
-            nodes[j] = _nodes_uv(free, clamped, a[j], b[j])
-            r.learn()
-        ref_gates.append([r.state for r in refs])
-        ref_residues.append([r.residue for r in refs])
 
     emus: dict[int, tuple[EmuBoard, Bus]] = {}
+    carried = 0
     try:
         for j, s in enumerate(start_uv):
             cfg = config_image(tmp_path / f"edge{j}.uf2", j + 1, _uid(j), "mosfet", s)
             emu = EmuBoard("--flash-uid", _uid(j).hex(), image_v2.with_suffix(".uf2"), cfg)
-            emu.call("run", ns=BOOT_NS)
+            emu.call("run", ns=BOOT_V2_NS)
             bus = Bus(EmuPort(emu))
             info = bus.identify(j + 1)
             assert (info.uid, info.protocol) == (_uid(j).hex(), 2)
             bus.configure_rule(j + 1, GATE_CHARGING, ALWAYS, lattice.gain, 0)
             emus[j] = (emu, bus)
-        gates = [bus.read_state(j + 1)["state"] for j, (_, bus) in emus.items()]
-        assert gates == ref_gates[0]  # the power-on state, on the gate stage's grid
+        reads = [bus.read_state(j + 1) for j, (_, bus) in emus.items()]
+        gates = [r["state"] for r in reads]
+        # the power-on state: the gate moved there, read back
+        assert [r["state"] + r["residue"] for r in reads] == start_uv
+        assert all(abs(g - r.state) <= GATE_TOL_UV for g, r in zip(gates, refs))
         errors = []
         for step in range(STEPS):
             free, clamped, err = lattice.solve(gates)
             errors.append(err)
-            new, residues = [], []
+            new = []
             for j, (emu, bus) in emus.items():
+                nodes[j] = _nodes_uv(free, clamped, a[j], b[j])
+                refs[j].learn()
                 rise = emu.now_ns + 100_000
-                emu.call("nodes", uv=_nodes_uv(free, clamped, a[j], b[j]), at_ns=rise - 50_000)
+                emu.call("nodes", uv=nodes[j], at_ns=rise - 50_000)
                 emu.call("pin", edges=[[rise, 1], [rise + HIGH_NS, 0]])
                 emu.call("run", ns=100_000 + HIGH_NS + 200_000)
                 r = bus.read_state(j + 1)
+                assert r["state"] % RESOLUTION_UV == 0
+                assert r["state"] + r["residue"] == refs[j].target, f"step {step} edge {j}: the learned target"
+                assert abs(r["state"] - refs[j].state) <= GATE_TOL_UV, f"step {step} edge {j}: the gate reached"
+                true_uv = emu.call("gate_state")["v_uv"]
+                assert abs(true_uv - r["state"]) <= GATE_TOL_UV  # what the board reports is its gate
+                carried += r["residue"] != 0
                 new.append(r["state"])
-                residues.append(r["residue"])
             gates = new
-            assert gates == ref_gates[step + 1], f"step {step}: the v2 images' gates differ from the reference"
-            assert residues == ref_residues[step]  # the part below the grid, carried
         for j, (emu, bus) in emus.items():
             t = bus.read_telemetry(j + 1)
             assert t["learns"] == STEPS and t["glitches"] == 0
@@ -255,9 +263,9 @@ def test_the_v2_image_on_every_edge_trains_the_lattice_as_protocol_2s_reference(
         for emu, _ in emus.values():
             emu.close()
 
-    assert errors == ref_errors
-    assert all(g % RESOLUTION_UV == 0 for g in gates)  # what the gate stage holds is reported
-    assert any(any(r) for r in ref_residues)  # and steps below the grid were carried, not lost
-    print(f"protocol 2: {len(gates)} edges on the image; error {errors[0]:.3e} -> {errors[-1]:.3e} V^2 "
-          f"in {STEPS} steps")
+    assert all(g % RESOLUTION_UV == 0 for g in gates)  # the gate read back, on its grid
+    assert carried  # and steps below the shortest pulse were carried, not lost
+    moved = [abs(g - g0) for g, g0 in zip(gates, start_uv)]
+    print(f"protocol 2: {len(gates)} edges on the image; gates moved {min(moved)} to {max(moved)} uV; "
+          f"error {errors[0]:.3e} -> {errors[-1]:.3e} V^2 in {STEPS} steps")
     assert all(e1 < e0 for e0, e1 in zip(errors, errors[1:]))

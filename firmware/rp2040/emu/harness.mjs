@@ -20,7 +20,10 @@
 // at_ns, slope_uv_per_ns: [4]} (ADC inputs from at_ns on: steps, or ramps from uv),
 // pin {edges: [[at_ns, 0|1], ...]} (the learn line), analog {vsys_uv, temperature_mdegc}
 // (the RP2040 ADC's inputs: VSYS through the Pico's 1:3 divider on ADC3/GP29, and the
-// temperature sensor's voltage on ADC4, 4.9.5), flash_save {path} (the 2 MiB flash to a file,
+// temperature sensor's voltage on ADC4, 4.9.5), gate {r_ohm, r_on_ohm, c_uf, r_leak_ohm,
+// noise_lsb, seed, v_uv} (the gate model's parts, below; v_uv sets its voltage now) and
+// gate_state (its voltage now, uV, its parts, the ADC0 conversions so far and the core's
+// cycles), flash_save {path} (the 2 MiB flash to a file,
 // as a power cut now would leave it: an erase or program in progress done in part),
 // flash_read {addr, len} (hex), events (and clear them), now.
 // The flash (flash.mjs): the SSI, the IO_QSPI /CS override and a W25Q16JV with its erase and
@@ -270,12 +273,62 @@ function gateSetpointUv() {
   const cc = mcu.readUint32(slice + 0x0c) & 0xffff, top = mcu.readUint32(slice + 0x10) & 0xffff;
   return (Math.min(cc, top + 1) / (top + 1)) * GATE_FULL_SCALE_UV;
 }
+// The gate itself: a node of C charged through R (the gate resistor and the switch's
+// on-resistance) from the source while PIN_GATE is high, and leaking to ground through
+// R_leak always (the capacitor's insulation, the MOSFET's gate and the read-back buffer's
+// input): C dv/dt = (S - v) / R - v / R_leak. Between changes of the switch or the source
+// that is an exact exponential, evaluated at each change and at each ADC conversion, in
+// emulated time. The parts differ from the board's nominal 1 kOhm and 2.2 uF on purpose,
+// so a board on its nominal table moves the gate by other amounts than it expects.
+const gateModel = { rOhm: 1000, rOnOhm: 15, cUf: 2.31, rLeakOhm: 1e10, noiseLsb: 2.83, vUv: 0, atNs: 0, on: false, sourceUv: 0 };
+function gateAdvance() {
+  const g = gateModel, dtS = (clock.nanos - g.atNs) * 1e-9;
+  if (dtS > 0) {
+    const c = g.cUf * 1e-6, rLeak = g.rLeakOhm;
+    if (g.on) {
+      const r = g.rOhm + g.rOnOhm, rPar = (r * rLeak) / (r + rLeak);
+      const vInf = (g.sourceUv * rLeak) / (r + rLeak);
+      g.vUv = vInf + (g.vUv - vInf) * Math.exp(-dtS / (rPar * c));
+    } else {
+      g.vUv *= Math.exp(-dtS / (rLeak * c));
+    }
+  }
+  g.atNs = clock.nanos;
+}
+// The source is the PWM's mean, filtered and amplified by 2, taken as settled at once
+// (the image waits GATE_SOURCE_SETTLE_US after changing it; the filter is not modelled).
+function gateSourceChanged() {
+  gateAdvance();
+  const slice = 0x40050000 + 0x14 * 7;
+  const on = pin(PIN.gateDac).functionSelect === 4 && (mcu.readUint32(slice) & 1);
+  const cc = mcu.readUint32(slice + 0x0c) & 0xffff, top = mcu.readUint32(slice + 0x10) & 0xffff;
+  gateModel.sourceUv = on ? (Math.min(cc, top + 1) / (top + 1)) * GATE_FULL_SCALE_UV : 0;
+}
+const pwm = mcu.peripherals[0x40050];
+const pwmWrite = pwm.writeUint32.bind(pwm);
+pwm.writeUint32 = (offset, value) => { gateAdvance(); pwmWrite(offset, value); gateSourceChanged(); };
 let gateLevel = 0;
 pin(PIN.gate).addListener(() => {
   const level = driven(PIN.gate) ? 1 : 0;
-  if (level !== gateLevel) event({ type: 'gate', level, atNs: clock.nanos, setpointUv: gateSetpointUv() });
+  if (level !== gateLevel) {
+    gateSourceChanged();
+    gateModel.on = level === 1;
+    event({ type: 'gate', level, atNs: clock.nanos, setpointUv: gateSetpointUv(), gateUv: gateModel.vUv });
+  }
   gateLevel = level;
 });
+// The read-back's noise: seeded (mulberry32, Box-Muller), so a run repeats exactly.
+let noiseSeed = 0x2040;
+function uniform() {
+  noiseSeed = (noiseSeed + 0x6d2b79f5) | 0;
+  let t = noiseSeed;
+  t = Math.imul(t ^ (t >>> 15), t | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+}
+function gaussian() {
+  return Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
+}
 function scheduleLearn(atNs, level) {
   const a = clock.createAlarm(() => {
     pin(PIN.learn).setInputValue(!!level);
@@ -285,7 +338,11 @@ function scheduleLearn(atNs, level) {
 }
 function scheduleNodes(uv, atNs, slope) { adc.setInputs(uv, atNs, slope); }
 
-// The RP2040's own ADC (4.9): 12 bits of ADC_AVDD = 3.3 V. Channel 3 is GP29, VSYS through
+// The RP2040's own ADC (4.9): 12 bits of ADC_AVDD = 3.3 V. Channel 0 is GP26, the gate
+// through the board's unity-gain buffer and 1:2 divider, sampled at the conversion's start,
+// with Gaussian noise of noiseLsb codes rms: 2.83 codes with the quantisation's 0.29 is an
+// ENOB of 8.7 bits (4.9.3: (12 - 8.7) bits over sqrt(12)); the DNL of 4.9.4 (and erratum
+// RP2040-E11) is not modelled. Channel 3 is GP29, VSYS through
 // the Pico's 200k/100k divider; channel 4 the temperature sensor, V = 0.706 V - (T - 27 degC)
 // * 1.721 mV/degC (4.9.5). The part needs clk_adc running, the sensor's bias on (CS.TS_EN)
 // for channel 4, and the pin's digital input off for channel 3 (4.9); a read without them is
@@ -294,10 +351,21 @@ const ADC_VREF_UV = 3.3e6;
 const analog = { vsysUv: 5.0e6, temperatureMdegc: 27_000 };
 const adcCode = (uv) => Math.max(0, Math.min(4095, Math.round((uv / ADC_VREF_UV) * 4096)));
 const sysAdc = mcu.adc;
+const gateAdc = { conversions: 0 };
 sysAdc.onADCRead = (channel) => {
   if (!(mcu.readUint32(0x40008060) & (1 << 11))) violation('RP2040 ADC read with clk_adc off');
   if (channel === 4 && !(sysAdc.cs & 2)) violation('RP2040 ADC channel 4 read with the temperature sensor off (TS_EN)');
   if (channel === 3 && mcu.readUint32(0x4001c004 + 4 * 29) & (1 << 6)) violation('RP2040 ADC channel 3 read with GP29 digital input on');
+  if (channel === 0 && mcu.readUint32(0x4001c004 + 4 * 26) & (1 << 6)) violation('RP2040 ADC channel 0 read with GP26 digital input on');
+  if (channel === 0) {
+    gateAdvance();
+    const code = Math.max(0, Math.min(4095, Math.round((gateModel.vUv / 2 / ADC_VREF_UV) * 4096 + gateModel.noiseLsb * gaussian())));
+    sysAdc.channelValues[0] = code;
+    gateAdc.conversions += 1;
+    sysAdc.currentChannel = 0;
+    sysAdc.sampleAlarm.schedule(sysAdc.sampleTime * 1000);
+    return;
+  }
   const uv = channel === 3 ? analog.vsysUv / 3 : channel === 4 ? 706_000 - (analog.temperatureMdegc - 27_000) * 1.721 : 0;
   const code = adcCode(uv);
   sysAdc.channelValues[channel] = code;
@@ -352,6 +420,24 @@ const ops = {
     if (m.vsys_uv !== undefined) analog.vsysUv = m.vsys_uv;
     if (m.temperature_mdegc !== undefined) analog.temperatureMdegc = m.temperature_mdegc;
     return {};
+  },
+  gate: (m) => {
+    gateAdvance();
+    const g = gateModel;
+    if (m.r_ohm !== undefined) g.rOhm = m.r_ohm;
+    if (m.r_on_ohm !== undefined) g.rOnOhm = m.r_on_ohm;
+    if (m.c_uf !== undefined) g.cUf = m.c_uf;
+    if (m.r_leak_ohm !== undefined) g.rLeakOhm = m.r_leak_ohm;
+    if (m.noise_lsb !== undefined) g.noiseLsb = m.noise_lsb;
+    if (m.seed !== undefined) noiseSeed = m.seed | 0;
+    if (m.v_uv !== undefined) g.vUv = m.v_uv;
+    return {};
+  },
+  gate_state: () => {
+    gateAdvance();
+    const g = gateModel;
+    return { v_uv: g.vUv, source_uv: g.sourceUv, on: g.on, r_ohm: g.rOhm + g.rOnOhm, c_uf: g.cUf,
+             r_leak_ohm: g.rLeakOhm, noise_lsb: g.noiseLsb, conversions: gateAdc.conversions, cycles: mcu.core.cycles };
   },
   flash_save: (m) => { writeFileSync(m.path, flash.contentsIfCutNow()); return { busy: flash.busy }; },
   flash_read: (m) => ({ data: hex(mcu.flash.subarray(m.addr, m.addr + m.len)) }),

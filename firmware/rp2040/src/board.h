@@ -28,6 +28,25 @@
 #define PWM_TOP_COUNT 6599u
 #define GATE_FULL_SCALE_UV 6600000u /* 3.3 V PWM, filtered, times 2 */
 
+/* Protocol 2's gate in closed loop (gate.c): the PWM is the charge source, at full scale
+   (CC = TOP + 1: high throughout, 4.5.2) to charge and 0 to discharge, through the gate's
+   1 kOhm into its 2.2 uF while PIN_GATE is high. The gate is read back on ADC0 = GP26
+   (4.9) through a unity-gain buffer and a 1:2 divider (0..6.6 V of gate is 0..3.3 V). */
+#define PIN_GATE_SENSE 26u
+#define GATE_SENSE_CHANNEL 0u
+#define GATE_SENSE_DIVIDER 2u
+#define GATE_RC_US 2200u            /* nominal R C: 1 kOhm x 2.2 uF */
+#define GATE_RAIL_UV GATE_FULL_SCALE_UV
+#define GATE_SOURCE_SETTLE_US 20u   /* the source's filter and amplifier, rail to rail */
+#define GATE_SAMPLES 256u           /* conversions averaged for a read-back (512 us) */
+#define GATE_SAMPLES_FAST 64u       /* between the pulses of one move (128 us) */
+#define GATE_ITERATIONS 6u          /* pulses of one move at most */
+#define GATE_CAL_PULSE_US 100u      /* PROTOCOL.md, "Actuator calibration": the reference design's */
+#define GATE_CAL_SAMPLES 1024u      /* each calibration read-back (2 ms) */
+#define GATE_LEAK_SAMPLES 16384u    /* each end of the leak's hold (33 ms) */
+#define GATE_LEAK_HOLD_US 2000000u  /* >= GATE_LEAK_HOLD_MS (1000 ms); 2 s halves the noise */
+#define GATE_LEAK_AT_UV 3000000     /* the hold's gate voltage: mid-range */
+
 /* Clocks: 12 MHz crystal (2.16), clk_sys = clk_peri = 125 MHz from PLL_SYS (2.18). */
 #define XOSC_HZ 12000000u
 #define CLK_SYS_HZ 125000000u

@@ -3,18 +3,21 @@
  * the portable core of protocol 2 (firmware/c/twinrig_core2.h) behind this port's drivers.
  * Receive, learn and every flash write run in the main loop (the core is not re-entrant);
  * interrupts collect bytes with their end-of-frame stamps, time the learn pulses, take the
- * learn snapshot and end the gate pulse.
+ * learn snapshot and end the gate pulse. The gate is driven in closed loop (gate.c) inside
+ * actuator_move, within a deadline: a request's reply latency, a learn's budget, or a short
+ * step of the main loop's own, which also reads the gate back every GATE_CHECK_US and
+ * restores what the leak took.
  *
  * Flash layout (2 MiB W25Q16JV, 4 KiB sectors; README.md):
  *   0x000000  boot2 and image slot A (960 KiB)      0x0f0000  image slot B (960 KiB)
- *   0x1fc000  settings: address, calibration         0x1fd000  state store sector 0
+ *   0x1fc000  settings: address, calibration, gate   0x1fd000  state store sector 0
  *   0x1fe000  state store sector 1                   0x1ff000  board configuration (.uf2)
  */
-#include "actuator.h"
 #include "ads131m04.h"
 #include "board.h"
 #include "clocks.h"
 #include "flash.h"
+#include "gate.h"
 #include "learn2.h"
 #include "rp2040.h"
 #include "rs485.h"
@@ -26,13 +29,28 @@
 #define SLOT_B_OFFSET SLOT_BYTES
 #define SETTINGS_OFFSET 0x1fc000u
 #define STORE_OFFSET(s) (0x1fd000u + FLASH_SECTOR_BYTES * (s))
-#define SETTINGS_MAGIC 0x32535254u /* "TRS2" */
+#define SETTINGS_MAGIC 0x33535254u /* "TRS3": with the gate's table (protocol 2.1) */
+#define SETTINGS2_MAGIC 0x32535254u /* "TRS2": firmware 2.0's record, address and offsets */
+#define SETTINGS2_CRC_AT 24u
 #define STATE_MIN_UV 1000000
 #define STATE_MAX_UV 5500000
 #define RESOLUTION_UV 1000 /* the PWM setpoint's step: 1 mV of gate a count */
 #define FW_VERSION_MAJOR 2u
-#define FW_VERSION_MINOR 0u
+#define FW_VERSION_MINOR 1u /* protocol 2.1: the actuator calibration */
 #define FW_VERSION_PATCH 0u
+/* Deadlines of a gate move (gate_move), from the request's end-of-frame stamp (the reply
+   starts by the turnaround + REPLY_LATENCY_MAX_US = 2348 us, PROTOCOL.md "Timing"), from a
+   learn's falling edge being served, from a start, and for a step of the main loop's own:
+   shorter than the shortest frame (9 bytes, 781 us) and its turnaround (348 us) less the
+   time to handle it, so a frame that begins during a step is still answered on time. */
+#define MOVE_REPLY_US 2150u
+#define MOVE_LEARN_US 2000u
+#define MOVE_START_US 20000u
+#define MOVE_STEP_US 1000u
+#define GATE_CHECK_US 100000u /* the gate read back while idle, every 100 ms */
+#define GATE_STEPS_MAX 16u
+#define RX_IDLE_US 1000u /* a frame's bytes come 87 us apart: longer without one, none is coming */
+#define ALARM_GATE_CHECK ALARM_LOCKOUT
 
 typedef struct {
     uint32_t magic;
@@ -46,9 +64,10 @@ typedef struct {
 
 typedef struct {
     uint32_t magic;
-    uint8_t address, reserved[3];
+    uint8_t address, gate_source, reserved[2];
     int32_t offsets_uv[4];
-    uint32_t crc; /* tr2_crc32_update of the bytes before it */
+    tr2_gate_cal gate; /* the gate's table, measured when gate_source is 1 */
+    uint32_t crc;      /* tr2_crc32_update of the bytes before it */
 } settings_record;
 
 typedef struct {
@@ -56,6 +75,12 @@ typedef struct {
     int adc_ok;
     uint64_t start_us; /* the last start, for uptime */
     const config_block *config;
+    uint32_t move_deadline_us; /* for the gate move actuator_move makes */
+    int gate_settled;          /* the last move left less than a shortest pulse's move */
+    uint32_t gate_steps;       /* steps of the main loop's own since the last move */
+    int gate_service;          /* the move is one of those steps */
+    uint32_t rx_at_us;         /* the last byte's stamp */
+    uint32_t gate_check_us;    /* the next read-back while idle */
 } drivers;
 
 static drivers drv;
@@ -98,11 +123,14 @@ static int flash_equals(uint32_t offset, const uint8_t *data, uint32_t len)
     return 1;
 }
 
-/* A gate pulse is ended by a timer interrupt, which a flash command masks: let it end. */
+/* A gate pulse is ended by a timer interrupt, which a flash command masks: let it end. The
+   idle read-back's alarm is cancelled too: pending while interrupts are masked, it would end
+   every WFI of the flash routines' polls at once (the main loop sets it again). */
 static void gate_quiet(void)
 {
-    while (actuator_pulsing()) {
+    while (gate_pulsing()) {
     }
+    alarm_cancel(ALARM_GATE_CHECK);
 }
 
 /* Erase one sector and read it back erased: 0 = ok. */
@@ -133,32 +161,47 @@ static void read_nodes_uv(void *user, int32_t node_uv[4])
     }
 }
 
-/* The gate setpoint: the PWM's compare value, read back (1 mV grid). */
+/* The gate in closed loop (gate.c): the state is the gate read back, on the 1 mV grid. */
 static int32_t actuator_move(void *user, int32_t target)
 {
-    (void)user;
-    actuator_drive(target);
-    return actuator_setpoint_uv();
+    drivers *d = user;
+    if (!d->gate_service) {
+        d->gate_steps = 0; /* a new move: the main loop may take steps to finish it */
+    }
+    return gate_move(target, d->move_deadline_us, &d->gate_settled);
 }
 
+/* The settings record: firmware 2.1's, or 2.0's (address and offsets, the gate nominal). */
 static int settings_load(settings_record *s)
 {
     copy_from_flash(SETTINGS_OFFSET, (uint8_t *)s, sizeof *s);
-    return s->magic == SETTINGS_MAGIC &&
-           tr2_crc32_update(0, (const uint8_t *)s, offsetof(settings_record, crc)) == s->crc &&
-           s->address >= TR_ADDR_BOARD_MIN && s->address <= TR2_ADDR_UNASSIGNED;
+    if (s->magic == SETTINGS2_MAGIC &&
+        tr2_crc32_update(0, (const uint8_t *)s, SETTINGS2_CRC_AT) == tr2_get_u32((const uint8_t *)s + SETTINGS2_CRC_AT)) {
+        s->gate_source = 0;
+    } else if (s->magic != SETTINGS_MAGIC ||
+               tr2_crc32_update(0, (const uint8_t *)s, offsetof(settings_record, crc)) != s->crc) {
+        return 0;
+    }
+    return s->address >= TR_ADDR_BOARD_MIN && s->address <= TR2_ADDR_UNASSIGNED;
 }
 
-/* The settings sector rewritten with one field changed (one erase, one program). */
-static int settings_store(const uint8_t *address, const int32_t offsets_uv[4])
+/* The settings sector rewritten with one field changed (one erase, one program): the
+   address, the offsets or the gate's measured table; the others as in use. */
+static int settings_store(const uint8_t *address, const int32_t offsets_uv[4], const tr2_gate_cal *gate)
 {
     settings_record s;
     uint32_t i;
     s.magic = SETTINGS_MAGIC;
     s.address = address ? *address : board.address;
-    s.reserved[0] = s.reserved[1] = s.reserved[2] = 0;
+    s.reserved[0] = s.reserved[1] = 0;
     for (i = 0; i < 4u; i++) {
         s.offsets_uv[i] = offsets_uv ? offsets_uv[i] : board.offsets_uv[i];
+    }
+    if (gate) {
+        s.gate = *gate;
+        s.gate_source = 1u;
+    } else {
+        s.gate_source = gate_calibration(&s.gate);
     }
     s.crc = tr2_crc32_update(0, (const uint8_t *)&s, offsetof(settings_record, crc));
     return erase(SETTINGS_OFFSET) || program(SETTINGS_OFFSET, (const uint8_t *)&s, sizeof s);
@@ -187,13 +230,13 @@ static int calibration_load(void *user, int32_t offsets_uv[4])
 static int calibration_store(void *user, const int32_t offsets_uv[4])
 {
     (void)user;
-    return settings_store(0, offsets_uv);
+    return settings_store(0, offsets_uv, 0);
 }
 
 static int address_store(void *user, uint8_t address)
 {
     (void)user;
-    if (settings_store(&address, 0) != 0) {
+    if (settings_store(&address, 0, 0) != 0) {
         return 1;
     }
     cfg.address = address; /* what a restart starts from */
@@ -274,10 +317,31 @@ static int32_t temperature_mdegc(void *user)
     return sysadc_temperature_mdegc();
 }
 
+/* calibrate_actuator: measured (gate.c), stored with the settings, then in use; the core
+   moves the gate back to the target next (actuator_move, with a start's deadline). */
+static int actuator_calibrate(void *user, tr2_gate_cal *measured)
+{
+    drivers *d = user;
+    int failed;
+    gate_measure(measured);
+    failed = settings_store(0, 0, measured);
+    if (!failed) {
+        gate_use(measured, 1u);
+    }
+    d->move_deadline_us = timer_now_us() + MOVE_START_US;
+    return failed;
+}
+
+static uint8_t actuator_calibration(void *user, tr2_gate_cal *in_use)
+{
+    (void)user;
+    return gate_calibration(in_use);
+}
+
 static const tr2_hal hal = {
     &drv, read_nodes_uv, actuator_move, calibration_load, calibration_store, address_store,
     store_read, store_erase, store_program, fw_erase, fw_program, fw_read, fw_trial,
-    millis, supply_uv, temperature_mdegc,
+    millis, supply_uv, temperature_mdegc, actuator_calibrate, actuator_calibration,
 };
 
 /* ---- configuration, start-up, main loop ----------------------------------------------- */
@@ -305,6 +369,9 @@ static void config_apply(const config_block *c)
     }
     if (settings_load(&s)) {
         cfg.address = s.address; /* assign_address's, over the factory one */
+        if (s.gate_source == 1u) {
+            gate_use(&s.gate, 1u); /* calibrate_actuator's, kept across every reset */
+        }
     }
 }
 
@@ -316,12 +383,51 @@ static void service_learn(void)
         tr2_board_trigger(&board, width);
     }
     if (learn2_due(&width)) {
+        drv.move_deadline_us = timer_now_us() + MOVE_LEARN_US;
         drv.from_snapshot = 1;
         tr2_board_trigger(&board, width);
         drv.from_snapshot = 0;
         learn2_done();
     }
 }
+
+/* The gate while the board is idle: read back every GATE_CHECK_US, and when the leak (or a
+   move cut short by its deadline) has left a shortest pulse's move or more, a step
+   towards the target, each within MOVE_STEP_US; only between frames, so no reply waits. */
+static void service_gate(void)
+{
+    uint32_t now = timer_now_us();
+    if ((drv.gate_settled && (int32_t)(now - drv.gate_check_us) < 0) || rs485_rx_pop_pending() != 0 ||
+        (board.rx.raw != 0 && now - drv.rx_at_us < RX_IDLE_US) || learn2_pending()) {
+        return;
+    }
+    drv.gate_service = 1;
+    if (drv.gate_settled) {
+        drv.gate_steps = 0;
+        if (!gate_refresh()) {
+            drv.gate_service = 0; /* gave way to a learn: again once it is served */
+            return;
+        }
+        drv.move_deadline_us = timer_now_us(); /* the state read back, no pulse */
+    } else {
+        drv.move_deadline_us = now + MOVE_STEP_US;
+    }
+    tr2_board_set_target(&board, board.target);
+    drv.gate_service = 0;
+    if (++drv.gate_steps > GATE_STEPS_MAX) {
+        drv.gate_settled = 1; /* a gate that does not follow: tried again at the next check */
+    }
+    drv.gate_check_us = timer_now_us() + GATE_CHECK_US;
+    alarm_at(ALARM_GATE_CHECK, drv.gate_check_us);
+}
+
+/* The main loop's own read-back gives way to a learn due (dropped, the last one kept), so
+   a learn's update waits for it at most a conversion. Its steps (a pulse and its read-back,
+   within MOVE_STEP_US) do not: they come only after a move a deadline cut short. */
+static int gate_yield(void) { return drv.gate_service && learn2_pending(); }
+
+/* Alarm 2 (protocol 1's lockout; protocol 2 has none) wakes the main loop for the check. */
+void isr_timer_lockout(void) { REG(TIMER_INTR) = 1u << ALARM_GATE_CHECK; }
 
 static void wait_until(uint32_t at_us)
 {
@@ -345,7 +451,10 @@ static void start(uint8_t cause)
     boot.reset_cause = cause;
     boot.fw_phase = TR2_PHASE_IDLE;
     drv.start_us = now64_us();
+    drv.move_deadline_us = timer_now_us() + MOVE_START_US;
     tr2_board_init(&board, &cfg, &hal, &boot);
+    drv.gate_check_us = timer_now_us() + GATE_CHECK_US;
+    alarm_at(ALARM_GATE_CHECK, drv.gate_check_us);
 }
 
 int main(void)
@@ -357,20 +466,25 @@ int main(void)
     flash_init();
     flash_unique_id(cfg.uid); /* the board's identity (PROTOCOL.md, "Addresses") */
     drv.config = config_find();
-    config_apply(drv.config);
     rs485_init();
     drv.adc_ok = adc_init() == 0;
     sysadc_init();
     learn2_init();
-    actuator_init();
+    gate_init();
+    gate_set_yield(gate_yield);
+    config_apply(drv.config);
     irq_enable(IRQ_TIMER_0);
+    irq_enable(IRQ_TIMER_2);
     /* 4.7 (REASON): a watchdog timeout is the only cause the chip records that the spec names
        apart from power-on (CHIP_RESET's HAD_POR is set by brownouts too: power_on) */
     start((REG(WATCHDOG_REASON) & 1u) ? TR2_CAUSE_WATCHDOG : TR2_CAUSE_POWER_ON);
     for (;;) {
         uint32_t primask;
         while ((byte = rs485_rx_pop(&at_us)) >= 0) {
-            int todo = tr2_board_receive(&board, (uint8_t)byte, &reply);
+            int todo;
+            drv.move_deadline_us = at_us + MOVE_REPLY_US; /* at_us: this byte's stamp */
+            drv.rx_at_us = at_us;
+            todo = tr2_board_receive(&board, (uint8_t)byte, &reply);
             if (todo & TR2_SEND) {
                 /* at_us: the delimiter's stamp, taken in the receive interrupt */
                 wait_until(at_us + reply.start_us);
@@ -381,8 +495,11 @@ int main(void)
             }
         }
         service_learn();
+        service_gate();
         primask = irq_save();
-        if (!learn2_pending() && rs485_rx_pop_pending() == 0) {
+        if (!learn2_pending() && rs485_rx_pop_pending() == 0 && drv.gate_settled &&
+            (int32_t)(timer_now_us() - drv.gate_check_us) < 0) {
+            alarm_at(ALARM_GATE_CHECK, drv.gate_check_us);
             wait_for_interrupt();
         }
         irq_restore(primask);

@@ -145,6 +145,12 @@
 #define ADC_CS_START_ONE (1u << 2)
 #define ADC_CS_READY (1u << 8)
 #define ADC_CS_AINSEL(n) ((uint32_t)(n) << 12)
+#define ADC_CS_START_MANY (1u << 3)
+/* 4.9.6 FCS and FIFO: the controller's 4-entry result FIFO (4.9.2) */
+#define ADC_FCS (ADC_BASE + 0x08u)
+#define ADC_FIFO (ADC_BASE + 0x0cu)
+#define ADC_FCS_EN (1u << 0)
+#define ADC_FCS_LEVEL(fcs) (((fcs) >> 16) & 0xfu)
 
 /* 4.10 SSI (the QSPI flash interface) and 2.19.6.2 IO_QSPI's /CS override */
 #define SSI_BASE 0x18000000u
