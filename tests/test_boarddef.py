@@ -179,8 +179,8 @@ def _c_image_pins() -> dict[str, int]:
 
 
 def test_the_pico_definition_and_the_c_image_share_one_carrier_pin_map():
-    # one Pico carrier runs either firmware: the bus, the node ADC and the learn trigger are
-    # on the same pins, and no MicroPython role sits on a pin the C image drives
+    # one Pico carrier runs either firmware: the bus, the node ADC, the learn trigger and the
+    # gate's read-back are on the same pins, and no MicroPython role sits on a pin the C image drives
     c = _c_image_pins()
     cfg = B.load_board(BOARDS / "pico.toml")
     n, u = cfg["nodes"], cfg["uart"]
@@ -188,10 +188,11 @@ def test_the_pico_definition_and_the_c_image_share_one_carrier_pin_map():
     assert (n["miso"], n["cs"], n["sck"], n["mosi"], n["drdy"]) == (
         c["PIN_ADC_MISO"], c["PIN_ADC_CS"], c["PIN_ADC_SCLK"], c["PIN_ADC_MOSI"], c["PIN_ADC_DRDY"])
     assert cfg["learn"]["pin"] == c["PIN_LEARN"]
+    assert cfg["actuator"]["readback"] == c["PIN_GATE_SENSE"]  # one gate read-back divider on GP26
     roles = B.BoardConfig.model_validate(cfg).pin_roles()
     shared = {c[k] for k in ("PIN_UART_TX", "PIN_UART_RX", "PIN_RS485_DE", "PIN_ADC_MISO",
                              "PIN_ADC_CS", "PIN_ADC_SCLK", "PIN_ADC_MOSI", "PIN_ADC_DRDY",
-                             "PIN_LEARN")}
+                             "PIN_LEARN", "PIN_GATE_SENSE")}
     others = {pin for _, pin, _ in roles} - shared
     assert not others & set(c.values()), others & set(c.values())
     assert B.DEFAULT_CONFIG["learn"]["pin"] == c["PIN_LEARN"]
