@@ -11,24 +11,14 @@
 
 #include "board.h"
 #include "clocks.h"
+#include "gate_pwm.h"
 #include "rp2040.h"
 
-#define PWM_SLICE ((PIN_GATE_DAC >> 1) & 7u) /* 4.5.2: GPIO n is slice n/2 mod 8, channel n%2 */
-#define PWM_CSR (PWM_BASE + 0x14u * PWM_SLICE + 0x00u)
-#define PWM_DIV (PWM_BASE + 0x14u * PWM_SLICE + 0x04u)
-#define PWM_CTR (PWM_BASE + 0x14u * PWM_SLICE + 0x08u)
-#define PWM_CC (PWM_BASE + 0x14u * PWM_SLICE + 0x0cu)
-#define PWM_TOP (PWM_BASE + 0x14u * PWM_SLICE + 0x10u)
 #define GATE_UV_PER_COUNT (GATE_FULL_SCALE_UV / (PWM_TOP_COUNT + 1u))
 
 void actuator_init(void)
 {
-    gpio_output(PIN_GATE, 0);
-    REG(PWM_DIV) = 1u << 4; /* divide by 1.0 */
-    REG(PWM_TOP) = PWM_TOP_COUNT;
-    REG(PWM_CC) = 0u;
-    REG(PWM_CSR) = 1u; /* enabled, free-running, channel A not inverted */
-    gpio_function(PIN_GATE_DAC, FUNC_PWM, PAD_DRIVE_4MA);
+    gate_pwm_init();
     irq_enable(IRQ_TIMER_1);
 }
 

@@ -28,14 +28,9 @@
 
 #include "board.h"
 #include "clocks.h"
+#include "gate_pwm.h"
 #include "rp2040.h"
 
-#define PWM_SLICE ((PIN_GATE_DAC >> 1) & 7u) /* 4.5.2: GPIO n is slice n/2 mod 8, channel n%2 */
-#define PWM_CSR (PWM_BASE + 0x14u * PWM_SLICE + 0x00u)
-#define PWM_DIV (PWM_BASE + 0x14u * PWM_SLICE + 0x04u)
-#define PWM_CTR (PWM_BASE + 0x14u * PWM_SLICE + 0x08u)
-#define PWM_CC (PWM_BASE + 0x14u * PWM_SLICE + 0x0cu)
-#define PWM_TOP (PWM_BASE + 0x14u * PWM_SLICE + 0x10u)
 #define SIO_GPIO_OUT (SIO_BASE + 0x010u)
 #define ADC_CS_RUN (ADC_CS_EN | ADC_CS_TS_EN | ADC_CS_AINSEL(GATE_SENSE_CHANNEL))
 #define GRID_UV 1000 /* the state's grid */
@@ -171,12 +166,7 @@ int gate_refresh(void) { return read_gate_yielding(GATE_SAMPLES, 1); }
 
 void gate_init(void)
 {
-    gpio_output(PIN_GATE, 0);
-    REG(PWM_DIV) = 1u << 4; /* divide by 1.0 */
-    REG(PWM_TOP) = PWM_TOP_COUNT;
-    REG(PWM_CC) = 0u;
-    REG(PWM_CSR) = 1u; /* enabled, free-running, channel A not inverted */
-    gpio_function(PIN_GATE_DAC, FUNC_PWM, PAD_DRIVE_4MA);
+    gate_pwm_init();
     charging_now = 0;
     source_at_us = timer_now_us();
     REG(PADS_GPIO(PIN_GATE_SENSE)) = PAD_OD; /* output disabled, digital input off (4.9) */
