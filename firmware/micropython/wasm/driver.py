@@ -20,39 +20,17 @@ import time
 
 import driver_hw
 import hal
+from drivers_common import KINDS, RULES, emit, hx, load, unhx
 import main as fw_main
 import tr_board
 import tr_protocol as P
 import tr_rule as R
-
-KINDS = {"digipot": 1, "mosfet": 2}
-RULES = {"none": 0, "tap": 1, "gate_charging": 2, "continuous": 3}
-
-
-def hx(b):
-    if b is None:
-        return None
-    return "".join("%02x" % x for x in b)
-
-
-def unhx(s):
-    return bytes.fromhex(s)
-
-
-def emit(obj):
-    print(json.dumps(obj))
-
 
 def now_s():
     try:
         return time.ticks_ms() / 1000.0
     except AttributeError:
         return time.monotonic()
-
-
-def load(vectors, name):
-    with open(vectors + "/" + name) as f:
-        return json.load(f)
 
 
 # ---------------------------------------------------------------- frames

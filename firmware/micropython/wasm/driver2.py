@@ -30,31 +30,11 @@ import tr_rule as R
 import tr_rule2
 import tr_gate
 import tr_store2
+from drivers_common import KINDS, RULES, emit, hx, load, unhx
 
-KINDS = {"digipot": 1, "mosfet": 2}
-RULES = {"none": 0, "tap": 1, "gate_charging": 2, "continuous": 3}
 ERRORS = {}
 for _i, _n in enumerate(P.ERROR_NAMES):
     ERRORS[_n] = _i
-
-
-def hx(b):
-    if b is None:
-        return None
-    return "".join("%02x" % x for x in b)
-
-
-def unhx(s):
-    return bytes.fromhex(s)
-
-
-def emit(obj):
-    print(json.dumps(obj))
-
-
-def load(vectors, name):
-    with open(vectors + "/" + name) as f:
-        return json.load(f)
 
 
 # ---------------------------------------------------------------- the plant

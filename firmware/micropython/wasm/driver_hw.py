@@ -8,7 +8,6 @@
 #                leaking gate holding its learned value
 #   trigger      the learn trigger: snapshot at the rising edge, lockout, no allocation
 
-import json
 import struct
 import sys
 
@@ -16,14 +15,7 @@ import hal
 import main as fw_main
 import tr_config
 import tr_protocol as P
-
-
-def emit(obj):
-    print(json.dumps(obj))
-
-
-def hx(b):
-    return "".join("%02x" % x for x in b)
+from drivers_common import emit, hx
 
 
 def _fake():
