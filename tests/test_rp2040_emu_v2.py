@@ -835,3 +835,25 @@ def test_the_emulators_flash_is_a_w25q16jv_behind_a_strict_ssi(image):
     v = got["violations"]
     assert any("while busy" in m for m in v) and any("CTRLR0 written while SSIENR = 1" in m for m in v)
     assert any("/CS not forced" in m for m in v)
+
+
+def test_a_learn_with_the_node_adc_stopped_is_counted_and_the_board_keeps_answering(board, host):
+    """An ADS131M04 that stops converting (its clock or supply lost: no DRDY) must not hang
+    the board: the learn's snapshot is given up 1 ms after the rising edge and the learn
+    runs on no reading (zero drops: the rule changes nothing); sample_drops gives up after
+    1 ms too. The board keeps answering, and learns again once the converter runs."""
+    _configure(host, _reference())
+    before = host.request(ADDRESS, "read_state")
+    board.call("adc_clock", running=False)
+    _pulse(board, host, [(0, 1), (100_000, 0)], [(0, V1)])
+    tel = host.request(ADDRESS, "read_telemetry")
+    assert tel["learns"] == 1 and tel["glitches"] == 0
+    assert host.request(ADDRESS, "read_state")["state"] == before["state"]  # no drop: no change
+    drops = host.request(ADDRESS, "sample_drops")
+    assert (drops["dv_free_uv"], drops["dv_clamped_uv"]) == (0, 0)
+    board.call("adc_clock", running=True)
+    board.call("run", ns=1_000_000)
+    _pulse(board, host, [(0, 1), (100_000, 0)], [(0, V1)])
+    assert host.request(ADDRESS, "read_telemetry")["learns"] == 2
+    assert host.request(ADDRESS, "read_state")["state"] != before["state"]  # a reading: a change
+    _events(board)

@@ -71,7 +71,16 @@ export class ADS131M04 {
 
   restart(nowNs) {
     this.epochNs = nowNs; this.index = 0; this.latest = null;
+    if (this.halted) return; // no CLKIN: no conversion, no DRDY (8.3.1)
     this.drdyAlarm.schedule(Math.max(0, nowNs + 3 * this.periodNs - this.clock.nanos));
+  }
+
+  // CLKIN lost (a fault: the oscillator or its trace) or back: the modulator stops, DRDY
+  // stays where it is and no frame holds new data; back, conversions restart as after a sync.
+  setClock(running, nowNs) {
+    this.halted = !running;
+    if (this.halted) this.drdyAlarm.cancel();
+    else this.restart(nowNs);
   }
 
   // From atNs on, channel ch is uv[ch] + slope[ch] * (t - atNs): steps and ramps.

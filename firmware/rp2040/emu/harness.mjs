@@ -433,6 +433,7 @@ const ops = {
     if (m.v_uv !== undefined) g.vUv = m.v_uv;
     return {};
   },
+  adc_clock: (m) => { adc.setClock(Boolean(m.running), clock.nanos); return {}; },
   gate_state: () => {
     gateAdvance();
     const g = gateModel;

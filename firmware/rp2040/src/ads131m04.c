@@ -27,6 +27,9 @@
 #define REG_ID 0x00u
 #define REG_CLOCK 0x03u
 #define CLOCK_OSR128_HR 0x0f02u /* all four channels on, OSR 128, high-resolution power */
+/* A DRDY comes every conversion period (31.25 us at 32 kSPS); none for 1 ms: the converter
+   has stopped (no CLKIN, no supply) */
+#define DRDY_TIMEOUT_US 1000u
 
 static uint32_t errors;
 
@@ -128,8 +131,13 @@ int adc_read_next(int32_t node_uv[4])
 {
     uint32_t primask;
     int status;
+    uint32_t t0 = timer_now_us();
     REG(IO_INTR(PIN_ADC_DRDY)) = IO_EDGE_LOW(PIN_ADC_DRDY);
     while (!(REG(IO_INTR(PIN_ADC_DRDY)) & IO_EDGE_LOW(PIN_ADC_DRDY))) {
+        if (timer_now_us() - t0 > DRDY_TIMEOUT_US) {
+            errors++;
+            return 1; /* no conversion (CLKIN lost): no reading, not a hang */
+        }
     }
     primask = irq_save(); /* the learn snapshot reads from its interrupt: one frame at a time */
     status = adc_read_frame_now(node_uv);

@@ -23,6 +23,9 @@
 #include "twinrig_core2.h"
 
 #define LEARN_EDGES (IO_EDGE_HIGH(PIN_LEARN) | IO_EDGE_LOW(PIN_LEARN))
+/* The first DRDY after the sync comes 93.75 us after it (ads131m04.c, three conversion
+   periods at 32 kSPS); a snapshot that has not come 1 ms after the rising edge never will. */
+#define SNAPSHOT_TIMEOUT_US 1000u
 
 enum { IDLE, HIGH, DUE };
 
@@ -159,6 +162,15 @@ int learn2_next_glitch(uint32_t *width_us)
 
 int learn2_due(uint32_t *width_us)
 {
+    if (phase == DUE && snap_status < 0 && timer_now_us() - rise_us > SNAPSHOT_TIMEOUT_US) {
+        uint32_t primask = irq_save();
+        if (snap_status < 0) { /* no DRDY (the ADC's clock or supply lost): the learn runs on
+                                   no reading (zero drops, main2.c) rather than wait for ever */
+            drop_snapshot();
+            snap_status = 1;
+        }
+        irq_restore(primask);
+    }
     if (phase == DUE && snap_status >= 0) {
         *width_us = due_width_us;
         return 1;
@@ -168,7 +180,9 @@ int learn2_due(uint32_t *width_us)
 
 int learn2_pending(void)
 {
-    return glitch_head != glitch_tail || (phase == DUE && snap_status >= 0);
+    /* a due learn whose snapshot is not in yet is pending too: the main loop does not sleep
+       on it (no interrupt may come if the ADC has stopped), it waits at most the timeout */
+    return glitch_head != glitch_tail || phase == DUE;
 }
 
 int learn2_snapshot(int32_t node_uv[4])
