@@ -35,7 +35,8 @@
 #define CMD_UNIQUE_ID 0x4bu
 #define STATUS_BUSY 0x01u
 
-#define T_ERASE_POLL_US 250u
+#define T_ERASE_POLL_US 50u /* an erase ends within 50 us of BUSY clearing: a slot's many
+                                  erases stay within fw_begin's quiet time (tSE each) */
 #define T_ERASE_LIMIT_US 800000u /* twice tSE max */
 #define T_PROGRAM_POLL_US 100u
 #define T_PROGRAM_LIMIT_US 6000u /* twice tPP max */
