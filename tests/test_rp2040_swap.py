@@ -31,6 +31,7 @@ BOOT_RECORD = (0x1FA000, 0x1FB000)
 RECORD_BYTES = 40  # 24 bytes and their CRC-32, then the markers running, confirmed, rolled
 MARK = {"running": 28, "confirmed": 32, "rolled": 36}
 WATCHDOG_CAUSE_TIMER = "timer"
+BOOT_MAX_NS = 1_000_000_000  # PROTOCOL.md's BOOT_MAX_MS: a start that writes a marker takes 3 ms more
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +205,7 @@ def test_a_power_cut_while_fw_swap_writes_the_boot_record_leaves_a_bootable_boar
     ref.power_cycle()  # the swap never happened: the update is dropped
     again = EmuBoard("--flash-uid", FLASH_UID.hex(), "--flash-image", str(saved))  # the flash alone
     try:
-        again.call("run", ns=2_000_000)
+        again.call("run", ns=BOOT_MAX_NS)
         host2 = Host(again)
         got = _after(host2, ref)
         assert (got["version"], got["reset_cause"], got["phase"]) == ((2, 0, 0), 0, 0)
@@ -216,3 +217,75 @@ def test_a_power_cut_while_fw_swap_writes_the_boot_record_leaves_a_bootable_boar
     finally:
         again.close()
 
+
+
+def test_a_trial_that_fails_its_self_test_resets_at_once_and_is_rolled_back(board, packages):
+    """A package whose header gives the slot-B variant a wrong CRC-32 (the file's own CRC-32,
+    which fw_verify checks, is right): the trial image finds itself corrupt before it
+    answers anything, resets the chip (CTRL.TRIGGER) and the loader rolls back."""
+    pkg = bytearray(packages["2.0.1"])
+    struct.pack_into("<I", pkg, 28, struct.unpack_from("<I", pkg, 28)[0] ^ 1)  # crc[1]
+    struct.pack_into("<I", pkg, 32, crc32(bytes(pkg[:32])))  # the header's own CRC
+    ref = _reference(self_test=lambda image: False)
+    host = Host(board)
+    ops, events = _update(host, ref, bytes(pkg), (2, 0, 1))
+    rec = BOOT_RECORD[0]
+    assert _record_ops(ops, 0)[-2:] == [("program", rec + MARK["running"], 4), ("program", rec + MARK["rolled"], 4)]
+    resets = [e for e in events if e["type"] == "watchdog_reset"]
+    assert [e["cause"] for e in resets] == ["trigger", "trigger"]
+    assert resets[1]["atNs"] - resets[0]["atNs"] < 50e6  # no wait for the watchdog
+    got = _after(host, ref)
+    assert (got["version"], got["reset_cause"], got["phase"], got["flags"] & 0x04) == ((2, 0, 0), 5, 4, 4)
+    _events(board)
+
+
+def test_flashing_the_uf2_again_over_an_updated_board_starts_the_flashed_image(
+        image, board, packages, config_uf2, tmp_path):
+    """The first-flashing .uf2 blanks the boot record's sectors, so a board that ran slot B
+    starts the image flashed into slot A, whatever its boot record said."""
+    ref = _reference()
+    host = Host(board)
+    _update(host, ref, packages["2.0.1"], (2, 0, 1))
+    assert _after(host, ref)["version"] == (2, 0, 1)
+    saved = tmp_path / "updated.bin"
+    board.call("flash_save", path=str(saved))
+    again = EmuBoard("--flash-uid", FLASH_UID.hex(), "--flash-image", str(saved), image.with_suffix(".uf2"),
+                     config_uf2)
+    try:
+        again.call("run", ns=BOOT_MAX_NS)
+        host2 = Host(again)
+        i, t = host2.request(ADDRESS, "identify"), host2.request(ADDRESS, "read_telemetry")
+        assert ((i["fw_major"], i["fw_minor"], i["fw_patch"]), t["reset_cause"]) == ((2, 0, 0), 0)
+        assert host2.request(ADDRESS, "fw_status")["phase"] == 0
+        blank = bytes.fromhex(again.call("flash_read", addr=BOOT_RECORD[0], len=RECORD_BYTES)["data"])
+        assert blank == b"\xff" * RECORD_BYTES
+        _events(again)
+    finally:
+        again.close()
+
+
+def test_a_power_cut_while_the_loader_marks_the_trial_running_rolls_back(board, packages, tmp_path):
+    """The marker running cut part-way counts as written: the trial is taken to have run and
+    not confirmed, so the next start rolls back (the board boots, the old image answers)."""
+    ref = _reference()
+    host = Host(board)
+    _send_update(host, ref, packages["2.0.1"], (2, 0, 1))
+    _events(board)
+    host.send(request_frame(ADDRESS, 201, "fw_swap"))
+    board.call("run", ns=405_900_000)  # the record by 403.4 ms, the reset 404.3, the marker 404.4..407.4
+    saved = tmp_path / "cut.bin"
+    assert board.call("flash_save", path=str(saved))["busy"]
+    ops, events = _flash_ops(board)
+    assert [e["cause"] for e in events if e["type"] == "chip_reset"] == ["trigger"]
+    marker = saved.read_bytes()[BOOT_RECORD[0] + MARK["running"]:][:4]
+    assert marker not in (b"\xff" * 4, b"\0" * 4)  # programmed in part
+    again = EmuBoard("--flash-uid", FLASH_UID.hex(), "--flash-image", str(saved))
+    try:
+        again.call("run", ns=BOOT_MAX_NS)
+        host2 = Host(again)
+        i, t = host2.request(ADDRESS, "identify"), host2.request(ADDRESS, "read_telemetry")
+        st = host2.request(ADDRESS, "fw_status")
+        assert ((i["fw_major"], i["fw_minor"], i["fw_patch"]), t["reset_cause"], st["phase"]) == ((2, 0, 0), 5, 4)
+        _events(again)
+    finally:
+        again.close()

@@ -2,7 +2,9 @@
 """Build steps of the RP2040 image that need more than the toolchain.
 
     image.py boot2 RAW.bin OUT.bin        pad boot2 to 252 bytes and append its CRC32
-    image.py uf2 IMAGE.bin OUT.uf2        the flash image as UF2 blocks from 0x10000000
+    image.py uf2 IMAGE.bin OUT.uf2 [--blank ADDR ...]
+                                          the flash image as UF2 blocks from 0x10000000;
+                                          --blank: a 256-byte block of 0xFF at each ADDR too
     image.py config OUT.uf2 --address N [--kind mosfet|digipot] [--uid HEX16]
                                           [--initial-state S] [--offsets A,B,C,D]
                                           a board's configuration block (its own .uf2)
@@ -63,12 +65,16 @@ def boot2_image(raw: bytes) -> bytes:
     return body + struct.pack("<I", boot2_crc(body))
 
 
-def uf2_blocks(data: bytes, base: int) -> bytes:
-    """UF2 of ``data`` at flash address ``base`` (256-byte blocks, the last zero padded)."""
-    chunks = [data[i:i + 256].ljust(256, b"\0") for i in range(0, len(data), 256)]
+def uf2_blocks(data: bytes, base: int, blanks=()) -> bytes:
+    """UF2 of ``data`` at flash address ``base`` (256-byte blocks, the last zero padded), and
+    a block of 0xFF at each address in ``blanks`` (the bootrom erases a sector it writes
+    into: protocol 2's boot record sectors, so that a first flashing starts the flashed slot
+    A, whatever a board ran before)."""
+    chunks = [(base + i, data[i:i + 256].ljust(256, b"\0")) for i in range(0, len(data), 256)]
+    chunks += [(addr, b"\xff" * 256) for addr in blanks]
     out = bytearray()
-    for n, chunk in enumerate(chunks):
-        head = struct.pack("<8I", UF2_MAGIC0, UF2_MAGIC1, UF2_FLAG_FAMILY, base + 256 * n, 256, n,
+    for n, (addr, chunk) in enumerate(chunks):
+        head = struct.pack("<8I", UF2_MAGIC0, UF2_MAGIC1, UF2_FLAG_FAMILY, addr, 256, n,
                            len(chunks), RP2040_FAMILY)
         out += head + chunk.ljust(476, b"\0") + struct.pack("<I", UF2_MAGIC_END)
     return bytes(out)
@@ -113,6 +119,7 @@ def main(argv=None) -> int:
     u = sub.add_parser("uf2")
     u.add_argument("image", type=Path)
     u.add_argument("out", type=Path)
+    u.add_argument("--blank", type=lambda v: int(v, 0), action="append", default=[])
     c = sub.add_parser("config")
     c.add_argument("out", type=Path)
     c.add_argument("--address", type=int, required=True)
@@ -140,7 +147,11 @@ def main(argv=None) -> int:
     elif a.cmd == "flash":
         a.out.write_bytes(first_flash(a.loader.read_bytes(), a.pkg.read_bytes()))
     elif a.cmd == "uf2":
-        a.out.write_bytes(uf2_blocks(a.image.read_bytes(), FLASH_BASE))
+        data = a.image.read_bytes()
+        blanks = [FLASH_BASE + b if b < FLASH_BASE else b for b in a.blank]
+        if any(FLASH_BASE <= b < FLASH_BASE + len(data) or b % 256 for b in blanks):
+            raise SystemExit("--blank: a 256-byte aligned address past the image")
+        a.out.write_bytes(uf2_blocks(data, FLASH_BASE, blanks))
     else:
         offsets = [int(v) for v in a.offsets.split(",")]
         if len(offsets) != 4:
