@@ -7,8 +7,8 @@
 // Loading: rp2040js has no bootrom, so this does what the bootrom does for a flash boot
 // (RP2040 datasheet 2.8.1): the .uf2 files (the ones the lab flashes) are written to flash,
 // boot2's CRC32 is checked (2.8.1.3.1), boot2 is copied to SRAM and run, its SSI settings
-// are checked, and it enters the image through 0x10000100. XIP itself is the emulator's
-// flat flash mapping.
+// are checked, and it enters the image (protocol 2: its boot loader) through 0x10000100.
+// XIP itself is the emulator's flat flash mapping.
 // Around the chip: UART0 as strict as the PL011 (pl011.mjs) between the RS-485 driver-enable
 // pin and a host adapter at 115200 8N1; the ADS131M04 on SPI0 (ads131m04.mjs); the learn
 // pin driven on a schedule; the gate pin watched.
@@ -31,7 +31,7 @@
 // while the flash chip (contents, an operation in progress), the watchdog's REASON, SCRATCH
 // and TICK, and the board around the chip (the host adapter, the ADC's inputs, the learn
 // line) carry on. The ADS131M04 model starts afresh too (the image resets the part at
-// start-up anyway).
+// start-up anyway). Events watchdog_reset {cause: timer | trigger} and chip_reset mark it.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { RP2040 } from 'rp2040js';
