@@ -26,7 +26,7 @@ from test_rp2040_emu_v2 import (
 from instruments.bus.v2 import crc32, line_frame, quiet_ms, request_frame
 from instruments.bus.v2.update import image_blocks
 
-SLOT = (0x001000, 0x0F1000)
+SLOT = (0x010000, 0x100000)
 BOOT_RECORD = (0x1FA000, 0x1FB000)
 RECORD_BYTES = 40  # 24 bytes and their CRC-32, then the markers running, confirmed, rolled
 MARK = {"running": 28, "confirmed": 32, "rolled": 36}
@@ -289,3 +289,22 @@ def test_a_power_cut_while_the_loader_marks_the_trial_running_rolls_back(board, 
         _events(again)
     finally:
         again.close()
+
+
+@pytest.mark.parametrize("name, outcome", [("2.0.1", "confirmed"), ("2.0.9 broken", "rolled_back")])
+def test_the_hosts_update_of_a_bus_updates_the_emulated_board(board, packages, name, outcome):
+    """instruments.bus.v2.host_update (what ``hostctl firmware update`` runs) on the emulated
+    board: broadcasts with their quiet times, resends of what fw_status lists, the swap, and
+    the board reported confirmed with the new version, or rolled back to the old."""
+    from test_rp2040_training import EmuPort
+
+    from instruments.bus.v2.client import Bus
+    from instruments.bus.v2.host_update import update_bus
+
+    rep = update_bus(Bus(EmuPort(board)), packages[name], _version(name))
+    (b,) = rep.boards.values()
+    assert (b.address, b.outcome) == (ADDRESS, outcome)
+    assert b.version == ("2.0.1" if outcome == "confirmed" else "2.0.0")
+    assert b.reset_cause == ("firmware_swap" if outcome == "confirmed" else "rollback")
+    print(f"{name}: {rep.blocks} blocks, {rep.blocks_resent} resent, {rep.bus_time_us / 1e6:.1f} s of bus time")
+    _events(board)

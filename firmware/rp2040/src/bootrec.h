@@ -5,7 +5,8 @@
  *
  * Flash (2 MiB W25Q16JV, 4 KiB sectors; offsets from 0x10000000):
  *   0x000000  boot2 (256 B) and the boot loader (vectors at 0x10000100), never updated
- *   0x001000  image slot A (960 KiB)            0x0f1000  image slot B (960 KiB)
+ *   0x010000  image slot A (960 KiB)            0x100000  image slot B (960 KiB)
+ *   (64 KiB aligned, so fw_begin erases them by 64 and 32 KiB blocks, main2.c)
  *   0x1fa000  boot record sector 0              0x1fb000  boot record sector 1
  *   0x1fc000  settings   0x1fd000, 0x1fe000  state store   0x1ff000  configuration block
  *
@@ -30,7 +31,7 @@
 
 #define FLASH_XIP_BASE 0x10000000u
 #define SLOT_BYTES 0xf0000u /* TR2_IMAGE_MAX_BYTES: the largest package */
-#define SLOT_OFFSET(s) (0x001000u + SLOT_BYTES * (uint32_t)(s))
+#define SLOT_OFFSET(s) (0x010000u + SLOT_BYTES * (uint32_t)(s))
 #define BOOTREC_OFFSET(k) (0x1fa000u + 0x1000u * (uint32_t)(k))
 
 #define PKG_MAGIC 0x32505254u /* "TRP2" */

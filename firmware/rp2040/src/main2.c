@@ -6,8 +6,8 @@
  * learn snapshot and end the gate pulse.
  *
  * Flash layout (2 MiB W25Q16JV, 4 KiB sectors; README.md, bootrec.h):
- *   0x000000  boot2 and the boot loader (loader.c)   0x001000  image slot A (960 KiB)
- *   0x0f1000  image slot B (960 KiB)                 0x1fa000  boot record, two sectors
+ *   0x000000  boot2 and the boot loader (loader.c)   0x010000  image slot A (960 KiB)
+ *   0x100000  image slot B (960 KiB)                 0x1fa000  boot record, two sectors
  *   0x1fc000  settings: address, calibration         0x1fd000  state store sector 0
  *   0x1fe000  state store sector 1                   0x1ff000  board configuration (.uf2)
  *
@@ -125,11 +125,12 @@ static void gate_quiet(void)
     }
 }
 
-/* Erase one sector and read it back erased: 0 = ok. */
+/* Erase one sector and read back its first page, where its record is programmed, erased:
+   0 = ok. */
 static int erase(uint32_t offset)
 {
     gate_quiet();
-    return flash_erase_sector(offset) != 0 || !flash_equals(offset, 0, FLASH_SECTOR_BYTES);
+    return flash_erase_sector(offset) != 0 || !flash_equals(offset, 0, FLASH_PAGE_BYTES);
 }
 
 /* Program within one page and read it back: 0 = ok. */
@@ -239,18 +240,31 @@ static int store_program(void *user, unsigned sector, const uint8_t rec[TR2_RECO
     return program(STORE_OFFSET(sector), rec, TR2_RECORD_LEN);
 }
 
-/* The inactive slot's sectors, erased back to back: not read back (a sector left unerased
-   fails the readback of the block programmed into it, a program only clearing bits), so
-   that all of them fit fw_begin's quiet time, tSE a sector. */
+/* The inactive slot's first `size` bytes, in 64 KiB blocks (tBE2 2000 ms) while 6 sectors
+   or more of it are left, 32 KiB blocks (tBE1 1600 ms) while 5 or more are, then sectors
+   (tSE 400 ms): each block takes at least 400 ms less than fw_begin's quiet time gives the
+   sectors it covers (400 ms each), which leaves room for the few microseconds each erase
+   adds; without a block (size under 5 sectors) at most 4 erases. The slot is 64 KiB
+   aligned and 15 x 64 KiB long, so no block reaches past it. Not read back: a sector left
+   unerased fails the readback of the blocks programmed into it (a program only clears
+   bits). */
 static int fw_erase(void *user, uint32_t size)
 {
-    uint32_t off;
+    uint32_t off = 0;
     (void)user;
-    for (off = 0; off < size; off += FLASH_SECTOR_BYTES) {
+    while (off < size) {
+        uint32_t left = (size - off + FLASH_SECTOR_BYTES - 1u) >> 12; /* sectors of size left */
+        uint32_t bytes = FLASH_SECTOR_BYTES;
+        if ((off & (FLASH_BLOCK64_BYTES - 1u)) == 0u && left >= 6u) {
+            bytes = FLASH_BLOCK64_BYTES;
+        } else if ((off & (FLASH_BLOCK32_BYTES - 1u)) == 0u && left >= 5u) {
+            bytes = FLASH_BLOCK32_BYTES;
+        }
         gate_quiet();
-        if (flash_erase_sector(UPDATE_OFFSET + off) != 0) {
+        if (flash_erase(UPDATE_OFFSET + off, bytes) != 0) {
             return 1;
         }
+        off += bytes;
     }
     return 0;
 }

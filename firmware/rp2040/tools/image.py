@@ -45,7 +45,7 @@ PKG_MAGIC = 0x32505254
 PKG_VARIANT_OFFSETS = (0x100, 0x4100)
 PKG_VARIANT_MAX = 0x3F00
 SECTOR = 4096
-SLOT_A = 0x1000  # slot A's flash offset: sector 0 is boot2 and the boot loader
+SLOT_A = 0x10000  # slot A's flash offset (64 KiB aligned): sector 0 is boot2 and the boot loader
 
 
 def boot2_crc(data: bytes) -> int:
@@ -105,8 +105,8 @@ def package(variant_a: bytes, variant_b: bytes, version: tuple[int, int, int]) -
 
 def first_flash(loader: bytes, pkg: bytes) -> bytes:
     """Flash from 0x10000000: boot2 and the loader (sector 0), the package in slot A."""
-    if len(loader) > SLOT_A:
-        raise SystemExit(f"boot2 and the loader are {len(loader)} bytes, over sector 0's {SLOT_A}")
+    if len(loader) > SECTOR:
+        raise SystemExit(f"boot2 and the loader are {len(loader)} bytes, over sector 0's {SECTOR}")
     return loader.ljust(SLOT_A, b"\xff") + pkg
 
 
