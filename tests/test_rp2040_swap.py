@@ -306,5 +306,9 @@ def test_the_hosts_update_of_a_bus_updates_the_emulated_board(board, packages, n
     assert (b.address, b.outcome) == (ADDRESS, outcome)
     assert b.version == ("2.0.1" if outcome == "confirmed" else "2.0.0")
     assert b.reset_cause == ("firmware_swap" if outcome == "confirmed" else "rollback")
+    # the broadcast fw_begin after the broadcast store_state was heard (each within its quiet
+    # time): else every block is resent after a unicast fw_begin. Every other broadcast block
+    # is lost for now (firmware/rp2040/README.md, "Not done yet").
+    assert rep.blocks_resent < rep.blocks
     print(f"{name}: {rep.blocks} blocks, {rep.blocks_resent} resent, {rep.bus_time_us / 1e6:.1f} s of bus time")
     _events(board)
