@@ -51,6 +51,16 @@ def build_image(target: str = "") -> Path:
     return IMAGE.with_name(IMAGE.name + "-" + target) if target else IMAGE
 
 
+def build_v2_variant(name: str, **make_vars) -> Path:
+    """``make -C firmware/rp2040 v2 BUILD=build/NAME VAR=value ...``: another protocol-2 build
+    (``FW_VERSION_PATCH=1``, ``FW_BROKEN=1``) in its own build folder; the image's path
+    without suffix (``.pkg``: the package a bus update sends). Skips as build_image."""
+    build_image("v2")  # the tools are there (or skipped)
+    subprocess.run(["make", "-C", str(FW), "-s", "v2", f"BUILD=build/{name}", f"PYTHON={sys.executable}",
+                    *(f"{k}={v}" for k, v in make_vars.items())], check=True, capture_output=True)
+    return FW / "build" / name / "twinrig-rp2040-v2"
+
+
 def config_image(out: Path, address: int, uid: bytes, kind: str, initial_state: int) -> Path:
     """A board configuration .uf2 (firmware/rp2040/tools/image.py config)."""
     subprocess.run([sys.executable, str(FW / "tools" / "image.py"), "config", str(out), "--address",

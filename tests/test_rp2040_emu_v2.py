@@ -62,10 +62,12 @@ V1 = [300_000, 100_000, 280_000, 110_000]  # a_F, b_F, a_C, b_C (uV)
 V2 = [300_000, 100_000, 200_000, 110_000]
 VSYS_UV = 5_012_000
 TEMPERATURE_MDEGC = 31_500
-#: The v2 image's budget (firmware/rp2040/README.md, "Protocol 2"): flash and static RAM.
-FLASH_BUDGET = 16_384
+#: The v2 image's budget (firmware/rp2040/README.md, "Protocol 2"): flash and static RAM of
+#: each of the package's two variants, and boot2 with the boot loader in flash sector 0.
+FLASH_BUDGET = 16_128
 RAM_BUDGET = 4_608
-SLOT_B = 0x0F0000
+LOADER_BUDGET = 4_096
+SLOT_A, SLOT_B = 0x010000, 0x100000
 STORE_SECTORS = (0x1FD000, 0x1FE000)
 
 
@@ -228,19 +230,36 @@ def _configure(host: Host, ref: ReferenceBoard) -> None:
 # ---- the image ------------------------------------------------------------------------
 
 
-def test_the_v2_image_is_within_its_budget_and_its_uf2_holds_it(image):
-    out = subprocess.run(["arm-none-eabi-size", "-A", str(image.with_suffix(".elf"))], check=True,
-                         capture_output=True, text=True).stdout
+def _sizes(elf: Path) -> tuple[int, int]:
+    out = subprocess.run(["arm-none-eabi-size", "-A", str(elf)], check=True, capture_output=True, text=True).stdout
     sections = {line.split()[0]: int(line.split()[1]) for line in out.splitlines()[2:] if line.startswith(".")}
-    flash = sections[".boot2"] + sections[".text"] + sections[".data"]
-    ram = sections[".data"] + sections[".bss"]
-    print(f"v2 image: {flash} B flash, {ram} B static RAM (.data with the RAM routines "
-          f"{sections['.data']} B, .bss {sections['.bss']} B)")
-    assert flash <= FLASH_BUDGET and ram <= RAM_BUDGET
+    return (sections.get(".boot2", 0) + sections[".text"] + sections[".data"],
+            sections[".data"] + sections[".bss"])
+
+
+def test_the_v2_image_is_within_its_budget_and_its_uf2_holds_it(image):
+    """The loader (with boot2) within sector 0; each variant within its 16,128 bytes; the
+    .bin/.uf2 are sector 0 and the package in slot A, the package the two variants with their
+    header (firmware/rp2040/src/bootrec.h)."""
+    loader = _sizes(image.with_name(image.name + "-loader.elf"))
+    variants = [_sizes(image.with_name(image.name + f"-{v}.elf")) for v in "ab"]
+    print(f"v2: loader {loader[0]} B flash (with boot2), {loader[1]} B static RAM; variants "
+          + ", ".join(f"{f} B flash, {r} B static RAM" for f, r in variants))
+    assert loader[0] <= LOADER_BUDGET and loader[1] <= RAM_BUDGET
+    assert all(f <= FLASH_BUDGET and r <= RAM_BUDGET for f, r in variants)
+    pkg = image.with_suffix(".pkg").read_bytes()
+    magic, v0, v1, v2, off_a, off_b, size_a, size_b, crc_a, crc_b, hcrc = struct.unpack_from("<I3Bx2I2I2II", pkg)
+    assert (magic, (v0, v1, v2), off_a, off_b) == (0x32505254, FW_VERSION, 0x100, 0x4100)
+    assert hcrc == crc32(pkg[:32]) and len(pkg) == off_b + size_b
+    for off, size, crc, v in ((off_a, size_a, crc_a, "a"), (off_b, size_b, crc_b, "b")):
+        variant = image.with_name(image.name + f"-{v}.bin").read_bytes()
+        assert pkg[off:off + size] == variant and crc32(variant) == crc and size == variants["ab".index(v)][0]
     binary = image.with_suffix(".bin").read_bytes()
+    loader_bin = image.with_name(image.name + "-loader.bin").read_bytes()
+    assert binary == loader_bin.ljust(SLOT_A, b"\xff") + pkg
     uf2 = image.with_suffix(".uf2").read_bytes()
     payload = b"".join(uf2[i + 32:i + 32 + 256] for i in range(0, len(uf2), 512))
-    assert payload[:len(binary)] == binary and len(binary) == flash
+    assert payload[:len(binary)] == binary
 
 
 # ---- identify, the version-1 probe, the turnaround ------------------------------------
@@ -517,8 +536,9 @@ def test_a_random_session_is_answered_as_the_reference_board_answers_it(board, h
 def test_a_random_session_with_flash_writes_is_answered_as_the_reference_board_answers_it(board, host):
     """As the random session above, with the commands that write flash among the requests
     (store_state, store_calibration, assign_address there and back, factory and plain resets,
-    firmware blocks of small images in any order, verify); fw_swap is left out (no boot
-    loader, README.md). Every reply equals the reference's byte for byte."""
+    firmware blocks of small images in any order, verify); fw_swap is left out (the small
+    images are not packages; tests/test_rp2040_swap.py swaps). Every reply equals the
+    reference's byte for byte."""
     import random
 
     rng = random.Random(4405)
@@ -679,10 +699,12 @@ def test_assign_address_is_stored_and_kept_across_power_off(image, board, host, 
         again.close()
 
 
-def test_a_firmware_update_is_written_to_slot_b_and_verified_and_the_swap_reports_storage(board, host):
-    """The image erases and programs slot B and verifies it from flash; it has no boot loader
-    to start slot B, so fw_swap answers storage (README.md, "Not done yet") and the board
-    keeps running, verified."""
+def test_a_firmware_update_is_written_to_slot_b_and_verified_and_a_file_not_a_package_is_not_swapped(
+        board, host):
+    """The image (in slot A) erases and programs slot B and verifies it from flash. What it
+    received is not a package (no package header, firmware/rp2040/src/bootrec.h), so fw_swap
+    writes no boot record and answers storage, and the board keeps running, verified
+    (tests/test_rp2040_swap.py updates with packages)."""
     image = bytes((7 * i + 3) & 0xFF for i in range(300))
     crc = crc32(image)
     begin = host.request(ADDRESS, "fw_begin", size=len(image), image_crc32=crc, fw_major=2, fw_minor=1,
@@ -709,6 +731,8 @@ def test_a_firmware_update_is_written_to_slot_b_and_verified_and_the_swap_report
     assert flashed == b"".join(blocks)
     assert host.request(ADDRESS, "fw_verify") == {"status": 0, "phase": 2}
     assert host.request(ADDRESS, "fw_swap") == {"status": Error.STORAGE}
+    ops, _ = _flash_ops(board)
+    assert ops == []
     info = host.request(ADDRESS, "identify")
     assert (info["fw_major"], info["fw_minor"]) == FW_VERSION[:2]
     assert host.request(ADDRESS, "fw_status")["phase"] == 2

@@ -186,7 +186,8 @@ class EmuPort(_Port):
         deadline = self._eof_ns + window_us * 1000
         items: list = []
         while self.board.now_ns < deadline:
-            data = bytes.fromhex(self.board.call("read", max_ns=int(deadline - self.board.now_ns))["data"])
+            # at least 1 ns: the emulator's clock is fractional, and a read of 0 ns never ends the wait
+            data = bytes.fromhex(self.board.call("read", max_ns=max(1, int(deadline - self.board.now_ns)))["data"])
             if data:
                 items += self._items(data)
                 if done is not None and done(items):

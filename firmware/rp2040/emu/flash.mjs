@@ -14,7 +14,8 @@
 //   would drop /CS whenever its FIFO ran dry).
 // - The flash: a Winbond W25Q16JV (2 MiB; the timings PROTOCOL.md quotes): 06h write enable,
 //   04h write disable, 05h status register 1 (BUSY bit 0, WEL bit 1), 20h sector erase
-//   (4 KiB, busy tSE = 400 ms), 02h page program (1..256 bytes within one 256-byte page, the
+//   (4 KiB, busy tSE = 400 ms), 52h and D8h block erase (32 KiB, tBE1 = 1600 ms; 64 KiB,
+//   tBE2 = 2000 ms; the address rounded down to the block), 02h page program (1..256 bytes within one 256-byte page, the
 //   address wrapping inside it; bits only cleared; busy tPP = 3 ms), 03h read, 9Fh JEDEC id
 //   (EF 40 15), 4Bh unique id (four dummy bytes, then 8 bytes). Erase and program need WEL
 //   (else ignored, as the part does) and clear it when done; while BUSY only 05h is taken.
@@ -30,6 +31,8 @@
 export const FLASH_BYTES = 2 * 1024 * 1024;
 export const T_SECTOR_ERASE_NS = 400e6; // tSE max (W25Q16JV, PROTOCOL.md)
 export const T_PAGE_PROGRAM_NS = 3e6; // tPP max
+export const T_BLOCK32_ERASE_NS = 1600e6; // tBE1 max
+export const T_BLOCK64_ERASE_NS = 2000e6; // tBE2 max
 const SECTOR = 4096, PAGE = 256, FIFO_DEPTH = 16;
 
 export class Flash {
@@ -112,6 +115,13 @@ export class Flash {
         if (!(this.status & 2) || this.protect) { this.event({ type: 'flash_ignored', op: 'erase', addr, atNs: this.clock.nanos }); return; }
         this.begin({ op: 'erase', addr: addr & ~(SECTOR - 1), len: SECTOR }, T_SECTOR_ERASE_NS);
         return;
+      case 0x52: case 0xd8: {
+        const len = op === 0x52 ? 32768 : 65536;
+        if (b.length !== 4) { this.violation(`flash: block erase of ${b.length} bytes, not 4`); return; }
+        if (!(this.status & 2) || this.protect) { this.event({ type: 'flash_ignored', op: 'erase', addr, atNs: this.clock.nanos }); return; }
+        this.begin({ op: 'erase', addr: addr & ~(len - 1), len }, op === 0x52 ? T_BLOCK32_ERASE_NS : T_BLOCK64_ERASE_NS);
+        return;
+      }
       case 0x02: {
         if (b.length < 5) { this.violation('flash: page program with no data'); return; }
         if (b.length > 4 + PAGE) this.violation(`flash: page program of ${b.length - 4} bytes, over a page`);
@@ -126,7 +136,7 @@ export class Flash {
 
   begin(opn, ns) {
     this.status |= 1;
-    this.pending = { ...opn, startNs: this.clock.nanos };
+    this.pending = { ...opn, startNs: this.clock.nanos, totalNs: ns };
     this.busyAlarm.schedule(ns);
     this.onChange();
   }
@@ -138,8 +148,7 @@ export class Flash {
     const out = Uint8Array.from(this.bytes.subarray(0, FLASH_BYTES));
     const p = this.pending;
     if (!p) return out;
-    const total = p.op === 'erase' ? T_SECTOR_ERASE_NS : T_PAGE_PROGRAM_NS;
-    const done = Math.floor(((this.clock.nanos - p.startNs) / total) * p.len);
+    const done = Math.floor(((this.clock.nanos - p.startNs) / p.totalNs) * p.len);
     if (p.op === 'erase') {
       out.fill(0xff, p.addr, p.addr + done);
     } else {
@@ -155,7 +164,7 @@ export class Flash {
     const before = Uint8Array.from(this.bytes.subarray(p.addr & ~(PAGE - 1), (p.addr & ~(PAGE - 1)) + Math.max(p.len, PAGE) + PAGE));
     const base = p.addr & ~(PAGE - 1);
     if (p.op === 'erase') {
-      this.bytes.fill(0xff, p.addr, p.addr + SECTOR);
+      this.bytes.fill(0xff, p.addr, p.addr + p.len);
     } else {
       const page = p.addr & ~(PAGE - 1);
       p.data.forEach((v, k) => {

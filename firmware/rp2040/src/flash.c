@@ -10,12 +10,15 @@
  * XIP), with no bootrom: the SSI in standard SPI mode, TMOD 0 (transmit and receive), 8-bit
  * frames (4.10.13, CTRLR0), the flash's /CS held low across each command by IO_QSPI's output
  * override (GPIO_QSPI_SS_CTRL.OUTOVER, 2.19.6.2), and commands 06h (write enable), 20h
- * (sector erase), 02h (page program), 05h (status: BUSY), 4Bh (unique id). Afterwards boot2,
+ * (sector erase), 52h and D8h (32 and 64 KiB block erase), 02h (page program), 05h (status:
+ * BUSY), 4Bh (unique id). Afterwards boot2,
  * kept in RAM, is called (with lr != 0 it returns, boot2.S) and sets XIP up again, and the
  * XIP cache is flushed.
  *
- * While the flash is busy (tSE up to 400 ms, tPP up to 3 ms: W25Q16JV, PROTOCOL.md) the core
- * sleeps between status polls on timer alarm 3 (4.6): WFI with PRIMASK set still wakes on a
+ * While the flash is busy (tSE up to 400 ms, tBE1 1600 ms, tBE2 2000 ms, tPP 3 ms: W25Q16JV,
+ * PROTOCOL.md) the core sleeps between status polls, 20 us apart, on timer alarm 3 (4.6), so
+ * it is back within 20 us of the part (the UART's holding register keeps the one character
+ * that arrives meanwhile): WFI with PRIMASK set still wakes on a
  * pending enabled interrupt without taking it (ARMv6-M Architecture Reference Manual,
  * WFI). Nothing here calls code in
  * flash (helpers are forced inline, no division, no constant tables).
@@ -31,13 +34,16 @@
 #define CMD_WRITE_ENABLE 0x06u
 #define CMD_READ_STATUS 0x05u
 #define CMD_SECTOR_ERASE 0x20u
+#define CMD_BLOCK32_ERASE 0x52u
+#define CMD_BLOCK64_ERASE 0xd8u
 #define CMD_PAGE_PROGRAM 0x02u
 #define CMD_UNIQUE_ID 0x4bu
 #define STATUS_BUSY 0x01u
 
-#define T_ERASE_POLL_US 250u
+#define T_POLL_US 20u
 #define T_ERASE_LIMIT_US 800000u /* twice tSE max */
-#define T_PROGRAM_POLL_US 100u
+#define T_BLOCK32_LIMIT_US 3200000u /* twice tBE1 max */
+#define T_BLOCK64_LIMIT_US 4000000u /* twice tBE2 max */
 #define T_PROGRAM_LIMIT_US 6000u /* twice tPP max */
 
 static uint32_t boot2_ram[64]; /* boot2's 256 bytes (4.10: XIP set up again after a command) */
@@ -139,16 +145,25 @@ RAM_INLINE void send_address(uint8_t op, uint32_t offset)
     (void)xfer((uint8_t)offset);
 }
 
-RAMFUNC int flash_erase_sector(uint32_t offset)
+RAMFUNC int flash_erase(uint32_t offset, uint32_t bytes)
 {
     uint32_t primask = ram_save();
+    uint8_t op = CMD_SECTOR_ERASE;
+    uint32_t limit_us = T_ERASE_LIMIT_US;
     int busy;
+    if (bytes == FLASH_BLOCK64_BYTES) {
+        op = CMD_BLOCK64_ERASE;
+        limit_us = T_BLOCK64_LIMIT_US;
+    } else if (bytes == FLASH_BLOCK32_BYTES) {
+        op = CMD_BLOCK32_ERASE;
+        limit_us = T_BLOCK32_LIMIT_US;
+    }
     command_mode();
     command(CMD_WRITE_ENABLE);
     cs_low(1);
-    send_address(CMD_SECTOR_ERASE, offset);
+    send_address(op, offset);
     cs_low(0);
-    busy = wait_ready(T_ERASE_POLL_US, T_ERASE_LIMIT_US);
+    busy = wait_ready(T_POLL_US, limit_us);
     alarm_quiet();
     xip_mode();
     ram_restore(primask);
@@ -168,7 +183,7 @@ RAMFUNC int flash_program(uint32_t offset, const uint8_t *data, uint32_t len)
         (void)xfer(data[i]);
     }
     cs_low(0);
-    busy = wait_ready(T_PROGRAM_POLL_US, T_PROGRAM_LIMIT_US);
+    busy = wait_ready(T_POLL_US, T_PROGRAM_LIMIT_US);
     alarm_quiet();
     xip_mode();
     ram_restore(primask);

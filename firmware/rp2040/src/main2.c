@@ -8,13 +8,27 @@
  * step of the main loop's own, which also reads the gate back every GATE_CHECK_US and
  * restores what the leak took.
  *
- * Flash layout (2 MiB W25Q16JV, 4 KiB sectors; README.md):
- *   0x000000  boot2 and image slot A (960 KiB)      0x0f0000  image slot B (960 KiB)
+ * Flash layout (2 MiB W25Q16JV, 4 KiB sectors; README.md, bootrec.h):
+ *   0x000000  boot2 and the boot loader (loader.c)   0x010000  image slot A (960 KiB)
+ *   0x100000  image slot B (960 KiB)                 0x1fa000  boot record, two sectors
  *   0x1fc000  settings: address, calibration, gate   0x1fd000  state store sector 0
  *   0x1fe000  state store sector 1                   0x1ff000  board configuration (.uf2)
+ *
+ * This file is built twice, FW_SLOT 0 and 1: the variants of one package linked for slot A
+ * and slot B (bootrec.h). A firmware update writes the other slot; fw_swap writes a boot
+ * record for a trial of it and resets the chip through the watchdog (4.7), so the boot
+ * loader starts it. At a trial start (the loader's handoff says so) the image tests itself
+ * once its drivers are up, before it answers anything: its own variant's CRC-32 against the
+ * package header, the ADC's start-up checks; then it confirms (marker in the boot record)
+ * and stops the watchdog the loader armed. A failed test resets the chip at once, so the
+ * loader rolls back. The update's outcome (fw_status: confirmed or rolled_back, version,
+ * blocks) is the boot record's for as long as the other slot still holds the package the
+ * record names as the one not running (its header's fingerprint): fw_begin erases that
+ * slot, which makes it idle, as PROTOCOL.md has it, with no write of the record.
  */
 #include "ads131m04.h"
 #include "board.h"
+#include "bootrec.h"
 #include "clocks.h"
 #include "flash.h"
 #include "gate.h"
@@ -25,8 +39,11 @@
 #include "twinrig_core2.h"
 
 #define FLASH_XIP 0x10000000u
-#define SLOT_BYTES TR2_IMAGE_MAX_BYTES /* 960 KiB */
-#define SLOT_B_OFFSET SLOT_BYTES
+#ifndef FW_SLOT
+#error "FW_SLOT: 0 (the variant linked for slot A) or 1 (slot B), from the Makefile"
+#endif
+#define OTHER_SLOT (1u - FW_SLOT)
+#define UPDATE_OFFSET SLOT_OFFSET(OTHER_SLOT) /* the inactive slot: the update's */
 #define SETTINGS_OFFSET 0x1fc000u
 #define STORE_OFFSET(s) (0x1fd000u + FLASH_SECTOR_BYTES * (s))
 #define SETTINGS_MAGIC 0x33535254u /* "TRS3": with the gate's table (protocol 2.1) */
@@ -35,9 +52,9 @@
 #define STATE_MIN_UV 1000000
 #define STATE_MAX_UV 5500000
 #define RESOLUTION_UV 1000 /* the PWM setpoint's step: 1 mV of gate a count */
-#define FW_VERSION_MAJOR 2u
-#define FW_VERSION_MINOR 1u /* protocol 2.1: the actuator calibration */
-#define FW_VERSION_PATCH 0u
+#if !defined(FW_VERSION_MAJOR) || !defined(FW_VERSION_MINOR) || !defined(FW_VERSION_PATCH)
+#error "FW_VERSION_MAJOR, _MINOR, _PATCH: from the Makefile, which also writes them in the package"
+#endif
 /* Deadlines of a gate move (gate_move), from the request's end-of-frame stamp (the reply
    starts by the turnaround + REPLY_LATENCY_MAX_US = 2348 us, PROTOCOL.md "Timing"), from a
    learn's falling edge being served, from a start, and for a step of the main loop's own:
@@ -73,6 +90,7 @@ typedef struct {
 typedef struct {
     int from_snapshot; /* the learn being run is the pin's: use its snapshot */
     int adc_ok;
+    int swap; /* fw_swap's boot record written: the restart is the loader's */
     uint64_t start_us; /* the last start, for uptime */
     const config_block *config;
     uint32_t move_deadline_us; /* for the gate move actuator_move makes */
@@ -133,11 +151,12 @@ static void gate_quiet(void)
     alarm_cancel(ALARM_GATE_CHECK);
 }
 
-/* Erase one sector and read it back erased: 0 = ok. */
+/* Erase one sector and read back its first page, where its record is programmed, erased:
+   0 = ok. */
 static int erase(uint32_t offset)
 {
     gate_quiet();
-    return flash_erase_sector(offset) != 0 || !flash_equals(offset, 0, FLASH_SECTOR_BYTES);
+    return flash_erase_sector(offset) != 0 || !flash_equals(offset, 0, FLASH_PAGE_BYTES);
 }
 
 /* Program within one page and read it back: 0 = ok. */
@@ -262,14 +281,31 @@ static int store_program(void *user, unsigned sector, const uint8_t rec[TR2_RECO
     return program(STORE_OFFSET(sector), rec, TR2_RECORD_LEN);
 }
 
+/* The inactive slot's first `size` bytes, in 64 KiB blocks (tBE2 2000 ms) while 6 sectors
+   or more of it are left, 32 KiB blocks (tBE1 1600 ms) while 5 or more are, then sectors
+   (tSE 400 ms): each block takes at least 400 ms less than fw_begin's quiet time gives the
+   sectors it covers (400 ms each), which leaves room for the few microseconds each erase
+   adds; without a block (size under 5 sectors) at most 4 erases. The slot is 64 KiB
+   aligned and 15 x 64 KiB long, so no block reaches past it. Not read back: a sector left
+   unerased fails the readback of the blocks programmed into it (a program only clears
+   bits). */
 static int fw_erase(void *user, uint32_t size)
 {
-    uint32_t off;
+    uint32_t off = 0;
     (void)user;
-    for (off = 0; off < size; off += FLASH_SECTOR_BYTES) {
-        if (erase(SLOT_B_OFFSET + off) != 0) {
+    while (off < size) {
+        uint32_t left = (size - off + FLASH_SECTOR_BYTES - 1u) >> 12; /* sectors of size left */
+        uint32_t bytes = FLASH_SECTOR_BYTES;
+        if ((off & (FLASH_BLOCK64_BYTES - 1u)) == 0u && left >= 6u) {
+            bytes = FLASH_BLOCK64_BYTES;
+        } else if ((off & (FLASH_BLOCK32_BYTES - 1u)) == 0u && left >= 5u) {
+            bytes = FLASH_BLOCK32_BYTES;
+        }
+        gate_quiet();
+        if (flash_erase(UPDATE_OFFSET + off, bytes) != 0) {
             return 1;
         }
+        off += bytes;
     }
     return 0;
 }
@@ -278,25 +314,51 @@ static int fw_program(void *user, uint32_t offset, const uint8_t data[TR2_BLOCK_
 {
     (void)user;
     /* a block at a multiple of 128 never crosses a 256-byte page */
-    return program(SLOT_B_OFFSET + offset, data, TR2_BLOCK_SIZE);
+    return program(UPDATE_OFFSET + offset, data, TR2_BLOCK_SIZE);
 }
 
 static int fw_read(void *user, uint32_t offset, uint8_t *data, uint32_t len)
 {
     (void)user;
-    copy_from_flash(SLOT_B_OFFSET + offset, data, len);
+    copy_from_flash(UPDATE_OFFSET + offset, data, len);
     return 0;
 }
 
-/* The trial boot needs a boot loader that reads a boot record and starts slot B; this image
-   has none (README.md, "Not done yet"), so the record is not written and fw_swap answers
-   storage rather than restart into the same image. */
+/* fw_swap: a boot record naming this slot old and the other, verified, the trial, written
+   into the sector the newest record is not in (erase, program, read back), so a power cut
+   leaves the newest one as it was. The restart that follows is the loader's. */
 static int fw_trial(void *user, const uint8_t version[3], uint16_t blocks)
 {
-    (void)user;
-    (void)version;
-    (void)blocks;
-    return 1;
+    drivers *d = user;
+    pkg_header own, next;
+    boot_record r, cur;
+    unsigned sector = 1u, i;
+    int have;
+    if (pkg_header_read(FW_SLOT, &own) != 0 || pkg_header_read(OTHER_SLOT, &next) != 0) {
+        return 1; /* not a package (verified by its CRC-32, but no header) */
+    }
+    have = bootrec_newest(&cur, &sector);
+    r.magic = BOOTREC_MAGIC;
+    r.generation = have ? cur.generation + 1u : 1u;
+    r.old_slot = FW_SLOT;
+    r.trial_slot = OTHER_SLOT;
+    for (i = 0; i < 3u; i++) {
+        r.version[i] = version[i];
+    }
+    r.pad = 0;
+    r.blocks = blocks;
+    r.fp_old = own.hcrc;
+    r.fp_new = next.hcrc;
+    r.crc = bootrec_crc(&r);
+    for (i = 0; i < 3u; i++) {
+        r.mark[i] = 0xffffffffu;
+    }
+    sector = 1u - sector; /* none yet: sector 0 */
+    if (erase(BOOTREC_OFFSET(sector)) || program(BOOTREC_OFFSET(sector), (const uint8_t *)&r, sizeof r)) {
+        return 1;
+    }
+    d->swap = 1;
+    return 0;
 }
 
 static uint32_t millis(void *user)
@@ -445,11 +507,62 @@ static void wait_until(uint32_t at_us)
 
 void isr_timer_reply(void) { REG(TIMER_INTR) = 1u << ALARM_REPLY; }
 
-/* A start of the board: power-on, or the restart reset and fw_swap ask for. */
+/* The last update's outcome, from the boot record: confirmed when this slot is the
+   confirmed trial's, rolled_back when it is the old slot of a trial that did not confirm;
+   either while the other slot still holds the package the record names there (bootrec.h). */
+static void outcome(tr2_boot_info *bi)
+{
+    boot_record r;
+    pkg_header other;
+    unsigned sector, i;
+    bi->fw_phase = TR2_PHASE_IDLE;
+    bi->fw_version[0] = bi->fw_version[1] = bi->fw_version[2] = 0;
+    bi->fw_blocks = 0;
+    if (!bootrec_newest(&r, &sector) || !bootrec_marked(&r, MARK_RUNNING) ||
+        pkg_header_read(OTHER_SLOT, &other) != 0) {
+        return;
+    }
+    if (bootrec_marked(&r, MARK_CONFIRMED) && r.trial_slot == FW_SLOT && other.hcrc == r.fp_old) {
+        bi->fw_phase = TR2_PHASE_CONFIRMED;
+    } else if (!bootrec_marked(&r, MARK_CONFIRMED) && r.old_slot == FW_SLOT && other.hcrc == r.fp_new) {
+        bi->fw_phase = TR2_PHASE_ROLLED_BACK;
+    } else {
+        return;
+    }
+    for (i = 0; i < 3u; i++) {
+        bi->fw_version[i] = r.version[i];
+    }
+    bi->fw_blocks = r.blocks;
+}
+
+/* A chip reset through the watchdog (4.7: CTRL.TRIGGER; PSM WDSEL, 2.13.5, selects all but
+   the oscillators): the boot loader starts next. */
+static void chip_reset(void)
+{
+    REG(PSM_WDSEL) = PSM_WDSEL_ALL_BUT_OSC;
+    REG(WATCHDOG_CTRL) = WATCHDOG_CTRL_TRIGGER;
+    for (;;) {
+    }
+}
+
+/* A trial start's self-test, then the confirmation: 0 = confirmed. */
+static int confirm(void)
+{
+    pkg_header h;
+    boot_record r;
+    unsigned sector;
+    if (!drv.adc_ok || pkg_header_read(FW_SLOT, &h) != 0 || pkg_variant_check(FW_SLOT, &h) != 0 ||
+        !bootrec_newest(&r, &sector) || r.trial_slot != FW_SLOT || bootrec_marked(&r, MARK_CONFIRMED)) {
+        return 1;
+    }
+    return bootrec_mark(sector, MARK_CONFIRMED);
+}
+
+/* A start of the board: power-on (through the loader), or the restart reset asks for. */
 static void start(uint8_t cause)
 {
     boot.reset_cause = cause;
-    boot.fw_phase = TR2_PHASE_IDLE;
+    outcome(&boot);
     drv.start_us = now64_us();
     drv.move_deadline_us = timer_now_us() + MOVE_START_US;
     tr2_board_init(&board, &cfg, &hal, &boot);
@@ -462,7 +575,23 @@ int main(void)
     static tr2_reply reply;
     uint32_t at_us;
     int byte;
+    uint8_t cause = TR2_CAUSE_POWER_ON;
+    int trial = 0;
+    /* the loader's handoff (bootrec.h), taken once */
+    if (REG(WATCHDOG_SCRATCH(0)) == HANDOFF_MAGIC) {
+        uint32_t h = REG(WATCHDOG_SCRATCH(1));
+        cause = (uint8_t)(h & 0xffu);
+        trial = (h & HANDOFF_TRIAL) != 0u;
+        REG(WATCHDOG_SCRATCH(0)) = 0u;
+    } else if (REG(WATCHDOG_REASON) & WATCHDOG_REASON_TIMER) {
+        cause = TR2_CAUSE_WATCHDOG; /* 4.7 REASON, were it started without the loader */
+    }
     clocks_init();
+#ifdef FW_BROKEN
+    for (;;) {
+        /* make FW_BROKEN=1: an image that never finishes its start-up (the rollback test) */
+    }
+#endif
     flash_init();
     flash_unique_id(cfg.uid); /* the board's identity (PROTOCOL.md, "Addresses") */
     drv.config = config_find();
@@ -475,9 +604,13 @@ int main(void)
     config_apply(drv.config);
     irq_enable(IRQ_TIMER_0);
     irq_enable(IRQ_TIMER_2);
-    /* 4.7 (REASON): a watchdog timeout is the only cause the chip records that the spec names
-       apart from power-on (CHIP_RESET's HAD_POR is set by brownouts too: power_on) */
-    start((REG(WATCHDOG_REASON) & 1u) ? TR2_CAUSE_WATCHDOG : TR2_CAUSE_POWER_ON);
+    if (trial) {
+        if (confirm() != 0) {
+            chip_reset(); /* the loader finds the trial unconfirmed: rollback */
+        }
+        REG(WATCHDOG_CTRL) = 0u; /* confirmed: the trial's watchdog is stopped */
+    }
+    start(cause);
     for (;;) {
         uint32_t primask;
         while ((byte = rs485_rx_pop(&at_us)) >= 0) {
@@ -490,7 +623,9 @@ int main(void)
                 wait_until(at_us + reply.start_us);
                 rs485_send(reply.wire, reply.len, service_learn);
             }
-            if (todo & TR2_RESTART) {
+            if ((todo & TR2_RESTART) && drv.swap) {
+                chip_reset(); /* fw_swap: the boot loader starts the trial */
+            } else if (todo & TR2_RESTART) {
                 start(TR2_CAUSE_RESET_COMMAND);
             }
         }

@@ -58,9 +58,19 @@
 #define CLK_CTRL_ENABLE (1u << 11)
 
 /* 4.7 Watchdog: its tick generator clocks the timer (4.6.1) */
+#define WATCHDOG_CTRL 0x40058000u /* 4.7.6 CTRL: bit 31 TRIGGER, bit 30 ENABLE, 23:0 TIME */
+#define WATCHDOG_LOAD 0x40058004u /* counts down twice a tick (erratum RP2040-E1) */
 #define WATCHDOG_REASON 0x40058008u /* 4.7 REASON: bit 0 TIMER, bit 1 FORCE */
+#define WATCHDOG_SCRATCH(n) (0x4005800cu + 4u * (n)) /* 0..7; 4..7 are the bootrom's */
 #define WATCHDOG_TICK 0x4005802cu
+#define WATCHDOG_CTRL_TRIGGER (1u << 31)
+#define WATCHDOG_CTRL_ENABLE (1u << 30)
+#define WATCHDOG_REASON_TIMER (1u << 0)
+#define WATCHDOG_REASON_FORCE (1u << 1)
 #define WATCHDOG_TICK_ENABLE (1u << 9)
+/* 2.13.5 PSM WDSEL: what a watchdog reset resets; all but ROSC (bit 0) and XOSC (bit 1) */
+#define PSM_WDSEL 0x40010008u
+#define PSM_WDSEL_ALL_BUT_OSC (0x1ffffu & ~3u)
 
 /* 4.6 Timer */
 #define TIMER_BASE 0x40054000u
@@ -169,6 +179,7 @@
 
 /* 2.4.8 Cortex-M0+ NVIC and SCB */
 #define NVIC_ISER 0xe000e100u
+#define NVIC_ICER 0xe000e180u
 #define NVIC_ICPR 0xe000e280u
 #define NVIC_IPR(n) (0xe000e400u + 4u * ((n) / 4u))
 #define SCB_VTOR 0xe000ed08u

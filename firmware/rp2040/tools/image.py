@@ -2,10 +2,22 @@
 """Build steps of the RP2040 image that need more than the toolchain.
 
     image.py boot2 RAW.bin OUT.bin        pad boot2 to 252 bytes and append its CRC32
-    image.py uf2 IMAGE.bin OUT.uf2        the flash image as UF2 blocks from 0x10000000
+    image.py uf2 IMAGE.bin OUT.uf2 [--blank ADDR ...]
+                                          the flash image as UF2 blocks from 0x10000000;
+                                          --blank: a 256-byte block of 0xFF at each ADDR too
     image.py config OUT.uf2 --address N [--kind mosfet|digipot] [--uid HEX16]
                                           [--initial-state S] [--offsets A,B,C,D]
                                           a board's configuration block (its own .uf2)
+    image.py package A.bin B.bin OUT.pkg --version X.Y.Z
+                                          protocol 2's package: header, the image linked
+                                          for slot A at 0x100, for slot B at 0x4100
+    image.py flash LOADER.bin PKG OUT.bin protocol 2's first flashing: boot2 and the boot
+                                          loader in sector 0, the package in slot A
+
+The package (firmware/rp2040/src/bootrec.h) is what a bus update sends (fw_begin's size and
+CRC-32 are the package file's): a 256-byte header (magic "TRP2", version, each variant's
+offset, size and CRC-32, the header's CRC-32; 0xFF to 0x100), then the variants, padded
+with 0xFF, which is what an erased flash reads.
 
 The boot2 checksum is the one the RP2040 bootrom checks before it runs the second stage
 (datasheet 2.8.1.3.1): CRC-32 with polynomial 04C11DB7h, initial value FFFFFFFFh, no
@@ -29,6 +41,11 @@ RP2040_FAMILY = 0xE48BFF56
 UF2_MAGIC0, UF2_MAGIC1, UF2_MAGIC_END = 0x0A324655, 0x9E5D5157, 0x0AB16F30
 UF2_FLAG_FAMILY = 0x00002000
 KINDS = {"digipot": 1, "mosfet": 2}
+PKG_MAGIC = 0x32505254
+PKG_VARIANT_OFFSETS = (0x100, 0x4100)
+PKG_VARIANT_MAX = 0x3F00
+SECTOR = 4096
+SLOT_A = 0x10000  # slot A's flash offset (64 KiB aligned): sector 0 is boot2 and the boot loader
 
 
 def boot2_crc(data: bytes) -> int:
@@ -48,12 +65,16 @@ def boot2_image(raw: bytes) -> bytes:
     return body + struct.pack("<I", boot2_crc(body))
 
 
-def uf2_blocks(data: bytes, base: int) -> bytes:
-    """UF2 of ``data`` at flash address ``base`` (256-byte blocks, the last zero padded)."""
-    chunks = [data[i:i + 256].ljust(256, b"\0") for i in range(0, len(data), 256)]
+def uf2_blocks(data: bytes, base: int, blanks=()) -> bytes:
+    """UF2 of ``data`` at flash address ``base`` (256-byte blocks, the last zero padded), and
+    a block of 0xFF at each address in ``blanks`` (the bootrom erases a sector it writes
+    into: protocol 2's boot record sectors, so that a first flashing starts the flashed slot
+    A, whatever a board ran before)."""
+    chunks = [(base + i, data[i:i + 256].ljust(256, b"\0")) for i in range(0, len(data), 256)]
+    chunks += [(addr, b"\xff" * 256) for addr in blanks]
     out = bytearray()
-    for n, chunk in enumerate(chunks):
-        head = struct.pack("<8I", UF2_MAGIC0, UF2_MAGIC1, UF2_FLAG_FAMILY, base + 256 * n, 256, n,
+    for n, (addr, chunk) in enumerate(chunks):
+        head = struct.pack("<8I", UF2_MAGIC0, UF2_MAGIC1, UF2_FLAG_FAMILY, addr, 256, n,
                            len(chunks), RP2040_FAMILY)
         out += head + chunk.ljust(476, b"\0") + struct.pack("<I", UF2_MAGIC_END)
     return bytes(out)
@@ -69,6 +90,26 @@ def config_block(address: int, kind: int, uid: bytes, initial_state: int, offset
     return body + struct.pack("<HH", binascii.crc_hqx(body, 0xFFFF), 0)
 
 
+def package(variant_a: bytes, variant_b: bytes, version: tuple[int, int, int]) -> bytes:
+    """The package: header, the slot-A variant at 0x100, the slot-B variant at 0x4100."""
+    variants = (variant_a, variant_b)
+    for name, v in zip("AB", variants):
+        if not 256 <= len(v) <= PKG_VARIANT_MAX:
+            raise SystemExit(f"the variant for slot {name} is {len(v)} bytes, not 256..{PKG_VARIANT_MAX}")
+    crcs = [binascii.crc32(v) & 0xFFFFFFFF for v in variants]
+    head = struct.pack("<I3Bx2I2I2I", PKG_MAGIC, *version, *PKG_VARIANT_OFFSETS, *map(len, variants), *crcs)
+    head += struct.pack("<I", binascii.crc32(head) & 0xFFFFFFFF)
+    out = head.ljust(PKG_VARIANT_OFFSETS[0], b"\xff") + variant_a
+    return out.ljust(PKG_VARIANT_OFFSETS[1], b"\xff") + variant_b
+
+
+def first_flash(loader: bytes, pkg: bytes) -> bytes:
+    """Flash from 0x10000000: boot2 and the loader (sector 0), the package in slot A."""
+    if len(loader) > SECTOR:
+        raise SystemExit(f"boot2 and the loader are {len(loader)} bytes, over sector 0's {SECTOR}")
+    return loader.ljust(SLOT_A, b"\xff") + pkg
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -78,6 +119,7 @@ def main(argv=None) -> int:
     u = sub.add_parser("uf2")
     u.add_argument("image", type=Path)
     u.add_argument("out", type=Path)
+    u.add_argument("--blank", type=lambda v: int(v, 0), action="append", default=[])
     c = sub.add_parser("config")
     c.add_argument("out", type=Path)
     c.add_argument("--address", type=int, required=True)
@@ -85,11 +127,31 @@ def main(argv=None) -> int:
     c.add_argument("--uid", default="0000000000000000")
     c.add_argument("--initial-state", type=int, default=1_000_000)
     c.add_argument("--offsets", default="0,0,0,0")
+    k = sub.add_parser("package")
+    k.add_argument("a", type=Path)
+    k.add_argument("b", type=Path)
+    k.add_argument("out", type=Path)
+    k.add_argument("--version", required=True)
+    f = sub.add_parser("flash")
+    f.add_argument("loader", type=Path)
+    f.add_argument("pkg", type=Path)
+    f.add_argument("out", type=Path)
     a = ap.parse_args(argv)
     if a.cmd == "boot2":
         a.out.write_bytes(boot2_image(a.raw.read_bytes()))
+    elif a.cmd == "package":
+        version = tuple(int(v) for v in a.version.split("."))
+        if len(version) != 3 or not all(0 <= v <= 255 for v in version):
+            raise SystemExit("--version takes X.Y.Z, each 0..255")
+        a.out.write_bytes(package(a.a.read_bytes(), a.b.read_bytes(), version))
+    elif a.cmd == "flash":
+        a.out.write_bytes(first_flash(a.loader.read_bytes(), a.pkg.read_bytes()))
     elif a.cmd == "uf2":
-        a.out.write_bytes(uf2_blocks(a.image.read_bytes(), FLASH_BASE))
+        data = a.image.read_bytes()
+        blanks = [FLASH_BASE + b if b < FLASH_BASE else b for b in a.blank]
+        if any(FLASH_BASE <= b < FLASH_BASE + len(data) or b % 256 for b in blanks):
+            raise SystemExit("--blank: a 256-byte aligned address past the image")
+        a.out.write_bytes(uf2_blocks(data, FLASH_BASE, blanks))
     else:
         offsets = [int(v) for v in a.offsets.split(",")]
         if len(offsets) != 4:
