@@ -11,6 +11,12 @@ add up.
 Protocol 2.1 (PROTOCOL.md "Actuator calibration") on the same simulated gate, over the bus
 (wasm/driver_hw.py suite_gate2): calibrate_actuator measures the gate's slopes and leak,
 stores and uses them, a power cycle reads them back; a leaking gate holds its learned value.
+
+As strict as the hardware (suites wrap, hotloop, rmt, gate_paths): the ticks wrap (the
+stand-in clock refuses values that are not ticks, as time.ticks_diff/ticks_add define
+them), protocol 2's main-loop pass on MachineHAL allocates nothing on an idle pass nor on
+a learn's real path under micropython.heap_lock, a learn takes the one-pulse step and every
+approach is bounded, and the ESP32 RMT takes one transmission at a time.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ READBACK_UV = 1_500     # a few read-back codes (1.6 mV of gate each, averaged)
 def hw(tmp_path_factory) -> dict:
     if not HAVE_WASM:
         pytest.skip("MicroPython WebAssembly port missing: npm ci --prefix firmware/micropython")
-    res = subprocess.run([NODE, str(RUNNER), "--suites", "gate,trigger,ports,gate2"], capture_output=True,
+    res = subprocess.run([NODE, str(RUNNER), "--suites", "gate,trigger,ports,gate2,wrap,hotloop,rmt,gate_paths"], capture_output=True,
                          text=True, timeout=600, cwd=tmp_path_factory.mktemp("hw"))
     assert res.returncode == 0 and not res.stderr.strip(), res.stderr[-4000:]
     out = {}
@@ -286,3 +292,66 @@ def test_a_board_that_cannot_store_its_table_answers_storage_and_keeps_the_nomin
     before, after = _reply(g["failing_before"]), _reply(g["failing_after"])
     assert before == after and after["source"] == 0 and _table(after) == _nominal()
     assert g["failing_in_use"] == _nominal() and g["failing_leak"] == 0
+
+
+# ---------------------------------------------------------------- as strict as the hardware
+
+
+def test_replies_and_the_trigger_keep_time_across_the_ticks_wrap(hw):
+    """The port's ticks_us wraps at 2^30 (MicroPython docs, time.ticks_add/ticks_diff): a
+    slotted protocol-1 reply, protocol-2 replies dated from the receive interrupt's stamp
+    and a learn pulse, each across the wrap; SimHAL's real-time clock waits and keeps
+    uptime across it. Direct arithmetic on ticks makes values that are not ticks (the
+    stand-in refuses them; on a board a long int, and a wrong wait after the wrap)."""
+    from instruments.bus import v2 as REF2
+    w = hw["wrap"]
+    settle = w["char_us"] // 10 + 1
+    assert w["p1"]["sent"] == 1, w["p1"]
+    assert len(w["p1"]["writes"]) == 1
+    assert 18_000 <= w["p1"]["writes"][0][1] < 18_000 + 100      # slot 9: 9 x 2 ms
+    assert w["trigger"] == [1, 0]                                 # a learn, no glitch
+    starts = {1: 348, 2: REF2.reply_start_us("identify", 5, 115200)}
+    for seq, sent, writes in w["p2"]:
+        assert sent == 1 and len(writes) == 1, (seq, sent, writes)
+        assert writes[0][1] == starts[seq] + settle, (seq, writes)
+    assert w["sim_wait_us"] == 5000
+    assert w["sim_uptime_ms"] == w["sim_elapsed_ms"] == 15
+
+
+def test_the_protocol_2_loop_allocates_nothing_on_idle_and_learn_passes(hw):
+    """micropython.heap_lock around protocol 2's pass on MachineHAL (the parts' own
+    simulation excepted): 400 idle passes on a leaking gate (the hold restores it), 300
+    more across the ms counter's 2^30 epoch, then 30 learn passes on the real path
+    (interrupt snapshot, take, rule, one-pulse step, read-backs): no MemoryError."""
+    r = hw["hotloop"]
+    assert r["interpreter"] == "micropython"
+    assert r["idle"] is None, r["idle"]
+    assert r["idle_pulses"] >= 1                  # the idle passes did restore the gate
+    assert r["idle_epoch"] is None, r["idle_epoch"]
+    assert r["learn"] is None, r["learn"]
+    assert r["learns"] == 31
+    assert r["learn_pulses"] >= 10                # the learns moved the gate, pulse by pulse
+    assert r["target_moved_uv"] == 31 * 1800
+    assert r["carried_uv"] == r["residue"]
+    assert abs(r["true_uv"] - r["target"]) < abs(r["residue"]) + 3 * READBACK_UV
+
+
+def test_a_protocol_2_learn_takes_the_one_pulse_step_and_approaches_are_bounded(hw):
+    g = hw["gate_paths"]
+    assert g["learn_calls"] == [0, 5]             # GateDriver.step, never set(), per learn
+    assert g["learn_target_moved"][0] == 0        # the driver's target is the board's
+    assert g["learn_target_moved"][1] == 5 * 1800
+    assert g["set_state_calls"] == [1, 0]
+    a = g["absurd"]
+    assert a["pulses"] <= g["max_iterations"] * -(-5 * g["rc_us"] // a["max_pulse_us"])
+    assert a["pulse_us"] <= g["max_iterations"] * 5 * g["rc_us"]
+
+
+def test_the_rmt_pulser_waits_for_its_channel_and_allocates_nothing(hw):
+    """ESP32 RMT: one transmission at a time (write_pulses blocks while one runs): the
+    pulser waits for the channel (wait_done, bounded) so it never blocks inside
+    write_pulses; a channel that stays busy is an error; no tuple per pulse."""
+    r = hw["rmt"]
+    assert r["back_to_back"] == [["rmt", 0, 5000], ["rmt", 5000, 5100]]
+    assert "busy" in r["stuck"]
+    assert r["locked"] is None, r["locked"]

@@ -22,18 +22,26 @@
 #   set_state(state, previous, learn=False)
 #                              drive the actuator to the state (digipot tap, or gate
 #                              voltage in uV); previous is None at power-on; learn:
-#                              a learn's change (a gate carries what it cannot apply
-#                              yet). Returns the state reached (a gate's measured
-#                              voltage, a digipot's tap) or None (an ideal actuator)
+#                              a learn's change, state - previous (protocol 1: the
+#                              state before; protocol 2: the target before), which a
+#                              gate adds to its target with one pulse at most and
+#                              carries what it cannot apply yet (GateDriver.step).
+#                              Returns the state reached (a gate's measured voltage, a
+#                              digipot's tap) or None (an ideal actuator)
 #   load_calibration()         the four stored offsets (uV); zeros if none/corrupt
 #   store_calibration(offs)    persist them; True on success, False on failure
 #   uptime_ms(), restart_clock()   ms since the application's (re)start
-#   ticks_us(), wait_until_us(t)   microsecond timing for reply slots
+#   ticks_us(), ticks_add(t, d), wait_until_us(t)
+#                              microsecond timing for reply slots: ticks values, which
+#                              wrap (MicroPython docs, time.ticks_add/ticks_diff); a
+#                              reply's start is ticks_add(t, d), never t + d
 #   uart_read()                received bytes (b"" if none)
 #   uart_write(data)           send with the RS-485 driver enabled (DE high during
 #                              the whole frame, low again after the last stop bit)
 #   learn_edge()               the nodes' snapshot (four uV) of a learn-trigger pulse,
 #                              or None
+#   trigger_glitches()         (MachineHAL) edges the learn trigger refused, modulo
+#                              2^30: an int attribute's read, for telemetry only
 #   actuator_calibration()     protocol 2.1 ("Actuator calibration"): the gate's table
 #                              in use as (source, fields): source 0 nominal (rc_us,
 #                              rail_uv), 1 loaded from gate_cal.json or measured; fields
@@ -44,7 +52,8 @@
 #                              at its target; store it (atomic) and use it: True; False
 #                              when it could not be stored (the table before in use)
 #   hold_actuator()            the main loop's idle pass: a gate restores what its leak
-#                              took (GateDriver.hold); the gate read back, or None
+#                              took (GateDriver.hold); the gate read back, or None.
+#                              None instead of a method where the actuator has no hold
 #   wdt_feed()                 feed the watchdog
 #   idle()                     wait a little (the main loop's pace)
 
@@ -232,6 +241,9 @@ class SimHAL(_BaseHAL):
         self.real_time = real_time
         self.now_us = 0
         self.t0_us = self.ticks_us()
+        self._ms = 0                # real time: ms since the start, from ticks_ms
+        self._last_ms = _ticks_ms()
+        self._t0_ms = 0
         self.rx = bytearray()
         self.rx_piece = rx_piece
         self.tx = []
@@ -248,9 +260,14 @@ class SimHAL(_BaseHAL):
             return _ticks_us()
         return self.now_us
 
+    def ticks_add(self, t, d):
+        if self.real_time:
+            return _ticks_add(t, d)
+        return t + d            # the virtual clock does not wrap
+
     def wait_until_us(self, t):
         if self.real_time:
-            d = t - _ticks_us()
+            d = _ticks_diff(t, _ticks_us())
             if d > 0:
                 _sleep_us(d)
         elif t > self.now_us:
@@ -259,16 +276,29 @@ class SimHAL(_BaseHAL):
     def advance_ms(self, ms):
         self.now_us += int(ms) * 1000
 
+    def _millis(self):
+        # real time: ms accumulated from ticks_ms differences (ticks wrap: MicroPython
+        # docs, time.ticks_diff), so uptime does not wrap with the port's ticks period
+        t = _ticks_ms()
+        self._ms += _ticks_diff(t, self._last_ms)
+        self._last_ms = t
+        return self._ms
+
     def uptime_ms(self):
         if self.frozen_uptime_ms is not None:
             return self.frozen_uptime_ms & M32
-        return ((self.ticks_us() - self.t0_us) // 1000) & M32
+        if self.real_time:
+            return (self._millis() - self._t0_ms) & M32
+        return ((self.now_us - self.t0_us) // 1000) & M32
 
     def restart_clock(self):
         self.t0_us = self.ticks_us()
+        if self.real_time:
+            self._t0_ms = self._millis()
 
     def idle(self):
         if self.real_time:
+            self._millis()
             _sleep_ms(1)
         else:
             self.now_us += 1000
@@ -376,8 +406,15 @@ class MachineHAL(_BaseHAL):
                                             n.get("vref_uv", 3300000), n.get("atten", "11db"),
                                             n.get("samples", 16), "nodes.pins")
         self._nodes_buf = [0, 0, 0, 0]
+        # the watchdog's feed as one bound method, made once: handing self.wdt_feed to
+        # the actuator on every move would make a bound-method object each time
+        self._feed = self._feed_wdt
+        self._eof = None
         # actuator
         self.actuator = self._actuator(machine, config["actuator"])
+        self._hold = getattr(self.actuator, "hold", None)
+        if self._hold is None:
+            self.hold_actuator = None       # nothing for the main loop's idle pass
         # learn trigger: snapshot on the rising edge, learn on the falling edge
         lc = config["learn"]
         pull = lc.get("pull", "down")
@@ -398,9 +435,13 @@ class MachineHAL(_BaseHAL):
         except (TypeError, ValueError):  # ports without some of these keywords
             self.uart = machine.UART(u["id"], baudrate=self.baudrate, tx=Pin(u["tx"]),
                                      rx=Pin(u["rx"]))
+        self._flush = getattr(self.uart, "flush", None)
+        self._txdone = getattr(self.uart, "txdone", None)
         self._char_us = (10 * 1000000) // self.baudrate + 1
-        # clock
+        # clock: ms since the start in two small ints (below 2^30 and the count of
+        # 2^30 ms epochs), so the idle pass's update never makes a long int
         self._ms = 0
+        self._ms_hi = 0
         self._last_ticks = c.ticks_ms()
         self._t0 = 0
         # watchdog last, once everything above worked (never in safe mode)
@@ -423,12 +464,20 @@ class MachineHAL(_BaseHAL):
         raise ValueError("actuator.type: unknown actuator %r" % (typ,))
 
     # clock: a ms counter that does not wrap with the port's ticks period
-    def _millis(self):
+    def _tick_ms(self):
         c = self.clock
         t = c.ticks_ms()
-        self._ms += c.ticks_diff(t, self._last_ticks)
+        d = c.ticks_diff(t, self._last_ticks)
         self._last_ticks = t
-        return self._ms
+        if d > 0x3FFFFFFF - self._ms:
+            self._ms = d - (0x3FFFFFFF - self._ms) - 1
+            self._ms_hi += 1
+        else:
+            self._ms += d
+
+    def _millis(self):
+        self._tick_ms()
+        return (self._ms_hi << 30) + self._ms
 
     def uptime_ms(self):
         return (self._millis() - self._t0) & M32
@@ -439,13 +488,16 @@ class MachineHAL(_BaseHAL):
     def ticks_us(self):
         return self.clock.ticks_us()
 
+    def ticks_add(self, t, d):
+        return self.clock.ticks_add(t, d)
+
     def wait_until_us(self, t):
         d = self.clock.ticks_diff(t, self.clock.ticks_us())
         if d > 0:
             self.clock.sleep_us(d)
 
     def idle(self):
-        self._millis()
+        self._tick_ms()
         self.clock.sleep_ms(1)
 
     # analog
@@ -474,18 +526,17 @@ class MachineHAL(_BaseHAL):
 
     # actuator: returns the state reached (measured on a gate)
     def set_state(self, state, previous, learn=False):
-        return self.actuator.set(state, previous, self.wdt_feed, learn)
+        return self.actuator.set(state, previous, self._feed, learn)
 
     def actuator_calibration(self):
         f = getattr(self.actuator, "calibration", None)
         return None if f is None else f()
 
     def calibrate_actuator(self):
-        return self.actuator.calibrate(self.wdt_feed)
+        return self.actuator.calibrate(self._feed)
 
     def hold_actuator(self):
-        f = getattr(self.actuator, "hold", None)
-        return None if f is None else f(self.wdt_feed)
+        return self._hold(self._feed)
 
     # bus
     def uart_read(self):
@@ -499,13 +550,13 @@ class MachineHAL(_BaseHAL):
         self.de.value(1)
         c.sleep_us(self._char_us // 10 + 1)   # driver enable settle
         self.uart.write(data)
-        if hasattr(self.uart, "flush"):
-            self.uart.flush()
+        if self._flush is not None:
+            self._flush()
         else:
             c.sleep_us(len(data) * self._char_us)
-        if hasattr(self.uart, "txdone"):
+        if self._txdone is not None:
             t = c.ticks_us()
-            while not self.uart.txdone() and c.ticks_diff(c.ticks_us(), t) < 20000:
+            while not self._txdone() and c.ticks_diff(c.ticks_us(), t) < 20000:
                 pass
         c.sleep_us(self._char_us)   # the last stop bit leaves the shift register
         self.de.value(0)
@@ -541,7 +592,7 @@ class MachineHAL(_BaseHAL):
         """ticks_us of the last byte received, from the receive-timeout stamp; with
         ``wait`` (the bytes read end a frame) it waits for the stamp when the loop read
         them before the line went idle. None without a fresh stamp."""
-        e = getattr(self, "_eof", None)
+        e = self._eof
         if e is None:
             return None
         c = self.clock
@@ -568,13 +619,21 @@ class MachineHAL(_BaseHAL):
         return self.trigger.take(self.machine)
 
     def trigger_counts(self):
-        """(learns, glitches) seen on the learn-trigger line (telemetry)."""
+        """(learns, glitches) seen on the learn-trigger line (a new tuple: tests)."""
         return self.trigger.learns, self.trigger.glitches
+
+    def trigger_glitches(self):
+        """Edges the learn trigger refused (modulo 2^30), read when telemetry is asked
+        for (tr_board2): an int, no allocation."""
+        return self.trigger.glitches
 
     # watchdog
     def wdt_feed(self):
         if self.wdt is not None:
             self.wdt.feed()
+
+    def _feed_wdt(self):
+        self.wdt_feed()
 
 
 class GateActuator:
@@ -608,9 +667,13 @@ class GateActuator:
         self.driver = tr_gate.GateDriver(ch, dis, rb, clock, cal, rail,
                                          min(act.get("max_pulse_us", 20000), ch.MAX_US),
                                          act.get("settle_us", 20),
-                                         act.get("max_iterations", 8))
+                                         act.get("max_iterations", 8), 5 * self.rc_us)
 
     def set(self, state, previous, feed=None, learn=False):
+        """Power-on: discharge and set. A learn (protocol 1 and 2): GateDriver.step, the
+        change state - previous added to the driver's target with one approach at most
+        (protocol 2 passes its target before as ``previous``, so the driver's target is
+        the board's). set_state: GateDriver.set, max_iterations approaches at most."""
         d = self.driver
         if d.v_uv is None or previous is None:
             return d.power_on(state, self.rc_us, feed)

@@ -89,65 +89,101 @@ def make_board(hal, cfg, uid, flash=None, cause=0):
                           initial_state=cfg.get("initial_state"))
 
 
+def _plain_add(t, d):
+    return t + d
+
+
+class _Pass:
+    """One pass of the loop for a board on a HAL, with every HAL and board method a pass
+    calls resolved once, here (a bound method, or None where the HAL has none): a pass
+    does no getattr or hasattr by name, and an idle pass allocates nothing (MicroPython
+    docs, "Maximising MicroPython speed": cache bound methods out of the loop). A class,
+    not a closure: calling a closure over more than a few variables allocates. Reply
+    times are ticks values formed with the HAL's ticks_add (ticks wrap: MicroPython
+    docs, time.ticks_add); a HAL without one has a clock that does not wrap."""
+
+    def __init__(self, board, hal):
+        self.board = board
+        self.feed = hal.wdt_feed
+        self.read = hal.uart_read
+        self.write = hal.uart_write
+        self.now = hal.ticks_us
+        self.wait = hal.wait_until_us
+        self.add = getattr(hal, "ticks_add", None) or _plain_add
+        self.edge = hal.learn_edge
+        self.receive = board.receive
+        self.learn = board.learn
+        self.slot_us = P.SLOT_TIME_MS * 1000
+        self.stamp = getattr(hal, "last_byte_us", None)
+        self.drop = getattr(hal, "drop_echo", None)
+        self.hold = getattr(hal, "hold_actuator", None)
+        self.char = getattr(board, "char_us", 0)
+
+    def step1(self):
+        """Protocol 1's pass: slotted broadcast replies ``address`` x 2 ms after the read."""
+        self.feed()
+        sent = 0
+        data = self.read()
+        if data:
+            t_end = self.now()   # end of the request(s) just read
+            for reply, slot in self.receive(data):
+                if slot:
+                    self.wait(self.add(t_end, slot * self.slot_us))
+                self.write(reply)
+                sent += 1
+        nodes = self.edge()
+        if nodes is not None:
+            self.learn(nodes)
+        return sent
+
+    def step2(self):
+        """Protocol 2's pass: each reply at its start after its request's end of frame."""
+        self.feed()
+        sent = 0
+        data = self.read()
+        if data:
+            t_last = self.now()
+            n = len(data)
+            stamp = self.stamp
+            if stamp is not None:
+                t = stamp(data[n - 1] == 0)
+                if t is not None:
+                    t_last = t      # the receive interrupt's stamp, not the loop's read
+            char = self.char
+            for reply, start, end in self.receive(data):
+                self.wait(self.add(t_last, start - (n - end) * char))
+                self.write(reply)
+                sent += 1
+            if sent and self.drop is not None:
+                self.drop()         # its own reply, heard while driving: not another board's
+        nodes = self.edge()
+        if nodes is not None:
+            self.learn(nodes)
+        elif not data and self.hold is not None:
+            # an idle pass: a gate restores what its leak took since it was last read
+            # back (tr_gate.GateDriver.hold, PROTOCOL.md "Actuator calibration"); the
+            # state is the gate read back
+            v = self.hold()
+            if v is not None:
+                self.board.state = v
+        # the learn trigger's glitches are read when telemetry is asked for
+        # (tr_board2.Board2.take_glitches), not on every pass
+        return sent
+
+
+def stepper(board, hal):
+    """The loop's pass for ``board`` on ``hal``: a bound method of no arguments (made
+    once) returning the number of replies sent (see _Pass)."""
+    p = _Pass(board, hal)
+    if getattr(board, "reply_version", None) is None:
+        return p.step1
+    return p.step2
+
+
 def step(board, hal):
-    """One pass of the loop. Returns the number of replies sent."""
-    if getattr(board, "reply_version", None) is not None:
-        return step2(board, hal)
-    hal.wdt_feed()
-    sent = 0
-    data = hal.uart_read()
-    if data:
-        t_end = hal.ticks_us()   # end of the request(s) just read
-        for reply, slot in board.receive(data):
-            if slot:
-                hal.wait_until_us(t_end + slot * P.SLOT_TIME_MS * 1000)
-            hal.uart_write(reply)
-            sent += 1
-    nodes = hal.learn_edge()
-    if nodes is not None:
-        board.learn(nodes)
-    return sent
-
-
-def step2(board, hal):
-    """One pass of protocol 2's loop. Returns the number of replies sent."""
-    hal.wdt_feed()
-    sent = 0
-    data = hal.uart_read()
-    if data:
-        t_last = hal.ticks_us()
-        stamp = getattr(hal, "last_byte_us", None)
-        if stamp is not None:
-            t = stamp(data[len(data) - 1] == 0)
-            if t is not None:
-                t_last = t      # the receive interrupt's stamp, not the loop's read
-        n = len(data)
-        char = board.char_us
-        for reply, start, end in board.receive(data):
-            hal.wait_until_us(t_last - (n - end) * char + start)
-            hal.uart_write(reply)
-            sent += 1
-        drop = getattr(hal, "drop_echo", None)
-        if sent and drop is not None:
-            drop()              # its own reply, heard while driving: not another board's
-    nodes = hal.learn_edge()
-    if nodes is not None:
-        board.learn(nodes)
-    elif not data:
-        # an idle pass: a gate restores what its leak took since it was last read back
-        # (tr_gate.GateDriver.hold, PROTOCOL.md "Actuator calibration"); the state is
-        # the gate read back
-        hold = getattr(hal, "hold_actuator", None)
-        v = None if hold is None else hold()
-        if v is not None:
-            board.state = v
-    if hasattr(hal, "trigger_counts"):
-        g = hal.trigger_counts()[1]
-        d = (g - board.glitches_seen) & 0x3FFFFFFF
-        board.glitches_seen = g
-        for _ in range(d):
-            board.glitch()
-    return sent
+    """One pass of the loop (resolving the HAL's methods for this one pass). Returns
+    the number of replies sent."""
+    return stepper(board, hal)()
 
 
 MAX_CONSECUTIVE_ERRORS = 50
@@ -160,18 +196,20 @@ def run(board, hal, max_loops=None):
     restarts it)."""
     n = 0
     errors = 0
+    one = stepper(board, hal)
+    idle = hal.idle
     while max_loops is None or n < max_loops:
         n += 1
         try:
-            if not step(board, hal):
-                hal.idle()
+            if not one():
+                idle()
             errors = 0
         except Exception as exc:
             errors += 1
             print("twinrig: error in loop:", repr(exc))
             if errors >= MAX_CONSECUTIVE_ERRORS:
                 raise
-            hal.idle()
+            idle()
 
 
 def main():

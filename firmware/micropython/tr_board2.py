@@ -84,7 +84,8 @@ class Board2:
         self.baud = baud
         self.turnaround = P.turnaround_us(baud)
         self.char_us = P.char_us(baud)
-        self.glitches_seen = 0      # the learn trigger's own glitch count (main.py)
+        self.glitches_seen = 0      # the learn trigger's own glitch count, last read
+        self._trigger_glitches = getattr(hal, "trigger_glitches", None)
         self.slots = {}
         for c in P.COMMANDS:
             if P.COMMANDS[c][3] in (P.BC_SLOTTED, P.BC_HASHED):
@@ -124,6 +125,8 @@ class Board2:
         self.updates_hi = 0
         self.glitches = 0
         self.glitches_hi = 0
+        if self._trigger_glitches is not None:
+            self.glitches_seen = self._trigger_glitches()   # those before: not counted
         self.last_error = 0
         self.duplicate = False
         self.reset_cause = cause
@@ -147,17 +150,21 @@ class Board2:
             f |= FLAG_ROLLED_BACK
         return f
 
-    def _move(self, target):
+    def _move(self, target, learn=False):
         """The target clipped to the limits, the actuator driven to it: the state is
         what it reached (the HAL's read-back, or the nearest grid point, halves up,
-        never above the top one, for an ideal actuator)."""
+        never above the top one, for an ideal actuator). ``learn``: a learn's move, the
+        change from the target before (a gate's one-pulse step, GateDriver.step, as
+        protocol 1 takes; set_state and restarts take the closed loop's bounded set)."""
         if target < self.state_min:
             target = self.state_min
         elif target > self.state_max:
             target = self.state_max
         previous = self.state
+        if learn and previous is not None:
+            previous = self.target
         self.target = target
-        reached = self.hal.set_state(target, previous, False)
+        reached = self.hal.set_state(target, previous, learn)
         if reached is None:
             r = self.resolution
             reached = self.state_min + (target - self.state_min + (r >> 1)) // r * r
@@ -204,7 +211,7 @@ class Board2:
             else:
                 self.updates += 1
             if t != self.target:
-                self._move(t)
+                self._move(t, True)
         return u
 
     def trigger(self, width_us, nodes=None):
@@ -220,6 +227,22 @@ class Board2:
             self.glitches_hi += 1
         else:
             self.glitches += 1
+
+    def take_glitches(self):
+        """Count in the glitches the HAL's learn trigger refused since the last look (its
+        counter, modulo 2^30, is read here, when telemetry is asked for, not by the main
+        loop on every pass); small ints only."""
+        f = self._trigger_glitches
+        if f is None:
+            return
+        g = f()
+        d = (g - self.glitches_seen) & _C30
+        self.glitches_seen = g
+        if d > _C30 - self.glitches:
+            self.glitches = d - (_C30 - self.glitches) - 1
+            self.glitches_hi += 1
+        else:
+            self.glitches += d
 
     def _count(self, lo, hi):
         return ((hi << 30) + lo) & M32
@@ -367,6 +390,7 @@ class Board2:
         return P.OK, (self.state, self.residue, u), None
 
     def _cmd_read_telemetry(self):
+        self.take_glitches()
         h = self.hal
         supply = h.supply_uv() if hasattr(h, "supply_uv") else 0
         temp = h.temperature_mdegc() if hasattr(h, "temperature_mdegc") else 0

@@ -47,6 +47,51 @@ CAL_READS = 4               # read-backs averaged around each calibration pulse
 LEAK_MIN_US = 1000000
 _I32_MIN = -0x80000000
 _I32_MAX = 0x7FFFFFFF
+HOLD_MAX_US = 1 << 28       # hold() reads back at least this often (ticks_diff's range)
+_M22 = 1 << 22
+_M28 = 1 << 28
+_M29 = 1 << 29
+_REM = [0]                  # _mul_div's remainder
+
+
+def _mul_div(a, b, c):
+    """floor(a * b / c) for 0 <= a, b < 2^29 and 0 < c < 2^28, exactly, with every value
+    below 2^30 (a small int on every port: no long int, nothing allocated): b reduced
+    modulo c, then a taken k bits at a time from the top (Horner's rule: the partial
+    remainder times 2^k plus a digit times b mod c, below 2^30 with k = 7 for c <= 2^22,
+    k = 1 above). The remainder (a * b mod c) is left in _REM[0]. -1 outside that range
+    (the caller then uses the plain expression)."""
+    if a >= _M29 or b >= _M29 or c <= 0 or c >= _M28:
+        return -1
+    q = b // c
+    r = b - q * c
+    if q and a > _M29 // q:
+        return -1
+    k = 7 if c <= _M22 else 1
+    mask = (1 << k) - 1
+    qq = 0
+    rr = 0
+    sh = 28
+    while sh >= 0:
+        t = (rr << k) + ((a >> sh) & mask) * r
+        d = t // c
+        qq = (qq << k) + d
+        rr = t - d * c
+        sh -= k
+    _REM[0] = rr
+    return a * q + qq
+
+
+def _prod_div(x, y, c):
+    """floor(x * y / c) for c > 0 and any signs, exactly; small ints only where
+    _mul_div can (the board's own ranges), else the plain big-int expression."""
+    neg = (x < 0) != (y < 0)
+    f = _mul_div(-x if x < 0 else x, -y if y < 0 else y, c)
+    if f < 0:
+        return x * y // c
+    if neg:
+        return -f - 1 if _REM[0] else -f
+    return f
 
 
 class PioPulser:
@@ -94,9 +139,19 @@ class RmtPulser:
     def __init__(self, machine, pin, channel):
         import esp32
         self.rmt = esp32.RMT(channel, pin=machine.Pin(pin), clock_div=80, idle_level=False)
+        self.items = [0]            # the one item's duration, reused (no tuple per pulse)
 
     def start(self, us):
-        self.rmt.write_pulses((us,), 1)
+        """Start a pulse of ``us`` ticks. The channel must be idle: MicroPython's
+        esp32.RMT.write_pulses waits for a transmission still running (the ESP32 RMT
+        takes a new one only once the last has ended, TRM §15.2), so the previous pulse
+        is waited for here, bounded (wait_done(timeout=ms): True once the channel is
+        idle), and a channel still busy after it is an error, not a pulse lost."""
+        r = self.rmt
+        if not r.wait_done(timeout=self.MAX_US // 1000 + 2):
+            raise OSError("RMT channel busy")
+        self.items[0] = us
+        r.write_pulses(self.items, 1)
 
 
 class GateCalibration:
@@ -133,10 +188,16 @@ class GateCalibration:
     def slope_nv_per_us(self, v_uv, charging):
         pts = self.charge if charging else self.discharge
         i = 0
-        while i < len(pts) - 2 and v_uv > pts[i + 1][0]:
+        n = len(pts) - 2
+        while i < n and v_uv > pts[i + 1][0]:
             i += 1
-        (v0, s0), (v1, s1) = pts[i], pts[i + 1]
-        s = s0 + (s1 - s0) * (v_uv - v0) // (v1 - v0)
+        p = pts[i]
+        q = pts[i + 1]
+        v0 = p[0]
+        s0 = p[1]
+        # floored, exactly; small ints on the board's ranges (the learn path allocates
+        # nothing: tests/test_gate_driver.py's heap-locked learns)
+        s = s0 + _prod_div(q[1] - s0, v_uv - v0, q[0] - v0)
         return s if s > 0 else 1
 
     def fields(self):
@@ -213,7 +274,8 @@ class GateDriver:
         cal: GateCalibration.
         rail_uv: the charge rail; max_pulse_us: longest single pulse (the watchdog is
         fed between pulses); settle_us: wait after a pulse before reading back;
-        max_iterations: pulses per set() at most.
+        max_iterations: approaches per set() at most; max_approach_us: one approach's
+        pulse at most (None: unbounded; GateActuator gives 5 RC).
 
     ``v_uv`` is the last measured gate, ``target_uv`` where the rule wants it,
     ``carried_uv`` = target - measured after the last move (not applied), ``pulses`` and
@@ -222,7 +284,7 @@ class GateDriver:
     from moves a second or more apart; hold() uses it."""
 
     def __init__(self, charge, discharge, readback, clock, cal, rail_uv=6000000,
-                 max_pulse_us=20000, settle_us=20, max_iterations=8):
+                 max_pulse_us=20000, settle_us=20, max_iterations=8, max_approach_us=None):
         self.charge = charge
         self.discharge = discharge
         self.readback = readback
@@ -232,6 +294,12 @@ class GateDriver:
         self.max_pulse_us = max_pulse_us
         self.settle_us = settle_us
         self.max_iterations = max_iterations
+        # one approach's pulse at most (GateActuator: 5 RC, from any voltage to the rail
+        # or to 0): an absurd table (a slope of 1 nV/us) cannot ask for hours of pulse
+        self.max_approach_us = max_approach_us
+        self._hold_v = None         # hold(): the read-back and leak its wait is for
+        self._hold_leak = 0
+        self._hold_us = 0
         self.v_uv = None
         self.t_us = 0
         self.target_uv = 0
@@ -250,6 +318,19 @@ class GateDriver:
         """How far the shortest pulse (1 us) moves the gate at ``v_uv``, in uV (rounded up)."""
         return (self.cal.slope_nv_per_us(v_uv, charging) + 999) // 1000
 
+    def _hold_after_us(self, v, leak):
+        """How long the leak takes to move the gate half of one pulse's worth from ``v``:
+        ceil(resolution * 500000 / |leak|) us, at most HOLD_MAX_US (ticks_diff measures
+        below half the ticks period: MicroPython docs, time.ticks_diff)."""
+        m = -leak if leak < 0 else leak
+        r = self.resolution_uv(v, leak < 0)
+        t = _mul_div(r, 500000, m)
+        if t < 0:
+            t = -(-r * 500000 // m)
+        elif _REM[0]:
+            t += 1
+        return HOLD_MAX_US if t > HOLD_MAX_US else t
+
     # -- pulses
     def _pulse(self, charging, us, feed):
         p = self.charge if charging else self.discharge
@@ -257,8 +338,8 @@ class GateDriver:
             t = us if us < self.max_pulse_us else self.max_pulse_us
             p.start(t)
             self.clock.sleep_us(t + self.settle_us)
-            self.pulses += 1
-            self.pulse_us_total += t
+            self.pulses = (self.pulses + 1) & 0x3FFFFFFF           # small ints
+            self.pulse_us_total = (self.pulse_us_total + t) & 0x3FFFFFFF
             us -= t
             if feed is not None:
                 feed()
@@ -269,10 +350,16 @@ class GateDriver:
         charging = c > 0
         m = c if charging else -c
         s = self.cal.slope_nv_per_us(v, charging)
-        if m * 1000 < s:
+        if m < (s + 999) // 1000:           # m * 1000 < s, in small ints
             return 0
         s_mid = self.cal.slope_nv_per_us(v + c // 2, charging)
-        return (m * 1000 + s_mid // 2) // s_mid
+        us = _mul_div(m, 1000, s_mid)       # round(m * 1000 / s_mid), halves up
+        if us < 0:
+            us = (m * 1000 + s_mid // 2) // s_mid
+        else:
+            us += (_REM[0] + s_mid // 2) // s_mid
+        top = self.max_approach_us
+        return top if top is not None and us > top else us
 
     def _approach(self, feed):
         c = self.target_uv - self.v_uv
@@ -293,8 +380,10 @@ class GateDriver:
         return self.set(target_uv, feed)
 
     def set(self, target_uv, feed=None):
-        """Drive to ``target_uv``: pulse, read back, repeat (max_iterations at most)
-        until the rest is below one pulse. Returns the measured gate voltage."""
+        """Drive to ``target_uv`` (set_state, power-on, calibration): pulse, read back,
+        repeat until the rest is below one pulse, max_iterations approaches at most, each
+        pulse at most max_approach_us (split into max_pulse_us pieces, the watchdog fed
+        between). Returns the measured gate voltage. A learn takes step() instead."""
         self.target_uv = self._clip(target_uv)
         self.measure()
         for _ in range(self.max_iterations):
@@ -303,8 +392,10 @@ class GateDriver:
         return self.v_uv
 
     def step(self, delta_uv, feed=None):
-        """A learn's change: added to the target; one pulse when the distance reaches
-        the resolution, else carried. Returns the measured gate voltage."""
+        """A learn's change (protocols 1 and 2): added to the target; one approach (one
+        pulse, at most max_approach_us) when the distance reaches the resolution, else
+        carried; the rest is carried too (the next learn or hold() goes on from the
+        gate read back). Returns the measured gate voltage."""
         v_before = self.v_uv
         t_before = self.t_us
         self.measure()
@@ -312,7 +403,7 @@ class GateDriver:
             # over a second at least, so the read-back noise (some 100 uV) stays small
             dt = self.clock.ticks_diff(self.t_us, t_before)
             if dt >= LEAK_MIN_US:
-                self.leak_uv_per_s = (self.v_uv - v_before) * 1000000 // dt
+                self.leak_uv_per_s = _prod_div(self.v_uv - v_before, 1000000, dt)
         self.target_uv = self._clip(self.target_uv + delta_uv)
         self._approach(feed)
         return self.v_uv
@@ -386,13 +477,20 @@ class GateDriver:
         weight, stays at the learned value between learns too, not only after the next
         one. Returns the measured gate when it read it, else None (no leak: never)."""
         leak = self.leak_uv_per_s
-        if self.v_uv is None or leak == 0:
+        v = self.v_uv
+        if v is None or leak == 0:
             return None
-        dt = self.clock.ticks_diff(self.clock.ticks_us(), self.t_us)
-        m = -leak if leak < 0 else leak
-        if m * dt < self.resolution_uv(self.v_uv, leak < 0) * 500000:
+        if v != self._hold_v or leak != self._hold_leak:
+            self._hold_us = self._hold_after_us(v, leak)    # once per read-back
+            self._hold_v = v
+            self._hold_leak = leak
+        if self.clock.ticks_diff(self.clock.ticks_us(), self.t_us) < self._hold_us:
             return None
-        return self.set(self.target_uv, feed)
+        # what the leak took is about half a pulse: one approach (the step path), not
+        # set()'s iterations
+        self.measure()
+        self._approach(feed)
+        return self.v_uv
 
 
 def _increasing(pts):

@@ -33,6 +33,7 @@ class LearnTrigger:
         self._ticks_diff = ticks_diff
         self.sampled = array("i", (0, 0, 0, 0))    # taken at the rising edge
         self.ready = array("i", (0, 0, 0, 0))      # handed over at the falling edge
+        self.taken = [0, 0, 0, 0]                  # what take() returns (reused)
         self.high = False
         self.pending = 0            # complete pulses not yet taken (only the last is kept)
         self.learns = 0             # complete pulses (rising then falling edge)
@@ -76,13 +77,19 @@ class LearnTrigger:
         self.has_last = True
 
     def take(self, machine=None):
-        """The snapshot of the last complete pulse (a list of four uV), or None. Pulses
+        """The snapshot of the last complete pulse (a list of four uV, the same list
+        every time: valid until the next take, nothing allocated), or None. Pulses
         that arrived faster than the main loop took them are counted in ``learns``
         but run the rule once."""
         if not self.pending:
             return None
         state = machine.disable_irq() if machine is not None else None
-        v = [self.ready[0], self.ready[1], self.ready[2], self.ready[3]]
+        v = self.taken
+        r = self.ready
+        v[0] = r[0]
+        v[1] = r[1]
+        v[2] = r[2]
+        v[3] = r[3]
         self.pending = 0
         if machine is not None:
             machine.enable_irq(state)

@@ -443,5 +443,254 @@ def suite_gate2(tmp):
     emit(out)
 
 
+def _try(f):
+    """f()'s value, or the exception's repr (the loop's own handler would print it)."""
+    try:
+        return f()
+    except Exception as exc:    # noqa: BLE001 (reported to the test)
+        return repr(exc)
+
+
+def suite_wrap(tmp):
+    """The port's ticks wrap (fake_machine.Clock.wrap_in: ticks_us and ticks_ms 2^30
+    apart from the wrap, refusing values that are not ticks): a protocol-1 broadcast
+    answered in its slot across the wrap, protocol-2 replies dated from the receive
+    interrupt's stamp across it, a learn pulse across it, and SimHAL's real-time clock
+    (on the same ticks) waiting and keeping uptime across it."""
+    fm = _fake()
+    out = {"suite": "wrap"}
+    cal = tmp + "/w_calib.bin"
+    _rm(cal)
+    cfg = tr_config.resolve({"protocol": 1, "address": 9, "kind": "digipot", "initial_state": 30,
+                             "port": "rp2", "wdt_ms": 0, "uid_hex": "0123456789abcdef",
+                             "calibration_file": cal})
+    h = hal.MachineHAL(cfg, clock=fm.CLOCK)
+    b = fw_main.make_board(h, cfg, fw_main.board_uid(cfg))
+    fm.CLOCK.wrap_in(5000)              # inside slot 9 (18 ms)
+    fm.EVENTS.clear()
+    t0 = fm.CLOCK.now
+    fm.RX.extend(P.encode_frame(255, 0, 1, P.CMD_READ_STATE))
+    err = _try(lambda: fw_main.step(b, h))
+    out["p1"] = {"sent": err, "writes": [[hx(e[1]), e[2] - t0] for e in fm.EVENTS
+                                         if e[0] == "uart_write"]}
+    # a learn pulse whose edges are on both sides of the wrap: one learn, no glitch
+    pin = cfg["learn"]["pin"]
+    c0 = list(h.trigger_counts())
+    fm.CLOCK.wrap_in(50)
+    fm.drive(pin, 1)
+    fm.CLOCK.sleep_us(100)
+    fm.drive(pin, 0)
+    c1 = list(h.trigger_counts())
+    out["trigger"] = [c1[0] - c0[0], c1[1] - c0[1]]
+    # protocol 2 on rp2: the stamp 300 us before the wrap, the reply's start after it
+    import tr_protocol2 as P2
+    cfg2 = tr_config.resolve({"protocol": 2, "kind": "digipot", "initial_state": 30,
+                              "port": "rp2", "wdt_ms": 0, "uid_hex": "0123456789abcdef",
+                              "calibration_file": cal})
+    h2, b2, _ = _board2(fm, cfg2, tmp)
+    rows = []
+    for seq, dst, cmd in ((1, 5, 2), (2, 255, 1)):
+        req = P2.encode_frame(dst, 0, seq, cmd, b"")
+        end = fm.CLOCK.now + 10000
+        fm.advance_to(end - 200)
+        fm.CLOCK.wrap_in(500)
+        fm.EVENTS.clear()
+        fm.receive(h2.uart, b"\x00" + req, end)
+        fm.advance_to(end + 40)
+        err = _try(lambda: fw_main.step(b2, h2))
+        rows.append([seq, err, [[hx(e[1]), e[2] - end] for e in fm.EVENTS if e[0] == "uart_write"]])
+    out["p2"] = rows
+    out["char_us"] = h2._char_us
+    # SimHAL in real time, on these ticks
+    names = ("_ticks_us", "_ticks_ms", "_ticks_diff", "_ticks_add", "_sleep_us", "_sleep_ms")
+    saved = [getattr(hal, n) for n in names]
+    c = fm.CLOCK
+    for n, f in zip(names, (c.ticks_us, c.ticks_ms, c.ticks_diff, c.ticks_add, c.sleep_us,
+                            c.sleep_ms)):
+        setattr(hal, n, f)
+    try:
+        sim = hal.SimHAL(real_time=True)
+        c.wrap_in(3000)
+        sim.restart_clock()
+        t0 = c.now
+        t = _try(lambda: sim.ticks_add(sim.ticks_us(), 5000))
+        out["sim_wait_us"] = _try(lambda: sim.wait_until_us(t) or c.now - t0)
+        c.sleep_ms(10)
+        out["sim_uptime_ms"] = _try(sim.uptime_ms)
+        out["sim_elapsed_ms"] = (c.now - t0) // 1000
+    finally:
+        for n, f in zip(names, saved):
+            setattr(hal, n, f)
+    _done()
+    emit(out)
+
+
+def _locked(f, n):
+    """f() n times under micropython.heap_lock (fake_machine's parts unlocked inside):
+    None, or the first exception's name (MemoryError: the firmware allocated)."""
+    import gc
+    import micropython
+    import fake_machine as fm
+    gc.collect()
+    err = None
+    fm.HEAP_LOCKED[0] = True
+    micropython.heap_lock()
+    try:
+        for _ in range(n):
+            f()
+    except Exception as exc:    # noqa: BLE001
+        err = exc
+    micropython.heap_unlock()
+    fm.HEAP_LOCKED[0] = False
+    return None if err is None else type(err).__name__ + ": " + str(err)
+
+
+def suite_hotloop(tmp):
+    """MicroPython only: protocol 2's main-loop pass on MachineHAL (a leaking gate board
+    on the stand-in rp2) under micropython.heap_lock, the parts' own work (the simulated
+    gate, PIO and ADC) excepted: idle passes (the HAL's methods resolved once, the hold's
+    wait in small ints, the glitch counter not read per pass), and learn passes on the
+    real path: the trigger's interrupt (snapshot), take(), the rule, GateActuator's
+    one-pulse step with the read-backs. Without micropython: the interpreter's name."""
+    try:
+        import micropython      # noqa: F401
+    except ImportError:
+        emit({"suite": "hotloop", "interpreter": "cpython"})
+        return
+    fm = _fake()
+    node = fm.GateNode(10, 11, 26, leak_ohm=1e8)
+    fm.GATE[0] = node
+    gcal, cal = tmp + "/hl_gate_cal.json", tmp + "/hl_calib.bin"
+    _rm(gcal, gcal + ".tmp", cal)
+    cfg = tr_config.resolve({"protocol": 2, "kind": "mosfet", "initial_state": 3000000,
+                             "port": "rp2", "wdt_ms": 0, "uid_hex": "0123456789abcdef",
+                             "calibration_file": cal, "gate_cal_file": gcal})
+    h, b, _ = _board2(fm, cfg, tmp)
+    del h.wdt_feed              # the HAL's own feed, not _board2's counting one
+    drv = h.actuator.driver
+    drv.leak_uv_per_s = -13000
+    _nodes(fm, (400000, 100000, 200000, 200000))
+    _req2(b, 1, 4, struct.pack("<BIqq", 3, 65536, GAIN_90UV * 20, 0))
+    mk = getattr(fw_main, "stepper", None)     # (a firmware without it: step each pass)
+    one = mk(b, h) if mk is not None else (lambda: fw_main.step(b, h))
+    idle = h.idle
+    pin = cfg["learn"]["pin"]
+    out = {"suite": "hotloop", "interpreter": "micropython"}
+
+    def idle_pass():
+        if not one():
+            idle()
+    for _ in range(3):
+        idle_pass()
+    p0 = drv.pulses
+    out["idle"] = _locked(idle_pass, 400)
+    out["idle_pulses"] = drv.pulses - p0      # the hold restored the gate meanwhile
+    h._ms = 0x3FFFFFFF - 100    # the ms counter's epoch passes during the passes
+    out["idle_epoch"] = _locked(idle_pass, 300)
+    state = [0]
+
+    def learn_pass():
+        fm.drive(pin, 1)
+        fm.CLOCK.now += 200
+        fm.drive(pin, 0)
+        one()
+        state[0] += 1
+    t0 = b.target
+    l0 = b.learns
+    p0 = drv.pulses
+    learn_pass()                # once unlocked (first-use work)
+    out["learn"] = _locked(learn_pass, 30)
+    out["learns"] = b.learns - l0
+    out["target_moved_uv"] = b.target - t0
+    out["learn_pulses"] = drv.pulses - p0
+    out["carried_uv"] = drv.carried_uv
+    out["residue"] = b.residue
+    out["true_uv"] = node.at(fm.CLOCK.now)
+    out["target"] = b.target
+    _done()
+    emit(out)
+
+
+def suite_rmt(tmp):
+    """The ESP32 gate's RmtPulser against the strict RMT: two pulses back to back on one
+    channel (the second is started only once the first has ended, without blocking in
+    write_pulses), a pulse while the channel stays busy (an error, not a lost pulse),
+    and (MicroPython) a pulse under heap_lock."""
+    fm = _fake()
+    fm.PORT[0] = "esp32"
+    import tr_gate
+    p = tr_gate.RmtPulser(fm, 25, 0)
+    fm.EVENTS.clear()
+    t0 = fm.CLOCK.now
+    p.start(5000)
+    p.start(100)
+    ev = [[e[0], e[2] - t0, e[3] - t0] for e in fm.EVENTS if e[0] in ("rmt", "rmt_blocked")]
+    out = {"suite": "rmt", "back_to_back": ev}
+    fm.CLOCK.sleep_us(1000)
+    p.rmt.busy_until_us = fm.CLOCK.now + 10000000      # a channel that never ends
+    out["stuck"] = _try(lambda: p.start(100))
+    p.rmt.busy_until_us = 0
+    try:
+        import micropython      # noqa: F401
+        out["locked"] = _locked(lambda: p.start(100), 5)
+    except ImportError:
+        out["locked"] = "cpython"
+    _done()
+    emit(out)
+
+
+def suite_gate_paths(tmp):
+    """Which of GateDriver's moves protocol 2 takes on a gate board (MachineHAL, rp2):
+    a learn the one-approach step (as protocol 1), set_state the closed loop's set; and
+    a set_state with a table whose slope is 1 nV/us (an approach would ask for 10^9 us
+    per volt): each approach's pulse bounded (5 RC), the iterations bounded."""
+    import tr_gate
+    fm = _fake()
+    fm.GATE[0] = fm.GateNode(10, 11, 26, leak_ohm=1e9)
+    gcal, cal = tmp + "/gp_gate_cal.json", tmp + "/gp_calib.bin"
+    _rm(gcal, gcal + ".tmp", cal)
+    cfg = tr_config.resolve({"protocol": 2, "kind": "mosfet", "initial_state": 3000000,
+                             "port": "rp2", "wdt_ms": 0, "uid_hex": "0123456789abcdef",
+                             "calibration_file": cal, "gate_cal_file": gcal})
+    h, b, _ = _board2(fm, cfg, tmp)
+    drv = h.actuator.driver
+    calls = {"set": 0, "step": 0}
+    d_set = drv.set
+    d_step = drv.step
+
+    def c_set(t, feed=None):
+        calls["set"] += 1
+        return d_set(t, feed)
+
+    def c_step(d, feed=None):
+        calls["step"] += 1
+        return d_step(d, feed)
+    drv.set = c_set
+    drv.step = c_step
+    out = {"suite": "gate_paths", "rc_us": h.actuator.rc_us,
+           "max_iterations": drv.max_iterations}
+    _nodes(fm, (400000, 100000, 200000, 200000))
+    _req2(b, 1, 4, struct.pack("<BIqq", 3, 65536, GAIN_90UV * 20, 0))
+    t0 = b.target
+    for i in range(5):
+        _req2(b, 2 + i, 6)
+    out["learn_calls"] = [calls["set"], calls["step"]]
+    out["learn_target_moved"] = b.target - drv.target_uv, b.target - t0
+    calls["set"] = calls["step"] = 0
+    _req2(b, 10, 3, struct.pack("<i", 3500000))
+    out["set_state_calls"] = [calls["set"], calls["step"]]
+    pts = tr_gate.CAL_POINTS_UV
+    drv.use(tr_gate.GateCalibration([[v, 1] for v in pts], [[v, 1] for v in pts], 0))
+    p0 = drv.pulse_us_total
+    n0 = drv.pulses
+    t0 = fm.CLOCK.now
+    _req2(b, 11, 3, struct.pack("<i", 2500000))
+    out["absurd"] = {"pulse_us": drv.pulse_us_total - p0, "pulses": drv.pulses - n0,
+                     "took_us": fm.CLOCK.now - t0, "max_pulse_us": drv.max_pulse_us}
+    _done()
+    emit(out)
+
+
 SUITES = {"ports": suite_ports, "machine_hal": suite_machine_hal, "gate": suite_gate, "trigger": suite_trigger,
-          "gate2": suite_gate2}
+          "gate2": suite_gate2, "wrap": suite_wrap, "hotloop": suite_hotloop, "rmt": suite_rmt,
+          "gate_paths": suite_gate_paths}

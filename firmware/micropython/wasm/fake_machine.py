@@ -17,7 +17,32 @@
 
 import math
 
+try:
+    import micropython
+except ImportError:     # CPython
+    micropython = None
+
 EVENTS = []
+# True while a test runs the firmware under micropython.heap_lock: the parts' own work
+# (the gate's simulation in floats, the event log, the PIO's execution) is not the
+# firmware's, so each part's entry point below runs with the heap unlocked and locks it
+# again on the way back (the firmware's code around it stays locked)
+HEAP_LOCKED = [False]
+
+
+def part(f):
+    """A part's entry point (self and at most two arguments: no *args tuple)."""
+    def call(self, a=None, b=None):
+        if not HEAP_LOCKED[0]:
+            return f(self, a, b)
+        micropython.heap_unlock()
+        try:
+            return f(self, a, b)
+        finally:
+            micropython.heap_lock()
+    return call
+
+
 RECORD = [True]     # False: nothing logged (while a test measures allocation)
 PINS = {}
 UNIQUE_ID = b"\x10\x20\x30\x40\x50\x60"
@@ -26,21 +51,51 @@ ADC_PINS = (26, 27, 28, 29)
 VREF_UV = 3300000
 
 
+# MicroPython's ticks (time module docs, ticks_ms/ticks_us/ticks_diff/ticks_add): the
+# counters wrap at an implementation-defined period, 2^30 on the rp2 and esp32 ports
+# (MICROPY_PY_TIME_TICKS_PERIOD); ticks_diff and ticks_add take only ticks values
+# (what ticks_*() or ticks_add returned). The stand-in refuses anything else, which on
+# a board is a value the firmware formed by direct arithmetic (and on a 32-bit port a
+# heap-allocated long int once it is 2^30 or more).
+TICKS_PERIOD = 1 << 30
+TICKS_MAX = TICKS_PERIOD - 1
+TICKS_HALF = TICKS_PERIOD // 2
+
+
+def _ticks(v):
+    if not 0 <= v <= TICKS_MAX:
+        raise ValueError("not a ticks value: %r" % (v,))
+    return v
+
+
 class Clock:
+    """Virtual time ``now`` in us from the fake's start (never wraps: the parts' own
+    time); ``ticks_us()``/``ticks_ms()`` are the port's counters, ``offset_us`` and
+    ``offset_ms`` ahead of it, wrapping at TICKS_PERIOD."""
+
     def __init__(self):
         self.now = 0
+        self.offset_us = 0
+        self.offset_ms = 0
 
     def ticks_us(self):
-        return self.now
+        return (self.now + self.offset_us) & TICKS_MAX
 
     def ticks_ms(self):
-        return self.now // 1000
+        return (self.now // 1000 + self.offset_ms) & TICKS_MAX
 
     def ticks_diff(self, a, b):
-        return a - b
+        return ((_ticks(a) - _ticks(b) + TICKS_HALF) & TICKS_MAX) - TICKS_HALF
 
     def ticks_add(self, a, d):
-        return a + d
+        if not -TICKS_HALF <= d < TICKS_HALF:
+            raise OverflowError("ticks interval")
+        return (_ticks(a) + d) & TICKS_MAX
+
+    def wrap_in(self, us):
+        """Put both counters ``us`` (and us // 1000 ms) before their wrap."""
+        self.offset_us = (TICKS_PERIOD - us - self.now) & TICKS_MAX
+        self.offset_ms = (TICKS_PERIOD - us // 1000 - self.now // 1000) & TICKS_MAX
 
     def sleep_us(self, us):
         if us > 0:
@@ -176,11 +231,14 @@ def reset():
     RX = bytearray()
     GATE[0] = None
     ECHO[0] = False
+    HEAP_LOCKED[0] = False
     IDLE_DUE.clear()
     UARTS.clear()
     ADS.codes = [0, 0, 0, 0]
     ADS.noise_codes = 0
     CLOCK.now = 0
+    CLOCK.offset_us = 0
+    CLOCK.offset_ms = 0
     PORT[0] = "rp2"
     AD5245.__init__()
 
@@ -225,7 +283,8 @@ class Pin:
             g.at(CLOCK.now)
             g.levels[self.id] = self.level
 
-    def value(self, v=None):
+    @part
+    def value(self, v=None, _=None):
         if v is None:
             return self.level
         self.level = 1 if v else 0
@@ -279,7 +338,8 @@ class ADC:
             raise ValueError("invalid attenuation")
         self.att = a
 
-    def read_uv(self):
+    @part
+    def read_uv(self, _=None, __=None):
         if PORT[0] != "esp32":
             raise AttributeError("read_uv")   # not on rp2 (MicroPython machine.ADC docs)
         CLOCK.now += 10
@@ -293,7 +353,8 @@ class ADC:
         step = top // 4096
         return (uv // step) * step          # 12 bits of the attenuated range
 
-    def read_u16(self):
+    @part
+    def read_u16(self, _=None, __=None):
         if PORT[0] == "esp32":
             return self.read_uv() * 16 // (ESP32_ATTEN_MAX_UV[self.att] // 4096)
         CLOCK.now += 2
@@ -433,5 +494,6 @@ class WDT:
     def __init__(self, id=0, timeout=5000):
         EVENTS.append(("wdt_init", timeout))
 
-    def feed(self):
+    @part
+    def feed(self, _=None, __=None):
         EVENTS.append(("wdt_feed",))

@@ -113,7 +113,8 @@ class StateMachine:
             g.transition(t_us, self.pin, level)
         fm.EVENTS.append(("pio", self.pin, level, t_us))
 
-    def put(self, value):
+    @fm.part
+    def put(self, value, _=None):
         if not self.on:
             raise RuntimeError("state machine not active")
         value &= 0xFFFFFFFF
