@@ -71,12 +71,13 @@ def test_every_payload_fits_the_frame():
 def test_commands_that_write_flash_have_quiet_times_from_the_datasheet():
     assert v2.quiet_ms("store_state") == v2.quiet_ms("store_calibration") == 400 + 3
     assert v2.quiet_ms("assign_address") == 403
-    assert v2.quiet_ms("fw_block") == 3
+    assert v2.quiet_ms("fw_block") == v2.BLOCK_CHECK_MAX_MS + 3 == 4  # the checks, then tPP max
     assert v2.quiet_ms("fw_begin", size=1) == 400
     assert v2.quiet_ms("fw_begin", size=4097) == 800
     assert v2.quiet_ms("reset", mode=v2.ResetMode.RESTART) == v2.BOOT_MAX_MS
     assert v2.quiet_ms("reset", mode=v2.ResetMode.FACTORY) == 800 + v2.BOOT_MAX_MS
     assert v2.quiet_ms("learn") == v2.quiet_ms("identify") == 0
+    assert v2.quiet_ms("calibrate_actuator") == v2.ACTUATOR_CAL_MAX_MS + 403
 
 
 # ------------------------------------------------------------------------------ payloads

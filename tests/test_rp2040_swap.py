@@ -314,9 +314,8 @@ def test_the_hosts_update_of_a_bus_updates_the_emulated_board(board, packages, n
     assert (b.address, b.outcome) == (ADDRESS, outcome)
     assert b.version == ("2.1.1" if outcome == "confirmed" else "2.1.0")
     assert b.reset_cause == ("firmware_swap" if outcome == "confirmed" else "rollback")
-    # the broadcast fw_begin after the broadcast store_state was heard (each within its quiet
-    # time): else every block is resent after a unicast fw_begin. Every other broadcast block
-    # is lost for now (firmware/rp2040/README.md, "Not done yet").
-    assert rep.blocks_resent < rep.blocks
+    # the broadcast fw_begin after the broadcast store_state was heard, and every broadcast
+    # block (each within its quiet time: fw_block's 4 ms are the block's checks and tPP max)
+    assert rep.blocks_resent == 0
     print(f"{name}: {rep.blocks} blocks, {rep.blocks_resent} resent, {rep.bus_time_us / 1e6:.1f} s of bus time")
     _events(board)

@@ -112,6 +112,7 @@ PAGE_PROGRAM_MAX_MS = const(3)
 STORE_WRITE_MS = const(403)
 BOOT_MAX_MS = const(1000)
 IMAGE_CRC_MAX_MS = const(1000)
+BLOCK_CHECK_MAX_MS = const(1)
 # Protocol 2.1 ("Actuator calibration"): the longest calibrate_actuator measurement
 # before its record (a requirement on the firmware), the points per direction, and
 # the shortest hold over which the leak is measured.
@@ -311,7 +312,7 @@ def quiet_ms(cmd, mode=0, size=0):
             size = IMAGE_MAX_BYTES
         return SECTOR_ERASE_MAX_MS * (-(-size // SECTOR_BYTES))
     if name == "fw_block":
-        return PAGE_PROGRAM_MAX_MS
+        return BLOCK_CHECK_MAX_MS + PAGE_PROGRAM_MAX_MS
     if name == "fw_verify":
         return IMAGE_CRC_MAX_MS
     if name == "fw_swap":

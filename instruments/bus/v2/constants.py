@@ -32,7 +32,7 @@ __all__ = [
     "RESET_MODES", "ResetCause", "RESET_CAUSES", "Flag", "FLAGS", "Phase", "PHASES",
     "BLOCK_SIZE", "IMAGE_MAX_BYTES", "MISSING_LISTED", "NO_BLOCK", "SECTOR_BYTES",
     "SECTOR_ERASE_MAX_MS", "PAGE_PROGRAM_MAX_MS", "STORE_WRITE_MS", "BOOT_MAX_MS",
-    "IMAGE_CRC_MAX_MS", "ACTUATOR_CAL_MAX_MS", "GATE_CAL_POINTS", "GATE_LEAK_HOLD_MS", "TRIGGER_MIN_US", "DISCOVER_SLOTS_MAX", "BROADCAST_SLOTTED",
+    "IMAGE_CRC_MAX_MS", "BLOCK_CHECK_MAX_MS", "ACTUATOR_CAL_MAX_MS", "GATE_CAL_POINTS", "GATE_LEAK_HOLD_MS", "TRIGGER_MIN_US", "DISCOVER_SLOTS_MAX", "BROADCAST_SLOTTED",
     "BROADCAST_HASHED", "BROADCAST_SELECTED", "BROADCAST_SILENT", "BROADCAST_REFUSED",
 ]
 
@@ -160,6 +160,9 @@ STORE_WRITE_MS = SECTOR_ERASE_MAX_MS + PAGE_PROGRAM_MAX_MS
 BOOT_MAX_MS = 1000
 #: Longest CRC-32 over the largest image (a requirement on the firmware).
 IMAGE_CRC_MAX_MS = 1000
+#: Longest time a board takes over a received fw_block before its page program starts: the
+#: block's and the frame's checks and the copy to the flash (a requirement on the firmware).
+BLOCK_CHECK_MAX_MS = 1
 #: Longest ``calibrate_actuator`` measurement, before its record is stored (a requirement on
 #: the firmware: five points of two pulses and read-backs, and the leak's hold of 1 s).
 ACTUATOR_CAL_MAX_MS = 3000

@@ -23,7 +23,7 @@ from typing import Sequence
 from .framing import Frame
 from .constants import (
     ADDR_HOST, BROADCAST_HASHED, BROADCAST_REFUSED, BROADCAST_SELECTED, BROADCAST_SILENT,
-    BROADCAST_SLOTTED, ACTUATOR_CAL_MAX_MS, BOOT_MAX_MS, IMAGE_CRC_MAX_MS, IMAGE_MAX_BYTES, PAGE_PROGRAM_MAX_MS, PROTOCOL_VERSION,
+    BROADCAST_SLOTTED, ACTUATOR_CAL_MAX_MS, BLOCK_CHECK_MAX_MS, BOOT_MAX_MS, IMAGE_CRC_MAX_MS, IMAGE_MAX_BYTES, PAGE_PROGRAM_MAX_MS, PROTOCOL_VERSION,
     REPLY_BIT, SECTOR_BYTES, SECTOR_ERASE_MAX_MS, STORE_WRITE_MS, Error, ResetMode,
 )
 
@@ -184,7 +184,8 @@ COMMANDS: dict[str, CommandSpec] = {c.name: c for c in (
          Quiet(ms_per_sector_of_size=SECTOR_ERASE_MAX_MS,
                basis="the inactive slot erased sector by sector (tSE max 400 ms per 4096 bytes of size)")),
     _cmd("fw_block", 16, ["image_crc32:u32", "block:u16", "block_crc32:u32", "data:128s"], [],
-         BROADCAST_SILENT, Quiet(PAGE_PROGRAM_MAX_MS, basis="one page program (tPP max 3 ms)")),
+         BROADCAST_SILENT, Quiet(BLOCK_CHECK_MAX_MS + PAGE_PROGRAM_MAX_MS,
+                                 basis="the block's checks (1 ms) and one page program (tPP max 3 ms)")),
     _cmd("fw_status", 17, [], ["phase:u8", "fw_major:u8", "fw_minor:u8", "fw_patch:u8", "blocks:u16",
                                "missing:u16", "first_missing:u16[8]"], BROADCAST_SLOTTED),
     _cmd("fw_verify", 18, [], ["phase:u8"], BROADCAST_SILENT,

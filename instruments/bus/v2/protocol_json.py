@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .. import timing
 from .constants import (
-    ACTUATOR_CAL_MAX_MS, ADDRESSES, BAUD_DEFAULT, BLOCK_SIZE, BOOT_MAX_MS, CONTRAST_LIMIT_UV2, CRC_INIT, CRC_POLY,
+    ACTUATOR_CAL_MAX_MS, ADDRESSES, BLOCK_CHECK_MAX_MS, BAUD_DEFAULT, BLOCK_SIZE, BOOT_MAX_MS, CONTRAST_LIMIT_UV2, CRC_INIT, CRC_POLY,
     CRC_XOROUT, DISCOVER_SLOTS_MAX, ERRORS, FLAGS, GAIN_LIMIT, GAIN_SHIFT, IMAGE_CRC_MAX_MS,
     IMAGE_MAX_BYTES, KINDS, MAX_FRAME_SIZE, MAX_PAYLOAD, MISSING_LISTED, NO_BLOCK,
     PAGE_PROGRAM_MAX_MS, PHASES, PROBABILITY_ONE, PROTOCOL_MINOR, PROTOCOL_VERSION, REPLY_BIT,
@@ -52,6 +52,7 @@ def protocol_dict() -> dict:
             "reply_latency_max_us": REPLY_LATENCY_MAX_US,
             "boot_max_ms": BOOT_MAX_MS,
             "image_crc_max_ms": IMAGE_CRC_MAX_MS,
+            "block_check_max_ms": BLOCK_CHECK_MAX_MS,
             "actuator_cal_max_ms": ACTUATOR_CAL_MAX_MS,
             "trigger_min_us": TRIGGER_MIN_US,
             "v1_slot_us": timing.V1_SLOT_US,
