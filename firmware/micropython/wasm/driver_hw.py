@@ -547,35 +547,54 @@ def _locked(f, n):
 
 def suite_hotloop(tmp):
     """MicroPython only: protocol 2's main-loop pass on MachineHAL (a leaking gate board
-    on the stand-in rp2) under micropython.heap_lock, the parts' own work (the simulated
-    gate, PIO and ADC) excepted: idle passes (the HAL's methods resolved once, the hold's
-    wait in small ints, the glitch counter not read per pass), and learn passes on the
-    real path: the trigger's interrupt (snapshot), take(), the rule, GateActuator's
-    one-pulse step with the read-backs. Without micropython: the interpreter's name."""
+    on the stand-in rp2, PIO pulses, and on the stand-in esp32, RMT pulses) under
+    micropython.heap_lock, the parts' own work (the simulated gate, PIO, RMT and ADC)
+    excepted: idle passes (the HAL's methods resolved once, the hold's wait in small
+    ints, the glitch counter not read per pass), and learn passes on the real path: the
+    trigger's interrupt (snapshot), take(), the rule, GateActuator's one-pulse step with
+    the read-backs. Without micropython: the interpreter's name."""
     try:
         import micropython      # noqa: F401
     except ImportError:
         emit({"suite": "hotloop", "interpreter": "cpython"})
         return
+    out = {"suite": "hotloop", "interpreter": "micropython"}
+    for port in ("rp2", "esp32"):
+        out[port] = _hotloop(tmp, port)
+    _done()
+    emit(out)
+
+
+def _hotloop(tmp, port):
     fm = _fake()
-    node = fm.GateNode(10, 11, 26, leak_ohm=1e8)
-    fm.GATE[0] = node
+    fm.PORT[0] = port
     gcal, cal = tmp + "/hl_gate_cal.json", tmp + "/hl_calib.bin"
     _rm(gcal, gcal + ".tmp", cal)
-    cfg = tr_config.resolve({"protocol": 2, "kind": "mosfet", "initial_state": 3000000,
-                             "port": "rp2", "wdt_ms": 0, "uid_hex": "0123456789abcdef",
-                             "calibration_file": cal, "gate_cal_file": gcal})
+    c = {"protocol": 2, "kind": "mosfet", "initial_state": 3000000, "port": port,
+         "wdt_ms": 0, "uid_hex": "0123456789abcdef", "calibration_file": cal,
+         "gate_cal_file": gcal}
+    if port == "esp32":
+        node = fm.GateNode(25, 26, 32, leak_ohm=1e8)
+        c["nodes"] = {"adc": "internal", "pins": [36, 39, 34, 35], "samples": 4}
+        c["actuator"] = {"charge": 25, "discharge": 26, "readback": 32,
+                         "readback_samples": 16}
+        for pin, uv in ((36, 400000), (39, 100000), (34, 200000), (35, 200000)):
+            fm.set_adc_uv(pin, uv)
+    else:
+        node = fm.GateNode(10, 11, 26, leak_ohm=1e8)
+        _nodes(fm, (400000, 100000, 200000, 200000))
+    fm.GATE[0] = node
+    cfg = tr_config.resolve(c)
     h, b, _ = _board2(fm, cfg, tmp)
     del h.wdt_feed              # the HAL's own feed, not _board2's counting one
     drv = h.actuator.driver
     drv.leak_uv_per_s = -13000
-    _nodes(fm, (400000, 100000, 200000, 200000))
     _req2(b, 1, 4, struct.pack("<BIqq", 3, 65536, GAIN_90UV * 20, 0))
     mk = getattr(fw_main, "stepper", None)     # (a firmware without it: step each pass)
     one = mk(b, h) if mk is not None else (lambda: fw_main.step(b, h))
     idle = h.idle
     pin = cfg["learn"]["pin"]
-    out = {"suite": "hotloop", "interpreter": "micropython"}
+    out = {}
 
     def idle_pass():
         if not one():
@@ -587,14 +606,12 @@ def suite_hotloop(tmp):
     out["idle_pulses"] = drv.pulses - p0      # the hold restored the gate meanwhile
     h._ms = 0x3FFFFFFF - 100    # the ms counter's epoch passes during the passes
     out["idle_epoch"] = _locked(idle_pass, 300)
-    state = [0]
 
     def learn_pass():
         fm.drive(pin, 1)
         fm.CLOCK.now += 200
         fm.drive(pin, 0)
         one()
-        state[0] += 1
     t0 = b.target
     l0 = b.learns
     p0 = drv.pulses
@@ -607,8 +624,8 @@ def suite_hotloop(tmp):
     out["residue"] = b.residue
     out["true_uv"] = node.at(fm.CLOCK.now)
     out["target"] = b.target
-    _done()
-    emit(out)
+    out["shoot_through"] = len([e for e in fm.EVENTS if e[0] == "gate_shoot_through"])
+    return out
 
 
 def suite_rmt(tmp):
