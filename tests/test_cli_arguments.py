@@ -81,7 +81,8 @@ def test_a_number_out_of_range_is_one_error_naming_the_argument(words, action, c
             main(_argv(words, COMMANDS[words], action, value))
         err = capsys.readouterr().err
         assert exit_.value.code == 2, (value, err)
-        name = action.option_strings[-1] if action.option_strings else action.metavar or action.dest
+        # argparse names an option by all its strings (--baud/--baudrate)
+        name = "/".join(action.option_strings) if action.option_strings else action.metavar or action.dest
         last = err.strip().splitlines()[-1]
         assert last.startswith(f"hostctl {' '.join(words)}: error: argument {name}"), (value, err)
         assert "Traceback" not in err

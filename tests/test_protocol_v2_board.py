@@ -356,7 +356,7 @@ def test_the_version_1_probe_is_answered_in_protocol_1s_layout_with_protocol_2()
     f = v2.decode_any(r.wire)
     assert (f.version, f.src, f.seq, f.cmd) == (1, 17, 3, 0x81)
     got = v1_payloads.unpack_reply("identify", f.payload)
-    assert (got["uid"], got["protocol"], got["protocol_minor"]) == (UID, 2, 0)
+    assert (got["uid"], got["protocol"], got["protocol_minor"]) == (UID, 2, v2.PROTOCOL_MINOR) == (UID, 2, 1)
     assert r.start_us == timing.turnaround_us(115200)
     assert b.handle(v2.encode_frame(Frame(1, 255, 0, 4, 1, b""))).start_us == 17 * timing.V1_SLOT_US
 
