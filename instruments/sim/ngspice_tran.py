@@ -1,4 +1,4 @@
-"""ngspice as the referee of a transient: node voltages against time, at full precision.
+"""ngspice as the referee beyond node voltages: a transient, and the sources' currents.
 
 :func:`transient` runs ``ngspice -b -n`` on a netlist with its own ``.control`` block,
 ``tran TSTEP TSTOP 0 TMAX`` (``uic`` when asked: the ``.ic`` values as the start, no
@@ -8,7 +8,10 @@ interpreter", ``write``). The netlist's own control blocks, ``.save`` and ``.tra
 dropped. The times are ngspice's own (its step control, at most TMAX apart); compare at other
 times by interpolation.
 
-Units: s, V.
+:func:`source_currents` runs ``op`` and gives every voltage source's branch current, for the
+power and energy figures (:mod:`instruments.sim.energy`).
+
+Units: s, V, A.
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .ngspice import NgspiceError, find_ngspice
+from .ngspice import NgspiceError, batch_deck, find_ngspice, read_raw
 
-__all__ = ["transient", "read_tran_raw"]
+__all__ = ["transient", "read_tran_raw", "source_currents"]
 
 _RAW, _DECK = "tran.raw", "deck.cir"
 
@@ -82,20 +85,13 @@ def read_tran_raw(data: bytes) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     return t, out
 
 
-def transient(netlist: str, tstep_s: float, tstop_s: float, tmax_s: float | None = None, *,
-              uic: bool = False, executable: str = "ngspice",
-              timeout_s: float = 120.0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The transient of ``netlist`` (its text): ngspice's times (s) and every node's voltage
-    at them (V, keyed by ngspice's lower-case node name; ground left out).
-
-    Raises:
-        NgspiceError: ngspice is missing, fails or times out; the message quotes it.
-    """
+def _run(deck: str, executable: str, timeout_s: float) -> bytes:
+    """Run ``deck`` in batch mode in a temporary directory; the raw file it wrote."""
     exe = find_ngspice(executable)
     if exe is None:
         raise NgspiceError(f"ngspice not found on PATH (looked for {executable!r}); install ngspice")
-    with tempfile.TemporaryDirectory(prefix="twinrig-ngspice-tran-") as tmp:
-        Path(tmp, _DECK).write_text(_deck(netlist, tstep_s, tstop_s, tmax_s or tstep_s, uic), encoding="utf-8")
+    with tempfile.TemporaryDirectory(prefix="twinrig-ngspice-") as tmp:
+        Path(tmp, _DECK).write_text(deck, encoding="utf-8")
         try:
             run = subprocess.run([exe, "-b", "-n", _DECK], cwd=tmp, capture_output=True, text=True,
                                  errors="replace", timeout=timeout_s)
@@ -105,4 +101,31 @@ def transient(netlist: str, tstep_s: float, tstop_s: float, tmax_s: float | None
         if run.returncode != 0 or not raw.exists():
             said = [ln.strip() for ln in (run.stderr or run.stdout).splitlines() if ln.strip()][:6]
             raise NgspiceError(f"ngspice failed (exit status {run.returncode}): " + (" | ".join(said) or "no output"))
-        return read_tran_raw(raw.read_bytes())
+        return raw.read_bytes()
+
+
+def transient(netlist: str, tstep_s: float, tstop_s: float, tmax_s: float | None = None, *,
+              uic: bool = False, executable: str = "ngspice",
+              timeout_s: float = 120.0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The transient of ``netlist`` (its text): ngspice's times (s) and every node's voltage
+    at them (V, keyed by ngspice's lower-case node name; ground left out).
+
+    Raises:
+        NgspiceError: ngspice is missing, fails or times out; the message quotes it.
+    """
+    return read_tran_raw(_run(_deck(netlist, tstep_s, tstop_s, tmax_s or tstep_s, uic), executable, timeout_s))
+
+
+def source_currents(netlist: str, *, executable: str = "ngspice", timeout_s: float = 120.0) -> dict[str, float]:
+    """Every voltage source's current at the DC operating point (A), by source name (lower
+    case), SPICE's sign: positive flowing into the source's + terminal from the circuit, so
+    a source delivering power has a negative current."""
+    plot = read_raw(_run(batch_deck(netlist, _RAW), executable, timeout_s))
+    out = {}
+    for name, i in plot.get("current", {}).items():
+        low = name.lower()
+        if low.endswith("#branch"):
+            out[low[: -len("#branch")]] = i
+        elif low.startswith("i(") and low.endswith(")"):
+            out[low[2:-1]] = i
+    return out
