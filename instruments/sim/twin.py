@@ -128,6 +128,9 @@ class TwinNetwork:
             the state changes only on misclassified samples.
         seed: seed of the random generator (desynchronous updates, read-out noise).
         backend: ``"auto"``, ``"kernel"`` or ``"reference"`` (see :func:`make_backend`).
+        leak: the gates' leak (:class:`~instruments.sim.retention.GateLeak`), or None.
+        step_period_s: the time from one step to the next (s; the learning pulse, settling
+            and read-out), over which ``leak`` acts before each step; None: no time passes.
     """
 
     def __init__(
@@ -141,6 +144,8 @@ class TwinNetwork:
         update_only_on_error: str | None = None,
         seed: int | None = 0,
         backend: str = "auto",
+        leak=None,
+        step_period_s: float | None = None,
     ):
         if device.n_edges != network.n_edges:
             raise ValueError(f"device has {device.n_edges} edges, network {network.n_edges}")
@@ -151,6 +156,9 @@ class TwinNetwork:
         self.sensor = sensor
         self.update_only_on_error = update_only_on_error
         self.rng = np.random.default_rng(seed)
+        if step_period_s is not None and not step_period_s > 0:
+            raise ValueError(f"step_period_s must be positive, got {step_period_s!r}")
+        self.leak, self.step_period_s = leak, step_period_s
         self.sources = network.sources
         self.targets = network.targets
         ground = network.ground
@@ -227,6 +235,13 @@ class TwinNetwork:
         vf[:, : self.sources.size] = inputs
         return self._backend.free_batch(vf)[:, self.targets]
 
+    # -- time ------------------------------------------------------------------------------------
+    def hold(self, duration_s: float) -> None:
+        """Time passes with no step (``duration_s``, s): the gates leak (if ``leak``)."""
+        if self.leak is not None and duration_s:
+            self.leak.apply(self._state, float(duration_s), self.device)
+            self._dirty = True
+
     # -- training ----------------------------------------------------------------------------
     def step(self, inputs, desired, learn: bool = True) -> StepResult:
         """One coupled-learning step: free solve, nudge, clamped solve, local update.
@@ -236,6 +251,8 @@ class TwinNetwork:
             desired: desired target voltages L (V), shape (T,).
             learn: False to only evaluate (no clamped solve, no update).
         """
+        if self.leak is not None and self.step_period_s is not None:
+            self.hold(self.step_period_s)
         self._prepare()
         vf = self._fixed(inputs)
         desired = np.asarray(desired, float)
