@@ -76,3 +76,32 @@ def test_the_leak_acts_between_steps_when_steps_take_time():
     assert np.mean(leaky.state) < np.mean(fast.state) - 0.05
     with pytest.raises(ValueError, match="step_period_s"):
         TwinNetwork(gen2_lattice(), Mosfet(32), np.full(32, 2.0), step_period_s=0.0)
+
+
+def _one_pattern_twin(rule):
+    net = gen2_lattice()
+    rng = np.random.default_rng(2)
+    tw = TwinNetwork(net, Mosfet(net.n_edges), rng.uniform(2.0, 3.0, net.n_edges), rule, Nudge(1.0), seed=1)
+    x = np.linspace(0.05, 0.45, net.sources.size)
+    y = np.array([0.32, 0.12][: net.targets.size])
+    return tw, x, y
+
+
+def test_continuous_learning_converges_as_its_substeps_shrink_and_equals_pulses_of_that_length():
+    states = {}
+    for n in (25, 50, 100, 200):
+        tw, x, y = _one_pattern_twin(GateCharging(pulse_s=100e-6, gain_per_v=100.0))
+        tw.learn_continuously(x, y, 20e-3, substeps=n)
+        states[n] = tw.state
+        assert tw.rule.pulse_s == 100e-6  # the rule's own pulse is kept
+    d1 = np.max(np.abs(states[50] - states[25]))
+    d2 = np.max(np.abs(states[100] - states[50]))
+    d3 = np.max(np.abs(states[200] - states[100]))
+    assert d1 > 0 and d2 < 0.7 * d1 and d3 < 0.7 * d2  # first order: about halved each time
+    # the same as 100 pulses of 0.2 ms stepped one by one
+    tw, x, y = _one_pattern_twin(GateCharging(pulse_s=0.2e-3, gain_per_v=100.0))
+    for _ in range(100):
+        tw.step(x, y)
+    assert np.allclose(tw.state, states[100], rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="GateCharging"):
+        _one_pattern_twin(CoupledLearning(alpha=1.0))[0].learn_continuously(x, y, 1e-3)

@@ -276,6 +276,31 @@ class TwinNetwork:
             self._dirty = True
         return StepResult(o_f.copy(), o_c.copy(), error, learned)
 
+    def learn_continuously(self, inputs, desired, duration_s: float, substeps: int = 100) -> StepResult:
+        """Learning held on for ``duration_s`` (s): the lab's "continuous" mode, in which the
+        gates charge for as long as both twins hold their states, the network's drops
+        changing as the gates do. Integrated as ``substeps`` pulses of ``duration_s /
+        substeps`` each (the rule, a :class:`~instruments.sim.rules.GateCharging`, with its
+        pulse set to that; the free and clamped states solved afresh before each), which
+        converges to the continuous charge as ``substeps`` grows (first order). Returns the
+        last sub-step's result."""
+        from .rules import GateCharging
+
+        if not isinstance(self.rule, GateCharging):
+            raise ValueError("continuous learning charges gates: it needs a GateCharging rule")
+        if not (duration_s > 0 and int(substeps) >= 1):
+            raise ValueError(f"continuous learning needs a duration > 0 and substeps >= 1, got {duration_s!r}, {substeps!r}")
+        held, period = self.rule.pulse_s, self.step_period_s
+        self.rule.pulse_s, self.step_period_s = duration_s / int(substeps), None
+        try:
+            for _ in range(int(substeps)):
+                result = self.step(inputs, desired)
+        finally:
+            self.rule.pulse_s, self.step_period_s = held, period
+        if self.leak is not None:
+            self.hold(duration_s)
+        return result
+
     def error(self, inputs, desired) -> float:
         """Mean output error ``1/2 sum_t (O_F - L)^2`` (V^2) over a batch (B, S), (B, T)."""
         out = self.outputs(np.atleast_2d(inputs))
