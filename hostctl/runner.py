@@ -38,9 +38,11 @@ import numpy as np
 from instruments.bus import protocol as P
 from instruments.rig import Rig
 from instruments.safety import Interrupted
+from instruments.sim.rules import GateCharging
 
 from .experiment import Experiment
 from .plans import EndEpoch, Evaluate, Learn, ReadEdges, TrainingPlan, check_plan
+from .runenergy import EnergyMeter
 from .runfile import RunWriter
 from .stopping import Stop, active
 
@@ -107,6 +109,10 @@ class Runner:
         self._guard = None
         self._guard_clock = _guard_clock(rig)
         self._next_checkpoint = -np.inf
+        t = self.timing
+        gate_c_f = GateCharging().c_f if rig.wiring.edge_kind == "mosfet" else 0.0
+        self.energy = EnergyMeter(rig, t.settle_s + t.n_average / t.sample_rate_hz, t.settle_s + experiment.pulse_s,
+                                  gate_c_f, clock)
 
     # -- the pieces ------------------------------------------------------------------------------
     def configure_boards(self, scale: float = 1.0) -> None:
@@ -169,6 +175,7 @@ class Runner:
         v[lay.source_ao] = x[lay.source_of]
         v[lay.clamp_ao] = self._clamps
         o_free = self.rig.daq.write_and_read(v, t.settle_s, t.n_average)[lay.free_ai]
+        self.energy.after_inference()
         desired = task.desired_at(a.index, a.step, o_free)
         d = o_free - desired
         error = 0.5 * float(d @ d)
@@ -182,6 +189,7 @@ class Runner:
             elif exp.board_rule.decay_epochs is not None and a.epoch != self._gain_epoch:
                 self.configure_boards()
             self.rig.daq.write_and_pulse(v, t.settle_s, exp.pulse_s)
+            self.energy.after_update()
         if exp.record_steps:
             self.writer.step(a.step, a.epoch, a.index, x, o_free, self._clamps, desired, error, learned)
 
@@ -195,7 +203,7 @@ class Runner:
                 m[f"{split}_accuracy"] = task.accuracy(out[:n], split)
                 if split == "test":
                     self.writer.evaluation(a.step, a.epoch, out)
-        self.writer.epoch(a.epoch, a.step, **m)
+        self.writer.epoch(a.epoch, a.step, **m, **self.energy.epoch_figures(len(self.edge_of_address)))
         self.last_metrics = m
         self.on_progress(a.epoch, a.step, m)
 
@@ -207,7 +215,7 @@ class Runner:
         state = {"plan": self.plan.state(), "clamps": self._clamps.tolist(), "values": self._values.tolist(),
                  "boards": {"config": self._board_config, "gain_epoch": self._gain_epoch},
                  "guard": {"next_poll_s": -np.inf if self._guard is None else float(self._guard._next_poll)},
-                 "bench": self.rig.snapshot()}
+                 "bench": self.rig.snapshot(), "energy": self.energy.state()}
         self.writer.checkpoint(self.plan.step, state)
         self._next_checkpoint = self.clock() + self.checkpoint_s
 
@@ -228,6 +236,8 @@ class Runner:
             self._board_config = None
             self._gain_epoch = -1  # a decaying gain is set again at the next learning step
         self.rig.restore(state["bench"])
+        if state.get("energy") is not None:  # the epoch's sums so far (a checkpoint from before: none)
+            self.energy.load_state(state["energy"])
         guard = state.get("guard")
         if state["bench"] is not None and guard is not None and self._guard is not None:
             # the supply is polled at the same points of the bench's own time as before

@@ -24,6 +24,11 @@ from .runschema import (
 )
 
 
+#: The epochs table's columns, in order (format 2; format 1 has the first six).
+EPOCH_COLUMNS = ("epoch", "step", "train_error", "train_accuracy", "test_error", "test_accuracy", "lab_time_s",
+                 "power_free_w", "power_clamped_w", "energy_inference_j", "energy_update_j", "energy_per_parameter_j")
+
+
 @dataclass
 class Run:
     """A run file's content.
@@ -31,7 +36,9 @@ class Run:
     Attributes:
         steps: step, epoch, sample, error (V^2), learned (bool), t_s (s), input_0..input_{S-1},
             free_0..free_{T-1}, clamp_0.., target_0.. (V).
-        epochs: epoch, step, train_error, train_accuracy, test_error, test_accuracy.
+        epochs: epoch, step, train_error, train_accuracy, test_error, test_accuracy, lab_time_s,
+            power_free_w, power_clamped_w, energy_inference_j, energy_update_j,
+            energy_per_parameter_j (:data:`EPOCH_COLUMNS`; NaN in a format-1 file).
         evaluations: long form, one row per (evaluation, test sample, target): step, epoch,
             sample, target, output (V).
         edges: step, then edge_0..edge_{E-1} (the device's state unit).
@@ -173,8 +180,9 @@ class RunReader:
                 out.update({f"{prefix}_{j}": cols[key][:, j] for j in range(cols[key].shape[1])})
             return pd.DataFrame(out)
         if name == "epochs":
-            order = ("epoch", "step", "train_error", "train_accuracy", "test_error", "test_accuracy")
-            return pd.DataFrame({k: cols[k] for k in order})
+            n = stop - start
+            # a format-1 file has no time, power or energy: NaN
+            return pd.DataFrame({k: cols[k] if k in cols else np.full(n, np.nan) for k in EPOCH_COLUMNS})
         if name == "edges":
             out = {"step": cols["step"]}
             out.update({f"edge_{j}": cols["state"][:, j] for j in range(cols["state"].shape[1])})

@@ -26,7 +26,7 @@ import h5py
 import numpy as np
 
 FORMAT = "twinrig-run"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the epochs carry lab time, power and energy
 
 #: Values of the root attribute ``status``; :func:`load` may also report ``"killed"``.
 STATUSES = ("running", "complete", "interrupted", "failed")
@@ -194,6 +194,15 @@ def _schema(S: int, T: int, E: int, M: int) -> dict[str, tuple[_Column, ...]]:
             C("train_accuracy", _F8, (), "1", "fraction classified right, training set (NaN: no classes)"),
             C("test_error", _F8, (), "V^2", "mean error over the test set (NaN: not measured)"),
             C("test_accuracy", _F8, (), "1", "fraction classified right, test set (NaN: no classes)"),
+            C("lab_time_s", _F8, (), "s", "the bench's time at the epoch's end: the simulated bench's own clock "
+              "(DAQ operations and bus traffic), on hardware the time since the run began"),
+            C("power_free_w", _F8, (), "W", "mean power the free twin dissipated during the epoch's inferences "
+              "(NaN: not known, a real bench)"),
+            C("power_clamped_w", _F8, (), "W", "the same for the clamped twin"),
+            C("energy_inference_j", _F8, (), "J", "mean energy of one inference: both twins over its settle and read"),
+            C("energy_update_j", _F8, (), "J", "mean energy of one update: both twins over its settle and pulse, "
+              "and the charge the gates took"),
+            C("energy_per_parameter_j", _F8, (), "J", "energy_inference_j per learning edge"),
         ),
         "evaluations": (
             C("step", _I8, (), "", "step at which the test set was evaluated"),

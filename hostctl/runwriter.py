@@ -305,9 +305,15 @@ class RunWriter:
 
     def epoch(self, epoch: int, step: int, *, train_error: float = float("nan"),
               train_accuracy: float = float("nan"), test_error: float = float("nan"),
-              test_accuracy: float = float("nan")) -> None:
-        """Record an epoch's figures (errors in V^2, accuracies as fractions; NaN: not taken)."""
-        self._append("epochs", (epoch, step, train_error, train_accuracy, test_error, test_accuracy))
+              test_accuracy: float = float("nan"), lab_time_s: float = float("nan"),
+              power_free_w: float = float("nan"), power_clamped_w: float = float("nan"),
+              energy_inference_j: float = float("nan"), energy_update_j: float = float("nan"),
+              energy_per_parameter_j: float = float("nan")) -> None:
+        """Record an epoch's figures (errors in V^2, accuracies as fractions, time s, power W,
+        energy J; NaN: not taken)."""
+        self._append("epochs", (epoch, step, train_error, train_accuracy, test_error, test_accuracy, lab_time_s,
+                                power_free_w, power_clamped_w, energy_inference_j, energy_update_j,
+                                energy_per_parameter_j))
 
     def edges(self, step: int, state: np.ndarray) -> None:
         """Record a snapshot (E,) of the edges' learned state (the device's unit)."""

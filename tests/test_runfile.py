@@ -64,7 +64,8 @@ def test_every_record_kind_reads_back_as_dataframes(tmp_path):
         for i in range(3):
             clock.now += 0.5
             record(w, i)
-        w.epoch(0, 2, train_error=0.25, train_accuracy=0.5, test_error=0.125)
+        w.epoch(0, 2, train_error=0.25, train_accuracy=0.5, test_error=0.125, lab_time_s=3.5,
+                power_free_w=1e-4, energy_inference_j=2e-7, energy_per_parameter_j=1e-8)
         w.evaluation(2, 0, np.arange(M * T, dtype=float).reshape(M, T))
         w.edges(2, np.linspace(1.0, 5.5, E))
         clock.now += 1.0
@@ -81,7 +82,8 @@ def test_every_record_kind_reads_back_as_dataframes(tmp_path):
     pd.testing.assert_frame_equal(run.steps, expected_steps)
     pd.testing.assert_frame_equal(run.epochs, pd.DataFrame({
         "epoch": [0], "step": [2], "train_error": [0.25], "train_accuracy": [0.5], "test_error": [0.125],
-        "test_accuracy": [np.nan],
+        "test_accuracy": [np.nan], "lab_time_s": [3.5], "power_free_w": [1e-4], "power_clamped_w": [np.nan],
+        "energy_inference_j": [2e-7], "energy_update_j": [np.nan], "energy_per_parameter_j": [1e-8],
     }))
     pd.testing.assert_frame_equal(run.evaluations, pd.DataFrame({
         "step": [2] * 6, "epoch": [0] * 6, "sample": [0, 0, 1, 1, 2, 2], "target": [0, 1] * 3,
@@ -132,7 +134,7 @@ def test_a_reader_refuses_a_file_from_a_newer_format(tmp_path):
         pass
     with h5py.File(tmp_path / "r.h5", "r+") as f:
         f.attrs["format_version"] = FORMAT_VERSION + 1
-    with pytest.raises(RunFileError, match="format 2"):
+    with pytest.raises(RunFileError, match=f"format {FORMAT_VERSION + 1}"):
         RunReader(tmp_path / "r.h5")
 
 
@@ -513,7 +515,7 @@ def test_any_sequence_of_records_reads_back_identically(ops, buffer_rows, flush_
             elif kind == "epoch":
                 w.epoch(op[1], n, train_error=op[2][0], train_accuracy=op[2][1], test_error=op[2][2],
                         test_accuracy=op[2][3])
-                want["epochs"].append([op[1], n, *op[2]])
+                want["epochs"].append([op[1], n, *op[2], *[np.nan] * 6])  # no time or energy given
             elif kind == "edges":
                 w.edges(n, np.array(op[1]))
                 want["edges"].append([n, *op[1]])
@@ -533,7 +535,8 @@ def test_any_sequence_of_records_reads_back_identically(ops, buffer_rows, flush_
     columns = {
         "steps": ["step", "epoch", "sample", "error", "learned", "t_s"] + [f"input_{j}" for j in range(S)]
         + [f"{p}_{j}" for p in ("free", "clamp", "target") for j in range(T)],
-        "epochs": ["epoch", "step", "train_error", "train_accuracy", "test_error", "test_accuracy"],
+        "epochs": ["epoch", "step", "train_error", "train_accuracy", "test_error", "test_accuracy", "lab_time_s",
+                   "power_free_w", "power_clamped_w", "energy_inference_j", "energy_update_j", "energy_per_parameter_j"],
         "edges": ["step"] + [f"edge_{j}" for j in range(E)],
         "evaluations": ["step", "epoch", "sample", "target", "output"],
         "events": ["step", "t_s", "level", "message"],
@@ -607,3 +610,18 @@ def test_train_and_resume_refuse_a_run_file_another_process_is_writing(tmp_path,
     finally:
         child.stdin.close()
         child.wait()
+
+
+def test_a_format_1_file_reads_with_its_epochs_time_and_energy_as_nan(tmp_path):
+    import h5py
+
+    with writer(tmp_path / "old.h5") as w:
+        w.epoch(0, 2, train_error=0.25)
+    with h5py.File(tmp_path / "old.h5", "r+") as f:  # as format 1 wrote it: six columns
+        for name in ("lab_time_s", "power_free_w", "power_clamped_w", "energy_inference_j", "energy_update_j",
+                     "energy_per_parameter_j"):
+            del f["epochs"][name]
+        f.attrs["format_version"] = 1
+    run = load(tmp_path / "old.h5")
+    assert run.epochs["train_error"].tolist() == [0.25]
+    assert run.epochs[["lab_time_s", "energy_inference_j"]].isna().all().all()
