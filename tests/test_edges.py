@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from instruments.sim.edges import (
@@ -262,14 +262,55 @@ def test_subthreshold_current_falls_tenfold_per_subthreshold_v(vov, sub_v):
     assert lower > 0.0  # never exactly zero
 
 
-def test_subthreshold_small_vds_conductance_falls_tenfold_per_two_subthreshold_v():
-    # the documented limit of the model: near Vds = 0 the current is S Veff Vds, and Veff
-    # (not Veff^2) carries the exponential
+def test_subthreshold_small_vds_conductance_falls_tenfold_per_subthreshold_v():
+    # issue 14: the small-Vds conductance fell tenfold per 2 subthreshold_v (0.2 V)
     m = Mosfet(2)
     vs = np.full(2, 0.05)
-    vg = np.array([0.0, -0.2]) + GEN2_VT_V + vs
+    vg = np.array([0.0, -0.1]) + GEN2_VT_V + vs
     k = m.conductance(vg, vs, vs)
     assert k[0] / k[1] == pytest.approx(10.0, rel=1e-9)
+
+
+@given(st.floats(-0.6, 0.0), st.floats(1e-6, 0.45), st.sampled_from([0.1, 0.05, 0.02]))
+@example(vov=0.0, vds=1e-6, sub_v=0.1)
+@example(vov=-0.3, vds=0.05, sub_v=0.1)
+@settings(max_examples=100, deadline=None)
+def test_subthreshold_gate_slope_is_the_same_at_every_vds(vov, vds, sub_v):
+    """Below threshold the current falls tenfold per subthreshold_v of gate, at any Vds."""
+    m = Mosfet(1, subthreshold_v=sub_v)
+    vs = 0.05
+    vg = np.array([vov, vov - sub_v]) + GEN2_VT_V + vs
+    upper, lower = m.current(vg, np.full(2, vs + vds), np.full(2, vs))[0]
+    assert upper / lower == pytest.approx(10.0, rel=1e-9)
+    # and the local slope d ln I / d V_G is ln 10 / subthreshold_v
+    h = 1e-6  # from below: above threshold the blend to level 1 begins
+    i0, i1 = m.current(vg[:1] + np.array([-2 * h, 0.0]), np.full(2, vs + vds), np.full(2, vs))[0]
+    assert (math.log(i1) - math.log(i0)) / (2 * h) == pytest.approx(math.log(10) / sub_v, rel=1e-5)
+
+
+@given(st.floats(-0.3, 0.4), st.floats(0.0, 0.45), st.floats(0.0, 0.45), st.sampled_from([0.1, 0.05]))
+@example(vov=0.0, va=0.1, vb=0.1, sub_v=0.1)
+@example(vov=0.2 / math.log(10), va=0.3, vb=0.0, sub_v=0.1)
+@settings(max_examples=300, deadline=None)
+def test_current_and_derivatives_are_continuous_across_every_region_boundary(vov, va, vb, sub_v):
+    """Value and first derivatives in V_G, va and vb continuous: the jump over 2h vanishes as h."""
+    m = Mosfet(1, subthreshold_v=sub_v)
+    vg = vov + GEN2_VT_V + min(va, vb)
+    h = 1e-7
+
+    def at(g, a, b):
+        return np.array(m.current([g], [a], [b])).ravel()
+
+    base = at(vg, va, vb)
+    for dg, da, db in ((h, 0, 0), (0, h, 0), (0, 0, h)):
+        hi, lo = at(vg + dg, va + da, vb + db), at(vg - dg, va - da, vb - db)
+        # value: a Lipschitz step; derivatives: no jump beyond h * (second derivative)
+        assert abs(hi[0] - lo[0]) <= 2 * h * S * 1.01
+        assert np.all(np.abs(hi[1:] - lo[1:]) <= 1e-5 * S)
+        assert np.all(np.abs(base[1:] - 0.5 * (hi[1:] + lo[1:])) <= 1e-5 * S)
+    # the gate derivative is -(dI/dva + dI/dvb), by the model's dependence on V_G - V
+    ig = (at(vg + h, va, vb)[0] - at(vg - h, va, vb)[0]) / (2 * h)
+    assert ig == pytest.approx(-(base[1] + base[2]), rel=1e-5, abs=1e-6 * S)
 
 
 def test_subthreshold_current_is_continuous_and_monotone_in_gate():

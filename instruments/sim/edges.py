@@ -212,20 +212,28 @@ class Digipot(EdgeDevice):
 class Mosfet(EdgeDevice):
     """An n-MOSFET edge whose learned state is its gate voltage V_G (V).
 
-    The lower-voltage terminal is the source; with ``Vs = min(va, vb)``, ``Vds = |va - vb|``
-    and overdrive ``Vov = V_G - V_T - Vs``:
+    The lower-voltage terminal is the source; with ``Vs = min(va, vb)``, ``Vds = |va - vb|``,
+    overdrive ``x = V_G - V_T - Vs`` at the source and ``y = x - Vds`` at the drain, the
+    current is written as SPICE's level 1 in its forward-minus-reverse form
+    ``I = S (F(x) - F(y))`` with ``F(u) = max(u, 0)^2 / 2`` (V^2):
 
-    * triode (``Vov > Vds``): ``I = S (Vov - Vds / 2) Vds``;
-    * saturation (``0 < Vov <= Vds``): ``I = S / 2 Vov^2``;
-    * subthreshold: the current falls tenfold per ``subthreshold_v`` volts of overdrive.
+    * triode (``x > Vds``): ``I = S (x - Vds / 2) Vds``;
+    * saturation (``0 < x <= Vds``): ``I = S / 2 x^2``;
+    * subthreshold: the current falls tenfold per ``subthreshold_v`` volts of gate voltage,
+      at every ``Vds``.
 
     Without subthreshold (``subthreshold_v = None``) this is exactly SPICE's level-1 NMOS with
-    ``KP W / L = S``, ``LAMBDA = GAMMA = 0`` (no current for ``Vov <= 0``). With it, the
-    overdrive below ``v_join = 2 subthreshold_v / ln 10`` (87 mV for 0.1 V/decade) is
-    replaced by ``v_join 10^((Vov - v_join) / (2 subthreshold_v))``, which joins the square
-    law with matching value and slope, so the current is smooth and never exactly zero. In
-    saturation the current then falls tenfold per ``subthreshold_v``; at small ``Vds`` (the
-    triode form, ``I ~ S Veff Vds``) the conductance falls tenfold per ``2 subthreshold_v``.
+    ``KP W / L = S``, ``LAMBDA = GAMMA = 0`` (no current for ``x <= 0``). With it, ``F`` below
+    ``v_join = 2 subthreshold_v / ln 10`` (87 mV for 0.1 V/decade) becomes the exponential
+    ``F(u) = v_join^2 / 2 exp((u - v_join) ln 10 / subthreshold_v)``, which meets the parabola
+    with equal value and slope. Below threshold (``x <= 0``) ``I = S (F(x) - F(y))
+    = S F(x) (1 - exp(-Vds ln 10 / subthreshold_v))``: tenfold per ``subthreshold_v`` at every
+    ``Vds``, in triode and saturation alike. At and above ``x = v_join`` the current is exactly
+    level 1. Between (``0 < x < v_join``, moderate inversion) the reverse term blends from the
+    exponential to level 1's: ``I = S (F(x) - F(y) - lam(x) (D(y) - D(x)))`` with
+    ``D(u) = max(u, 0)^2 / 2 - F(u)`` and ``lam`` the smoothstep ``3 t^2 - 2 t^3``,
+    ``t = x / v_join``. The current is continuous with continuous first derivatives in
+    ``V_G``, ``va`` and ``vb`` everywhere, and never exactly zero.
 
     Attributes:
         s_a_per_v2: ``(2, E)`` transconductance factor S (A/V^2), default 8.5e-4.
@@ -260,41 +268,16 @@ class Mosfet(EdgeDevice):
 
     @property
     def v_join(self) -> float:
-        """Overdrive (V) below which the subthreshold law applies; 0 without it."""
+        """Overdrive (V) at and above which the current is exactly level 1; 0 without
+        subthreshold."""
         return 0.0 if self.subthreshold_v is None else 2.0 * self.subthreshold_v / np.log(10.0)
 
-    def _overdrive(self, vov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Effective overdrive and its derivative d(Veff)/d(Vov)."""
-        if self.subthreshold_v is None:
-            on = vov > 0
-            return np.where(on, vov, 0.0), on.astype(float)
-        vj = self.v_join
-        sub = vov < vj
-        scale = np.log(10.0) / (2.0 * self.subthreshold_v)
-        ex = vj * np.exp(np.minimum(vov - vj, 0.0) * scale)
-        return np.where(sub, ex, vov), np.where(sub, ex * scale, 1.0)
-
     def current(self, state, va, vb, twin: int = 0):
-        vg = np.asarray(state, float)
-        va = np.asarray(va, float)
-        vb = np.asarray(vb, float)
-        s = self.s_a_per_v2[twin]
-        a_high = va >= vb
-        vs = np.where(a_high, vb, va)
-        vds = np.abs(va - vb)
-        veff, dveff = self._overdrive(vg - self.vt_v[twin] - vs)
-        triode = veff > vds
-        i = np.where(triode, s * (veff - 0.5 * vds) * vds, 0.5 * s * veff * veff)
-        # derivatives with respect to the drain (higher) and source (lower) terminal
-        d_drain = np.where(triode, s * (veff - vds), 0.0)
-        d_source = np.where(triode, -s * (veff - vds) - s * vds * dveff, -s * veff * dveff)
-        sign = np.where(a_high, 1.0, -1.0)
-        g_a = np.where(a_high, d_drain, -d_source)
-        g_b = np.where(a_high, d_source, -d_drain)
-        return sign * i, g_a, g_b
+        return mosfet_current(self.s_a_per_v2[twin], self.vt_v[twin], self.subthreshold_v, state, va, vb)
 
     def conductance(self, state, va=None, vb=None, twin: int = 0) -> np.ndarray:
-        """Chord conductance (S); with no voltages given, at both terminals 0 V."""
+        """Chord conductance I / (va - vb) (S); its limit dI/dva where ``va == vb``; with no
+        voltages given, at both terminals 0 V."""
         vg = np.asarray(state, float)
         if va is None:
             va = vb = np.zeros_like(vg)
@@ -305,9 +288,67 @@ class Mosfet(EdgeDevice):
         small = np.abs(dv) < 1e-12
         with np.errstate(divide="ignore", invalid="ignore"):
             chord = np.where(small, 0.0, i / np.where(small, 1.0, dv))
-        # at vds = 0 the chord conductance is the slope S * Veff
-        veff, _ = self._overdrive(vg - self.vt_v[twin] - np.minimum(va, vb))
-        return np.where(small, self.s_a_per_v2[twin] * veff, chord)
+        # at vds = 0 the chord conductance is the slope dI/dva
+        return np.where(small, g_a, chord)
+
+
+def _f_law(u, sub_v):
+    """``F(u)`` (V^2) and ``F'(u)`` (V) of :class:`Mosfet`, and ``D(u)``, ``D'(u)``."""
+    up = np.maximum(u, 0.0)
+    if sub_v is None:
+        z = np.zeros_like(up)
+        return 0.5 * up * up, up, z, z
+    n = sub_v / np.log(10.0)
+    vj = 2.0 * n
+    ex = 0.5 * vj * vj * np.exp(np.minimum(u - vj, 0.0) / n)
+    below = u < vj
+    f = np.where(below, ex, 0.5 * u * u)
+    df = np.where(below, ex / n, u)
+    return f, df, 0.5 * up * up - f, up - df
+
+
+def mosfet_current(s, vt, sub_v, vg, va, vb):
+    """Current a -> b (A) of :class:`Mosfet` edges and its partial derivatives with respect to
+    ``va`` and ``vb`` (S).
+
+    Args:
+        s: transconductance factors S (A/V^2), broadcastable to the voltages.
+        vt: threshold voltages V_T (V).
+        sub_v: volts of gate per decade of subthreshold current (> 0), or None (level 1).
+        vg, va, vb: gate and terminal voltages (V).
+    """
+    vg = np.asarray(vg, float)
+    va = np.asarray(va, float)
+    vb = np.asarray(vb, float)
+    a_high = va >= vb
+    vds = np.abs(va - vb)
+    x = vg - vt - np.where(a_high, vb, va)  # overdrive at the source (lower terminal)
+    y = x - vds  # at the drain
+    fx, dfx, dx, ddx = _f_law(x, sub_v)
+    fy, dfy, dy, ddy = _f_law(y, sub_v)
+    vj = 0.0 if sub_v is None else 2.0 * sub_v / np.log(10.0)
+    # exact level 1 at and above the join: the factored triode form, the square law
+    level1 = np.where(y > 0.0, (x - 0.5 * vds) * vds, 0.5 * np.maximum(x, 0.0) ** 2)
+    if sub_v is None:
+        i_f, d_drain, d_source = level1, np.maximum(y, 0.0), -np.maximum(x, 0.0)
+    else:
+        n = sub_v / np.log(10.0)
+        t = np.clip(x / vj, 0.0, 1.0)
+        lam = t * t * (3.0 - 2.0 * t)
+        dlam = np.where((x > 0.0) & (x < vj), 6.0 * t * (1.0 - t) / vj, 0.0)
+        # below threshold both ends are exponential: F(x) (1 - exp(-Vds / n)), no cancellation
+        sub_i = np.where(x < vj, fx * -np.expm1(-vds / n), fx - fy)
+        blend_i = sub_i - lam * (dy - dx)
+        i_f = np.where(x >= vj, level1, blend_i)
+        d_drain = np.where(x >= vj, np.maximum(y, 0.0), dfy + lam * ddy)
+        d_source = np.where(x >= vj, -x, -(dfx - dlam * (dy - dx) + lam * ddx))
+    i = s * i_f
+    d_drain = s * d_drain
+    d_source = s * d_source
+    sign = np.where(a_high, 1.0, -1.0)
+    g_a = np.where(a_high, d_drain, -d_source)
+    g_b = np.where(a_high, d_source, -d_drain)
+    return sign * i, g_a, g_b
 
 
 @dataclass(eq=False)

@@ -51,7 +51,7 @@ from numba import njit
 from scipy.sparse.csgraph import connected_components, reverse_cuthill_mckee
 
 from .circuit import GMIN_S, ConvergenceError, FloatingNodeError, Tolerances
-from .edges import GEN2_S_A_PER_V2, GEN2_VT_V, SUBTHRESHOLD_V_PER_DECADE
+from .edges import GEN2_S_A_PER_V2, GEN2_VT_V, SUBTHRESHOLD_V_PER_DECADE, mosfet_current
 
 __all__ = ["LinearTwinSolver", "MosfetTwinSolver", "SingularMatrixError", "ORDERINGS"]
 
@@ -753,36 +753,51 @@ _LN10 = math.log(10.0)
 
 
 @njit(cache=True)
+def _f_law(u, sub_v):
+    """F(u) (V^2), F'(u) (V), D(u), D'(u) of Mosfet (edges._f_law), one value; sub_v > 0."""
+    up = u if u > 0.0 else 0.0
+    n = sub_v / _LN10
+    vj = 2.0 * n
+    if u < vj:
+        f = 0.5 * vj * vj * math.exp((u - vj) / n)
+        df = f / n
+    else:
+        f = 0.5 * u * u
+        df = u
+    return f, df, 0.5 * up * up - f, up - df
+
+
+@njit(cache=True)
 def _mos(s, vt, sub_v, vg, va, vb):
-    """Current a -> b (A) and dI/dva, dI/dvb (S) of one MOSFET edge, as Mosfet.current."""
+    """Current a -> b (A) and dI/dva, dI/dvb (S) of one MOSFET edge, as
+    edges.mosfet_current (the same law, term for term; sub_v = 0 means level 1)."""
     a_high = va >= vb
     vs = vb if a_high else va
     vds = abs(va - vb)
-    vov = vg - vt - vs
-    if sub_v > 0.0:
-        vj = 2.0 * sub_v / _LN10
-        if vov < vj:
-            scale = _LN10 / (2.0 * sub_v)
-            ex = vj * math.exp(min(vov - vj, 0.0) * scale)
-            veff = ex
-            dveff = ex * scale
+    x = vg - vt - vs
+    y = x - vds
+    vj = 2.0 * sub_v / _LN10
+    if sub_v <= 0.0 or x >= vj:
+        if y > 0.0:
+            i = s * (x - 0.5 * vds) * vds
+            d_drain = s * y
         else:
-            veff = vov
-            dveff = 1.0
-    elif vov > 0.0:
-        veff = vov
-        dveff = 1.0
+            xp = x if x > 0.0 else 0.0
+            i = 0.5 * s * xp * xp
+            d_drain = 0.0
+        d_source = -s * (x if x > 0.0 else 0.0)
     else:
-        veff = 0.0
-        dveff = 0.0
-    if veff > vds:
-        i = s * (veff - 0.5 * vds) * vds
-        d_drain = s * (veff - vds)
-        d_source = -s * (veff - vds) - s * vds * dveff
-    else:
-        i = 0.5 * s * veff * veff
-        d_drain = 0.0
-        d_source = -s * veff * dveff
+        n = sub_v / _LN10
+        fx, dfx, dx, ddx = _f_law(x, sub_v)
+        fy, dfy, dy, ddy = _f_law(y, sub_v)
+        t = x / vj
+        if t < 0.0:
+            t = 0.0
+        lam = t * t * (3.0 - 2.0 * t)
+        dlam = 6.0 * t * (1.0 - t) / vj if x > 0.0 else 0.0
+        i = s * (fx * -math.expm1(-vds / n) - lam * (dy - dx))
+        d_drain = s * (dfy + lam * ddy)
+        d_source = -s * (dfx - dlam * (dy - dx) + lam * ddx)
     if a_high:
         return i, d_drain, d_source
     return -i, -d_source, -d_drain
@@ -866,13 +881,8 @@ def _mos_linear_guess(ea, eb, pos, unk, s, vt, sub_v, vg, v, jac, x, piv):
         for j in range(nu):
             jac[i, j] = 0.0
     for e in range(ea.size):
-        vov = vg[e] - vt[e]
-        if sub_v > 0.0:
-            vj = 2.0 * sub_v / _LN10
-            veff = vj * math.exp(min(vov - vj, 0.0) * _LN10 / (2.0 * sub_v)) if vov < vj else vov
-        else:
-            veff = vov if vov > 0.0 else 0.0
-        g = max(s[e] * veff, 1e-12)
+        # the small-signal conductance at both terminals 0 V: dI/dva there
+        g = max(_mos(s[e], vt[e], sub_v, vg[e], 0.0, 0.0)[1], 1e-12)
         pa = pos[ea[e]]
         pb = pos[eb[e]]
         if pa >= 0:
@@ -1184,13 +1194,8 @@ class MosfetTwinSolver:
         v = st.v
         if cold:
             # linear start at the small-signal conductances at 0 V, floored at GMIN
-            vov = vg - vt
-            if self.subthreshold_v is None:
-                veff = np.maximum(vov, 0.0)
-            else:
-                vj = 2.0 * sub / _LN10
-                veff = np.where(vov < vj, vj * np.exp(np.minimum(vov - vj, 0.0) * _LN10 / (2 * sub)), vov)
-            g = np.maximum(s * veff, GMIN_S)
+            zero = np.zeros_like(vg)
+            g = np.maximum(mosfet_current(s, vt, self.subthreshold_v, vg, zero, zero)[1], GMIN_S)
             st.ga[:] = g
             st.gb[:] = -g
             _mos_jac_values(*args, st.ga, st.gb, st.slot, st.data, 0.0, st.diag)
