@@ -499,3 +499,29 @@ def test_mixed_edges_carry_the_update_bias_of_each_part():
     mos = Mosfet(1, update_bias=0.01)
     mixed = MixedEdges(3, parts=((res, [0, 2]), (mos, [1])), update_bias=0.5)
     np.testing.assert_array_equal(mixed.update_bias, [0.5 + 1e-6, 0.51, 0.5 + 2e-6])
+
+
+# -- MOSFET: channel-length modulation (LAMBDA) ------------------------------------------------
+
+
+@given(st.floats(0.5, 5.5), volts, volts, st.sampled_from([0.1, None]), st.floats(0.0, 0.2))
+@settings(max_examples=150, deadline=None)
+def test_lambda_multiplies_the_current_by_one_plus_lambda_vds(vg, va, vb, sub_v, lam):
+    plain = Mosfet(1, subthreshold_v=sub_v)
+    clm = Mosfet(1, subthreshold_v=sub_v, lambda_per_v=lam)
+    i0 = plain.current([vg], [va], [vb])[0][0]
+    i1, ga, gb = clm.current([vg], [va], [vb])
+    assert i1[0] == pytest.approx(i0 * (1 + lam * abs(va - vb)), rel=1e-13, abs=1e-300)
+    fa, fb = fd_derivatives(clm, [vg], np.array([va]), np.array([vb]))
+    assert abs(ga[0] - fa[0]) <= 1e-6 * S + 1e-6 * abs(fa[0])
+    assert abs(gb[0] - fb[0]) <= 1e-6 * S + 1e-6 * abs(fb[0])
+
+
+def test_lambda_is_level1s_in_saturation_and_triode():
+    m = Mosfet(1, subthreshold_v=None, lambda_per_v=0.05)
+    # saturation: Vov = 0.2 V, Vds = 0.35 V
+    assert m.current([1.0], [0.45], [0.1])[0][0] == pytest.approx(S / 2 * 0.04 * (1 + 0.05 * 0.35), rel=1e-13)
+    # triode: Vov = 1.2 V, Vds = 0.2 V
+    assert m.current([2.0], [0.3], [0.1])[0][0] == pytest.approx(S * 1.1 * 0.2 * (1 + 0.05 * 0.2), rel=1e-13)
+    with pytest.raises(ValueError, match="LAMBDA"):
+        Mosfet(1, lambda_per_v=-0.1)

@@ -23,7 +23,13 @@ The Newton iteration, and why each safeguard is there:
 :class:`DCSolver` is the general solver used by the netlist tools and the reference for the
 fast kernels of :mod:`instruments.sim.kernels`: it factorises densely for small systems and
 with a sparse direct solver for large ones, and checks the topology once (a node with no
-path to a fixed node is reported by name, never returned as NaN).
+path to a fixed node is reported by name, never returned as NaN). A node that has a path but
+whose conductance to the rest of the network is below :attr:`Tolerances.cutoff_s` at the
+solution (held only by cut-off edges, or by edges of zero conductance) has no unique voltage:
+:class:`CutOffNodeError` names every such node instead of returning an arbitrary one. A
+shunt conductance from each node to a given voltage (``shunt_s``, ``shunt_v``: SPICE's GMIN
+from each junction to the bulk, as :mod:`instruments.sim.netlist` adds for a circuit read
+from a netlist) makes such nodes determined, as in ngspice.
 
 Units: voltages in V, conductances in S, currents in A.
 """
@@ -65,6 +71,31 @@ class FloatingNodeError(ValueError):
         super().__init__(f"{len(nodes)} node(s) have no path to a fixed-voltage node: {shown}")
 
 
+class CutOffNodeError(FloatingNodeError):
+    """Some nodes are connected, but only through edges that conduct (almost) nothing at the
+    solution (MOSFETs in cut-off, zero conductances): their voltage is not determined.
+
+    Attributes:
+        nodes: the names of all such nodes, in node order.
+        conductances_s: each one's conductance to the rest of the network at the solution (S).
+        floor_s: the floor they fall below (S).
+    """
+
+    def __init__(self, nodes: list[str], conductances_s: list[float], floor_s: float):
+        self.nodes = nodes
+        self.conductances_s = conductances_s
+        self.floor_s = floor_s
+        shown = ", ".join(f"{n} ({g:.3g} S)" for n, g in zip(nodes[:20], conductances_s))
+        more = f" and {len(nodes) - 20} more" if len(nodes) > 20 else ""
+        ValueError.__init__(
+            self,
+            f"{len(nodes)} node(s) held only by cut-off edges have no unique DC voltage (conductance "
+            f"to the rest below {floor_s:g} S at the solution): {shown}{more}; raise their gates, "
+            "give them a conductance to a fixed node, or pass shunt_s (SPICE's GMIN, which a "
+            "netlist read by instruments.sim.netlist gets)",
+        )
+
+
 class ConvergenceError(RuntimeError):
     """Newton's method did not reach the tolerance.
 
@@ -99,6 +130,11 @@ class Tolerances:
         max_iter: most Newton iterations.
         max_step_v: largest change of any one node voltage in one iteration (V); each node's
             step is limited on its own, as SPICE limits junction voltages.
+        cutoff_s: a node whose conductance to the rest of the network at the solution (the
+            diagonal of the Jacobian: the sum of its edges' dI/dV, plus any shunt) is below
+            this (S) is reported as :class:`CutOffNodeError`. The default 1e-18 S is
+            ``abs_a`` per volt: below it the current tolerance alone moves the node by more
+            than 1 V. Deep-subthreshold edges (1e-14 S) stay well above it.
     """
 
     abs_a: float = 1e-18
@@ -106,6 +142,7 @@ class Tolerances:
     step_v: float = 1e-13
     max_iter: int = 100
     max_step_v: float = 0.5
+    cutoff_s: float = 1e-18
 
 
 class DCSolver:
@@ -163,7 +200,7 @@ class DCSolver:
         k_uf = (self._a_u.T @ kd @ self._a_f).tocsr()
         return k_uu, k_uf
 
-    def solve_linear(self, conductance_s: np.ndarray, v_fixed: np.ndarray) -> np.ndarray:
+    def solve_linear(self, conductance_s: np.ndarray, v_fixed: np.ndarray, check: bool = True) -> np.ndarray:
         """Node voltages (V) for edge conductances ``conductance_s`` (S, shape (E,)).
 
         ``v_fixed`` (V) has shape ``(F,)`` or ``(B, F)`` for a batch of B boundary conditions
@@ -178,6 +215,8 @@ class DCSolver:
         out[:, self.fixed] = vf2
         if self.unknown.size == 0:
             return out if batch else out[0]
+        if check:
+            self._check_cut_off(np.abs(k), -np.abs(k))
         k_uu, k_uf = self._reduced(k)
         if self.dense:
             factor = sla.cho_factor(k_uu.toarray())
@@ -222,6 +261,8 @@ class DCSolver:
         v_fixed: np.ndarray,
         twin: int = 0,
         v0: np.ndarray | None = None,
+        shunt_s: np.ndarray | None = None,
+        shunt_v: np.ndarray | float = 0.0,
     ) -> np.ndarray:
         """Node voltages (V, shape (N,)) for any edge device.
 
@@ -229,20 +270,55 @@ class DCSolver:
         from ``v0`` (a previous solution, shape (N,); its fixed entries are replaced by
         ``v_fixed``) or from the linear solution at the small-signal conductances.
 
+        Args:
+            shunt_s: ``(N,)`` conductance (S, >= 0) from each node to ``shunt_v`` (V, scalar
+                or ``(N,)``), on top of the edges: SPICE's GMIN from each junction to the
+                bulk. None for none.
+
         Raises:
             ConvergenceError: Newton's method did not converge.
+            CutOffNodeError: some node's conductance to the rest is below ``tol.cutoff_s`` at
+                the solution; every such node is named.
         """
         vf = np.asarray(v_fixed, float)
-        if device.linear:
+        shunt = None
+        if shunt_s is not None:
+            g = np.broadcast_to(np.asarray(shunt_s, float), (self.network.n_nodes,))[self.unknown]
+            if np.any(~np.isfinite(g) | (g < 0)):
+                raise ValueError("shunt_s must be finite and >= 0 S")
+            ref = np.broadcast_to(np.asarray(shunt_v, float), (self.network.n_nodes,))[self.unknown]
+            shunt = (np.ascontiguousarray(g), np.ascontiguousarray(ref))
+        if device.linear and shunt is None:
             return self.solve_linear(device.conductance(state, twin=twin), vf)
         if v0 is None:
-            v = self.solve_linear(np.maximum(device.conductance(state, twin=twin), GMIN_S), vf)
+            v = self.solve_linear(np.maximum(device.conductance(state, twin=twin), GMIN_S), vf, check=False)
         else:
             v = np.array(v0, dtype=float, copy=True)
             v[self.fixed] = vf
-        return self._newton(device, state, v, twin)
+        v = self._newton(device, state, v, twin, shunt)
+        e = self.network.edges
+        _, ga, gb = device.current(state, v[e[:, 0]], v[e[:, 1]], twin)
+        self._check_cut_off(ga, gb, None if shunt is None else shunt[0])
+        return v
 
-    def _newton(self, device, state, v, twin):
+    def _check_cut_off(self, ga: np.ndarray, gb: np.ndarray, shunt_u: np.ndarray | None = None) -> None:
+        """Raise :class:`CutOffNodeError` for every unknown node whose Jacobian diagonal (its
+        edges' dI/dV at the solution, plus the shunt) is below ``tol.cutoff_s``."""
+        if self.unknown.size == 0:
+            return
+        e = self.network.edges
+        n = self.network.n_nodes
+        diag = (np.bincount(e[:, 0], np.abs(ga), n) + np.bincount(e[:, 1], np.abs(gb), n))[self.unknown]
+        if shunt_u is not None:
+            diag = diag + shunt_u
+        bad = np.flatnonzero(~(diag >= self.tol.cutoff_s))
+        if bad.size:
+            raise CutOffNodeError(
+                [self.network.nodes[self.unknown[i]] for i in bad], [float(diag[i]) for i in bad],
+                self.tol.cutoff_s,
+            )
+
+    def _newton(self, device, state, v, twin, shunt=None):
         e = self.network.edges
         a, b = e[:, 0], e[:, 1]
         u = self.unknown
@@ -255,6 +331,8 @@ class DCSolver:
             and the edge derivatives (S)."""
             i, ga, gb = device.current(state, x[a], x[b], twin)
             f = self._net_out(i)[u]
+            if shunt is not None:
+                f = f + shunt[0] * (x[u] - shunt[1])
             return f, float(np.max(np.abs(f), initial=0.0)), float(np.max(np.abs(i), initial=0.0)), ga, gb
 
         def converged(f_norm, scale, slack=1.0):
@@ -270,7 +348,8 @@ class DCSolver:
             keep J regular, too small to slow a node held only by subthreshold edges (a GMIN
             of 1e-12 S would swamp their 1e-14 S and make Newton crawl)."""
             g_max = max(float(np.max(np.abs(ga), initial=0.0)), float(np.max(np.abs(gb), initial=0.0)))
-            return -self._lin_solve(self._jacobian(pa, pb, ga, gb, _EPS * max(g_max, GMIN_S)), f)
+            diag = _EPS * max(g_max, GMIN_S) + (0.0 if shunt is None else shunt[0])
+            return -self._lin_solve(self._jacobian(pa, pb, ga, gb, diag), f)
 
         now = evaluate(v)
         for it in range(tol.max_iter):
@@ -335,8 +414,8 @@ class DCSolver:
         raise fail(tol.max_iter, f, f_norm)
 
     def _jacobian(self, pa, pb, ga, gb, gmin_s=GMIN_S):
-        """d(net current out of unknown node)/d(unknown voltage), with ``gmin_s`` (S) added
-        on the diagonal."""
+        """d(net current out of unknown node)/d(unknown voltage), with ``gmin_s`` (S, scalar
+        or one per unknown) added on the diagonal."""
         nu = self.unknown.size
         rows, cols, vals = [], [], []
         # current i_ab leaves a and enters b
@@ -348,7 +427,7 @@ class DCSolver:
                 vals.append(sign * g[m])
         rows.append(np.arange(nu))
         cols.append(np.arange(nu))
-        vals.append(np.full(nu, gmin_s))
+        vals.append(np.broadcast_to(np.asarray(gmin_s, float), (nu,)))
         return sp.csc_matrix(
             (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(nu, nu)
         )
@@ -379,7 +458,12 @@ def solve_dc(
     fixed_v: dict[str, float],
     twin: int = 0,
     tol: Tolerances = Tolerances(),
+    shunt_s: np.ndarray | None = None,
+    shunt_v: np.ndarray | float = 0.0,
 ) -> np.ndarray:
-    """One-shot DC solve: node voltages (V) with the named nodes held at ``fixed_v`` (V)."""
+    """One-shot DC solve: node voltages (V) with the named nodes held at ``fixed_v`` (V); the
+    shunts as in :meth:`DCSolver.solve`."""
     idx = np.array([network.index(n) for n in fixed_v], dtype=np.int64)
-    return DCSolver(network, idx, tol).solve(device, state, np.array(list(fixed_v.values()), float), twin)
+    return DCSolver(network, idx, tol).solve(
+        device, state, np.array(list(fixed_v.values()), float), twin, shunt_s=shunt_s, shunt_v=shunt_v
+    )

@@ -240,6 +240,9 @@ class Mosfet(EdgeDevice):
         vt_v: ``(2, E)`` threshold voltage V_T (V), default 0.7.
         subthreshold_v: volts of overdrive per decade of subthreshold current, or None.
         state_min, state_max: gate voltage limits (V), default 1.0 to 5.5.
+        lambda_per_v: ``(2, E)`` channel-length modulation LAMBDA (1/V, >= 0), default 0: the
+            current of every region times ``(1 + LAMBDA Vds)``, as in SPICE's level 1. The
+            compiled kernels take only LAMBDA = 0 (others use the general solver).
     """
 
     s_a_per_v2: np.ndarray = None  # type: ignore[assignment]
@@ -247,6 +250,7 @@ class Mosfet(EdgeDevice):
     subthreshold_v: float | None = SUBTHRESHOLD_V_PER_DECADE
     state_min: float = GEN2_GATE_MIN_V
     state_max: float = GEN2_GATE_MAX_V
+    lambda_per_v: np.ndarray = None  # type: ignore[assignment]
 
     kind = "mosfet"
     linear = False
@@ -258,13 +262,22 @@ class Mosfet(EdgeDevice):
         vt = GEN2_VT_V if self.vt_v is None else self.vt_v
         self.s_a_per_v2 = _twin_array(s, self.n_edges, "s_a_per_v2")
         self.vt_v = _twin_array(vt, self.n_edges, "vt_v")
+        self.lambda_per_v = _twin_array(0.0 if self.lambda_per_v is None else self.lambda_per_v,
+                                        self.n_edges, "lambda_per_v")
+        if np.any(self.lambda_per_v < 0):
+            raise ValueError("MOSFET lambda_per_v (LAMBDA) must be >= 0")
         if np.any(self.s_a_per_v2 <= 0):
             raise ValueError("MOSFET S must be positive")
         if self.subthreshold_v is not None and self.subthreshold_v <= 0:
             raise ValueError("subthreshold_v must be positive or None")
 
     def _twin_params(self):
-        return (self.s_a_per_v2, self.vt_v)
+        return (self.s_a_per_v2, self.vt_v, self.lambda_per_v)
+
+    @property
+    def has_lambda(self) -> bool:
+        """True when some edge has channel-length modulation (LAMBDA > 0)."""
+        return bool(np.any(self.lambda_per_v != 0))
 
     @property
     def v_join(self) -> float:
@@ -273,7 +286,8 @@ class Mosfet(EdgeDevice):
         return 0.0 if self.subthreshold_v is None else 2.0 * self.subthreshold_v / np.log(10.0)
 
     def current(self, state, va, vb, twin: int = 0):
-        return mosfet_current(self.s_a_per_v2[twin], self.vt_v[twin], self.subthreshold_v, state, va, vb)
+        lam = self.lambda_per_v[twin] if self.has_lambda else None
+        return mosfet_current(self.s_a_per_v2[twin], self.vt_v[twin], self.subthreshold_v, state, va, vb, lam)
 
     def conductance(self, state, va=None, vb=None, twin: int = 0) -> np.ndarray:
         """Chord conductance I / (va - vb) (S); its limit dI/dva where ``va == vb``; with no
@@ -307,7 +321,7 @@ def _f_law(u, sub_v):
     return f, df, 0.5 * up * up - f, up - df
 
 
-def mosfet_current(s, vt, sub_v, vg, va, vb):
+def mosfet_current(s, vt, sub_v, vg, va, vb, lambda_per_v=None):
     """Current a -> b (A) of :class:`Mosfet` edges and its partial derivatives with respect to
     ``va`` and ``vb`` (S).
 
@@ -316,6 +330,8 @@ def mosfet_current(s, vt, sub_v, vg, va, vb):
         vt: threshold voltages V_T (V).
         sub_v: volts of gate per decade of subthreshold current (> 0), or None (level 1).
         vg, va, vb: gate and terminal voltages (V).
+        lambda_per_v: channel-length modulation LAMBDA (1/V), or None for 0: the current
+            times ``(1 + LAMBDA Vds)`` in every region.
     """
     vg = np.asarray(vg, float)
     va = np.asarray(va, float)
@@ -345,6 +361,11 @@ def mosfet_current(s, vt, sub_v, vg, va, vb):
     i = s * i_f
     d_drain = s * d_drain
     d_source = s * d_source
+    if lambda_per_v is not None:
+        clm = 1.0 + lambda_per_v * vds
+        d_drain = d_drain * clm + i * lambda_per_v
+        d_source = d_source * clm - i * lambda_per_v
+        i = i * clm
     sign = np.where(a_high, 1.0, -1.0)
     g_a = np.where(a_high, d_drain, -d_source)
     g_b = np.where(a_high, d_source, -d_drain)

@@ -6,7 +6,7 @@
 * :class:`MosfetKernelBackend` (n-MOSFET edges): compiled Newton, each state warm-started
   from its own previous solution.
 
-Devices with no kernel (MOSFETs mixed with other kinds) get None, and the caller falls back
+Devices with no kernel (MOSFETs mixed with other kinds, MOSFETs with LAMBDA > 0) get None, and the caller falls back
 to the general :class:`~instruments.sim.circuit.DCSolver`.
 """
 
@@ -68,6 +68,6 @@ def for_device(network: Network, device: EdgeDevice, fixed, targets) -> Backend 
     """The compiled back end for ``device``, or None where no kernel applies."""
     if device.linear:
         return LinearKernelBackend(network, device, fixed, targets)
-    if isinstance(device, Mosfet):
+    if isinstance(device, Mosfet) and not device.has_lambda:
         return MosfetKernelBackend(network, device, fixed, targets)
     return None

@@ -50,7 +50,7 @@ import scipy.sparse.linalg as spla
 from numba import njit
 from scipy.sparse.csgraph import connected_components, reverse_cuthill_mckee
 
-from .circuit import GMIN_S, ConvergenceError, FloatingNodeError, Tolerances
+from .circuit import GMIN_S, ConvergenceError, CutOffNodeError, FloatingNodeError, Tolerances
 from .edges import GEN2_S_A_PER_V2, GEN2_VT_V, SUBTHRESHOLD_V_PER_DECADE, mosfet_current
 
 __all__ = ["LinearTwinSolver", "MosfetTwinSolver", "SingularMatrixError", "ORDERINGS"]
@@ -1112,6 +1112,9 @@ class MosfetTwinSolver:
     def from_device(cls, network, device, fixed, targets, **kw) -> "MosfetTwinSolver":
         """Solver for a :class:`~instruments.sim.network.Network` and a
         :class:`~instruments.sim.edges.Mosfet` device (its S, V_T and subthreshold law)."""
+        if device.has_lambda:
+            raise ValueError("the compiled MOSFET kernel has no channel-length modulation (LAMBDA > 0): "
+                             "use DCSolver")
         return cls(network.edges, network.n_nodes, fixed, targets, device.s_a_per_v2, device.vt_v,
                    device.subthreshold_v, node_names=network.nodes, **kw)
 
@@ -1158,9 +1161,27 @@ class MosfetTwinSolver:
             v = self._general(st).solve(self._device, vg, st.v[st.fixed].copy(), twin)
             st.v[:] = v
             st.iterations = it + getattr(st.general, "iterations", 0)
+        if self._sub == 0.0:
+            # level 1 has exact cut-off: a node held only by cut-off edges has no unique
+            # voltage (with subthreshold conduction every edge conducts a little)
+            self._check_cut_off(st, vg, twin)
         st.warm = True
         st.out[:] = st.v
         return st.out
+
+    def _check_cut_off(self, st: _MosState, vg, twin: int) -> None:
+        """CutOffNodeError naming every unknown node whose conductance to the rest is below
+        ``tol.cutoff_s`` (S) at the solution, as DCSolver reports them."""
+        v = st.v
+        _, ga, gb = mosfet_current(self.s[twin], self.vt[twin], None, vg, v[self._ea], v[self._eb])
+        n = self.n_nodes
+        diag = (np.bincount(self._ea, np.abs(ga), n) + np.bincount(self._eb, np.abs(gb), n))[st.unk]
+        bad = np.flatnonzero(~(diag >= self.tol.cutoff_s))
+        if bad.size:
+            st.warm = False
+            names = self.node_names or tuple(f"node {i}" for i in range(n))
+            raise CutOffNodeError([names[st.unk[i]] for i in bad], [float(diag[i]) for i in bad],
+                                  self.tol.cutoff_s)
 
     def _general(self, st: _MosState):
         """The :class:`~instruments.sim.circuit.DCSolver` of one state (built on first use)."""
