@@ -57,10 +57,19 @@ target by this much and the update scales with the error); ``probability`` (0..1
 change per V^2 of contrast is ``alpha / eta``: volts of gate per V^2 for MOSFET edges);
 ``decay_epochs`` (gate rules: the rate of epoch n is divided by ``1 + n / decay_epochs``).
 
-Bench fields (the simulated bench, used when no rig file is given): ``daq_errors``
+Bench fields (the simulated bench, used when no rig file is given; see
+:mod:`hostctl.experiment_bench` and docs/experiment-file.md): ``daq_errors``
 (``realistic``: channel gain and offset errors drawn from the bench's seed; ``ideal``),
 ``seed`` (the simulated bench's own seed, default the experiment's: pin it to run many
-experiments on one simulated bench, e.g. the one a calibration was made on).
+experiments on one simulated bench, e.g. the one a calibration was made on),
+``twin_mismatch`` and ``edge_spread`` (relative, 0..1), ``update_bias`` (device units per
+update, a number or one per edge), ``adc_offset_uv`` (spread of the boards' ADC offsets, uV)
+and ``adc_noise_uv`` (uV per reading); all off unless given. ``gate_leak``,
+``node_capacitance`` and ``temperature`` are refused (they need the transient solver).
+
+A network file's ``[device]`` (V_T, S, limits, update bias, initial state) is the simulated
+bench's device; ``[network] initial_state`` and ``[bench] twin_mismatch``, ``edge_spread``,
+``update_bias`` are then refused by name rather than one of the two silently dropped.
 
 Schedule fields: ``epochs``, ``steps_per_epoch``, ``order``, ``eval_every`` (epochs between
 test-set evaluations, default 1), ``edges_every`` (steps between edge-state read-backs; 0:
@@ -81,9 +90,8 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from instruments.bus import protocol as P
-from instruments.sim.edges import DIGIPOT_TAPS, GEN2_GATE_MAX_V, GEN2_GATE_MIN_V
-from instruments.sim.netfile import NetworkFileError, load_network_file
-from instruments.sim.network import Network, NetworkError, gen2_lattice
+from instruments.sim.edges import EdgeDevice
+from instruments.sim.network import Network
 from instruments.sim.rules import Nudge
 from instruments.tomlspec import (
     MAX_SAMPLES,
@@ -97,9 +105,12 @@ from instruments.tomlspec import (
     shown,
     validate_spec,
 )
-from instruments.wiring import NODE_MAX_V, gen1_grid
+from instruments.wiring import NODE_MAX_V
 
 from . import tasks as T
+from .experiment_bench import BenchSettings, BenchSpec, bench_settings, refuse_transient
+from .experiment_network import initial_state as _initial_state
+from .experiment_network import network_of as _network
 
 Volts = dict[str, Number]
 
@@ -222,11 +233,6 @@ class ScheduleSpec(Strict):
     record_steps: bool = True
 
 
-class BenchSpec(Strict):
-    daq_errors: Literal["realistic", "ideal"] = "realistic"
-    seed: Seed | None = None
-
-
 class ExperimentSpec(Strict):
     name: str = Field(min_length=1, max_length=200)
     description: str = Field("", max_length=100_000)
@@ -284,6 +290,10 @@ class Experiment:
             taps), or None to train from whatever the boards hold.
         text: the file's text (kept in the run file); source: its name.
         task_info: a JSON-able description of the task (kind, nodes), for reports.
+        bench: the simulated bench's imperfections (``[bench]``; all off by default).
+        device: the edge devices of the network file's ``[device]`` (its V_T, S, limits and
+            update bias), which the simulated bench is built with; None for the bench's
+            default device (a built-in network, or a file without ``[device]``).
     """
 
     name: str
@@ -308,6 +318,8 @@ class Experiment:
     text: str
     source: str
     task_info: dict
+    bench: BenchSettings = BenchSettings()
+    device: EdgeDevice | None = None
 
 
 def loads_experiment(text: str, source: str = "<experiment>", base: Path | None = None) -> Experiment:
@@ -319,12 +331,20 @@ def loads_experiment(text: str, source: str = "<experiment>", base: Path | None 
     """
     data = parse_toml(text, source, ExperimentFileError)
     try:
+        refuse_transient(data)
         spec = validate_spec(ExperimentSpec, data)
-        network, edge_kind = _network(spec.network, base)
+        network, edge_kind, nf = _network(spec.network, base)
         v_node = NODE_MAX_V[edge_kind]
         task, info = _task(spec.task, network, v_node, spec.seed, base)
         nudge, board_rule = _rule(spec.rule, edge_kind)
         initial_state = _initial_state(spec.network.initial_state, network, edge_kind)
+        device = None if nf is None else nf.device
+        if nf is not None and nf.state is not None:
+            if initial_state is not None:
+                raise SpecProblem("network.initial_state", f"the network file {spec.network.file} gives the initial "
+                                                           f"state too ([device] initial_state): give it in one place")
+            initial_state = _initial_state(nf.state, network, edge_kind) if device is None else nf.state.copy()
+        bench = bench_settings(spec.bench, network.n_edges, edge_kind, device is not None, spec.network.file)
         if spec.rule.update_only_on_error and not isinstance(task, T.ClassificationTask):
             raise SpecProblem("rule.update_only_on_error", f"needs a classification task, not {task.kind}")
         steps_per_epoch = spec.schedule.steps_per_epoch or task.n_train
@@ -339,6 +359,7 @@ def loads_experiment(text: str, source: str = "<experiment>", base: Path | None 
         spec.rule.update_only_on_error, float(spec.rule.pulse_s), s.epochs,
         steps_per_epoch, s.order, s.eval_every, s.edges_every, s.record_steps,
         spec.bench.daq_errors, spec.seed if spec.bench.seed is None else spec.bench.seed, initial_state, text, source, info,
+        bench, device,
     )
 
 
@@ -351,50 +372,6 @@ def load_experiment(path: str | Path) -> Experiment:
     """
     path = Path(path)
     return loads_experiment(read_text(path, ExperimentFileError), str(path), path.parent)
-
-
-def _network(spec: NetworkSpec, base: Path | None) -> tuple[Network, str]:
-    if spec.builtin == "gen2":
-        net, kind = gen2_lattice(), "mosfet"
-    elif spec.builtin == "gen1":
-        net, kind = gen1_grid(), "digipot"
-    else:
-        path = Path(spec.file)
-        if not path.is_absolute() and base is not None:
-            path = base / path
-        try:
-            nf = load_network_file(path)
-        except OSError as exc:
-            raise SpecProblem("network.file", f"cannot read {path}: {exc.strerror or exc}") from None
-        except NetworkFileError as exc:
-            raise SpecProblem("network.file", str(exc)) from None
-        net = nf.network
-        kind = nf.device.kind if nf.device is not None else "mosfet"
-        if kind not in NODE_MAX_V:
-            raise SpecProblem("network.file", f"edges of kind {kind!r}: the bench has mosfet or digipot boards")
-    if spec.sources is not None:
-        try:
-            net = net.with_roles(sources=spec.sources, targets=spec.targets, ground=spec.ground)
-        except (NetworkError, KeyError, ValueError) as exc:
-            raise SpecProblem("network", str(exc).strip("'\"")) from None
-    for role, nodes in (("sources", net.sources), ("targets", net.targets)):
-        if nodes.size == 0:
-            raise SpecProblem(f"network.{role}", f"network {net.name} has no {role[:-1]} node")
-    return net, kind
-
-
-def _initial_state(value, network: Network, edge_kind: str) -> np.ndarray | None:
-    if value is None:
-        return None
-    arr = np.broadcast_to(np.asarray(value, float), (network.n_edges,)) if np.ndim(value) == 0 else np.asarray(value, float)
-    if arr.shape != (network.n_edges,):
-        raise SpecProblem("network.initial_state", f"expected a number or {network.n_edges} values, got {arr.size}")
-    lo, hi = (GEN2_GATE_MIN_V, GEN2_GATE_MAX_V) if edge_kind == "mosfet" else (0, DIGIPOT_TAPS - 1)
-    bad = np.flatnonzero(~((arr >= lo) & (arr <= hi)) | ((edge_kind == "digipot") & (arr != np.round(arr))))
-    if bad.size:
-        unit = "V of gate" if edge_kind == "mosfet" else "taps (integers)"
-        raise SpecProblem(f"network.initial_state[{bad[0]}]", f"{arr[bad[0]]} is outside {lo}..{hi} {unit}")
-    return arr.copy()
 
 
 def _node_index(network: Network, name: str, field: str, among: np.ndarray, role: str) -> int:

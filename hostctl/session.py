@@ -79,16 +79,42 @@ def check_plan_on(exp: Experiment, wiring: Wiring, rig_path: str | None = None) 
                         f"(change the experiment's voltages, or the limit in the rig file)") from None
 
 
+def bench_options(exp: Experiment, wiring: Wiring) -> dict:
+    """The simulated bench's options (:class:`~instruments.sim.bench.SimBench`) of ``exp``:
+    its seed, DAQ errors, the network file's device, and the ``[bench]`` imperfections (twin
+    mismatch, edge spread, update bias, the boards' ADC offsets and noise)."""
+    from instruments.sim.bench import BenchFaults, DaqErrors
+
+    from .experiment_bench import adc_offsets_uv
+
+    b = exp.bench
+    options: dict = {"seed": exp.bench_seed}
+    if exp.daq_errors == "ideal":
+        options["errors"] = DaqErrors.ideal()
+    if exp.device is not None:
+        options["device"] = exp.device
+    if b.shapes_device:
+        options["faults"] = BenchFaults(edge_spread=b.edge_spread, twin_mismatch=b.twin_mismatch,
+                                        update_bias=0.0 if b.update_bias is None else b.update_bias)
+    n_boards = len(wiring.board_edges()[0])
+    if b.adc_offset_uv:
+        options["adc_offset_uv"] = adc_offsets_uv(b, n_boards, exp.bench_seed)
+    if b.adc_noise_uv:
+        options["adc_noise_uv"] = b.adc_noise_uv
+    return options
+
+
 def open_bench(exp: Experiment, wiring: Wiring, simulate: bool) -> Rig:
-    """The rig: simulated (seeded by the experiment) or real."""
+    """The rig: simulated (seeded by the experiment, with its ``[bench]`` imperfections and
+    its network file's device) or real (UserError when the experiment asks for simulated
+    imperfections, which a real bench cannot take)."""
     try:
         if simulate:
-            from instruments.sim.bench import DaqErrors
-
-            options = {"seed": exp.bench_seed}
-            if exp.daq_errors == "ideal":
-                options["errors"] = DaqErrors.ideal()
-            return open_rig(wiring, simulate=True, **options)
+            return open_rig(wiring, simulate=True, **bench_options(exp, wiring))
+        asked = [k for k, v in exp.bench.as_dict().items() if v]
+        if asked:
+            raise UserError(f"{exp.source}: [bench] {asked[0]} is an imperfection of the simulated bench; a real "
+                            f"bench has its own: remove it to run on {wiring.name}, or add --simulate")
         return open_rig(wiring)
     except (ValueError, RuntimeError, OSError) as exc:
         raise UserError(f"cannot open the bench: {exc}") from None

@@ -200,7 +200,9 @@ class SimBench:
         boards: the emulated boards; port: the loopback port of the bus.
         imperfections: a fingerprint (:func:`~instruments.fingerprint.fingerprint`) of what
             calibration measures on this bench: the DAQ's errors, the edge devices'
-            parameters, the boards' ADC offsets. Part of the key of its calibrations.
+            parameters (with their spread, twin mismatch and update bias), the boards' ADC
+            offsets, and their ADC noise when there is any. Part of the key of its
+            calibrations.
     """
 
     def __init__(self, wiring: Wiring | None = None, *, device: EdgeDevice | None = None,
@@ -284,8 +286,10 @@ class SimBench:
         opts = self.wiring.psu.options if self.wiring.psu is not None else {}
         self.psu = SimPsu(self, opts.get("channel", 1), opts.get("voltage_v", 5.0), opts.get("current_limit_a", 0.5))
 
-        self.imperfections = fingerprint(self.daq.errors, device,
-                                         np.broadcast_to(np.asarray(adc_offset_uv, float), (len(addresses), 4)))
+        parts = [self.daq.errors, device, np.broadcast_to(np.asarray(adc_offset_uv, float), (len(addresses), 4))]
+        if np.any(np.asarray(adc_noise_uv, float)):  # a noiseless bench keeps its fingerprint of before
+            parts.append({"adc_noise_uv": np.broadcast_to(np.asarray(adc_noise_uv, float), (len(addresses),))})
+        self.imperfections = fingerprint(*parts)
         for a in faults.mute:
             self.mute_board(a)
         for j in faults.stuck:

@@ -1,0 +1,128 @@
+"""The experiment file's ``[bench]`` table: the simulated bench's imperfections.
+
+::
+
+    [bench]
+    daq_errors = "realistic"      # realistic | ideal: the DAQ channels' gain and offset errors
+    seed = 7                      # the simulated bench's own seed (default the experiment's)
+    twin_mismatch = 0.01          # relative difference of the two twins of every edge, 0..1
+    edge_spread = 0.05            # relative spread of the device parameters edge to edge, 0..1
+    update_bias = 1e-4            # device units (gate V or taps) added by every update; a
+                                  # number or one per edge, |bias| at most the state's span
+    adc_offset_uv = 200.0         # spread (standard deviation, uV) of the boards' ADC offsets,
+                                  # one per board terminal, drawn from the bench's seed; 0..1e5
+    adc_noise_uv = 50.0           # the boards' ADC noise per reading (standard deviation, uV)
+
+Every field is off (0, or ``daq_errors = "realistic"`` as before) unless given. The spread
+and the mismatch scale the default device's S and V_T (MOSFET) or gain (digipot) from the
+bench's seed; they and ``update_bias`` shape the bench's device, so a network file with its
+own ``[device]`` (which gives every edge's parameters and bias) refuses them by name.
+
+Gate leak, node capacitance and temperature need the transient solver, which ``hostctl
+train`` does not run yet: they are refused by name rather than accepted and ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from instruments.sim.edges import DIGIPOT_TAPS, GEN2_GATE_MAX_V, GEN2_GATE_MIN_V
+from instruments.tomlspec import Number, Seed, SpecProblem, Strict
+
+#: Names of imperfections that need the transient solver; refused with a message saying so.
+TRANSIENT_ONLY = ("gate_leak", "gate_leak_s", "gate_leak_v_per_s", "node_capacitance",
+                  "node_capacitance_f", "temperature", "temperature_k", "temperature_c")
+#: The largest ADC offset spread and noise of the boards (uV): 0.1 V, twice a Gen-2 node's drop.
+ADC_UV_MAX = 1e5
+
+
+class BenchSpec(Strict):
+    daq_errors: Literal["realistic", "ideal"] = "realistic"
+    seed: Seed | None = None
+    twin_mismatch: Number = Field(0.0, ge=0, le=1)
+    edge_spread: Number = Field(0.0, ge=0, le=1)
+    update_bias: Number | list[Number] = 0.0
+    adc_offset_uv: Number = Field(0.0, ge=0, le=ADC_UV_MAX)
+    adc_noise_uv: Number = Field(0.0, ge=0, le=ADC_UV_MAX)
+
+
+def refuse_transient(data: dict) -> None:
+    """SpecProblem naming a ``[bench]`` field that needs the transient solver."""
+    bench = data.get("bench")
+    if not isinstance(bench, dict):
+        return
+    for name in bench:
+        if name in TRANSIENT_ONLY:
+            raise SpecProblem(f"bench.{name}", "needs the transient solver, which hostctl train does not run "
+                                               "yet; remove it (it would be ignored)")
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """The simulated bench's imperfections from ``[bench]`` (all off by default).
+
+    Attributes:
+        twin_mismatch: relative difference of the two twins of each edge (0..1).
+        edge_spread: relative spread of the device parameters from edge to edge (0..1).
+        update_bias: (E,) device units (gate V or taps) every update adds, per edge.
+        adc_offset_uv: standard deviation of the boards' ADC offsets (uV), drawn per board
+            terminal from the bench's seed.
+        adc_noise_uv: the boards' ADC noise per reading (standard deviation, uV).
+    """
+
+    twin_mismatch: float = 0.0
+    edge_spread: float = 0.0
+    update_bias: np.ndarray | None = None
+    adc_offset_uv: float = 0.0
+    adc_noise_uv: float = 0.0
+
+    @property
+    def shapes_device(self) -> bool:
+        """True when a setting is built into the device model."""
+        return bool(self.twin_mismatch or self.edge_spread or
+                    (self.update_bias is not None and np.any(self.update_bias)))
+
+    def as_dict(self) -> dict:
+        """JSON-able values, for reports and run metadata."""
+        bias = None if self.update_bias is None else self.update_bias.tolist()
+        return {"twin_mismatch": self.twin_mismatch, "edge_spread": self.edge_spread, "update_bias": bias,
+                "adc_offset_uv": self.adc_offset_uv, "adc_noise_uv": self.adc_noise_uv}
+
+
+def bench_settings(spec: BenchSpec, n_edges: int, edge_kind: str, file_device: bool,
+                   network_file: str | None) -> BenchSettings:
+    """The :class:`BenchSettings` of ``spec`` for a network of ``n_edges`` ``edge_kind``
+    edges; ``file_device``: the network file gives its own ``[device]``."""
+    bias = spec.update_bias
+    arr = np.broadcast_to(np.asarray(bias, float), (n_edges,)) if np.ndim(bias) == 0 else np.asarray(bias, float)
+    if arr.shape != (n_edges,):
+        raise SpecProblem("bench.update_bias", f"expected a number or {n_edges} values (one per edge), got {arr.size}")
+    span = GEN2_GATE_MAX_V - GEN2_GATE_MIN_V if edge_kind == "mosfet" else DIGIPOT_TAPS - 1
+    bad = np.flatnonzero(~(np.abs(arr) <= span))
+    if bad.size:
+        unit = "V of gate" if edge_kind == "mosfet" else "taps"
+        where = "bench.update_bias" if np.ndim(bias) == 0 else f"bench.update_bias[{bad[0]}]"
+        raise SpecProblem(where, f"{arr[bad[0]]} {unit} per update is more than the state's span {span}")
+    if file_device:
+        for name, value in (("twin_mismatch", spec.twin_mismatch), ("edge_spread", spec.edge_spread),
+                            ("update_bias", float(np.abs(arr).max()) if arr.size else 0.0)):
+            if value:
+                raise SpecProblem(f"bench.{name}", f"the network file {network_file} has its own [device], which "
+                                                   f"gives every edge's parameters and update bias: set them there, "
+                                                   f"not in both")
+    return BenchSettings(float(spec.twin_mismatch), float(spec.edge_spread), arr.copy() if np.any(arr) else None,
+                         float(spec.adc_offset_uv), float(spec.adc_noise_uv))
+
+
+def adc_offsets_uv(settings: BenchSettings, n_boards: int, seed: int) -> np.ndarray | float:
+    """The boards' ADC offsets (uV, (n_boards, 4) in board order: free a, free b, clamped a,
+    clamped b) drawn from ``seed`` (the bench's) with the spread of ``settings``; 0.0 when
+    the spread is 0. Its own stream: the rest of the bench is the same with or without it."""
+    if not settings.adc_offset_uv:
+        return 0.0
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xADC]))
+    return rng.normal(0.0, settings.adc_offset_uv, (n_boards, 4))
