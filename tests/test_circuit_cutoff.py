@@ -85,3 +85,10 @@ def test_compiled_mosfet_solver_names_cut_off_nodes_too():
         v = m.solve_free(on, np.array([0.45, 0.0]))
         ref = DCSolver(net, fixed).solve(dev, on, np.array([0.45, 0.0]))
         assert np.allclose(v, ref, rtol=0, atol=1e-12)
+
+
+def test_injected_current_into_a_resistor_divider():
+    # 1 mA into mid, held by 1 kOhm to in (0.4 V) and 1 kOhm to ground: 0.2 V + 0.5 V
+    net = from_edge_list([("in", "mid"), ("mid", "gnd")])
+    v = solve_dc(net, Resistor(2), [1e-3, 1e-3], {"in": 0.4, "gnd": 0.0}, inject_a=np.array([5.0, 1e-3, 7.0]))
+    assert v[1] == pytest.approx(0.7, rel=1e-14)

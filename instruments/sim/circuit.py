@@ -263,6 +263,7 @@ class DCSolver:
         v0: np.ndarray | None = None,
         shunt_s: np.ndarray | None = None,
         shunt_v: np.ndarray | float = 0.0,
+        inject_a: np.ndarray | None = None,
     ) -> np.ndarray:
         """Node voltages (V, shape (N,)) for any edge device.
 
@@ -274,6 +275,9 @@ class DCSolver:
             shunt_s: ``(N,)`` conductance (S, >= 0) from each node to ``shunt_v`` (V, scalar
                 or ``(N,)``), on top of the edges: SPICE's GMIN from each junction to the
                 bulk. None for none.
+            inject_a: ``(N,)`` current (A) driven into each node from outside the network
+                (independent current sources); entries at fixed nodes are ignored. None
+                for none.
 
         Raises:
             ConvergenceError: Newton's method did not converge.
@@ -288,6 +292,14 @@ class DCSolver:
                 raise ValueError("shunt_s must be finite and >= 0 S")
             ref = np.broadcast_to(np.asarray(shunt_v, float), (self.network.n_nodes,))[self.unknown]
             shunt = (np.ascontiguousarray(g), np.ascontiguousarray(ref))
+        if inject_a is not None:
+            inj = np.broadcast_to(np.asarray(inject_a, float), (self.network.n_nodes,))[self.unknown]
+            if not np.all(np.isfinite(inj)):
+                raise ValueError("inject_a must be finite (A)")
+            shunt = shunt if shunt is not None else (np.zeros(self.unknown.size), np.zeros(self.unknown.size))
+            # a current source is a shunt's offset: g (v - ref) - I = g (v - (ref + I / g)) in
+            # form; carried as its own term so that g may be 0
+            shunt = (shunt[0], shunt[1], np.ascontiguousarray(inj))
         if device.linear and shunt is None:
             return self.solve_linear(device.conductance(state, twin=twin), vf)
         if v0 is None:
@@ -333,6 +345,8 @@ class DCSolver:
             f = self._net_out(i)[u]
             if shunt is not None:
                 f = f + shunt[0] * (x[u] - shunt[1])
+                if len(shunt) == 3:
+                    f = f - shunt[2]
             return f, float(np.max(np.abs(f), initial=0.0)), float(np.max(np.abs(i), initial=0.0)), ga, gb
 
         def converged(f_norm, scale, slack=1.0):
@@ -460,10 +474,12 @@ def solve_dc(
     tol: Tolerances = Tolerances(),
     shunt_s: np.ndarray | None = None,
     shunt_v: np.ndarray | float = 0.0,
+    inject_a: np.ndarray | None = None,
 ) -> np.ndarray:
     """One-shot DC solve: node voltages (V) with the named nodes held at ``fixed_v`` (V); the
-    shunts as in :meth:`DCSolver.solve`."""
+    shunts and injected currents as in :meth:`DCSolver.solve`."""
     idx = np.array([network.index(n) for n in fixed_v], dtype=np.int64)
     return DCSolver(network, idx, tol).solve(
-        device, state, np.array(list(fixed_v.values()), float), twin, shunt_s=shunt_s, shunt_v=shunt_v
+        device, state, np.array(list(fixed_v.values()), float), twin, shunt_s=shunt_s, shunt_v=shunt_v,
+        inject_a=inject_a,
     )
