@@ -12,8 +12,11 @@ or a fall-back to a transient operating point when Newton fails); those are erro
 For agreement with the DC solver to better than 1 uV, the netlist needs tight tolerances
 (``.options reltol=1e-9 vntol=1e-12 abstol=1e-15``, as
 :func:`instruments.sim.netlist.export_netlist` writes): ngspice's defaults stop at RELTOL 1e-3
-and VNTOL 1 uV. ngspice also puts GMIN (1e-12 S) across each MOSFET junction; with the bulk at
-ground and node voltages near 1 V that leaks ~1 pA, negligible beside edge currents of uA.
+and VNTOL 1 uV. ngspice also puts GMIN (1e-12 S) across each MOSFET junction (drain-bulk and
+source-bulk); :class:`instruments.sim.netlist.Netlist` solves with the same GMIN, so a node held
+only by cut-off transistors gets ngspice's voltage. What remains between the two is the
+junctions' saturation current (IS, 1e-14 A by default, reverse biased), which the reader leaves
+out: about 1e-11 V at the node voltages of a twin network.
 """
 
 from __future__ import annotations
