@@ -92,3 +92,17 @@ def test_injected_current_into_a_resistor_divider():
     net = from_edge_list([("in", "mid"), ("mid", "gnd")])
     v = solve_dc(net, Resistor(2), [1e-3, 1e-3], {"in": 0.4, "gnd": 0.0}, inject_a=np.array([5.0, 1e-3, 7.0]))
     assert v[1] == pytest.approx(0.7, rel=1e-14)
+
+
+@pytest.mark.parametrize("backend", ["auto", "reference"])
+def test_a_twin_networks_free_state_names_a_cut_off_node(backend):
+    from instruments.sim.network import Role
+    from instruments.sim.twin import TwinNetwork
+
+    net = from_edge_list([("in", "mid"), ("mid", "gnd"), ("in", "out"), ("out", "gnd")],
+                         {"in": Role.SOURCE, "gnd": Role.GROUND, "out": Role.TARGET})
+    dev = Mosfet(4, subthreshold_v=None, state_min=0.0)
+    twin = TwinNetwork(net, dev, np.array([0.5, 0.5, 2.0, 2.0]), backend=backend)
+    with pytest.raises(CutOffNodeError) as info:
+        twin.free_state([0.45])
+    assert info.value.nodes == ["mid"]
