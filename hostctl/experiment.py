@@ -7,6 +7,8 @@
 
     [network]
     builtin = "gen1"                      # "gen2" (MOSFET lattice) | "gen1" (digipot grid)
+                                          # | "alternating" (arXiv:2505.22887's 4 nodes)
+    # fixed_edges = ["e3"]                # edges that do not learn (simulated bench only)
     # file = "net.toml"                   # or a network file (relative to this file)
     # sources = [...]  targets = [...]  ground = "..."   # roles, replacing the network's
 
@@ -48,7 +50,9 @@ Task fields by kind:
   (L(u) = sum c_k P_k(u), V, with u the input scaled to [-1, 1]), ``n_train`` (11), ``n_test`` (21);
 - ``allostery``: ``inputs_v`` (every source -> V) and ``desired_v`` (every target -> V);
 - ``alternating``: ``patterns`` (a list of tables with ``inputs_v`` and ``desired_v``) and
-  ``period_steps`` (steps before switching to the next pattern).
+  ``period_steps`` (steps before switching to the next pattern; or a list of periods tau,
+  each trained for ``cycles_per_period`` full cycles (4) in turn, then the last kept: the
+  report plots the cycle's span against tau).
 
 Rule fields: ``eta`` or ``eta_m``; ``overclamp_v`` (overclamping: the clamp overshoots the
 target by this much and the update scales with the error); ``probability`` (0..1);
@@ -82,9 +86,9 @@ from __future__ import annotations
 
 import math
 from importlib import resources
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -109,6 +113,7 @@ from instruments.wiring import NODE_MAX_V
 
 from . import tasks as T
 from .experiment_bench import BenchSettings, BenchSpec, bench_settings, refuse_transient
+from .experiment_network import file_states as _file_states
 from .experiment_network import initial_state as _initial_state
 from .experiment_network import network_of as _network
 
@@ -129,7 +134,7 @@ class ExperimentFileError(ValueError):
         super().__init__(f"{source}: {field}: {problem}" if field else f"{source}: {problem}")
 
 
-BUILTIN_EXPERIMENTS = ("iris_gen1", "iris_gen2", "regression_gen2", "xor_gen2")
+BUILTIN_EXPERIMENTS = ("iris_gen1", "iris_gen2", "regression_gen2", "xor_gen2", "alternating_gen2")
 
 
 def builtin_experiment_text(name: str) -> str:
@@ -144,12 +149,13 @@ def builtin_experiment_text(name: str) -> str:
 
 
 class NetworkSpec(Strict):
-    builtin: Literal["gen2", "gen1"] | None = None
+    builtin: Literal["gen2", "gen1", "alternating"] | None = None
     file: str | None = None
     sources: list[str] | None = None
     targets: list[str] | None = None
     ground: str | None = None
     initial_state: Number | list[Number] | None = None
+    fixed_edges: list[str] | None = None
 
     @model_validator(mode="after")
     def _check(self):
@@ -195,7 +201,9 @@ class TaskSpec(Strict):
     inputs_v: Volts | None = None
     desired_v: Volts | None = None
     patterns: list[dict] | None = Field(None, max_length=MAX_SAMPLES)
-    period_steps: int = Field(1, ge=1, le=MAX_STEPS)
+    period_steps: Annotated[int, Field(ge=1, le=MAX_STEPS)] | Annotated[
+        list[Annotated[int, Field(ge=1, le=MAX_STEPS)]], Field(max_length=MAX_SAMPLES)] = 1
+    cycles_per_period: int = Field(4, ge=1, le=MAX_STEPS)
 
 
 class RuleSpec(Strict):
@@ -294,6 +302,11 @@ class Experiment:
         device: the edge devices of the network file's ``[device]`` (its V_T, S, limits and
             update bias), which the simulated bench is built with; None for the bench's
             default device (a built-in network, or a file without ``[device]``).
+        fixed_edges: indices of the edges that do not learn (``fixed_edges``); their boards
+            never update and their devices keep their initial state.
+        device_state: (E,) the devices' initial state from the network file (a fixed
+            resistor's conductance included), or None; ``initial_state`` is what the boards
+            are set to (a fixed edge's board holds its lowest state).
     """
 
     name: str
@@ -320,6 +333,8 @@ class Experiment:
     task_info: dict
     bench: BenchSettings = BenchSettings()
     device: EdgeDevice | None = None
+    fixed_edges: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    device_state: np.ndarray | None = None
 
 
 def loads_experiment(text: str, source: str = "<experiment>", base: Path | None = None) -> Experiment:
@@ -333,18 +348,15 @@ def loads_experiment(text: str, source: str = "<experiment>", base: Path | None 
     try:
         refuse_transient(data)
         spec = validate_spec(ExperimentSpec, data)
-        network, edge_kind, nf = _network(spec.network, base)
+        network, edge_kind, nf, fixed = _network(spec.network, base)
         v_node = NODE_MAX_V[edge_kind]
         task, info = _task(spec.task, network, v_node, spec.seed, base)
         nudge, board_rule = _rule(spec.rule, edge_kind)
         initial_state = _initial_state(spec.network.initial_state, network, edge_kind)
         device = None if nf is None else nf.device
-        if nf is not None and nf.state is not None:
-            if initial_state is not None:
-                raise SpecProblem("network.initial_state", f"the network file {spec.network.file} gives the initial "
-                                                           f"state too ([device] initial_state): give it in one place")
-            initial_state = _initial_state(nf.state, network, edge_kind) if device is None else nf.state.copy()
-        bench = bench_settings(spec.bench, network.n_edges, edge_kind, device is not None, spec.network.file)
+        initial_state, device_state = _file_states(nf, fixed, initial_state, network, edge_kind)
+        bench = bench_settings(spec.bench, network.n_edges, edge_kind, device is not None,
+                               None if nf is None else Path(nf.source).name)
         if spec.rule.update_only_on_error and not isinstance(task, T.ClassificationTask):
             raise SpecProblem("rule.update_only_on_error", f"needs a classification task, not {task.kind}")
         steps_per_epoch = spec.schedule.steps_per_epoch or task.n_train
@@ -359,7 +371,7 @@ def loads_experiment(text: str, source: str = "<experiment>", base: Path | None 
         spec.rule.update_only_on_error, float(spec.rule.pulse_s), s.epochs,
         steps_per_epoch, s.order, s.eval_every, s.edges_every, s.record_steps,
         spec.bench.daq_errors, spec.seed if spec.bench.seed is None else spec.bench.seed, initial_state, text, source, info,
-        bench, device,
+        bench, device, fixed, device_state,
     )
 
 
@@ -554,9 +566,18 @@ def _task(spec: TaskSpec, network: Network, v_node: float, seed: int, base: Path
             outs.append(_targets_row(network, p["desired_v"], f"{w}.desired_v", v_node))
         ins, outs = np.array(ins), np.array(outs)
         cls = T.FixedTask if spec.kind == "allostery" else T.AlternatingTask
-        extra = {} if spec.kind == "allostery" else {"period_steps": spec.period_steps}
+        periods = spec.period_steps if isinstance(spec.period_steps, list) else []
+        if isinstance(spec.period_steps, list) and not periods:
+            raise SpecProblem("task.period_steps", "an empty list: give a period or a list of periods")
+        extra = {} if spec.kind == "allostery" else {
+            "period_steps": periods[0] if periods else spec.period_steps, "periods": tuple(periods),
+            "cycles_per_period": spec.cycles_per_period}
         task = cls(spec.kind, ins, ins, network.targets.size, train_desired=outs, test_desired=outs, **extra)
-        info.update(period_steps=spec.period_steps if spec.kind == "alternating" else None)
+        if spec.kind == "alternating":
+            info.update(period_steps=spec.period_steps, cycles_per_period=spec.cycles_per_period,
+                        blocks=[list(b) for b in task.blocks()] if periods else None)
+        else:
+            info.update(period_steps=None)
     return task, info
 
 

@@ -7,46 +7,88 @@ from pathlib import Path
 
 import numpy as np
 
-from instruments.sim.edges import DIGIPOT_TAPS, GEN2_GATE_MAX_V, GEN2_GATE_MIN_V
-from instruments.sim.netfile import NetworkFileError, load_network_file
+from instruments.sim.edges import DIGIPOT_TAPS, GEN2_GATE_MAX_V, GEN2_GATE_MIN_V, MixedEdges
+from instruments.sim.netfile import NetworkFileError, fixed_edge_indices, load_network_file
 from instruments.sim.network import Network, NetworkError, gen2_lattice
 from instruments.tomlspec import SpecProblem
 from instruments.wiring import NODE_MAX_V, gen1_grid
 
 
+#: The network of arXiv:2505.22887's alternating tasks: High, Low, Input, Output; a fixed
+#: 500 Ohm edge Input-Output and two MOSFET edges into Output (a packaged network file).
+ALTERNATING_NETWORK = Path(__file__).parent / "data" / "experiments" / "alternating_gen2.net.toml"
+
+
+def learning_kind(device, fixed: np.ndarray, n_edges: int) -> str | None:
+    """The kind of the learning edges of ``device`` (a mixed device's parts over the edges
+    not in ``fixed``), or None when they are of more than one kind."""
+    if device is None:
+        return "mosfet"
+    if not isinstance(device, MixedEdges):
+        return device.kind
+    learning = np.ones(n_edges, bool)
+    learning[fixed] = False
+    kinds = {dev.kind for dev, idx in device.parts if learning[idx].any()}
+    return kinds.pop() if len(kinds) == 1 else None
+
+
 def network_of(spec, base: Path | None):
-    """The network, its edge kind and the network file (None for a built-in)."""
+    """The network, its edge kind (of its learning edges), the network file (None for a
+    built-in) and the indices of its fixed edges (``fixed_edges`` of either file)."""
     nf = None
+    fixed = np.zeros(0, np.int64)
     if spec.builtin == "gen2":
         net, kind = gen2_lattice(), "mosfet"
     elif spec.builtin == "gen1":
         net, kind = gen1_grid(), "digipot"
     else:
-        path = Path(spec.file)
-        if not path.is_absolute() and base is not None:
-            path = base / path
+        if spec.builtin == "alternating":
+            path = ALTERNATING_NETWORK
+        else:
+            path = Path(spec.file)
+            if not path.is_absolute() and base is not None:
+                path = base / path
         try:
             nf = load_network_file(path)
         except OSError as exc:
             raise SpecProblem("network.file", f"cannot read {path}: {exc.strerror or exc}") from None
         except NetworkFileError as exc:
             raise SpecProblem("network.file", str(exc)) from None
-        net = nf.network
-        kind = nf.device.kind if nf.device is not None else "mosfet"
+        net, fixed = nf.network, nf.fixed
+        if spec.fixed_edges is not None and fixed.size:
+            raise SpecProblem("network.fixed_edges", f"the network file {path.name} names its fixed edges too "
+                                                     f"(fixed_edges): give them in one place")
+        if spec.fixed_edges is not None:
+            fixed = fixed_edge_indices(net, spec.fixed_edges, "network.fixed_edges")
+        kind = learning_kind(nf.device, fixed, net.n_edges)
+        if kind is None:
+            raise SpecProblem("network.file", "its learning edges are of several kinds: the bench's boards are all "
+                                              "of one (fix the others with fixed_edges)")
         if kind not in NODE_MAX_V:
-            raise SpecProblem("network.file", f"edges of kind {kind!r}: the bench has mosfet or digipot boards")
+            raise SpecProblem("network.file", f"learning edges of kind {kind!r}: the bench has mosfet or digipot "
+                                              f"boards (a fixed edge may be of any kind)")
+        if isinstance(nf.device, MixedEdges) and nf.state is None:
+            raise SpecProblem("network.file", "a mixed device needs its initial_state (a fixed edge keeps it)")
     if spec.sources is not None:
         try:
             net = net.with_roles(sources=spec.sources, targets=spec.targets, ground=spec.ground)
         except (NetworkError, KeyError, ValueError) as exc:
             raise SpecProblem("network", str(exc).strip("'\"")) from None
+    if spec.builtin in ("gen1", "gen2") and spec.fixed_edges is not None:
+        fixed = fixed_edge_indices(net, spec.fixed_edges, "network.fixed_edges")
     for role, nodes in (("sources", net.sources), ("targets", net.targets)):
         if nodes.size == 0:
             raise SpecProblem(f"network.{role}", f"network {net.name} has no {role[:-1]} node")
-    return net, kind, nf
+    return net, kind, nf, fixed
 
 
 def initial_state(value, network: Network, edge_kind: str) -> np.ndarray | None:
+    """``[network] initial_state`` (a number or one per edge) checked against the boards'
+    range, or None."""
+    return initial_state_checked(value, network, edge_kind)
+
+
+def initial_state_checked(value, network: Network, edge_kind: str) -> np.ndarray | None:
     if value is None:
         return None
     arr = np.broadcast_to(np.asarray(value, float), (network.n_edges,)) if np.ndim(value) == 0 else np.asarray(value, float)
@@ -58,3 +100,18 @@ def initial_state(value, network: Network, edge_kind: str) -> np.ndarray | None:
         unit = "V of gate" if edge_kind == "mosfet" else "taps (integers)"
         raise SpecProblem(f"network.initial_state[{bad[0]}]", f"{arr[bad[0]]} is outside {lo}..{hi} {unit}")
     return arr.copy()
+
+
+def file_states(nf, fixed: np.ndarray, initial_state, network: Network, edge_kind: str):
+    """(the boards' initial state, the devices' initial state) once the network file ``nf``
+    (or None) is read: the file's ``initial_state`` is the devices' (a fixed resistor's
+    conductance included) and, checked, the boards' (a fixed edge's board at its lowest);
+    SpecProblem when the experiment gives one too."""
+    if nf is None or nf.state is None:
+        return initial_state, None
+    if initial_state is not None:
+        raise SpecProblem("network.initial_state", f"the network file {Path(nf.source).name} gives the initial "
+                                                   f"state too ([device] initial_state): give it in one place")
+    boards = nf.state.copy()
+    boards[fixed] = GEN2_GATE_MIN_V if edge_kind == "mosfet" else 0.0
+    return initial_state_checked(boards, network, edge_kind), nf.state.copy()

@@ -432,6 +432,73 @@ def regression_figure(run: Run, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def cycle_spans(run: Run) -> pd.DataFrame:
+    """The cycle span of an alternating run at each period tau of its sweep
+    (``period_steps`` a list; one row per period, or one for a single period).
+
+    Columns: ``tau_steps`` (steps per task), ``tau_s`` (the same in lab seconds, from the
+    run's lab time per step), ``span_v`` (the largest range of an edge's state over the last
+    full cycle at that tau: gate V or taps; a fixed edge's is 0) and ``drift_v`` (the largest
+    net change of an edge's state over that cycle). Empty when the run is not alternating or
+    its edges were not read back at every step of a cycle (``edges_every = 1``).
+    """
+    info = task_info(run)
+    cols = ["tau_steps", "tau_s", "span_v", "drift_v"]
+    if info.get("kind") != "alternating" or run.edges is None or not len(run.edges):
+        return pd.DataFrame(columns=cols)
+    n_patterns = len(info.get("patterns_v", [])) or 2
+    blocks = info.get("blocks") or [[0, int(run.edges.step.max()), int(info.get("period_steps") or 1)]]
+    edges = run.edges.drop_duplicates("step", keep="last").set_index("step").sort_index()
+    states = edges[[c for c in edges.columns if c.startswith("edge_")]]
+    t = run.steps.set_index("step")["t_s"] if len(run.steps) else None
+    rows = []
+    for start, stop, tau in blocks:
+        first = stop - n_patterns * tau
+        if first < start or not {first, stop} <= set(states.index):
+            continue
+        cycle = states.loc[first:stop]
+        if len(cycle) != stop - first + 1:
+            continue
+        step_s = np.nan
+        if t is not None and first in t.index and stop - 1 in t.index and stop - 1 > first:
+            step_s = (t.loc[stop - 1] - t.loc[first]) / (stop - 1 - first)
+        rows.append([tau, tau * step_s, float((cycle.max() - cycle.min()).max()),
+                     float((cycle.iloc[-1] - cycle.iloc[0]).abs().max())])
+    return pd.DataFrame(rows, columns=cols)
+
+
+def span_slope(spans: pd.DataFrame) -> float:
+    """The slope of log span against log tau (1 when the span grows in proportion to tau)."""
+    ok = spans[(spans.span_v > 0) & (spans.tau_steps > 0)]
+    if len(ok) < 2:
+        return float("nan")
+    return float(np.polyfit(np.log(ok.tau_steps.astype(float)), np.log(ok.span_v.astype(float)), 1)[0])
+
+
+def alternating_figure(run: Run, path: Path) -> Path | None:
+    """Cycle span against the period tau (log-log, steps and lab seconds), with its slope."""
+    spans = cycle_spans(run)
+    if len(spans) < 2:
+        return None
+    fig = _figure(7.0, 4.5)
+    ax = fig.subplots()
+    ax.loglog(spans.tau_steps, spans.span_v, "o-", label=f"span (slope {span_slope(spans):.3f})")
+    ax.loglog(spans.tau_steps, spans.drift_v.where(spans.drift_v > 0), "s--", ms=3, alpha=0.6,
+              label="net drift over the cycle")
+    ref = spans.span_v.iloc[0] * spans.tau_steps / spans.tau_steps.iloc[0]
+    ax.loglog(spans.tau_steps, ref, ":", color="gray", label="proportional to tau")
+    ax.set_xlabel("period tau (learning steps per task)")
+    ax.set_ylabel("cycle span of the edge states (V of gate or taps)")
+    if spans.tau_s.notna().all():
+        sec = ax.secondary_xaxis("top", functions=(lambda x: x * spans.tau_s.iloc[0] / spans.tau_steps.iloc[0],
+                                                   lambda x: x * spans.tau_steps.iloc[0] / spans.tau_s.iloc[0]))
+        sec.set_xlabel("tau (lab s)")
+    ax.set_title(f"{experiment_name(run)}: cycle span against tau")
+    ax.legend(loc="best", fontsize="small")
+    ax.grid(alpha=0.3, which="both")
+    return _save(fig, path)
+
+
 def write_report(path_or_run, out_dir=None) -> list[Path]:
     """Write the run's figures (PNG) and return their paths.
 
@@ -441,7 +508,8 @@ def write_report(path_or_run, out_dir=None) -> list[Path]:
 
     Returns:
         The files written: error.png always; network.png when the network is stored;
-        decision.png for two-input classifications; regression_parts.png for regressions.
+        decision.png for two-input classifications; regression_parts.png for regressions;
+        cycle_span.png for alternating runs that sweep tau (:func:`cycle_spans`).
     """
     run = path_or_run if isinstance(path_or_run, Run) else load(path_or_run)
     src = Path(run.path)
@@ -453,4 +521,6 @@ def write_report(path_or_run, out_dir=None) -> list[Path]:
         written.append(decision_figure(run, out / "decision.png"))
     if kind == "regression":
         written.append(regression_figure(run, out / "regression_parts.png"))
+    if kind == "alternating":
+        written.append(alternating_figure(run, out / "cycle_span.png"))
     return [p for p in written if p is not None]

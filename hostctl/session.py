@@ -81,8 +81,9 @@ def check_plan_on(exp: Experiment, wiring: Wiring, rig_path: str | None = None) 
 
 def bench_options(exp: Experiment, wiring: Wiring) -> dict:
     """The simulated bench's options (:class:`~instruments.sim.bench.SimBench`) of ``exp``:
-    its seed, DAQ errors, the network file's device, and the ``[bench]`` imperfections (twin
-    mismatch, edge spread, update bias, the boards' ADC offsets and noise)."""
+    its seed, DAQ errors, the network file's device and initial state, the fixed edges, and
+    the ``[bench]`` imperfections (twin mismatch, edge spread, update bias, the boards' ADC
+    offsets and noise)."""
     from instruments.sim.bench import BenchFaults, DaqErrors
 
     from .experiment_bench import adc_offsets_uv
@@ -93,6 +94,10 @@ def bench_options(exp: Experiment, wiring: Wiring) -> dict:
         options["errors"] = DaqErrors.ideal()
     if exp.device is not None:
         options["device"] = exp.device
+    if exp.device_state is not None:
+        options["initial_state"] = exp.device_state
+    if exp.fixed_edges.size:
+        options["fixed_edges"] = exp.fixed_edges
     if b.shapes_device:
         options["faults"] = BenchFaults(edge_spread=b.edge_spread, twin_mismatch=b.twin_mismatch,
                                         update_bias=0.0 if b.update_bias is None else b.update_bias)
@@ -111,6 +116,11 @@ def open_bench(exp: Experiment, wiring: Wiring, simulate: bool) -> Rig:
     try:
         if simulate:
             return open_rig(wiring, simulate=True, **bench_options(exp, wiring))
+        if exp.fixed_edges.size:
+            names = ", ".join(exp.network.edge_names[j] for j in exp.fixed_edges)
+            raise UserError(f"{exp.source}: fixed edges ({names}) run on the simulated bench only: on a real rig "
+                            f"a fixed edge has no board, and hostctl train drives a board on every edge; "
+                            f"add --simulate")
         asked = [k for k, v in exp.bench.as_dict().items() if v]
         if asked:
             raise UserError(f"{exp.source}: [bench] {asked[0]} is an imperfection of the simulated bench; a real "

@@ -368,12 +368,33 @@ class FixedTask(Task):
 @dataclass
 class AlternatingTask(FixedTask):
     """Two (or more) input-output patterns, the training switching from one to the next
-    every ``period_steps`` steps (the drift experiments of arXiv:2505.22887)."""
+    every ``period_steps`` steps (the drift experiments of arXiv:2505.22887).
+
+    With ``periods`` (a sweep of the period tau within one run), the run trains
+    ``cycles_per_period`` full cycles (every pattern once) at each period in turn, then stays
+    at the last; ``period_steps`` is then the first period.
+    """
 
     period_steps: int = 1
+    periods: tuple[int, ...] = ()
+    cycles_per_period: int = 1
+
+    def blocks(self) -> list[tuple[int, int, int]]:
+        """(first step, last step + 1, period) of each period of the sweep, in order."""
+        out, start = [], 0
+        for p in self.periods or (self.period_steps,):
+            n = int(p) * self.n_train * self.cycles_per_period
+            out.append((start, start + n, int(p)))
+            start += n
+        return out
 
     def sample_at(self, index, step):
-        return (step // self.period_steps) % self.n_train
+        if not self.periods:
+            return (step // self.period_steps) % self.n_train
+        for start, stop, p in self.blocks():
+            if step < stop:
+                return ((step - start) // p) % self.n_train
+        return ((step - start) // p) % self.n_train
 
 
 def legendre(u: np.ndarray, degree: int) -> np.ndarray:

@@ -44,7 +44,7 @@ from ..fingerprint import fingerprint
 from ..wiring import Wiring, default_wiring
 from .boards import DEVICE_UNIT, SimBoards
 from .circuit import check_floating
-from .edges import GEN2_S_A_PER_V2, Digipot, EdgeDevice, Mosfet, spread
+from .edges import GEN2_S_A_PER_V2, Digipot, EdgeDevice, MixedEdges, Mosfet, spread
 from .loopback import LoopbackPort
 from .scpi_sims import BOARD_MIN_SUPPLY_V, BOARD_QUIESCENT_A, SimDmm, SimPsu, SimSmu
 from .simdaq import DaqErrors, SimDaq, _saved_array
@@ -170,6 +170,43 @@ def default_device(edge_kind: str, n_edges: int, faults: BenchFaults | None = No
     raise ValueError(f"no default device for edge kind {edge_kind!r}")
 
 
+def _learning_part(device: EdgeDevice, learning: np.ndarray) -> EdgeDevice | None:
+    """The device of the learning edges (``learning``, (E,) bool): ``device`` itself, or the
+    one part of a mixed device that holds them all; None when they span several kinds."""
+    if not isinstance(device, MixedEdges):
+        return device
+    parts = [dev for dev, idx in device.parts if learning[idx].any()]
+    if len({dev.kind for dev in parts}) != 1:
+        return None
+    lo = min(dev.state_min for dev in parts)
+    hi = max(dev.state_max for dev in parts)
+    return next(dev for dev in parts if dev.state_min == lo) if all(
+        (dev.state_min, dev.state_max) == (lo, hi) for dev in parts) else None
+
+
+class _Boards(SimBoards):
+    """The emulated boards; those of fixed edges (``held``, by position) never update: any
+    rule configured on them, by broadcast or addressed, is stored as none."""
+
+    held: np.ndarray | None = None
+
+    def _hold(self) -> None:
+        if self.held is not None and self.held.any():
+            self._cfg[self.held, 0] = 0
+
+    def configure(self, *args, **kwargs) -> None:
+        super().configure(*args, **kwargs)
+        self._hold()
+
+    def set_config(self, index, rule, probability, gain, dead_band_uv2) -> None:
+        super().set_config(index, rule, probability, gain, dead_band_uv2)
+        self._hold()
+
+    def load_state(self, saved: dict) -> None:
+        super().load_state(saved)
+        self._hold()
+
+
 # -- the bench ---------------------------------------------------------------------------------
 
 
@@ -193,6 +230,10 @@ class SimBench:
         gain, probability, dead_band_uv2: the rule's settings (see the protocol).
         adc_offset_uv, adc_noise_uv: the boards' ADCs (uV), ideal by default.
         bus_timeout_s: the bus client's reply timeout (s): replies are immediate here.
+        fixed_edges: indices of edges that do not learn: their devices keep their initial
+            state (any device of a ``mixed`` one, e.g. a fixed resistor beside MOSFETs, whose
+            other edges are of the wiring's kind) and their boards never update (whatever
+            rule the bus configures, theirs is none; a board's state is its lowest).
 
     Attributes:
         wiring, layout, network, device: the bench's description.
@@ -208,7 +249,8 @@ class SimBench:
     def __init__(self, wiring: Wiring | None = None, *, device: EdgeDevice | None = None,
                  errors: DaqErrors | None = None, faults: BenchFaults | None = None, seed: int = 0,
                  initial_state=None, rule=None, gain: int | None = None, probability: int = p.PROBABILITY_ONE,
-                 dead_band_uv2: int = 0, adc_offset_uv=0.0, adc_noise_uv=0.0, bus_timeout_s: float = 0.005):
+                 dead_band_uv2: int = 0, adc_offset_uv=0.0, adc_noise_uv=0.0, bus_timeout_s: float = 0.005,
+                 fixed_edges=()):
         self.wiring = default_wiring("gen2") if wiring is None else wiring
         self.seed = seed
         self.layout = self.wiring.layout()
@@ -222,9 +264,15 @@ class SimBench:
         elif faults.shapes_device:
             raise ValueError("BenchFaults edge_spread, twin_mismatch and update_bias shape the default device; "
                              "with an explicit device, give them to the device")
-        if device.kind != kind or device.n_edges != e:
+        held = self.fixed_edges = np.unique(np.asarray(fixed_edges, np.int64))
+        if held.size and not (0 <= held[0] and held[-1] < e):
+            raise ValueError(f"fixed_edges {held.tolist()}: edges are 0..{e - 1}")
+        learning = np.ones(e, bool)
+        learning[held] = False
+        lim_dev = _learning_part(device, learning)
+        if lim_dev is None or lim_dev.kind != kind or device.n_edges != e:
             raise ValueError(f"device has {device.n_edges} {device.kind} edges; wiring {self.wiring.name} "
-                             f"has {e} {kind} edges")
+                             f"has {e} {kind} edges (a mixed device's learning edges must be of this kind)")
         self.device = device
         unit = DEVICE_UNIT[p.Kind[kind.upper()]]
 
@@ -235,6 +283,7 @@ class SimBench:
             else:
                 initial_state = rng.integers(GEN1_INITIAL_TAPS[0], GEN1_INITIAL_TAPS[1] + 1, e).astype(float)
         state = device.check_state(initial_state)
+        self._fixed_state = state[held].copy()
 
         # the circuit: sources then ground fixed on both twins, targets on the clamped one
         ground = net.ground
@@ -261,19 +310,23 @@ class SimBench:
         self._time_s = 0.0
 
         addresses, edges = self.wiring.board_edges()
-        lo = math.ceil(round(device.state_min / unit, 6))
-        hi = math.floor(round(device.state_max / unit, 6))
-        self.boards = SimBoards(
+        lo = math.ceil(round(lim_dev.state_min / unit, 6))
+        hi = math.floor(round(lim_dev.state_max / unit, 6))
+        boards_state = np.clip(np.rint(state[edges] / unit), lo, hi).astype(np.int64)
+        boards_state[np.isin(edges, held)] = lo
+        self.boards = _Boards(
             addresses, kind, seed=int(s_boards.generate_state(1)[0]), state_min=lo, state_max=hi,
-            initial_state=np.rint(state[edges] / unit).astype(np.int64), edges=edges, terminals=net.edges[edges],
+            initial_state=boards_state, edges=edges, terminals=net.edges[edges],
             adc_offset_uv=adc_offset_uv, adc_noise_uv=adc_noise_uv, update_bias=device.update_bias[edges] / unit,
             clock_ms=lambda: int(self.time_s * 1e3), nodes_uv=self._board_readings)
         if rule is None:
             rule = "gate_charging" if kind == "mosfet" else "tap"
         if gain is None and kind == "mosfet":
             gain = p.gate_gain(self.wiring.timing.pulse_s, GATE_R_OHM, GATE_C_F, GATE_G_PER_V)
+        self.boards.held = np.isin(edges, held)
         self.boards.configure(rule, probability, gain or 0, dead_band_uv2)
         self._state = self.boards.device_state()
+        self._state[held] = self._fixed_state
         self._version = -1
         self.port = LoopbackPort(self.boards, port=f"loop://{self.wiring.name}/bus")
         self.bus = BusClient(self.port, timeout_s=bus_timeout_s, slot_s=0.0)
@@ -289,6 +342,8 @@ class SimBench:
         parts = [self.daq.errors, device, np.broadcast_to(np.asarray(adc_offset_uv, float), (len(addresses), 4))]
         if np.any(np.asarray(adc_noise_uv, float)):  # a noiseless bench keeps its fingerprint of before
             parts.append({"adc_noise_uv": np.broadcast_to(np.asarray(adc_noise_uv, float), (len(addresses),))})
+        if held.size:
+            parts.append({"fixed_edges": held})
         self.imperfections = fingerprint(*parts)
         for a in faults.mute:
             self.mute_board(a)
@@ -392,6 +447,7 @@ class SimBench:
         if self.boards.state_version != self._version:
             self._version = self.boards.state_version
             self.boards.device_state(self._state)
+            self._state[self.fixed_edges] = self._fixed_state
             self._backend.prepare(self._state)
             self._free_ok = self._clamped_ok = False
 

@@ -7,6 +7,7 @@ A network is given either by its edges::
                                              # first mention in edges); lists lone nodes too
     edges = [["in", "mid"], ["mid", "out"], ["out", "gnd"]]
     edge_names = ["top", "middle", "bottom"] # optional (default e0, e1, ...)
+    fixed_edges = ["top"]                    # optional: edges that do not learn (any device)
 
 or by a built-in topology (then ``nodes``, ``edges`` and ``edge_names`` are not given)::
 
@@ -42,6 +43,10 @@ and the edge devices with their initial state are optional::
 Resistor fields: ``gain`` (per twin), ``state_min``/``state_max`` (S). Digipot fields:
 ``n_taps``, ``r_min_ohm``, ``r_max_ohm``, ``gain``; its state is a tap number.
 
+A *fixed* edge (``fixed_edges``, by name; with a built-in topology too) keeps its initial
+state: a fixed resistor beside MOSFETs (a ``mixed`` device), or a MOSFET whose gate is held.
+The simulator and a run never change it; its board, on the simulated bench, never updates.
+
 Every number is finite and within what a device on a bench can be: positions within
 +-1e9 (drawing units); ``gain`` in (0, 10] (the real over the commanded conductance);
 ``s_a_per_v2`` in [1e-12, 1] A/V^2; ``vt_v`` and the gate limits within +-50 V;
@@ -60,6 +65,7 @@ import math
 import re
 import tomllib
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -109,12 +115,22 @@ class NetworkFile:
         device: the edge devices, or None if the file has no ``[device]``.
         state: the ``(E,)`` initial state (unit of the device), or None if not given.
         source: the file name (or label) it was read from.
+        fixed: indices of the edges that do not learn (``fixed_edges``), ascending; empty
+            when every edge learns.
     """
 
     network: Network
     device: EdgeDevice | None = None
     state: np.ndarray | None = None
     source: str = "<network file>"
+    fixed: np.ndarray = dc_field(default_factory=lambda: np.zeros(0, np.int64))
+
+    @property
+    def learning(self) -> np.ndarray:
+        """(E,) bool: True for an edge that learns (the mask of the learning edges)."""
+        mask = np.ones(self.network.n_edges, bool)
+        mask[self.fixed] = False
+        return mask
 
 
 # -- the schema -----------------------------------------------------------------------------
@@ -264,6 +280,7 @@ class FileSpec(_Strict):
     edge_names: list[str] | None = Field(None, max_length=MAX_EDGES)
     roles: RolesSpec | None = None
     positions: dict[str, Position] | None = None
+    fixed_edges: list[str] | None = Field(None, max_length=MAX_EDGES)
     device: dict[str, Any] | None = None
 
 
@@ -284,9 +301,26 @@ def loads_network_file(text: str, source: str = "<network file>") -> NetworkFile
         if network.n_edges == 0:
             raise SpecProblem("edges", "a network needs at least one edge")
         device, state = _device(spec.device, network) if spec.device is not None else (None, None)
+        fixed = fixed_edge_indices(network, spec.fixed_edges or (), "fixed_edges")
     except SpecProblem as p:
         raise NetworkFileError(source, p.field, p.problem) from None
-    return NetworkFile(network, device, state, source)
+    return NetworkFile(network, device, state, source, fixed)
+
+
+def fixed_edge_indices(network: Network, names, where: str) -> np.ndarray:
+    """The ascending indices of the edges ``names`` (edge names) of ``network``;
+    SpecProblem at ``where[i]`` for an unknown or repeated name."""
+    out = []
+    for i, name in enumerate(names):
+        if name not in network.edge_names:
+            raise SpecProblem(f"{where}[{i}]", f"no edge {shown(name)} in network {network.name}")
+        j = network.edge_names.index(name)
+        if j in out:
+            raise SpecProblem(f"{where}[{i}]", f"edge {name} is named twice")
+        out.append(j)
+    if len(out) == network.n_edges:
+        raise SpecProblem(where, "every edge is fixed: nothing would learn")
+    return np.array(sorted(out), np.int64)
 
 
 def load_network_file(path: str | Path) -> NetworkFile:
@@ -619,8 +653,9 @@ def _device_fields(dev: EdgeDevice, state: np.ndarray | None, bias: bool = True)
     return out
 
 
-def dumps_network_file(network: Network, device: EdgeDevice | None = None, state=None) -> str:
-    """The text of a network file for ``network``, its ``device`` and ``state`` (optional).
+def dumps_network_file(network: Network, device: EdgeDevice | None = None, state=None, fixed=()) -> str:
+    """The text of a network file for ``network``, its ``device`` and ``state`` (optional), and
+    its ``fixed`` edges (indices of the edges that do not learn).
 
     The network is written by its edges (never as a topology), so reading the text back
     gives the same nodes, edges, names, roles, positions, device parameters and state.
@@ -634,6 +669,8 @@ def dumps_network_file(network: Network, device: EdgeDevice | None = None, state
     if network.edge_names != tuple(f"e{j}" for j in range(network.n_edges)):
         lines += _assign("edge_names", list(network.edge_names))
     lines += _assign("edges", [[network.nodes[a], network.nodes[b]] for a, b in network.edges.tolist()], True)
+    if len(fixed):
+        lines += _assign("fixed_edges", [network.edge_names[j] for j in sorted(int(j) for j in fixed)])
     roles = []
     for key, idx in (("sources", network.sources), ("targets", network.targets)):
         if idx.size:
@@ -673,6 +710,7 @@ def dumps_network_file(network: Network, device: EdgeDevice | None = None, state
     return text
 
 
-def save_network_file(path: str | Path, network: Network, device: EdgeDevice | None = None, state=None) -> None:
+def save_network_file(path: str | Path, network: Network, device: EdgeDevice | None = None, state=None,
+                      fixed=()) -> None:
     """Write :func:`dumps_network_file`'s text to the file ``path``."""
-    Path(path).write_text(dumps_network_file(network, device, state), encoding="utf-8")
+    Path(path).write_text(dumps_network_file(network, device, state, fixed), encoding="utf-8")
