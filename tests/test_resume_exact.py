@@ -32,6 +32,7 @@ EXPERIMENTS = {
     "iris_gen2": {},
     "regression_gen2": {"schedule": {"edges_every": 2}},
     "xor_gen2": {"rule": {"decay_epochs": 1}},
+    "alternating_gen2": {"task": {"period_steps": [1, 2], "cycles_per_period": 1}},
 }
 #: Where to stop: at every step, so before the first, on every epoch's first and last step
 #: and before the last.
