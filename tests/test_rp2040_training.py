@@ -153,7 +153,10 @@ def test_the_image_on_every_edge_of_the_lattice_trains_it_as_the_reference_does(
         for emu, _ in emus.values():
             emu.close()
 
-    assert errors == ref_errors
+    # the same gates at every step (above, exactly); the errors the lattice solves for them agree
+    # to rounding (each solve starts its Newton iteration from the lattice's last solution,
+    # which is another one in the reference's loop)
+    assert np.allclose(errors, ref_errors, rtol=1e-12, atol=0)
     moved = [abs(g - g0) for g, g0 in zip(gates, start_uv)]
     print(f"{len(gates)} edges on the image, gates moved {min(moved)} to {max(moved)} uV; "
           f"error {errors[0]:.3e} -> {errors[-1]:.3e} V^2 in {STEPS} steps")
