@@ -58,11 +58,12 @@ def register(sub) -> None:
     t.set_defaults(func=teach.run)
 
 
-def solve(args: argparse.Namespace) -> int:
+def _read_and_solve(path: str):
+    """The netlist in ``path`` and its DC node voltages; every problem one UserError naming
+    the file (a floating or cut-off node, no convergence: exit status 1)."""
     from instruments.sim.circuit import ConvergenceError, FloatingNodeError
     from instruments.sim.netlist import NetlistError, read_netlist
 
-    path = args.netlist
     try:
         netlist = read_netlist(path)
     except NetlistError as exc:
@@ -70,11 +71,15 @@ def solve(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UserError(f"{path}: cannot read the netlist: {exc.strerror or exc}") from None
     try:
-        volts = netlist.solve()
+        return netlist, netlist.solve()
     except FloatingNodeError as exc:
         raise UserError(f"{path}: {exc}") from None
     except ConvergenceError as exc:
         raise UserError(f"{path}: {exc}", exit_code=1) from None
+
+
+def solve(args: argparse.Namespace) -> int:
+    netlist, volts = _read_and_solve(args.netlist)
     if args.json:
         print(json.dumps(volts))
     else:
@@ -98,24 +103,11 @@ SETTLE_STEPS = 20_000
 def settle(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from instruments.sim.circuit import ConvergenceError, FloatingNodeError
-    from instruments.sim.netlist import NetlistError, read_netlist
     from instruments.sim.transient import TransientError, settling_time, simulate
 
     path = args.netlist
-    try:
-        netlist = read_netlist(path)
-    except NetlistError as exc:
-        raise UserError(str(exc)) from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read the netlist: {exc.strerror or exc}") from None
+    netlist, dc = _read_and_solve(path)
     net = netlist.network
-    try:
-        dc = netlist.solve()
-    except FloatingNodeError as exc:
-        raise UserError(f"{path}: {exc}") from None
-    except ConvergenceError as exc:
-        raise UserError(f"{path}: {exc}", exit_code=1) from None
     v_dc = np.array([dc[n] for n in net.nodes])
     boundary = netlist.boundary_v()
     fixed = [net.index(n) for n in boundary]

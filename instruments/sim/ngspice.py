@@ -93,21 +93,7 @@ def read_raw(data: bytes) -> dict[str, dict[str, float]]:
     else:
         raise NgspiceError("ngspice wrote a raw file without data")
     values: np.ndarray
-    header = data[:cut].decode("ascii", errors="replace").splitlines()
-    info: dict[str, str] = {}
-    variables: list[tuple[str, str]] = []
-    in_vars = False
-    for line in header:
-        if in_vars and line.startswith(("\t", " ")):
-            parts = line.split()
-            if len(parts) >= 3:
-                variables.append((parts[1], parts[2]))
-            continue
-        in_vars = False
-        key, _, value = line.partition(":")
-        info[key.strip().lower()] = value.strip()
-        if key.strip().lower() == "variables":
-            in_vars = True
+    info, variables = raw_header(data[:cut])
     if info.get("plotname", "").lower() != "operating point":
         raise NgspiceError(f"ngspice wrote {info.get('plotname', 'no plot')!r}, not an operating point")
     if "complex" in info.get("flags", "").lower():
@@ -128,6 +114,25 @@ def read_raw(data: bytes) -> dict[str, dict[str, float]]:
         key = m.group(1) if m and kind == "voltage" else name
         out.setdefault(kind, {})[key] = float(x)
     return out
+
+
+def raw_header(head: bytes) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """A raw file's header (the bytes before ``Binary:`` or ``Values:``): its fields (keys
+    lower case: ``plotname``, ``flags``, ``no. variables``, ``no. points``, ...) and its
+    variables as (name, kind) in order."""
+    info: dict[str, str] = {}
+    variables: list[tuple[str, str]] = []
+    in_vars = False
+    for line in head.decode("ascii", errors="replace").splitlines():
+        if in_vars and line.startswith(("\t", " ")):
+            parts = line.split()
+            if len(parts) >= 3:
+                variables.append((parts[1], parts[2]))
+            continue
+        key, _, value = line.partition(":")
+        info[key.strip().lower()] = value.strip()
+        in_vars = key.strip().lower() == "variables"
+    return info, variables
 
 
 def _ascii_values(tokens: list[str], n_var: int) -> np.ndarray:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .ngspice import NgspiceError, batch_deck, find_ngspice, read_raw
+from .ngspice import NgspiceError, batch_deck, find_ngspice, raw_header, read_raw
 
 __all__ = ["transient", "read_tran_raw", "source_currents"]
 
@@ -56,17 +56,7 @@ def read_tran_raw(data: bytes) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     cut = data.find(b"Binary:\n")
     if cut < 0:
         raise NgspiceError("ngspice wrote no binary transient data")
-    info, variables, in_vars = {}, [], False
-    for line in data[:cut].decode("ascii", errors="replace").splitlines():
-        if in_vars and line.startswith(("\t", " ")):
-            parts = line.split()
-            if len(parts) >= 3:
-                variables.append((parts[1], parts[2]))
-            continue
-        in_vars = False
-        key, _, value = line.partition(":")
-        info[key.strip().lower()] = value.strip()
-        in_vars = key.strip().lower() == "variables"
+    info, variables = raw_header(data[:cut])
     if "transient" not in info.get("plotname", "").lower() or "complex" in info.get("flags", "").lower():
         raise NgspiceError(f"ngspice wrote {info.get('plotname', 'no plot')!r}, not a real transient")
     n_var, n_pts = int(info["no. variables"]), int(info["no. points"])
