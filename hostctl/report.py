@@ -124,12 +124,28 @@ def summary(run: Run) -> str:
         lines.append("final: no epoch recorded")
     wall = wall_time_s(run)
     lines.append(f"wall time: {'unknown' if wall is None else _duration(wall)}")
+    lines.append(energy_line(run))
     counts = run.events.level.value_counts() if len(run.events) else pd.Series(dtype=int)
     lines.append(
         f"faults: {int(counts.get('fault', 0))}; warnings: {int(counts.get('warning', 0))}; "
         f"pauses: {int(counts.get('pause', 0))}"
     )
     return "\n".join(lines)
+
+
+def energy_line(run: Run) -> str:
+    """The run's lab time and, from its trained epochs, its mean power and energy: per
+    inference, per parameter per inference and per update (the run file's epochs; a real
+    bench has no power meter, a format-1 file no figures)."""
+    ep = run.epochs[run.epochs.epoch >= 0] if len(run.epochs) else run.epochs
+    lab = run.epochs.lab_time_s.iloc[-1] if len(run.epochs) else float("nan")
+    lab_text = "lab time unknown" if not np.isfinite(lab) else f"lab time {_duration(float(lab))}"
+    if not len(ep) or not np.isfinite(ep.energy_inference_j).any():
+        return f"{lab_text}; energy: not measured (a real bench has no power meter)"
+    mean = ep.mean(numeric_only=True)
+    return (f"{lab_text}; power {mean.power_free_w:.3g} W free, {mean.power_clamped_w:.3g} W clamped; "
+            f"energy {mean.energy_inference_j:.3g} J an inference ({mean.energy_per_parameter_j:.3g} J a "
+            f"parameter), {mean.energy_update_j:.3g} J an update")
 
 
 # -- regression: the residual's Legendre parts ----------------------------------------------

@@ -57,3 +57,18 @@ def test_a_real_bench_has_its_lab_time_and_no_energy():
     again = EnergyMeter(_FakeRig(), 1e-3, 1e-3, 2.2e-6, lambda: now[0])
     again.load_state(state)
     assert again.epoch_figures(32)["lab_time_s"] == 2.5  # resumed: the run's time, not the process's
+
+
+def test_the_report_gives_the_lab_time_power_and_energy(tmp_path):
+    from hostctl.report import energy_line, summary
+
+    out = tmp_path / "run.h5"
+    assert main(["train", str(_short(tmp_path, epochs=2)), "--out", str(out), "--quiet"]) == 0
+    run = load(out)
+    line = energy_line(run)
+    ep = run.epochs[run.epochs.epoch >= 0]
+    assert line in summary(run).splitlines()
+    assert line.startswith("lab time ") and f"{ep.energy_inference_j.mean():.3g} J an inference" in line
+    assert f"({ep.energy_per_parameter_j.mean():.3g} J a parameter)" in line
+    run.epochs.loc[:, "energy_inference_j"] = np.nan  # as a real bench's run
+    assert energy_line(run).endswith("energy: not measured (a real bench has no power meter)")
