@@ -6,7 +6,10 @@ read) and every update (``write_and_pulse``: the settle time and the learning pu
 meter takes both twins' node voltages from the bench and adds their dissipation over that
 time (:mod:`instruments.sim.energy`); an update also costs the charge its gates took, ``C_g
 |dV_G| V_G`` (MOSFET edges: the gate capacitor of the experiment's rule, 2.2 uF by default,
-charged by each edge's change of state). At the epoch's end it gives the means per inference
+charged by each edge's change of state). The figures are sampled: the first learning step of each
+epoch and every ``SAMPLE_EVERY``-th after it are measured, since measuring solves the clamped
+twin out of turn and copies the state, about 220 us a step on the Gen-2 lattice, eight times
+the step itself (benchmarks/bench_runner.py). At the epoch's end it gives the means per inference
 and per update, the energy per parameter per inference (the field's headline figure) and the
 bench's own clock. A real bench has no power meter: its figures are NaN, and its lab time is
 the time since the run began.
@@ -23,6 +26,8 @@ from instruments.sim.energy import edge_power_w
 __all__ = ["EnergyMeter"]
 
 NAN = float("nan")
+#: One learning step in this many is measured (see the module's description).
+SAMPLE_EVERY = 64
 
 
 class EnergyMeter:
@@ -41,13 +46,15 @@ class EnergyMeter:
         self.inference_s, self.update_s, self.gate_c_f = float(inference_s), float(update_s), float(gate_c_f)
         self.clock, self.t0 = clock, clock()
         self._state_before: np.ndarray | None = None
+        self._sampled = False
         self.reset()
 
     def state(self) -> dict:
         """The epoch's sums so far, for a checkpoint (a resumed run's epoch figures are the
         uninterrupted run's)."""
         out = {"n_inference": self.n_inference, "n_update": self.n_update, "p_free": self.p_free,
-               "p_clamped": self.p_clamped, "e_inference": self.e_inference, "e_update": self.e_update}
+               "p_clamped": self.p_clamped, "e_inference": self.e_inference, "e_update": self.e_update,
+               "epoch_steps": self._epoch_steps}
         if self.bench is None:  # a real bench's lab time is the run's (the simulated bench keeps its own)
             out["elapsed_s"] = self.clock() - self.t0
         return out
@@ -57,10 +64,12 @@ class EnergyMeter:
         self.n_inference, self.n_update = int(state["n_inference"]), int(state["n_update"])
         self.p_free, self.p_clamped = float(state["p_free"]), float(state["p_clamped"])
         self.e_inference, self.e_update = float(state["e_inference"]), float(state["e_update"])
+        self._epoch_steps = int(state.get("epoch_steps", 0))
         if "elapsed_s" in state:
             self.t0 = self.clock() - float(state["elapsed_s"])
 
     def reset(self) -> None:
+        self._epoch_steps = 0  # learning steps of the epoch so far, for the sampling
         self.n_inference = self.n_update = 0
         self.p_free = self.p_clamped = self.e_inference = self.e_update = 0.0
 
@@ -75,6 +84,10 @@ class EnergyMeter:
         """An inference was read: both twins held for ``inference_s``."""
         if self.bench is None:
             return
+        self._sampled = self._epoch_steps % SAMPLE_EVERY == 0
+        self._epoch_steps += 1
+        if not self._sampled:
+            return
         pf, pc = self._powers()
         self.p_free += pf
         self.p_clamped += pc
@@ -85,7 +98,7 @@ class EnergyMeter:
 
     def after_update(self) -> None:
         """The learning pulse was given: both twins held for ``update_s``, the gates charged."""
-        if self.bench is None:
+        if self.bench is None or not self._sampled:
             return
         pf, pc = self._powers()
         e = (pf + pc) * self.update_s
