@@ -28,14 +28,19 @@ from hostctl.errors import UserError
 BAUDRATE_MIN, BAUDRATE_MAX = 300, 4_000_000
 
 
+def port_arguments(p, required: bool = True) -> None:
+    """A bus port's ``--port`` and its line rate ``--baudrate`` (also ``--baud``)."""
+    p.add_argument("--port", required=required, help="serial port (device path or pyserial URL)")
+    p.add_argument("--baudrate", "--baud", type=argtypes.integer(BAUDRATE_MIN, BAUDRATE_MAX, "baud"), default=115200,
+                   help=f"line rate, {BAUDRATE_MIN}..{BAUDRATE_MAX:,} baud (default 115200)")
+
+
 def register(sub) -> None:
     p = sub.add_parser("bus", help="talk to the edge boards over the bus")
     bus_sub = p.add_subparsers(dest="bus_command", metavar="COMMAND")
     bus_sub.required = True
     scan = bus_sub.add_parser("scan", help="list the boards on the bus")
-    scan.add_argument("--port", required=True, help="serial port (device path or pyserial URL)")
-    scan.add_argument("--baudrate", "--baud", type=argtypes.integer(BAUDRATE_MIN, BAUDRATE_MAX, "baud"), default=115200,
-                      help=f"line rate, {BAUDRATE_MIN}..{BAUDRATE_MAX:,} baud (default 115200)")
+    port_arguments(scan)
     scan.add_argument("--passes", type=argtypes.integer(2, 16), default=6,
                       help="most identify broadcasts before the scan gives up waiting for two that "
                            "agree, 2..16 (default 6)")
@@ -44,9 +49,7 @@ def register(sub) -> None:
     scan.set_defaults(func=run_scan)
     assign = bus_sub.add_parser("assign", help="give every protocol-2 board without an address one, "
                                                "by its unique id")
-    assign.add_argument("--port", required=True, help="serial port (device path or pyserial URL)")
-    assign.add_argument("--baudrate", "--baud", type=argtypes.integer(BAUDRATE_MIN, BAUDRATE_MAX, "baud"), default=115200,
-                        help=f"line rate, {BAUDRATE_MIN}..{BAUDRATE_MAX:,} baud (default 115200)")
+    port_arguments(assign)
     assign.add_argument("--first", type=argtypes.integer(1, 247), default=1,
                         help="the lowest address to give, 1..247 (default 1); addresses boards "
                              "already answer at are skipped")

@@ -53,6 +53,8 @@ def _store_arguments(p, calibrating: bool = False) -> None:
 
 
 def register(sub) -> None:
+    from hostctl.commands.bus import port_arguments
+
     c = sub.add_parser("calibrate", help="calibrate the DAQ channels and/or the edge boards",
                        description="Measure the bench and save a new calibration version in the rig's store.")
     c.add_argument("what", choices=("daq", "edges", "all"), help="what to calibrate")
@@ -61,9 +63,7 @@ def register(sub) -> None:
                              "protocol-2 bus measures its gate's charge and discharge slope and its leak "
                              "(protocol 2.1), keeps them and times its pulses by them; the host checks and "
                              "stores them")
-    g.add_argument("--port", help="the bus's serial port (device path or pyserial URL)")
-    g.add_argument("--baudrate", "--baud", type=argtypes.integer(300, 4_000_000, "baud"), default=115200,
-                   help="the bus's baud rate (default 115200)")
+    port_arguments(g, required=False)
     g.add_argument("--latency", type=argtypes.number(0.0, 10.0, "s"), default=0.05,
                    help="a real port's extra wait beyond the protocol's windows (s, default 0.05)")
     g.add_argument("--tolerance", type=argtypes.number(0.01, 10.0, "relative"), default=0.3,
