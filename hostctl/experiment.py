@@ -9,6 +9,9 @@
     builtin = "gen1"                      # "gen2" (MOSFET lattice) | "gen1" (digipot grid)
                                           # | "alternating" (arXiv:2505.22887's 4 nodes)
     # fixed_edges = ["e3"]                # edges that do not learn (simulated bench only)
+    # bias_v = 1.0                        # a bias source: one more source node held at this
+    # bias_node = "r1c3"                  # voltage (V) in every sample; default node: the
+                                          # hidden node farthest from the ground
     # file = "net.toml"                   # or a network file (relative to this file)
     # sources = [...]  targets = [...]  ground = "..."   # roles, replacing the network's
 
@@ -44,8 +47,9 @@ Task fields by kind:
   fields;
 - ``xor``: ``inputs`` (two nodes), ``low_v``/``high_v`` of the inputs, ``fixed`` (the + and -
   sources), targets ``common_mode`` (the outputs' mean kept, their difference pushed to
-  ``+-2 margin_v``) or ``fixed`` (``out_high_v``/``out_low_v``); read-out ``difference``
-  (O = O+ - O-, the first target minus the second);
+  ``+-2 margin_v``), ``fixed`` (``out_high_v``/``out_low_v``) or ``adaptive``; read-out
+  ``difference`` (the default: O = O+ - O-, the first target minus the second), ``argmax``
+  or ``nearest_mean``;
 - ``regression``: ``input`` (one node), ``fixed``, ``x_min_v``, ``x_max_v``, ``coefficients``
   (L(u) = sum c_k P_k(u), V, with u the input scaled to [-1, 1]), ``n_train`` (11), ``n_test`` (21);
 - ``allostery``: ``inputs_v`` (every source -> V) and ``desired_v`` (every target -> V);
@@ -156,6 +160,8 @@ class NetworkSpec(Strict):
     ground: str | None = None
     initial_state: Number | list[Number] | None = None
     fixed_edges: list[str] | None = None
+    bias_v: Number | None = None
+    bias_node: str | None = None
 
     @model_validator(mode="after")
     def _check(self):
@@ -350,7 +356,10 @@ def loads_experiment(text: str, source: str = "<experiment>", base: Path | None 
         spec = validate_spec(ExperimentSpec, data)
         network, edge_kind, nf, fixed = _network(spec.network, base)
         v_node = NODE_MAX_V[edge_kind]
-        task, info = _task(spec.task, network, v_node, spec.seed, base)
+        task_spec = _with_bias(spec.task, spec.network, network, v_node)
+        task, info = _task(task_spec, network, v_node, spec.seed, base)
+        if spec.network.bias_v is not None:
+            info.update(bias_node=network.nodes[network.sources[-1]], bias_v=float(spec.network.bias_v))
         nudge, board_rule = _rule(spec.rule, edge_kind)
         initial_state = _initial_state(spec.network.initial_state, network, edge_kind)
         device = None if nf is None else nf.device
@@ -384,6 +393,37 @@ def load_experiment(path: str | Path) -> Experiment:
     """
     path = Path(path)
     return loads_experiment(read_text(path, ExperimentFileError), str(path), path.parent)
+
+
+def _with_bias(task: TaskSpec, net_spec: NetworkSpec, network: Network, v_node: float) -> TaskSpec:
+    """The task with the bias source (``[network] bias_v``, the network's last source) held
+    at its voltage in every sample: in ``fixed``, and in every ``inputs_v`` table."""
+    if net_spec.bias_v is None:
+        return task
+    node = network.nodes[network.sources[-1]]
+    v = _voltage(net_spec.bias_v, "network.bias_v", v_node)
+    if task.inputs is not None and node in task.inputs:
+        raise SpecProblem("task.inputs", f"node {node} is the bias source ([network] bias_v), not an input")
+    if node in task.fixed:
+        raise SpecProblem(f"task.fixed.{node}", f"node {node} is the bias source: its voltage is [network] bias_v")
+    update: dict = {"fixed": {**task.fixed, node: v}}
+    if task.inputs_v is not None:
+        if node in task.inputs_v:
+            raise SpecProblem(f"task.inputs_v.{node}", f"node {node} is the bias source: its voltage is "
+                                                      f"[network] bias_v")
+        update["inputs_v"] = {**task.inputs_v, node: v}
+    if task.patterns is not None:
+        pats = []
+        for i, p in enumerate(task.patterns):
+            ins = p.get("inputs_v") if isinstance(p, dict) else None
+            if isinstance(ins, dict):
+                if node in ins:
+                    raise SpecProblem(f"task.patterns[{i}].inputs_v.{node}", f"node {node} is the bias source: its "
+                                                                            f"voltage is [network] bias_v")
+                p = {**p, "inputs_v": {**ins, node: v}}
+            pats.append(p)
+        update["patterns"] = pats
+    return task.model_copy(update=update)
 
 
 def _node_index(network: Network, name: str, field: str, among: np.ndarray, role: str) -> int:
@@ -457,7 +497,8 @@ def _classification(kind, network, spec, v_node, x_train, y_train, x_test, y_tes
             high_v=_voltage(high if high is not None else 0.6 * v_node, "task.high_v", v_node),
             low_v=_voltage(low if low is not None else 0.2 * v_node, "task.low_v", v_node),
             v_out_max=v_node, class_names=class_names,
-        ), {"encoding": {"lo": enc.lo.tolist(), "hi": enc.hi.tolist(), "v_min": v_min, "v_max": v_max}}
+        ), {"encoding": {"lo": enc.lo.tolist(), "hi": enc.hi.tolist(), "v_min": v_min, "v_max": v_max},
+            "readout": readout, "targets_rule": spec.targets}
     except ValueError as exc:
         raise SpecProblem("task", str(exc)) from None
 
@@ -482,7 +523,7 @@ def _task(spec: TaskSpec, network: Network, v_node: float, seed: int, base: Path
         try:
             task = T.ClassificationTask(
                 "xor", enc(x), enc(x), network.targets.size, y, y, x, x, n_classes=2, targets=spec.targets,
-                readout="difference", margin_v=float(spec.margin_v),
+                readout=spec.readout or "difference", margin_v=float(spec.margin_v),
                 high_v=_voltage(spec.out_high_v if spec.out_high_v is not None else 0.3, "task.out_high_v", v_node),
                 low_v=_voltage(spec.out_low_v if spec.out_low_v is not None else 0.1, "task.out_low_v", v_node),
                 v_out_max=v_node, class_names=("O<0", "O>0"),
@@ -491,6 +532,7 @@ def _task(spec: TaskSpec, network: Network, v_node: float, seed: int, base: Path
             raise SpecProblem("task", str(exc)) from None
         g = np.linspace(lo, hi, 15)
         task.grid_inputs = enc(np.array([[a, b] for b in g for a in g]))
+        info.update(readout=task.readout, targets_rule=spec.targets)
     elif spec.kind == "csv":
         if spec.file is None or spec.label is None:
             raise SpecProblem("task.file" if spec.file is None else "task.label", "missing")

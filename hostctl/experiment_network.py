@@ -9,7 +9,7 @@ import numpy as np
 
 from instruments.sim.edges import DIGIPOT_TAPS, GEN2_GATE_MAX_V, GEN2_GATE_MIN_V, MixedEdges
 from instruments.sim.netfile import NetworkFileError, fixed_edge_indices, load_network_file
-from instruments.sim.network import Network, NetworkError, gen2_lattice
+from instruments.sim.network import Network, NetworkError, Role, gen2_lattice
 from instruments.tomlspec import SpecProblem
 from instruments.wiring import NODE_MAX_V, gen1_grid
 
@@ -76,10 +76,64 @@ def network_of(spec, base: Path | None):
             raise SpecProblem("network", str(exc).strip("'\"")) from None
     if spec.builtin in ("gen1", "gen2") and spec.fixed_edges is not None:
         fixed = fixed_edge_indices(net, spec.fixed_edges, "network.fixed_edges")
+    if spec.bias_v is not None:
+        net = with_bias(net, spec.bias_node, kind)
+    elif spec.bias_node is not None:
+        raise SpecProblem("network.bias_node", f"{spec.bias_node!r} without bias_v: give the bias source's voltage")
     for role, nodes in (("sources", net.sources), ("targets", net.targets)):
         if nodes.size == 0:
             raise SpecProblem(f"network.{role}", f"network {net.name} has no {role[:-1]} node")
     return net, kind, nf, fixed
+
+
+def default_bias_node(net: Network) -> str | None:
+    """The node a bias source goes on when the file names none: the hidden node farthest
+    (in edges) from the ground, or from the sources without a ground; ties go to the last
+    in node order. None when no node is hidden."""
+    hidden = [i for i, r in enumerate(net.roles) if r is Role.HIDDEN]
+    if not hidden:
+        return None
+    start = [net.ground] if net.ground is not None else list(net.sources)
+    dist = np.full(net.n_nodes, np.iinfo(np.int64).max)
+    dist[start] = 0
+    frontier = list(start)
+    adj = [[] for _ in range(net.n_nodes)]
+    for a, b in net.edges.tolist():
+        adj[a].append(b)
+        adj[b].append(a)
+    while frontier:
+        nxt = []
+        for n in frontier:
+            for m in adj[n]:
+                if dist[m] > dist[n] + 1:
+                    dist[m] = dist[n] + 1
+                    nxt.append(m)
+        frontier = nxt
+    best = max(hidden, key=lambda i: (dist[i], i))
+    return net.nodes[best]
+
+
+def with_bias(net: Network, node: str | None, kind: str) -> Network:
+    """``net`` with one more source, the bias (``[network] bias_v``), on ``node`` (a hidden
+    node; None: :func:`default_bias_node`)."""
+    field = "network.bias_node" if node is not None else "network.bias_v"
+    if node is None:
+        node = default_bias_node(net)
+        if node is None:
+            raise SpecProblem(field, f"network {net.name} has no hidden node for the bias source: name one "
+                                     f"with bias_node")
+    if node not in net.nodes:
+        raise SpecProblem(field, f"no node {node!r} in network {net.name}")
+    i = net.nodes.index(node)
+    if net.roles[i] is not Role.HIDDEN:
+        raise SpecProblem(field, f"node {node} is already a {net.roles[i].value}: the bias source needs a "
+                                 f"hidden node")
+    try:
+        return net.with_roles(sources=[net.nodes[s] for s in net.sources] + [node],
+                              targets=[net.nodes[t] for t in net.targets],
+                              ground=None if net.ground is None else net.nodes[net.ground])
+    except NetworkError as exc:  # pragma: no cover - the checks above leave nothing
+        raise SpecProblem(field, str(exc)) from None
 
 
 def initial_state(value, network: Network, edge_kind: str) -> np.ndarray | None:

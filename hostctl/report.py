@@ -23,6 +23,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
+from . import baselines
 from .runfile import Run, load
 
 DPI = 120
@@ -122,6 +123,8 @@ def summary(run: Run) -> str:
         )
     else:
         lines.append("final: no epoch recorded")
+    lines.extend(accuracy_lines(run))
+    lines.append(schedule_line(run))
     wall = wall_time_s(run)
     lines.append(f"wall time: {'unknown' if wall is None else _duration(wall)}")
     lines.append(energy_line(run))
@@ -133,18 +136,66 @@ def summary(run: Run) -> str:
     return "\n".join(lines)
 
 
+def _percent(x: float) -> str:
+    return "n/a" if not np.isfinite(x) else f"{100 * x:.1f} %"
+
+
+def accuracy_lines(run: Run) -> list[str]:
+    """For a classification: the accuracy of each split untrained (epoch -1), trained (the
+    last epoch) and with no network at all, read out the same way (see
+    :mod:`hostctl.baselines`); no lines for a task without classes."""
+    ep = run.epochs
+    if not len(ep) or not np.isfinite(ep[["train_accuracy", "test_accuracy"]].to_numpy(float)).any():
+        return []
+    base = baselines.of_run(run)
+    before = ep[ep.epoch < 0]
+    lines = []
+    for split in ("test", "train"):
+        col = f"{split}_accuracy"
+        trained = float(ep[col].iloc[-1])
+        untrained = float(before[col].iloc[0]) if len(before) else float("nan")
+        text = f"{split} accuracy: untrained {_percent(untrained)}, trained {_percent(trained)}"
+        if base is not None:
+            text += f"; no network {_percent(getattr(base, split))} ({base.how})"
+        lines.append(text)
+    if base is not None:
+        lines.append(f"read-out: {base.readout}" + (" (fits nothing during training)"
+                                                     if base.readout in baselines.FIT_NOTHING else
+                                                     " (refitted to the training outputs every epoch)"))
+    return lines
+
+
+def schedule_line(run: Run) -> str:
+    """The schedule in steps and in lab seconds: the experiment file's epochs and steps per
+    epoch, the steps run, and the bench's lab time (a step's share of it)."""
+    try:
+        sched = tomllib.loads(run.metadata.get("experiment", "") or "").get("schedule", {})
+    except tomllib.TOMLDecodeError:
+        sched = {}
+    last = run.epochs[run.epochs.epoch >= 0] if len(run.epochs) else run.epochs
+    steps = int(last.step.iloc[-1]) if len(last) else 0
+    planned = ""
+    if isinstance(sched, dict) and isinstance(sched.get("epochs"), int):
+        per = sched.get("steps_per_epoch")
+        planned = (f"{sched['epochs']:,} epochs of {per:,} steps, " if isinstance(per, int)
+                   else f"{sched['epochs']:,} epochs, ")
+    lab = float(run.epochs.lab_time_s.iloc[-1]) if len(run.epochs) else float("nan")
+    if not np.isfinite(lab):
+        return f"schedule: {planned}{steps:,} steps run; lab time unknown"
+    per_step = f" ({1e3 * lab / steps:.3g} ms a step)" if steps else ""
+    return f"schedule: {planned}{steps:,} steps run in {_duration(lab)} of lab time{per_step}"
+
+
 def energy_line(run: Run) -> str:
-    """The run's lab time and, from its trained epochs, its mean power and energy: per
-    inference, per parameter per inference and per update (the run file's epochs; a real
-    bench has no power meter, a format-1 file no figures)."""
+    """From the run's trained epochs, its mean power and energy: per inference, per
+    parameter per inference and per update (the run file's epochs; a real bench has no power
+    meter, a format-1 file no figures). The lab time is in :func:`schedule_line`."""
     ep = run.epochs[run.epochs.epoch >= 0] if len(run.epochs) else run.epochs
-    lab = run.epochs.lab_time_s.iloc[-1] if len(run.epochs) else float("nan")
-    lab_text = "lab time unknown" if not np.isfinite(lab) else f"lab time {_duration(float(lab))}"
     if not len(ep) or not np.isfinite(ep.energy_inference_j).any():
-        return f"{lab_text}; energy: not measured (a real bench has no power meter)"
+        return "energy: not measured (a real bench has no power meter)"
     mean = ep.mean(numeric_only=True)
-    return (f"{lab_text}; power {mean.power_free_w:.3g} W free, {mean.power_clamped_w:.3g} W clamped; "
-            f"energy {mean.energy_inference_j:.3g} J an inference ({mean.energy_per_parameter_j:.3g} J a "
+    return (f"energy: power {mean.power_free_w:.3g} W free, {mean.power_clamped_w:.3g} W clamped; "
+            f"{mean.energy_inference_j:.3g} J an inference ({mean.energy_per_parameter_j:.3g} J a "
             f"parameter), {mean.energy_update_j:.3g} J an update")
 
 
@@ -251,6 +302,10 @@ def error_figure(run: Run, path: Path) -> Path:
         for j, (colour, label) in enumerate((("C0", "train accuracy"), ("C1", "test accuracy"))):
             if np.isfinite(accuracy[:, j]).any():
                 acc.plot(ep.step, 100 * accuracy[:, j], "o-", color=colour, ms=3, lw=1.5, label=label)
+        base = baselines.of_run(run)
+        if base is not None and np.isfinite(base.test):
+            acc.axhline(100 * base.test, color="C1", ls="--", lw=1.0,
+                        label=f"no network, test ({base.how})")
         acc.set_ylabel("accuracy (%)")
         acc.set_ylim(-2, 102)
         acc.legend(loc="best", fontsize="small")

@@ -68,7 +68,9 @@ def test_the_report_gives_the_lab_time_power_and_energy(tmp_path):
     line = energy_line(run)
     ep = run.epochs[run.epochs.epoch >= 0]
     assert line in summary(run).splitlines()
-    assert line.startswith("lab time ") and f"{ep.energy_inference_j.mean():.3g} J an inference" in line
+    assert line.startswith("energy: power ") and f"{ep.energy_inference_j.mean():.3g} J an inference" in line
+    lab = ep.lab_time_s.iloc[-1]
+    assert f"of lab time ({1e3 * lab / ep.step.iloc[-1]:.3g} ms a step)" in summary(run)
     assert f"({ep.energy_per_parameter_j.mean():.3g} J a parameter)" in line
     run.epochs.loc[:, "energy_inference_j"] = np.nan  # as a real bench's run
-    assert energy_line(run).endswith("energy: not measured (a real bench has no power meter)")
+    assert energy_line(run) == "energy: not measured (a real bench has no power meter)"
