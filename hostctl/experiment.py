@@ -10,8 +10,8 @@
                                           # | "alternating" (arXiv:2505.22887's 4 nodes)
     # fixed_edges = ["e3"]                # edges that do not learn (simulated bench only)
     # bias_v = 1.0                        # a bias source: one more source node held at this
-    # bias_node = "r1c3"                  # voltage (V) in every sample; default node: the
-                                          # hidden node farthest from the ground
+    # bias_node = "r1c1"                  # voltage (V) in every sample; default node: the
+                                          # hidden node nearest the ground
     # file = "net.toml"                   # or a network file (relative to this file)
     # sources = [...]  targets = [...]  ground = "..."   # roles, replacing the network's
 

@@ -12,7 +12,6 @@ import pytest
 import tomli_w
 
 from hostctl import baselines
-from hostctl import tasks as T
 from hostctl.cli import main
 from hostctl.experiment import ExperimentFileError, builtin_experiment_text, loads_experiment
 from hostctl.report import accuracy_lines, summary
@@ -161,12 +160,12 @@ def test_a_bias_source_is_one_more_source_held_at_its_voltage_in_every_sample():
     net = exp.network
     assert net.sources.size == plain.network.sources.size + 1
     node = net.nodes[net.sources[-1]]
-    assert node == "r3c3"  # the hidden node farthest from the ground r1c0 (5 edges)
+    assert node == "r1c1"  # the hidden nodes nearest the ground r1c0: r1c1 and r2c0; the first
     for inputs in (exp.task.train_inputs, exp.task.test_inputs):
         assert np.all(inputs[:, -1] == 0.8)
         assert np.array_equal(inputs[:, :-1], plain.task.train_inputs if inputs is exp.task.train_inputs
                               else plain.task.test_inputs)
-    assert exp.task_info["bias_node"] == "r3c3" and exp.task_info["bias_v"] == 0.8
+    assert exp.task_info["bias_node"] == "r1c1" and exp.task_info["bias_v"] == 0.8
 
 
 def test_the_bias_node_can_be_named_and_reaches_the_simulated_bench(tmp_path):
@@ -190,7 +189,7 @@ def test_the_bias_node_can_be_named_and_reaches_the_simulated_bench(tmp_path):
     ({"bias_v": 0.8, "bias_node": "r9c9"}, {}, "network.bias_node", "no node 'r9c9'"),
     ({"bias_v": 1.5}, {}, "network.bias_v", "1.5"),
     ({"bias_node": "r3c3"}, {}, "network.bias_node", "without bias_v"),
-    ({"bias_v": 0.8}, {"fixed": {"r3c3": 0.2}}, "task.fixed.r3c3", "bias source"),
+    ({"bias_v": 0.8}, {"fixed": {"r1c1": 0.2}}, "task.fixed.r1c1", "bias source"),
 ])
 def test_a_bad_bias_source_is_one_error_naming_the_field(network, task, field, words):
     d = builtin("iris_gen1")
@@ -208,10 +207,11 @@ def test_a_bias_source_on_a_network_with_every_node_assigned_is_refused():
         _load(d)
 
 
-def test_the_default_bias_node_without_a_ground_is_farthest_from_the_sources():
+def test_the_default_bias_node_without_a_ground_is_nearest_the_sources():
     from hostctl.experiment_network import default_bias_node
     from instruments.sim.network import square_grid
 
-    net = square_grid(1, 5).with_roles(sources=["r0c0"], targets=["r0c2"])
-    assert default_bias_node(net) == "r0c4"
-    assert T.ClassificationTask is not None
+    net = square_grid(1, 5).with_roles(sources=["r0c4"], targets=["r0c2"])
+    assert default_bias_node(net) == "r0c3"
+    net = square_grid(1, 5).with_roles(sources=["r0c0"], targets=["r0c1"], ground="r0c2")
+    assert default_bias_node(net) == "r0c3"  # nearest the ground, not the sources
