@@ -12,14 +12,22 @@
     adc_offset_uv = 200.0         # spread (standard deviation, uV) of the boards' ADC offsets,
                                   # one per board terminal, drawn from the bench's seed; 0..1e5
     adc_noise_uv = 50.0           # the boards' ADC noise per reading (standard deviation, uV)
+    gate_leak_s = 3600.0          # MOSFET gates relax with this time constant (s), 1e-3..1e9,
+    gate_rest_v = 0.0             # towards this voltage (V, 0..5.5; default 0 V, ground)
 
 Every field is off (0, or ``daq_errors = "realistic"`` as before) unless given. The spread
 and the mismatch scale the default device's S and V_T (MOSFET) or gain (digipot) from the
 bench's seed; they and ``update_bias`` shape the bench's device, so a network file with its
 own ``[device]`` (which gives every edge's parameters and bias) refuses them by name.
 
-Gate leak, node capacitance and temperature need the transient solver, which ``hostctl
-train`` does not run yet: they are refused by name rather than accepted and ignored.
+The gate leak (:mod:`instruments.sim.retention`) acts over the simulated bench's own clock
+(its DAQ operations and bus traffic, ``lab_time_s`` in the run file): every gate relaxes as
+``V_rest + (V_G - V_rest) exp(-t / gate_leak_s)`` between the bench's steps, reads and
+evaluations, and a board's state (its gate in uV) follows; digipot networks refuse it by
+name (a digipot holds its tap).
+
+Node capacitance and temperature are not modelled on the simulated bench yet: they are
+refused by name rather than accepted and ignored.
 """
 
 from __future__ import annotations
@@ -31,11 +39,16 @@ import numpy as np
 from pydantic import Field
 
 from instruments.sim.edges import DIGIPOT_TAPS, GEN2_GATE_MAX_V, GEN2_GATE_MIN_V
-from instruments.tomlspec import Number, Seed, SpecProblem, Strict
+from instruments.tomlspec import Number, Seed, SpecProblem, Strict, shown
 
-#: Names of imperfections that need the transient solver; refused with a message saying so.
-TRANSIENT_ONLY = ("gate_leak", "gate_leak_s", "gate_leak_v_per_s", "node_capacitance",
-                  "node_capacitance_f", "temperature", "temperature_k", "temperature_c")
+#: Names of imperfections the simulated bench does not model yet; refused with a message saying so.
+TRANSIENT_ONLY = ("node_capacitance", "node_capacitance_f", "temperature", "temperature_k", "temperature_c")
+#: Other names a scientist may write for a field, and what to write instead.
+MISNAMED = {"gate_leak": "give the gates' leak as its time constant, gate_leak_s (s)",
+            "gate_leak_v_per_s": "the gates' leak is exponential: give its time constant, gate_leak_s (s)",
+            "gate_leak_tau_s": "write gate_leak_s (the leak's time constant, s)"}
+#: The shortest and longest gate leak time constants (s): 1 ms (a bare gate node) to 30 years.
+GATE_LEAK_S_RANGE = (1e-3, 1e9)
 #: The largest ADC offset spread and noise of the boards (uV): 0.1 V, twice a Gen-2 node's drop.
 ADC_UV_MAX = 1e5
 
@@ -48,10 +61,13 @@ class BenchSpec(Strict):
     update_bias: Number | list[Number] = 0.0
     adc_offset_uv: Number = Field(0.0, ge=0, le=ADC_UV_MAX)
     adc_noise_uv: Number = Field(0.0, ge=0, le=ADC_UV_MAX)
+    gate_leak_s: Number | None = Field(None, ge=GATE_LEAK_S_RANGE[0], le=GATE_LEAK_S_RANGE[1])
+    gate_rest_v: Number | None = Field(None, ge=0, le=GEN2_GATE_MAX_V)
 
 
 def refuse_transient(data: dict) -> None:
-    """SpecProblem naming a ``[bench]`` field that needs the transient solver."""
+    """SpecProblem naming a ``[bench]`` field the simulated bench does not model yet, or one
+    written under another name than the bench's."""
     bench = data.get("bench")
     if not isinstance(bench, dict):
         return
@@ -59,6 +75,8 @@ def refuse_transient(data: dict) -> None:
         if name in TRANSIENT_ONLY:
             raise SpecProblem(f"bench.{name}", "needs the transient solver, which hostctl train does not run "
                                                "yet; remove it (it would be ignored)")
+        if name in MISNAMED:
+            raise SpecProblem(f"bench.{name}", f"{shown(bench[name])}: {MISNAMED[name]}")
 
 
 @dataclass(frozen=True)
@@ -72,6 +90,8 @@ class BenchSettings:
         adc_offset_uv: standard deviation of the boards' ADC offsets (uV), drawn per board
             terminal from the bench's seed.
         adc_noise_uv: the boards' ADC noise per reading (standard deviation, uV).
+        gate_leak_s: the time constant (s) with which the MOSFET gates relax, or None (no leak).
+        gate_rest_v: the voltage (V) they relax towards.
     """
 
     twin_mismatch: float = 0.0
@@ -79,6 +99,8 @@ class BenchSettings:
     update_bias: np.ndarray | None = None
     adc_offset_uv: float = 0.0
     adc_noise_uv: float = 0.0
+    gate_leak_s: float | None = None
+    gate_rest_v: float = 0.0
 
     @property
     def shapes_device(self) -> bool:
@@ -90,7 +112,8 @@ class BenchSettings:
         """JSON-able values, for reports and run metadata."""
         bias = None if self.update_bias is None else self.update_bias.tolist()
         return {"twin_mismatch": self.twin_mismatch, "edge_spread": self.edge_spread, "update_bias": bias,
-                "adc_offset_uv": self.adc_offset_uv, "adc_noise_uv": self.adc_noise_uv}
+                "adc_offset_uv": self.adc_offset_uv, "adc_noise_uv": self.adc_noise_uv,
+                "gate_leak_s": self.gate_leak_s, "gate_rest_v": self.gate_rest_v}
 
 
 def bench_settings(spec: BenchSpec, n_edges: int, edge_kind: str, file_device: bool,
@@ -114,8 +137,16 @@ def bench_settings(spec: BenchSpec, n_edges: int, edge_kind: str, file_device: b
                 raise SpecProblem(f"bench.{name}", f"the network file {network_file} has its own [device], which "
                                                    f"gives every edge's parameters and update bias: set them there, "
                                                    f"not in both")
+    if spec.gate_rest_v is not None and spec.gate_leak_s is None:
+        raise SpecProblem("bench.gate_rest_v", f"{spec.gate_rest_v} V is where leaking gates relax to: it needs "
+                                               f"gate_leak_s (the leak's time constant, s)")
+    if spec.gate_leak_s is not None and edge_kind != "mosfet":
+        raise SpecProblem("bench.gate_leak_s", f"{spec.gate_leak_s} s: {edge_kind} edges have no gate to leak "
+                                               f"(the gate leak is of MOSFET edges)")
     return BenchSettings(float(spec.twin_mismatch), float(spec.edge_spread), arr.copy() if np.any(arr) else None,
-                         float(spec.adc_offset_uv), float(spec.adc_noise_uv))
+                         float(spec.adc_offset_uv), float(spec.adc_noise_uv),
+                         None if spec.gate_leak_s is None else float(spec.gate_leak_s),
+                         0.0 if spec.gate_rest_v is None else float(spec.gate_rest_v))
 
 
 def adc_offsets_uv(settings: BenchSettings, n_boards: int, seed: int) -> np.ndarray | float:

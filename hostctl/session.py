@@ -83,7 +83,7 @@ def bench_options(exp: Experiment, wiring: Wiring) -> dict:
     """The simulated bench's options (:class:`~instruments.sim.bench.SimBench`) of ``exp``:
     its seed, DAQ errors, the network file's device and initial state, the fixed edges, and
     the ``[bench]`` imperfections (twin mismatch, edge spread, update bias, the boards' ADC
-    offsets and noise)."""
+    offsets and noise, the gates' leak)."""
     from instruments.sim.bench import BenchFaults, DaqErrors
 
     from .experiment_bench import adc_offsets_uv
@@ -106,6 +106,10 @@ def bench_options(exp: Experiment, wiring: Wiring) -> dict:
         options["adc_offset_uv"] = adc_offsets_uv(b, n_boards, exp.bench_seed)
     if b.adc_noise_uv:
         options["adc_noise_uv"] = b.adc_noise_uv
+    if b.gate_leak_s is not None:
+        from instruments.sim.retention import GateLeak
+
+        options["gate_leak"] = GateLeak(b.gate_leak_s, b.gate_rest_v)
     return options
 
 

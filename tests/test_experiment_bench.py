@@ -69,7 +69,7 @@ def test_update_bias_per_edge_and_the_same_bench_from_the_same_seed():
     ({"adc_noise_uv": 1e9}, "bench.adc_noise_uv", "1000000000.0"),
     ({"update_bias": [0.0] * 3}, "bench.update_bias", "32 values"),
     ({"update_bias": 9.0}, "bench.update_bias", "more than the state's span"),
-    ({"gate_leak": 1e3}, "bench.gate_leak", "transient solver"),
+    ({"gate_leak": 1e3}, "bench.gate_leak", "gate_leak_s"),
     ({"node_capacitance_f": 1e-9}, "bench.node_capacitance_f", "transient solver"),
     ({"temperature": 300}, "bench.temperature", "transient solver"),
     ({"daq_errors": "some"}, "bench.daq_errors", "some"),

@@ -46,6 +46,7 @@ from .boards import DEVICE_UNIT, SimBoards
 from .circuit import check_floating
 from .edges import GEN2_S_A_PER_V2, Digipot, EdgeDevice, MixedEdges, Mosfet, spread
 from .loopback import LoopbackPort
+from .retention import BoardGates, GateLeak
 from .scpi_sims import BOARD_MIN_SUPPLY_V, BOARD_QUIESCENT_A, SimDmm, SimPsu, SimSmu
 from .simdaq import DaqErrors, SimDaq, _saved_array
 from .twin import make_backend
@@ -207,6 +208,17 @@ class _Boards(SimBoards):
         self._hold()
 
 
+class _Port(LoopbackPort):
+    """The bus's loopback port; ``before`` (when set) runs before the boards see any bytes."""
+
+    before = None
+
+    def write(self, data: bytes) -> int:
+        if self.before is not None:
+            self.before()
+        return super().write(data)
+
+
 # -- the bench ---------------------------------------------------------------------------------
 
 
@@ -234,6 +246,9 @@ class SimBench:
             state (any device of a ``mixed`` one, e.g. a fixed resistor beside MOSFETs, whose
             other edges are of the wiring's kind) and their boards never update (whatever
             rule the bus configures, theirs is none; a board's state is its lowest).
+        gate_leak: the gates' leak (:class:`~instruments.sim.retention.GateLeak`; MOSFET
+            boards only), over the bench's clock :attr:`time_s` (see
+            :class:`~instruments.sim.retention.BoardGates`); None: the gates hold.
 
     Attributes:
         wiring, layout, network, device: the bench's description.
@@ -250,7 +265,7 @@ class SimBench:
                  errors: DaqErrors | None = None, faults: BenchFaults | None = None, seed: int = 0,
                  initial_state=None, rule=None, gain: int | None = None, probability: int = p.PROBABILITY_ONE,
                  dead_band_uv2: int = 0, adc_offset_uv=0.0, adc_noise_uv=0.0, bus_timeout_s: float = 0.005,
-                 fixed_edges=()):
+                 fixed_edges=(), gate_leak: GateLeak | None = None):
         self.wiring = default_wiring("gen2") if wiring is None else wiring
         self.seed = seed
         self.layout = self.wiring.layout()
@@ -328,7 +343,13 @@ class SimBench:
         self._state = self.boards.device_state()
         self._state[held] = self._fixed_state
         self._version = -1
-        self.port = LoopbackPort(self.boards, port=f"loop://{self.wiring.name}/bus")
+        self.port = _Port(self.boards, port=f"loop://{self.wiring.name}/bus")
+        self._gates = None
+        if gate_leak is not None:
+            if kind != "mosfet":
+                raise ValueError(f"gate_leak: {kind} boards have no gate to leak")
+            self._gates = BoardGates(gate_leak, self.boards, self.boards.held)
+            self.port.before = lambda: self._gates.advance(self.time_s)
         self.bus = BusClient(self.port, timeout_s=bus_timeout_s, slot_s=0.0)
 
         if errors is None:
@@ -344,6 +365,8 @@ class SimBench:
             parts.append({"adc_noise_uv": np.broadcast_to(np.asarray(adc_noise_uv, float), (len(addresses),))})
         if held.size:
             parts.append({"fixed_edges": held})
+        if gate_leak is not None:
+            parts.append({"gate_leak_s": np.asarray(gate_leak.tau_s, float), "gate_rest_v": gate_leak.v_rest_v})
         self.imperfections = fingerprint(*parts)
         for a in faults.mute:
             self.mute_board(a)
@@ -372,11 +395,11 @@ class SimBench:
         sees, its noise generator, pending timeouts and noise burst); ``smu``, ``dmm``
         (settings, probe, noise generators); ``psu`` (per channel: voltage, limit, on,
         tripped). The wiring, device, DAQ errors and seed are not saved: they are the
-        constructor's.
+        constructor's. With a gate leak, ``gate_leak`` (:meth:`BoardGates.save`).
         """
-        self._sync()  # the devices follow the boards, as on the next solve
+        self._sync(leak=False)  # the devices follow the boards; the leak waits, as it would
         port = self.port
-        return {
+        return ({} if self._gates is None else {"gate_leak": self._gates.save()}) | {
             "format": CHECKPOINT_FORMAT,
             "wiring": self.wiring.name,
             "time_s": self._time_s,
@@ -421,6 +444,10 @@ class SimBench:
         time_s, line_time_s = float(state["time_s"]), float(bus["line_time_s"])
         chunks_seen, seq = int(bus["chunks_seen"]), int(bus["seq"])
         free_ok, clamped_ok = bool(sol["free_ok"]), bool(sol["clamped_ok"])
+        if self._gates is not None:
+            if "gate_leak" not in state:
+                raise ValueError("bench state has no gate_leak: it is of a bench without one")
+            loaders.append(self._gates.loader(state["gate_leak"]))
 
         self.boards.load_state(state["boards"])  # checks all its fields before it changes any
         for load in loaders:
@@ -442,11 +469,23 @@ class SimBench:
         """Simulated time since the bench was built (s): DAQ operations and bus traffic."""
         return self._time_s + self.port.line_time_s
 
-    def _sync(self) -> None:
-        """Devices follow the boards (stuck ones excepted) after any change of state."""
+    def hold(self, duration_s: float) -> None:
+        """``duration_s`` (s, >= 0) pass with nothing written or read (a pause): the bench's
+        clock moves on, and what acts over time (a gate leak) acts."""
+        if not (math.isfinite(duration_s) and duration_s >= 0):
+            raise ValueError(f"a hold lasts 0 s or more, got {duration_s!r}")
+        self._time_s += float(duration_s)
+
+    def _sync(self, leak: bool = True) -> None:
+        """Devices follow the boards (stuck ones excepted) after any change of state, and
+        (``leak``) the gates' leak up to now."""
+        if leak and self._gates is not None:
+            self._gates.advance(self.time_s)
         if self.boards.state_version != self._version:
             self._version = self.boards.state_version
             self.boards.device_state(self._state)
+            if self._gates is not None:
+                self._gates.device_state(self._state, self.boards.edges, 1e-6)
             self._state[self.fixed_edges] = self._fixed_state
             self._backend.prepare(self._state)
             self._free_ok = self._clamped_ok = False

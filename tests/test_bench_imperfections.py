@@ -1,0 +1,146 @@
+"""The simulated bench's time-dependent imperfections from the experiment file's [bench]:
+the gates' leak over the bench's own clock (a run, a pause, an evaluation, a resume)."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tomli_w
+
+from hostctl import session
+from hostctl.errors import UserError
+from hostctl.experiment import ExperimentFileError, builtin_experiment_text, loads_experiment
+from hostctl.runfile import encode_state, load as load_run
+from hostctl.runner import Runner
+from instruments.sim.bench import SimBench
+from instruments.sim.retention import GateLeak
+
+
+def experiment(name: str = "regression_gen2", epochs: int = 2, steps: int = 5, **bench):
+    d = tomllib.loads(builtin_experiment_text(name))
+    d["bench"] = {**d.get("bench", {}), **bench}
+    d["schedule"].update(epochs=epochs, steps_per_epoch=steps, edges_every=0)
+    return loads_experiment(tomli_w.dumps(d), "exp.toml")
+
+
+def bench_of(exp) -> SimBench:
+    return session.open_bench(exp, session.wiring_for(exp, None), True).bench
+
+
+def train(exp, path: Path, stop_at: int | None = None):
+    rig = session.open_bench(exp, session.wiring_for(exp, None), True)
+    learn = Runner.learn
+
+    def hooked(self, a):
+        learn(self, a)
+        if stop_at is not None and a.step == stop_at - 1:
+            self.request_stop()
+
+    Runner.learn = hooked
+    try:
+        return session.train(exp, rig, path), rig.bench
+    finally:
+        Runner.learn = learn
+        rig.close()
+
+
+# -- gate leak ----------------------------------------------------------------------------------
+
+
+def test_a_held_bench_leaks_its_gates_by_the_exponential_of_its_lab_time():
+    tau, rest = 40.0, 1.3
+    bench = SimBench(seed=3, gate_leak=GateLeak(tau, rest), rule="none")
+    plain = SimBench(seed=3, rule="none")
+    g0, t0 = bench.device_state(), bench.time_s
+    np.testing.assert_array_equal(g0, plain.device_state())
+    for hold_s in (0.25, 7.0, 1e-3, 13.5):  # several leaks in a row are one over their sum
+        bench.hold(hold_s)
+        bench.node_voltages()
+    t = bench.time_s - t0
+    expected = rest + (g0 - rest) * np.exp(-t / tau)
+    np.testing.assert_allclose(bench.device_state(), expected, rtol=1e-14, atol=0)
+    # what the boards hold (and read back over the bus) is the gate in whole microvolts
+    edges = bench.boards.edges
+    np.testing.assert_array_equal(bench.boards.state, np.floor(expected[edges] * 1e6 + 0.5))
+    states = bench.bus.read_states(list(bench.wiring.boards))
+    assert states == {a: round(expected[j] * 1e6) for a, j in bench.wiring.boards.items()}
+    # the network the DAQ reads is the leaked one
+    assert not np.array_equal(bench.node_voltages(), plain.node_voltages())
+
+
+def test_the_leak_stops_at_the_lowest_gate_the_boards_drive_and_digipots_have_none():
+    bench = SimBench(seed=1, gate_leak=GateLeak(1.0), rule="none")
+    bench.hold(100.0)
+    np.testing.assert_array_equal(bench.device_state(), bench.device.state_min)
+    from instruments.wiring import default_wiring
+
+    with pytest.raises(ValueError, match="digipot boards have no gate"):
+        SimBench(default_wiring("gen1"), gate_leak=GateLeak(1.0))
+
+
+def test_a_run_with_a_short_leak_ends_with_its_gates_nearer_the_rest_voltage(tmp_path):
+    rest = 1.2
+    leaky, bench = train(experiment(gate_leak_s=0.05, gate_rest_v=rest), tmp_path / "leak.h5")
+    plain, _ = train(experiment(), tmp_path / "plain.h5")
+    assert leaky.status == plain.status == "complete"
+    a, b = load_run(tmp_path / "leak.h5"), load_run(tmp_path / "plain.h5")
+    gates = [c for c in a.edges.columns if c not in ("step", "epoch")]
+    near_leaky = np.abs(a.edges[gates].iloc[-1].to_numpy() - rest)
+    near_plain = np.abs(b.edges[gates].iloc[-1].to_numpy() - rest)
+    assert np.all(near_leaky <= near_plain) and near_leaky.mean() < 0.1 * near_plain.mean()
+    # the lab clock the leak ran on is the one the run file gives
+    assert a.epochs["lab_time_s"].iloc[-1] == pytest.approx(bench.time_s, rel=0.05)
+
+
+def test_a_slow_leak_acts_during_evaluation_and_a_pause(tmp_path):
+    exp = experiment(gate_leak_s=3600.0, gate_rest_v=0.0)
+    bench = bench_of(exp)
+    before = bench.device_state()
+    bench.daq.write_and_read_many(np.zeros((50, bench.layout.n_ao)), 1e-3, 4)  # an evaluation's reads
+    t = bench.time_s
+    np.testing.assert_allclose(bench.device_state(), before * np.exp(-t / 3600.0), rtol=1e-14)
+    bench.hold(1800.0)  # half an hour on the shelf
+    expected = np.maximum(before * np.exp(-(t + 1800.0) / 3600.0), bench.device.state_min)
+    np.testing.assert_allclose(bench.device_state(), expected, rtol=1e-14)
+    assert np.any(expected == bench.device.state_min)  # some reached the lowest gate the boards drive
+
+
+@pytest.mark.parametrize("k", [1, 6])
+def test_a_leaking_run_stopped_at_step_k_resumes_to_the_uninterrupted_end(tmp_path, k):
+    exp = experiment(gate_leak_s=0.2, gate_rest_v=1.0)
+    whole, _ = train(exp, tmp_path / "whole.h5")
+    cut, _ = train(exp, tmp_path / "cut.h5", stop_at=k)
+    assert cut.status == "interrupted"
+    _, resumed = session.resume(tmp_path / "cut.h5", None)
+    assert resumed.status == whole.status == "complete"
+    a, b = load_run(tmp_path / "cut.h5"), load_run(tmp_path / "whole.h5")
+    assert a.edges.equals(b.edges) and a.epochs.equals(b.epochs)
+    assert encode_state(a.last_checkpoint) == encode_state(b.last_checkpoint)
+
+
+def test_the_gate_leak_is_validated_recorded_and_refused_by_a_real_rig():
+    exp = experiment(gate_leak_s=3600.0, gate_rest_v=1.0)
+    assert exp.bench.as_dict()["gate_leak_s"] == 3600.0 and exp.bench.as_dict()["gate_rest_v"] == 1.0
+    fingerprints = {bench_of(experiment()).imperfections, bench_of(exp).imperfections,
+                    bench_of(experiment(gate_leak_s=3600.0, gate_rest_v=2.0)).imperfections}
+    assert len(fingerprints) == 3
+    with pytest.raises(UserError, match=r"\[bench\] gate_leak_s .*simulated"):
+        session.open_bench(exp, session.wiring_for(exp, None), False)
+
+
+@pytest.mark.parametrize("name, bench, field, says", [
+    ("regression_gen2", {"gate_leak_s": 0.0}, "bench.gate_leak_s", "greater than or equal to 0.001"),
+    ("regression_gen2", {"gate_leak_s": 1e12}, "bench.gate_leak_s", "less than or equal to 1000000000"),
+    ("regression_gen2", {"gate_leak_s": 10.0, "gate_rest_v": -1.0}, "bench.gate_rest_v", "greater than or equal"),
+    ("regression_gen2", {"gate_rest_v": 1.0}, "bench.gate_rest_v", "needs gate_leak_s"),
+    ("regression_gen2", {"gate_leak": 1e3}, "bench.gate_leak", "gate_leak_s"),
+    ("regression_gen2", {"gate_leak_v_per_s": 1e-3}, "bench.gate_leak_v_per_s", "exponential"),
+    ("iris_gen1", {"gate_leak_s": 10.0}, "bench.gate_leak_s", "digipot edges have no gate"),
+])
+def test_a_bad_gate_leak_is_one_error_naming_the_field_and_value(name, bench, field, says):
+    with pytest.raises(ExperimentFileError) as exc:
+        experiment(name, **bench)
+    assert exc.value.field == field and str(exc.value).startswith(f"exp.toml: {field}: ") and says in str(exc.value)
