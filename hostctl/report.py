@@ -12,8 +12,6 @@ docs/run-file.md): every run gets ``error.png`` and, when its network is stored,
 from __future__ import annotations
 
 import json
-import tomllib
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,15 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from . import baselines
+from .report_text import (  # noqa: F401  (the summary's parts, re-exported for callers of the report)
+    accuracy_lines,
+    energy_line,
+    experiment_name,
+    schedule_line,
+    summary,
+    task_info,
+    wall_time_s,
+)
 from .runfile import Run, load
 
 DPI = 120
@@ -32,26 +39,7 @@ STATE_UNITS = {"mosfet": "V", "digipot": "tap", "resistor": "S"}  # edge kind ->
 _PART_NAMES = ("mean", "slope", "curvature")
 
 
-# -- what the run is ------------------------------------------------------------------------
-
-
-def task_info(run: Run) -> dict:
-    """The task description ``metadata["task"]`` (JSON), or ``{}`` if absent or unreadable."""
-    try:
-        info = json.loads(run.metadata.get("task") or "{}")
-    except json.JSONDecodeError:
-        return {}
-    return info if isinstance(info, dict) else {}
-
-
-def experiment_name(run: Run) -> str:
-    """``name`` from the experiment file (TOML) in the metadata, else the run file's stem."""
-    try:
-        data = tomllib.loads(run.metadata.get("experiment", ""))
-    except tomllib.TOMLDecodeError:
-        data = {}
-    name = data.get("name") or (data.get("experiment") or {}).get("name")
-    return str(name) if name else Path(run.path).stem
+# -- what the run is: hostctl.report_text ---------------------------------------------------
 
 
 def _test_targets(run: Run) -> np.ndarray | None:
@@ -59,144 +47,6 @@ def _test_targets(run: Run) -> np.ndarray | None:
         if key in run.task:
             return np.asarray(run.task[key], float).reshape(-1, run.n_targets)
     return None
-
-
-def _last_step(run: Run) -> int | None:
-    steps = [int(df.step.max()) for df in (run.steps, run.epochs, run.edges, run.events) if len(df)]
-    steps += [int(run.evaluation_steps.max())] if len(run.evaluation_steps) else []
-    return max(steps) if steps else None
-
-
-def wall_time_s(run: Run) -> float | None:
-    """End time minus start time; for a run without an end, the latest record's time (s)."""
-    if run.start_time and run.end_time:
-        try:
-            return (datetime.fromisoformat(run.end_time) - datetime.fromisoformat(run.start_time)).total_seconds()
-        except ValueError:
-            pass
-    times = [float(df.t_s.max()) for df in (run.steps, run.events) if len(df)]
-    return max(times) if times else None
-
-
-# -- the summary ----------------------------------------------------------------------------
-
-
-def _num(x: float) -> str:
-    return f"{x:.4g}"
-
-
-def _figures(error: float, accuracy: float, split: str) -> str:
-    parts = [f"{split} error " + ("n/a" if np.isnan(error) else f"{_num(error)} V^2")]
-    if not np.isnan(accuracy):
-        parts.append(f"accuracy {100 * accuracy:.1f} %")
-    return ", ".join(parts)
-
-
-def _duration(s: float) -> str:
-    if s < 60:
-        return f"{s:.1f} s"
-    h, rest = divmod(int(round(s)), 3600)
-    return f"{s:.0f} s ({h}:{rest // 60:02d}:{rest % 60:02d})"
-
-
-def summary(run: Run) -> str:
-    """A few lines: experiment, task, status, steps and epochs, final errors and accuracies,
-    wall time, events (faults first)."""
-    info = task_info(run)
-    kind = info.get("kind", "unknown")
-    task = f"task: {kind}"
-    if info.get("input"):
-        task += f" (input: {info['input']})"
-    last = _last_step(run)
-    lines = [
-        f"experiment: {experiment_name(run)} ({Path(run.path).name})",
-        task,
-        f"status: {run.status}",
-        f"steps: {len(run.steps):,} recorded, last step {'none' if last is None else f'{last:,}'}; "
-        f"epochs: {len(run.epochs):,}; evaluations: {len(run.evaluation_steps):,}; edge snapshots: {len(run.edges):,}",
-    ]
-    if len(run.epochs):
-        e = run.epochs.iloc[-1]
-        lines.append(
-            f"final (epoch {int(e.epoch)}, step {int(e.step):,}): "
-            f"{_figures(e.train_error, e.train_accuracy, 'train')}; {_figures(e.test_error, e.test_accuracy, 'test')}"
-        )
-    else:
-        lines.append("final: no epoch recorded")
-    lines.extend(accuracy_lines(run))
-    lines.append(schedule_line(run))
-    wall = wall_time_s(run)
-    lines.append(f"wall time: {'unknown' if wall is None else _duration(wall)}")
-    lines.append(energy_line(run))
-    counts = run.events.level.value_counts() if len(run.events) else pd.Series(dtype=int)
-    lines.append(
-        f"faults: {int(counts.get('fault', 0))}; warnings: {int(counts.get('warning', 0))}; "
-        f"pauses: {int(counts.get('pause', 0))}"
-    )
-    return "\n".join(lines)
-
-
-def _percent(x: float) -> str:
-    return "n/a" if not np.isfinite(x) else f"{100 * x:.1f} %"
-
-
-def accuracy_lines(run: Run) -> list[str]:
-    """For a classification: the accuracy of each split untrained (epoch -1), trained (the
-    last epoch) and with no network at all, read out the same way (see
-    :mod:`hostctl.baselines`); no lines for a task without classes."""
-    ep = run.epochs
-    if not len(ep) or not np.isfinite(ep[["train_accuracy", "test_accuracy"]].to_numpy(float)).any():
-        return []
-    base = baselines.of_run(run)
-    before = ep[ep.epoch < 0]
-    lines = []
-    for split in ("test", "train"):
-        col = f"{split}_accuracy"
-        trained = float(ep[col].iloc[-1])
-        untrained = float(before[col].iloc[0]) if len(before) else float("nan")
-        text = f"{split} accuracy: untrained {_percent(untrained)}, trained {_percent(trained)}"
-        if base is not None:
-            text += f"; no network {_percent(getattr(base, split))} ({base.how})"
-        lines.append(text)
-    if base is not None:
-        lines.append(f"read-out: {base.readout}" + (" (fits nothing during training)"
-                                                     if base.readout in baselines.FIT_NOTHING else
-                                                     " (refitted to the training outputs every epoch)"))
-    return lines
-
-
-def schedule_line(run: Run) -> str:
-    """The schedule in steps and in lab seconds: the experiment file's epochs and steps per
-    epoch, the steps run, and the bench's lab time (a step's share of it)."""
-    try:
-        sched = tomllib.loads(run.metadata.get("experiment", "") or "").get("schedule", {})
-    except tomllib.TOMLDecodeError:
-        sched = {}
-    last = run.epochs[run.epochs.epoch >= 0] if len(run.epochs) else run.epochs
-    steps = int(last.step.iloc[-1]) if len(last) else 0
-    planned = ""
-    if isinstance(sched, dict) and isinstance(sched.get("epochs"), int):
-        per = sched.get("steps_per_epoch")
-        planned = (f"{sched['epochs']:,} epochs of {per:,} steps, " if isinstance(per, int)
-                   else f"{sched['epochs']:,} epochs, ")
-    lab = float(run.epochs.lab_time_s.iloc[-1]) if len(run.epochs) else float("nan")
-    if not np.isfinite(lab):
-        return f"schedule: {planned}{steps:,} steps run; lab time unknown"
-    per_step = f" ({1e3 * lab / steps:.3g} ms a step)" if steps else ""
-    return f"schedule: {planned}{steps:,} steps run in {_duration(lab)} of lab time{per_step}"
-
-
-def energy_line(run: Run) -> str:
-    """From the run's trained epochs, its mean power and energy: per inference, per
-    parameter per inference and per update (the run file's epochs; a real bench has no power
-    meter, a format-1 file no figures). The lab time is in :func:`schedule_line`."""
-    ep = run.epochs[run.epochs.epoch >= 0] if len(run.epochs) else run.epochs
-    if not len(ep) or not np.isfinite(ep.energy_inference_j).any():
-        return "energy: not measured (a real bench has no power meter)"
-    mean = ep.mean(numeric_only=True)
-    return (f"energy: power {mean.power_free_w:.3g} W free, {mean.power_clamped_w:.3g} W clamped; "
-            f"{mean.energy_inference_j:.3g} J an inference ({mean.energy_per_parameter_j:.3g} J a "
-            f"parameter), {mean.energy_update_j:.3g} J an update")
 
 
 # -- regression: the residual's Legendre parts ----------------------------------------------
@@ -570,6 +420,38 @@ def alternating_figure(run: Run, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+#: Energy per parameter per inference elsewhere in the field (J), for the energy figure.
+FIELD_ENERGY_J = (("Gen-2 breadboard network", 1e-11), ("digital AI accelerator", 1e-12),
+                  ("Gen-3 chip (projected)", 1e-14))
+
+
+def energy_figure(run: Run, path: Path) -> Path | None:
+    """Both twins' mean power and the energy of an inference (per parameter, beside the
+    field's figures :data:`FIELD_ENERGY_J`) and of an update, epoch by epoch; None for a run
+    without energy figures (a real bench, a format-1 file)."""
+    ep = run.epochs[run.epochs.epoch >= 0] if len(run.epochs) else run.epochs
+    if not len(ep) or not np.isfinite(ep.energy_inference_j.to_numpy(float)).any():
+        return None
+    fig = _figure(8.0, 6.5)
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    top.plot(ep.step, 1e3 * ep.power_free_w, "o-", ms=3, color="C0", label="free twin")
+    top.plot(ep.step, 1e3 * ep.power_clamped_w, "o-", ms=3, color="C3", label="clamped twin")
+    top.set_ylabel("mean power (mW)")
+    top.set_title(f"{experiment_name(run)}: power and energy (simulated bench)")
+    top.legend(loc="best", fontsize="small")
+    top.grid(alpha=0.3)
+    bottom.semilogy(ep.step, ep.energy_per_parameter_j, "o-", ms=3, color="C0",
+                    label="an inference, per parameter")
+    bottom.semilogy(ep.step, ep.energy_update_j, "s-", ms=3, color="C2", label="an update (the whole network)")
+    for (label, value), style in zip(FIELD_ENERGY_J, ("--", "-.", ":")):
+        bottom.axhline(value, color="0.4", ls=style, lw=1.0, label=f"{label}: {value:.0e} J a parameter")
+    bottom.set_ylabel("energy (J)")
+    bottom.set_xlabel("training step")
+    bottom.legend(loc="best", fontsize="x-small")
+    bottom.grid(alpha=0.3, which="both")
+    return _save(fig, path)
+
+
 def write_report(path_or_run, out_dir=None) -> list[Path]:
     """Write the run's figures (PNG) and return their paths.
 
@@ -579,6 +461,7 @@ def write_report(path_or_run, out_dir=None) -> list[Path]:
 
     Returns:
         The files written: error.png always; network.png when the network is stored;
+        energy.png when the run has energy figures (the simulated bench);
         decision.png for two-input classifications; regression_parts.png for regressions;
         cycle_span.png for alternating runs that sweep tau (:func:`cycle_spans`).
     """
@@ -587,7 +470,8 @@ def write_report(path_or_run, out_dir=None) -> list[Path]:
     out = Path(out_dir) if out_dir is not None else src.with_name(f"{src.stem}_report")
     out.mkdir(parents=True, exist_ok=True)
     kind = task_info(run).get("kind")
-    written = [error_figure(run, out / "error.png"), network_figure(run, out / "network.png")]
+    written = [error_figure(run, out / "error.png"), network_figure(run, out / "network.png"),
+               energy_figure(run, out / "energy.png")]
     if kind in TWO_INPUT_KINDS:
         written.append(decision_figure(run, out / "decision.png"))
     if kind == "regression":

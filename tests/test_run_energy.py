@@ -74,3 +74,16 @@ def test_the_report_gives_the_lab_time_power_and_energy(tmp_path):
     assert f"({ep.energy_per_parameter_j.mean():.3g} J a parameter)" in line
     run.epochs.loc[:, "energy_inference_j"] = np.nan  # as a real bench's run
     assert energy_line(run) == "energy: not measured (a real bench has no power meter)"
+
+
+def test_the_report_draws_power_and_energy_beside_the_fields_figures(tmp_path):
+    from hostctl.report import FIELD_ENERGY_J, energy_figure, write_report
+
+    out = tmp_path / "run.h5"
+    assert main(["train", str(_short(tmp_path, epochs=2)), "--out", str(out), "--quiet"]) == 0
+    written = write_report(out)
+    assert out.with_name("run_report") / "energy.png" in written
+    assert [v for _, v in FIELD_ENERGY_J] == [1e-11, 1e-12, 1e-14]  # the figures, J a parameter
+    run = load(out)
+    run.epochs.loc[:, "energy_inference_j"] = np.nan  # as a real bench's run: nothing to draw
+    assert energy_figure(run, tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()
