@@ -14,6 +14,8 @@
     adc_noise_uv = 50.0           # the boards' ADC noise per reading (standard deviation, uV)
     gate_leak_s = 3600.0          # MOSFET gates relax with this time constant (s), 1e-3..1e9,
     gate_rest_v = 0.0             # towards this voltage (V, 0..5.5; default 0 V, ground)
+    temperature_c = 35.0          # the bench's temperature (C, -40..125; default 27 C, the
+                                  # devices' nominal: off)
 
 Every field is off (0, or ``daq_errors = "realistic"`` as before) unless given. The spread
 and the mismatch scale the default device's S and V_T (MOSFET) or gain (digipot) from the
@@ -26,8 +28,13 @@ The gate leak (:mod:`instruments.sim.retention`) acts over the simulated bench's
 evaluations, and a board's state (its gate in uV) follows; digipot networks refuse it by
 name (a digipot holds its tap).
 
-Node capacitance and temperature are not modelled on the simulated bench yet: they are
-refused by name rather than accepted and ignored.
+The temperature (:mod:`instruments.sim.temperature`) derives both twins' devices from their
+nominal parameters at 27 C: a MOSFET's V_T by -2 mV/K, its S by (T / T0)^-1.5 and its
+subthreshold slope in proportion to T (K); a digipot's resistance by +300 ppm/K. A network
+file's ``[device]`` is at 27 C too, and is taken to the bench's temperature the same way.
+
+Node capacitance and a temperature drift are not modelled on the simulated bench yet: they
+are refused by name rather than accepted and ignored.
 """
 
 from __future__ import annotations
@@ -39,14 +46,17 @@ import numpy as np
 from pydantic import Field
 
 from instruments.sim.edges import DIGIPOT_TAPS, GEN2_GATE_MAX_V, GEN2_GATE_MIN_V
+from instruments.sim.temperature import T_NOMINAL_C, TEMPERATURE_RANGE_C
 from instruments.tomlspec import Number, Seed, SpecProblem, Strict, shown
 
 #: Names of imperfections the simulated bench does not model yet; refused with a message saying so.
-TRANSIENT_ONLY = ("node_capacitance", "node_capacitance_f", "temperature", "temperature_k", "temperature_c")
+TRANSIENT_ONLY = ("node_capacitance", "node_capacitance_f", "temperature_drift_c_per_h")
 #: Other names a scientist may write for a field, and what to write instead.
 MISNAMED = {"gate_leak": "give the gates' leak as its time constant, gate_leak_s (s)",
             "gate_leak_v_per_s": "the gates' leak is exponential: give its time constant, gate_leak_s (s)",
-            "gate_leak_tau_s": "write gate_leak_s (the leak's time constant, s)"}
+            "gate_leak_tau_s": "write gate_leak_s (the leak's time constant, s)",
+            "temperature": "give the bench's temperature in C as temperature_c",
+            "temperature_k": "give the bench's temperature in C as temperature_c"}
 #: The shortest and longest gate leak time constants (s): 1 ms (a bare gate node) to 30 years.
 GATE_LEAK_S_RANGE = (1e-3, 1e9)
 #: The largest ADC offset spread and noise of the boards (uV): 0.1 V, twice a Gen-2 node's drop.
@@ -63,6 +73,7 @@ class BenchSpec(Strict):
     adc_noise_uv: Number = Field(0.0, ge=0, le=ADC_UV_MAX)
     gate_leak_s: Number | None = Field(None, ge=GATE_LEAK_S_RANGE[0], le=GATE_LEAK_S_RANGE[1])
     gate_rest_v: Number | None = Field(None, ge=0, le=GEN2_GATE_MAX_V)
+    temperature_c: Number | None = Field(None, ge=TEMPERATURE_RANGE_C[0], le=TEMPERATURE_RANGE_C[1])
 
 
 def refuse_transient(data: dict) -> None:
@@ -92,6 +103,7 @@ class BenchSettings:
         adc_noise_uv: the boards' ADC noise per reading (standard deviation, uV).
         gate_leak_s: the time constant (s) with which the MOSFET gates relax, or None (no leak).
         gate_rest_v: the voltage (V) they relax towards.
+        temperature_c: the bench's temperature (C), or None for the devices' nominal 27 C.
     """
 
     twin_mismatch: float = 0.0
@@ -101,6 +113,7 @@ class BenchSettings:
     adc_noise_uv: float = 0.0
     gate_leak_s: float | None = None
     gate_rest_v: float = 0.0
+    temperature_c: float | None = None
 
     @property
     def shapes_device(self) -> bool:
@@ -113,7 +126,8 @@ class BenchSettings:
         bias = None if self.update_bias is None else self.update_bias.tolist()
         return {"twin_mismatch": self.twin_mismatch, "edge_spread": self.edge_spread, "update_bias": bias,
                 "adc_offset_uv": self.adc_offset_uv, "adc_noise_uv": self.adc_noise_uv,
-                "gate_leak_s": self.gate_leak_s, "gate_rest_v": self.gate_rest_v}
+                "gate_leak_s": self.gate_leak_s, "gate_rest_v": self.gate_rest_v,
+                "temperature_c": self.temperature_c}
 
 
 def bench_settings(spec: BenchSpec, n_edges: int, edge_kind: str, file_device: bool,
@@ -146,7 +160,8 @@ def bench_settings(spec: BenchSpec, n_edges: int, edge_kind: str, file_device: b
     return BenchSettings(float(spec.twin_mismatch), float(spec.edge_spread), arr.copy() if np.any(arr) else None,
                          float(spec.adc_offset_uv), float(spec.adc_noise_uv),
                          None if spec.gate_leak_s is None else float(spec.gate_leak_s),
-                         0.0 if spec.gate_rest_v is None else float(spec.gate_rest_v))
+                         0.0 if spec.gate_rest_v is None else float(spec.gate_rest_v),
+                         None if spec.temperature_c in (None, T_NOMINAL_C) else float(spec.temperature_c))
 
 
 def adc_offsets_uv(settings: BenchSettings, n_boards: int, seed: int) -> np.ndarray | float:

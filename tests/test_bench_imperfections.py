@@ -144,3 +144,76 @@ def test_a_bad_gate_leak_is_one_error_naming_the_field_and_value(name, bench, fi
     with pytest.raises(ExperimentFileError) as exc:
         experiment(name, **bench)
     assert exc.value.field == field and str(exc.value).startswith(f"exp.toml: {field}: ") and says in str(exc.value)
+
+
+# -- temperature --------------------------------------------------------------------------------
+
+
+def test_the_devices_at_a_temperature_follow_the_formulas():
+    from instruments.sim.edges import Digipot, MixedEdges, Mosfet, Resistor
+    from instruments.sim.temperature import at_temperature
+
+    mos = Mosfet(4, s_a_per_v2=8.5e-4, vt_v=np.array([0.62, 0.66, 0.68, 0.7]), update_bias=1e-4)
+    hot = at_temperature(mos, 77.0)
+    np.testing.assert_allclose(hot.vt_v, mos.vt_v - 0.1, rtol=0, atol=1e-15)  # -2 mV/K over 50 K
+    np.testing.assert_allclose(hot.s_a_per_v2, 8.5e-4 * (350.15 / 300.15) ** -1.5, rtol=1e-15)
+    assert hot.subthreshold_v == pytest.approx(0.1 * 350.15 / 300.15, rel=1e-15)
+    np.testing.assert_array_equal(hot.update_bias, mos.update_bias)
+    assert (hot.state_min, hot.state_max) == (mos.state_min, mos.state_max)
+    cold = at_temperature(Digipot(3), -13.0)
+    np.testing.assert_allclose(cold.gain, 1.0 / (1.0 + 300e-6 * -40.0), rtol=1e-15)  # +300 ppm/K of R
+    mixed = MixedEdges(3, parts=((Resistor(1, state_min=1e-3), [0]), (Mosfet(2), [1, 2])))
+    warm = at_temperature(mixed, 37.0)
+    np.testing.assert_allclose(warm.parts[1][0].vt_v, 0.7 - 0.02, atol=1e-15)
+    np.testing.assert_array_equal(warm.parts[0][0].gain, 1.0)  # a fixed resistor keeps its value
+    assert at_temperature(mos, 27.0) is mos
+    with pytest.raises(ValueError, match="outside -40..125 C"):
+        at_temperature(mos, 130.0)
+
+
+@pytest.mark.parametrize("name", ["regression_gen2", "iris_gen1"])
+def test_a_bench_at_27_c_is_the_bench_with_no_temperature_to_the_last_bit(tmp_path, name):
+    nominal, plain = experiment(name, temperature_c=27.0), experiment(name)
+    assert nominal.bench.as_dict() == plain.bench.as_dict()
+    assert bench_of(nominal).imperfections == bench_of(plain).imperfections
+    train(nominal, tmp_path / "nominal.h5")
+    train(plain, tmp_path / "plain.h5")
+    a, b = load_run(tmp_path / "nominal.h5"), load_run(tmp_path / "plain.h5")
+    assert a.edges.equals(b.edges) and a.epochs.equals(b.epochs)
+    np.testing.assert_array_equal(a.evaluation_outputs, b.evaluation_outputs)
+
+
+def test_a_hotter_mosfet_conducts_more_below_its_zero_tc_overdrive_and_less_above():
+    nominal, hot = bench_of(experiment()), bench_of(experiment(temperature_c=77.0))
+    assert hot.imperfections != nominal.imperfections
+    np.testing.assert_array_equal(hot.device.vt_v, nominal.device.vt_v - 0.1)
+    for gate_v, hotter in ((nominal.device.vt_v[0, 0] + 0.15, "more"), (4.0, "less")):
+        for b in (nominal, hot):
+            b.stick_edge(0, gate_v)
+        i_nom, i_hot = nominal.edge_current(0, 0.05), hot.edge_current(0, 0.05)
+        assert (i_hot > i_nom) if hotter == "more" else (i_hot < i_nom)
+    # the network's gates are overdriven well above 0.4 V: hotter, it draws less
+    nominal.unstick_edge(0), hot.unstick_edge(0)
+    assert hot.network_current() < nominal.network_current()
+    assert not np.array_equal(hot.node_voltages(), nominal.node_voltages())
+
+
+def test_a_hotter_digipot_network_draws_less_current_by_its_tempco_its_divider_unchanged():
+    nominal, hot = bench_of(experiment("iris_gen1")), bench_of(experiment("iris_gen1", temperature_c=77.0))
+    assert hot.network_current() == pytest.approx(nominal.network_current() / (1 + 300e-6 * 50), rel=1e-12)
+    np.testing.assert_allclose(hot.node_voltages(), nominal.node_voltages(), rtol=1e-12, atol=1e-15)
+
+
+def test_the_temperature_is_validated_recorded_and_refused_by_a_real_rig():
+    exp = experiment(temperature_c=35.0)
+    assert exp.bench.as_dict()["temperature_c"] == 35.0 and experiment().bench.as_dict()["temperature_c"] is None
+    with pytest.raises(UserError, match=r"\[bench\] temperature_c .*simulated"):
+        session.open_bench(exp, session.wiring_for(exp, None), False)
+    for bench, field, says in (({"temperature_c": 200.0}, "bench.temperature_c", "less than or equal to 125"),
+                               ({"temperature_c": -60}, "bench.temperature_c", "greater than or equal to -40"),
+                               ({"temperature": 35.0}, "bench.temperature", "temperature_c"),
+                               ({"temperature_k": 300.0}, "bench.temperature_k", "in C as temperature_c"),
+                               ({"temperature_drift_c_per_h": 1.0}, "bench.temperature_drift_c_per_h", "remove it")):
+        with pytest.raises(ExperimentFileError) as exc:
+            experiment(**bench)
+        assert exc.value.field == field and says in str(exc.value)

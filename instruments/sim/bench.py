@@ -49,6 +49,7 @@ from .loopback import LoopbackPort
 from .retention import BoardGates, GateLeak
 from .scpi_sims import BOARD_MIN_SUPPLY_V, BOARD_QUIESCENT_A, SimDmm, SimPsu, SimSmu
 from .simdaq import DaqErrors, SimDaq, _saved_array
+from .temperature import T_NOMINAL_C, at_temperature
 from .twin import make_backend
 
 __all__ = [
@@ -249,6 +250,9 @@ class SimBench:
         gate_leak: the gates' leak (:class:`~instruments.sim.retention.GateLeak`; MOSFET
             boards only), over the bench's clock :attr:`time_s` (see
             :class:`~instruments.sim.retention.BoardGates`); None: the gates hold.
+        temperature_c: the bench's temperature (C; both twins): the device, whose parameters
+            are at 27 C, as :func:`~instruments.sim.temperature.at_temperature` makes it;
+            None: the device as given.
 
     Attributes:
         wiring, layout, network, device: the bench's description.
@@ -265,7 +269,7 @@ class SimBench:
                  errors: DaqErrors | None = None, faults: BenchFaults | None = None, seed: int = 0,
                  initial_state=None, rule=None, gain: int | None = None, probability: int = p.PROBABILITY_ONE,
                  dead_band_uv2: int = 0, adc_offset_uv=0.0, adc_noise_uv=0.0, bus_timeout_s: float = 0.005,
-                 fixed_edges=(), gate_leak: GateLeak | None = None):
+                 fixed_edges=(), gate_leak: GateLeak | None = None, temperature_c: float | None = None):
         self.wiring = default_wiring("gen2") if wiring is None else wiring
         self.seed = seed
         self.layout = self.wiring.layout()
@@ -279,6 +283,9 @@ class SimBench:
         elif faults.shapes_device:
             raise ValueError("BenchFaults edge_spread, twin_mismatch and update_bias shape the default device; "
                              "with an explicit device, give them to the device")
+        if temperature_c is not None:
+            device = at_temperature(device, temperature_c)
+            temperature_c = None if temperature_c == T_NOMINAL_C else temperature_c  # nominal: as none
         held = self.fixed_edges = np.unique(np.asarray(fixed_edges, np.int64))
         if held.size and not (0 <= held[0] and held[-1] < e):
             raise ValueError(f"fixed_edges {held.tolist()}: edges are 0..{e - 1}")
@@ -365,6 +372,8 @@ class SimBench:
             parts.append({"adc_noise_uv": np.broadcast_to(np.asarray(adc_noise_uv, float), (len(addresses),))})
         if held.size:
             parts.append({"fixed_edges": held})
+        if temperature_c is not None:
+            parts.append({"temperature_c": float(temperature_c)})
         if gate_leak is not None:
             parts.append({"gate_leak_s": np.asarray(gate_leak.tau_s, float), "gate_rest_v": gate_leak.v_rest_v})
         self.imperfections = fingerprint(*parts)
