@@ -49,6 +49,8 @@ class EdgeCalibration:
         refused: the devices (or taps) not measured, each ``{"edge", "twin", "address",
             "why", ...}`` with the gate (V) or tap and the current that stopped it.
         mismatch: the twins' difference per board and summarised (see :func:`mismatch`).
+        fixed_r_ohm: (2, E) the measured resistance of each fixed edge (one that does not
+            learn; NaN elsewhere), or None when the network has none (Ohm).
     """
 
     rig: str
@@ -68,6 +70,7 @@ class EdgeCalibration:
     compliance_a: float = math.nan
     refused: tuple[dict, ...] = ()
     mismatch: dict = field(default_factory=dict)
+    fixed_r_ohm: np.ndarray | None = None
 
     @property
     def n_edges(self) -> int:
@@ -83,7 +86,8 @@ class EdgeCalibration:
                 "gates_v": list(self.gates_v), "vds_v": list(self.vds_v), "taps": list(self.taps),
                 "r_ohm": arr(self.r_ohm), "probe_v": _scalar(self.probe_v),
                 "compliance_a": _scalar(self.compliance_a),
-                "refused": [dict(r) for r in self.refused], "mismatch": _lists(self.mismatch)}
+                "refused": [dict(r) for r in self.refused], "mismatch": _lists(self.mismatch),
+                "fixed_r_ohm": arr(self.fixed_r_ohm)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "EdgeCalibration":
@@ -96,7 +100,7 @@ class EdgeCalibration:
                    tuple(int(t) for t in d["taps"]), arr("r_ohm"),
                    math.nan if d["probe_v"] is None else float(d["probe_v"]),
                    math.nan if d["compliance_a"] is None else float(d["compliance_a"]),
-                   tuple(dict(r) for r in d["refused"]), _nan_back(d["mismatch"]))
+                   tuple(dict(r) for r in d["refused"]), _nan_back(d["mismatch"]), arr("fixed_r_ohm"))
 
 
 def _scalar(x):

@@ -24,6 +24,7 @@ A, Ohm; ADC offsets and drops in uV.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
 from typing import Callable, Sequence
 
@@ -235,10 +236,31 @@ def _sweep_mosfet(smu, vds: np.ndarray, compliance_a: float) -> tuple[np.ndarray
     return i, None
 
 
+def rig_fixed_edges(rig) -> np.ndarray:
+    """The edges of ``rig`` that do not learn: a simulated bench's ``fixed_edges`` (an
+    experiment's, or its network file's); none on a real bench, whose every edge has a board."""
+    bench = getattr(rig, "bench", None)
+    return np.asarray(getattr(bench, "fixed_edges", ()), np.int64)
+
+
+def _fixed_resistance(smu, levels_v: np.ndarray, compliance_a: float) -> tuple[float, dict | None]:
+    """A fixed edge's resistance (Ohm) from its currents at ``levels_v`` (V, ascending), the
+    least-squares line through the origin ``I = V / R``; NaN and why, when a level hit the
+    current limit (the levels after it are not driven)."""
+    i = np.empty(levels_v.size)
+    for k, v in enumerate(levels_v):
+        i[k], hit = _measure(smu, float(v), compliance_a)
+        if hit:
+            return math.nan, {"why": "hit the compliance", "level_v": float(v), "current_a": float(i[k])}
+    g = float(np.dot(i, levels_v) / np.dot(levels_v, levels_v))
+    return (1.0 / g if g > 0 else math.nan), None
+
+
 def calibrate_devices(rig, connect_smu: ConnectSmu, *, kind: str, gates_v: Sequence[float] = (1.5, 2.0, 2.5, 3.0),
                       vds_v: Sequence[float] = (0.02, 0.04, 0.06, 0.08, 0.1), taps: Sequence[int] | None = None,
                       probe_v: float = 0.02, compliance_a: float = 1e-3, nplc: float = 1.0, adc: dict | None = None,
-                      smu_max_step_v: float = 0.05, on_progress: Progress | None = None) -> EdgeCalibration:
+                      smu_max_step_v: float = 0.05, on_progress: Progress | None = None,
+                      fixed_edges: Sequence[int] | None = None) -> EdgeCalibration:
     """Measure every edge device of both twins with the source-meter and fit its model.
 
     MOSFET boards: for each edge and twin, the SMU is wired across the device, and for each
@@ -249,7 +271,11 @@ def calibrate_devices(rig, connect_smu: ConnectSmu, *, kind: str, gates_v: Seque
     ``refused`` and its fit is NaN. Digipot boards: each tap of ``taps`` (ascending) is set and
     the current at ``probe_v`` measured, ``R = probe_v / I``; a tap whose current would reach
     the limit (extrapolated from the two taps before, log-spaced) or does is not driven, nor
-    any tap above it, and is listed in ``refused``.
+    any tap above it, and is listed in ``refused``. A fixed edge (``fixed_edges``: it does
+    not learn, e.g. the 500 Ohm resistor beside two MOSFETs of arXiv:2505.22887's network)
+    has no state to set and no device law to fit: its resistance is measured at the drain
+    voltages (MOSFET boards) or at ``probe_v`` (digipots) and stored in ``fixed_r_ohm``; its
+    device fits are NaN.
 
     The SMU drives each device inside the safety layer (:func:`_smu`): switched on at 0 V,
     every level within the boards' node range (:data:`~instruments.wiring.NODE_MAX_V`) and
@@ -270,6 +296,7 @@ def calibrate_devices(rig, connect_smu: ConnectSmu, *, kind: str, gates_v: Seque
         smu_max_step_v: the SMU's ramp limit (V per write), > 0.
         on_progress: ``on_progress("edge j twin", done, total)`` per device, and
             ``("", total, total)`` at the end.
+        fixed_edges: edges that do not learn; None: the rig's own (:func:`rig_fixed_edges`).
 
     Raises:
         ValueError: bad arguments, or a kind other than the wiring's.
@@ -294,6 +321,11 @@ def calibrate_devices(rig, connect_smu: ConnectSmu, *, kind: str, gates_v: Seque
                          f"range), got taps {list(tap_list)} and probe_v {probe_v}")
     progress = _progress(on_progress)
     n_edges = rig.wiring.network.n_edges
+    fixed = set((rig_fixed_edges(rig) if fixed_edges is None else np.asarray(fixed_edges, np.int64)).tolist())
+    if fixed - set(range(n_edges)):
+        raise ValueError(f"fixed_edges {sorted(fixed)}: the network's edges are 0..{n_edges - 1}")
+    fixed_r = np.full((2, n_edges), np.nan) if fixed else None
+    fixed_levels = vds if kind == "mosfet" else np.array([probe_v])
     board_of = np.zeros(n_edges, np.int64)
     board_of[edges] = addresses
     identities = dict(rig.identities())
@@ -315,7 +347,11 @@ def calibrate_devices(rig, connect_smu: ConnectSmu, *, kind: str, gates_v: Seque
                 done += 1
                 smu = _smu(rig, connect_smu, j, twin, compliance_a, nplc, node_max_v, smu_max_step_v)
                 where = {"edge": j, "twin": twin, "address": a}
-                if kind == "mosfet":
+                if j in fixed:
+                    fixed_r[t, j], stop = _fixed_resistance(smu, fixed_levels, compliance_a)
+                    if stop:
+                        refused.append({**where, "fixed": True, **stop})
+                elif kind == "mosfet":
                     for g, vg in enumerate(gates):
                         reply = bus.request(a, "set_state", state=int(round(vg / GATE_UV)))
                         gate_set[t, j, g] = reply["state"] * GATE_UV
@@ -353,7 +389,7 @@ def calibrate_devices(rig, connect_smu: ConnectSmu, *, kind: str, gates_v: Seque
 
     common = dict(rig=rig.wiring.name, kind=kind, addresses=tuple(int(a) for a in board_of), date=_now_iso(),
                   identities=identities, adc=dict(adc or {}), compliance_a=float(compliance_a),
-                  refused=tuple(refused))
+                  refused=tuple(refused), fixed_r_ohm=fixed_r)
     if kind == "mosfet":
         s, vt, res = _fit_all(gate_set, vds, current)
         return EdgeCalibration(**common, s_a_per_v2=s, vt_v=vt, residual_a=res, gates_v=tuple(gates.tolist()),
@@ -410,7 +446,10 @@ def write_adc_offsets(rig, cal) -> None:
 def summary(cal) -> str:
     """A few lines for people: the ADC offsets, the devices' fits and mismatch, the refusals."""
     cal = _as_calibration(cal)
-    lines = [f"edge boards of {cal.rig}: {cal.n_edges} {cal.kind} edges, calibrated {cal.date}"]
+    n_fixed = 0 if cal.fixed_r_ohm is None else int(np.isfinite(cal.fixed_r_ohm).any(axis=0).sum())
+    edges = (f"{cal.n_edges} {cal.kind} edges" if not n_fixed else
+             f"{cal.n_edges} edges ({cal.n_edges - n_fixed} {cal.kind}, {n_fixed} fixed)")
+    lines = [f"edge boards of {cal.rig}: {edges}, calibrated {cal.date}"]
     if cal.adc:
         off = np.array([[v["free_uv"], v["clamped_uv"]] for v in cal.adc.values()])
         left = np.array([[v["check_free_uv"], v["check_clamped_uv"]] for v in cal.adc.values()])
@@ -426,8 +465,13 @@ def summary(cal) -> str:
     elif cal.r_ohm is not None:
         lines.append(f"  {len(cal.taps)} taps per device, R {np.nanmin(cal.r_ohm):.4g}..{np.nanmax(cal.r_ohm):.4g} Ohm")
         lines.append(f"  twin mismatch: R {100 * m['r_rel_rms']:.2f} % rms ({100 * m['r_rel_max_abs']:.2f} % max)")
+    if cal.fixed_r_ohm is not None:
+        for j in np.flatnonzero(np.isfinite(cal.fixed_r_ohm).any(axis=0)):
+            free, clamped = cal.fixed_r_ohm[:, j]
+            lines.append(f"  fixed edge {j}: R {free:.6g} Ohm free, {clamped:.6g} Ohm clamped (not a board's device)")
     for r in cal.refused:
-        at = f"gate {r['gate_v']:g} V" if "gate_v" in r else f"tap {r['tap']}"
+        at = (f"gate {r['gate_v']:g} V" if "gate_v" in r else f"{r['level_v']:g} V (fixed edge)" if r.get("fixed")
+              else f"tap {r['tap']}")
         lines.append(f"  refused: edge {r['edge']} {r['twin']} (board {r['address']}) at {at}: {r['why']} "
                      f"({r['current_a']:.3g} A)")
     return "\n".join(lines)

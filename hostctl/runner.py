@@ -343,7 +343,8 @@ def metadata(exp: Experiment, rig: Rig, calibration=None) -> dict[str, str]:
     }
     return {
         "experiment": exp.text,
-        "network": dumps_network_file(exp.network, _calibrated_device(exp, calibration)),
+        "network": dumps_network_file(exp.network, _calibrated_device(exp, calibration), exp.device_state,
+                                      exp.fixed_edges),
         "wiring": json.dumps(wiring),
         "calibration": "" if calibration is None else _calibration_json(calibration),
         "task": json.dumps(exp.task_info),
@@ -359,15 +360,34 @@ def _calibration_json(calibration) -> str:
 
 def _calibrated_device(exp: Experiment, calibration):
     """The controller's view of the edges: the calibrated device models when the calibration
-    has the boards' devices (of this network), else None (the network alone)."""
+    has the boards' devices (of this network); in a mixed network each learning part
+    calibrated and each fixed resistor at the resistance the calibration measured; else the
+    network file's device (None for a built-in network: the bench's default)."""
     if calibration is None or not calibration.edges:
-        return None
+        return exp.device
+    from dataclasses import replace
+
     from calibration.edges import EdgeCalibration, device_model
-    from instruments.sim.edges import Digipot, Mosfet
+    from instruments.sim.edges import Digipot, MixedEdges, Mosfet, Resistor
 
     edges = EdgeCalibration.from_dict(calibration.edges)
-    base = Mosfet(exp.network.n_edges) if exp.edge_kind == "mosfet" else Digipot(exp.network.n_edges)
+    n = exp.network.n_edges
+    base = Mosfet(n) if exp.edge_kind == "mosfet" else Digipot(n)
     try:
-        return device_model(edges, base)
+        learned = device_model(edges, base)
     except ValueError:  # the calibration is of other edges
-        return None
+        return exp.device
+    if not isinstance(exp.device, MixedEdges):
+        return learned
+    parts = []
+    for dev, idx in exp.device.parts:
+        if isinstance(dev, Mosfet) and isinstance(learned, Mosfet):
+            dev = replace(dev, s_a_per_v2=learned.s_a_per_v2[:, idx].copy(), vt_v=learned.vt_v[:, idx].copy())
+        elif isinstance(dev, Digipot) and isinstance(learned, Digipot):
+            dev = replace(dev, gain=learned.gain[:, idx].copy())
+        elif isinstance(dev, Resistor) and edges.fixed_r_ohm is not None and exp.device_state is not None:
+            measured = 1.0 / edges.fixed_r_ohm[:, idx]  # S, NaN where not measured
+            gain = np.where(np.isfinite(measured), measured / exp.device_state[idx], dev.gain)
+            dev = replace(dev, gain=gain)
+        parts.append((dev, idx))
+    return MixedEdges(n, parts=tuple(parts), update_bias=exp.device.update_bias.copy())

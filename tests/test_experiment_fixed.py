@@ -144,3 +144,67 @@ def test_learning_edges_of_two_kinds_are_refused(tmp_path):
     d["network"] = {"file": "net.toml"}
     with pytest.raises(ExperimentFileError, match="network.file: its learning edges are of several kinds"):
         load(d, tmp_path)
+
+
+# -- calibrating a network with a fixed edge ---------------------------------------------------
+
+
+def test_edge_calibration_measures_a_fixed_edge_as_a_resistor_not_a_mosfet(tmp_path, capsys):
+    """Found: the calibration fitted a MOSFET law to the fixed 500 Ohm edge (S 1.8e-9 A/V^2,
+    V_T -1e6 V) and put it in the twins' mismatch."""
+    from calibration import store
+    from calibration.edges import EdgeCalibration
+    from hostctl.cli import main
+
+    where = tmp_path / "store"
+    assert main(["calibrate", "edges", "--experiment", "alternating_gen2", "--store", str(where), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    cal = EdgeCalibration.from_dict(store.load(where).edges)
+    assert cal.fixed_r_ohm is not None
+    assert cal.fixed_r_ohm[:, 0] == pytest.approx([500.0, 500.0], rel=1e-4)
+    assert np.isnan(cal.fixed_r_ohm[:, 1:]).all()
+    assert np.isnan(cal.s_a_per_v2[:, 0]).all() and np.isnan(cal.vt_v[:, 0]).all()
+    assert cal.s_a_per_v2[:, 1:] == pytest.approx(8.5e-4, rel=1e-3)
+    assert cal.vt_v[:, 1:] == pytest.approx(0.66, abs=1e-3)
+    assert cal.mismatch["vt_max_abs_v"] < 1e-3  # the fixed edge is not in the twins' mismatch
+    assert "fixed edge 0: R 500" in out and "V_T -" not in out
+    assert "3 edges (2 mosfet, 1 fixed)" in out
+    back = EdgeCalibration.from_dict(cal.to_dict())
+    assert np.array_equal(back.fixed_r_ohm, cal.fixed_r_ohm, equal_nan=True)
+    old = cal.to_dict()
+    del old["fixed_r_ohm"]  # a calibration stored before fixed edges were measured
+    assert EdgeCalibration.from_dict(old).fixed_r_ohm is None
+
+
+def test_the_run_file_keeps_the_network_files_device_state_and_fixed_edges(tmp_path):
+    """Found: the run file's network had the bare topology: no mixed device, no 500 Ohm, no
+    fixed edge, so a run could not be reproduced from its file."""
+    from hostctl.cli import main
+
+    where = tmp_path / "store"
+    out = tmp_path / "run.h5"
+    text = builtin_experiment_text("alternating_gen2").replace("period_steps = [", "period_steps = [1, 2] # [")
+    exp_path = tmp_path / "alt.toml"
+    exp_path.write_text(text.replace('builtin = "alternating"', f'file = "{_packaged_network()}"'))
+    assert main(["train", str(exp_path), "--out", str(out), "--quiet", "--no-calibration"]) == 0
+    nf = loads_network_file(load_run(out).metadata["network"], "run")
+    assert isinstance(nf.device, MixedEdges) and nf.fixed.tolist() == [0]
+    assert nf.state[0] == pytest.approx(1 / 500.0) and nf.device.update_bias[1:].tolist() == [2e-5, -1e-5]
+    # with a calibration, the fixed resistor is the one measured
+    assert main(["calibrate", "edges", "--experiment", str(exp_path), "--store", str(where), "--quiet"]) == 0
+    out2 = tmp_path / "run2.h5"
+    assert main(["train", str(exp_path), "--out", str(out2), "--quiet", "--calibration-store", str(where)]) == 0
+    from calibration import store
+    from calibration.edges import EdgeCalibration
+
+    measured = EdgeCalibration.from_dict(store.load(where).edges).fixed_r_ohm[:, 0]
+    dev = loads_network_file(load_run(out2).metadata["network"], "run").device
+    resistor, idx = next((d, i) for d, i in dev.parts if d.kind == "resistor")
+    assert idx.tolist() == [0]
+    assert (resistor.gain[:, 0] * nf.state[0]) == pytest.approx(1 / measured, rel=1e-12)
+
+
+def _packaged_network():
+    from hostctl.experiment_network import ALTERNATING_NETWORK
+
+    return ALTERNATING_NETWORK
