@@ -72,8 +72,10 @@ Bench fields (the simulated bench, used when no rig file is given; see
 experiments on one simulated bench, e.g. the one a calibration was made on),
 ``twin_mismatch`` and ``edge_spread`` (relative, 0..1), ``update_bias`` (device units per
 update, a number or one per edge), ``adc_offset_uv`` (spread of the boards' ADC offsets, uV)
-and ``adc_noise_uv`` (uV per reading); all off unless given. ``gate_leak``,
-``node_capacitance`` and ``temperature`` are refused (they need the transient solver).
+and ``adc_noise_uv`` (uV per reading), ``gate_leak_s`` and ``gate_rest_v`` (the gates'
+relaxation, s and V), ``temperature_c`` (C) and ``node_capacitance_f`` (F); all off unless
+given. Misspelt forms (``gate_leak``, ``node_capacitance``, ``temperature``) are refused
+with the name to write instead.
 
 A network file's ``[device]`` (V_T, S, limits, update bias, initial state) is the simulated
 bench's device; ``[network] initial_state`` and ``[bench] twin_mismatch``, ``edge_spread``,

@@ -16,6 +16,7 @@
     gate_rest_v = 0.0             # towards this voltage (V, 0..5.5; default 0 V, ground)
     temperature_c = 35.0          # the bench's temperature (C, -40..125; default 27 C, the
                                   # devices' nominal: off)
+    node_capacitance_f = 1e-9     # every node's capacitance to ground (F, 1e-15..1e-3)
 
 Every field is off (0, or ``daq_errors = "realistic"`` as before) unless given. The spread
 and the mismatch scale the default device's S and V_T (MOSFET) or gain (digipot) from the
@@ -33,8 +34,15 @@ nominal parameters at 27 C: a MOSFET's V_T by -2 mV/K, its S by (T / T0)^-1.5 an
 subthreshold slope in proportion to T (K); a digipot's resistance by +300 ppm/K. A network
 file's ``[device]`` is at 27 C too, and is taken to the bench's temperature the same way.
 
-Node capacitance and a temperature drift are not modelled on the simulated bench yet: they
-are refused by name rather than accepted and ignored.
+With a node capacitance (:mod:`instruments.sim.settling`) the twins settle in time after
+every write of the DAQ (the transient solver of :mod:`instruments.sim.transient`), and a
+read or a learn pulse after the wiring's ``settle_s`` sees the nodes where they are: short
+of their DC voltages if the network has not settled to within 1 nV by then. A network that
+has settled reads its DC solution exactly (the bench without a capacitance, to the last
+bit); only the looks at an unsettled network cost a transient.
+
+A temperature drift is not modelled on the simulated bench yet: it is refused by name
+rather than accepted and ignored.
 """
 
 from __future__ import annotations
@@ -46,17 +54,19 @@ import numpy as np
 from pydantic import Field
 
 from instruments.sim.edges import DIGIPOT_TAPS, GEN2_GATE_MAX_V, GEN2_GATE_MIN_V
+from instruments.sim.settling import NODE_CAPACITANCE_RANGE_F
 from instruments.sim.temperature import T_NOMINAL_C, TEMPERATURE_RANGE_C
 from instruments.tomlspec import Number, Seed, SpecProblem, Strict, shown
 
 #: Names of imperfections the simulated bench does not model yet; refused with a message saying so.
-TRANSIENT_ONLY = ("node_capacitance", "node_capacitance_f", "temperature_drift_c_per_h")
+TRANSIENT_ONLY = ("temperature_drift_c_per_h",)
 #: Other names a scientist may write for a field, and what to write instead.
 MISNAMED = {"gate_leak": "give the gates' leak as its time constant, gate_leak_s (s)",
             "gate_leak_v_per_s": "the gates' leak is exponential: give its time constant, gate_leak_s (s)",
             "gate_leak_tau_s": "write gate_leak_s (the leak's time constant, s)",
             "temperature": "give the bench's temperature in C as temperature_c",
-            "temperature_k": "give the bench's temperature in C as temperature_c"}
+            "temperature_k": "give the bench's temperature in C as temperature_c",
+            "node_capacitance": "give every node's capacitance to ground in F as node_capacitance_f"}
 #: The shortest and longest gate leak time constants (s): 1 ms (a bare gate node) to 30 years.
 GATE_LEAK_S_RANGE = (1e-3, 1e9)
 #: The largest ADC offset spread and noise of the boards (uV): 0.1 V, twice a Gen-2 node's drop.
@@ -74,6 +84,7 @@ class BenchSpec(Strict):
     gate_leak_s: Number | None = Field(None, ge=GATE_LEAK_S_RANGE[0], le=GATE_LEAK_S_RANGE[1])
     gate_rest_v: Number | None = Field(None, ge=0, le=GEN2_GATE_MAX_V)
     temperature_c: Number | None = Field(None, ge=TEMPERATURE_RANGE_C[0], le=TEMPERATURE_RANGE_C[1])
+    node_capacitance_f: Number | None = Field(None, ge=NODE_CAPACITANCE_RANGE_F[0], le=NODE_CAPACITANCE_RANGE_F[1])
 
 
 def refuse_transient(data: dict) -> None:
@@ -104,6 +115,8 @@ class BenchSettings:
         gate_leak_s: the time constant (s) with which the MOSFET gates relax, or None (no leak).
         gate_rest_v: the voltage (V) they relax towards.
         temperature_c: the bench's temperature (C), or None for the devices' nominal 27 C.
+        node_capacitance_f: every node's capacitance to ground (F), or None (none: the
+            network settles at once).
     """
 
     twin_mismatch: float = 0.0
@@ -114,6 +127,7 @@ class BenchSettings:
     gate_leak_s: float | None = None
     gate_rest_v: float = 0.0
     temperature_c: float | None = None
+    node_capacitance_f: float | None = None
 
     @property
     def shapes_device(self) -> bool:
@@ -127,7 +141,7 @@ class BenchSettings:
         return {"twin_mismatch": self.twin_mismatch, "edge_spread": self.edge_spread, "update_bias": bias,
                 "adc_offset_uv": self.adc_offset_uv, "adc_noise_uv": self.adc_noise_uv,
                 "gate_leak_s": self.gate_leak_s, "gate_rest_v": self.gate_rest_v,
-                "temperature_c": self.temperature_c}
+                "temperature_c": self.temperature_c, "node_capacitance_f": self.node_capacitance_f}
 
 
 def bench_settings(spec: BenchSpec, n_edges: int, edge_kind: str, file_device: bool,
@@ -161,7 +175,8 @@ def bench_settings(spec: BenchSpec, n_edges: int, edge_kind: str, file_device: b
                          float(spec.adc_offset_uv), float(spec.adc_noise_uv),
                          None if spec.gate_leak_s is None else float(spec.gate_leak_s),
                          0.0 if spec.gate_rest_v is None else float(spec.gate_rest_v),
-                         None if spec.temperature_c in (None, T_NOMINAL_C) else float(spec.temperature_c))
+                         None if spec.temperature_c in (None, T_NOMINAL_C) else float(spec.temperature_c),
+                         None if spec.node_capacitance_f is None else float(spec.node_capacitance_f))
 
 
 def adc_offsets_uv(settings: BenchSettings, n_boards: int, seed: int) -> np.ndarray | float:

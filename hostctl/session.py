@@ -83,7 +83,7 @@ def bench_options(exp: Experiment, wiring: Wiring) -> dict:
     """The simulated bench's options (:class:`~instruments.sim.bench.SimBench`) of ``exp``:
     its seed, DAQ errors, the network file's device and initial state, the fixed edges, and
     the ``[bench]`` imperfections (twin mismatch, edge spread, update bias, the boards' ADC
-    offsets and noise, the gates' leak, the temperature)."""
+    offsets and noise, the gates' leak, the temperature, the node capacitance)."""
     from instruments.sim.bench import BenchFaults, DaqErrors
 
     from .experiment_bench import adc_offsets_uv
@@ -112,6 +112,8 @@ def bench_options(exp: Experiment, wiring: Wiring) -> dict:
         options["gate_leak"] = GateLeak(b.gate_leak_s, b.gate_rest_v)
     if b.temperature_c is not None:
         options["temperature_c"] = b.temperature_c
+    if b.node_capacitance_f is not None:
+        options["node_capacitance_f"] = b.node_capacitance_f
     return options
 
 

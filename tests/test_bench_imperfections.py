@@ -1,5 +1,6 @@
-"""The simulated bench's time-dependent imperfections from the experiment file's [bench]:
-the gates' leak over the bench's own clock (a run, a pause, an evaluation, a resume)."""
+"""The simulated bench's imperfections of time and temperature from the experiment file's
+[bench]: the gates' leak over the bench's own clock (a run, a pause, an evaluation, a resume),
+the devices at a temperature, and the node capacitance the network settles through."""
 
 from __future__ import annotations
 
@@ -214,6 +215,101 @@ def test_the_temperature_is_validated_recorded_and_refused_by_a_real_rig():
                                ({"temperature": 35.0}, "bench.temperature", "temperature_c"),
                                ({"temperature_k": 300.0}, "bench.temperature_k", "in C as temperature_c"),
                                ({"temperature_drift_c_per_h": 1.0}, "bench.temperature_drift_c_per_h", "remove it")):
+        with pytest.raises(ExperimentFileError) as exc:
+            experiment(**bench)
+        assert exc.value.field == field and says in str(exc.value)
+
+
+# -- node capacitance ---------------------------------------------------------------------------
+
+
+def _settled_bench(c_node_f):
+    """The built-in Gen-2 bench, ideal DAQ, settled at its safe outputs (an hour's hold)."""
+    from instruments.sim.bench import DaqErrors
+
+    bench = SimBench(seed=4, errors=DaqErrors.ideal(), node_capacitance_f=c_node_f)
+    bench.hold(3600.0)
+    bench.node_voltages(), bench.node_voltages("clamped")
+    return bench
+
+
+def _sources(bench, volts):
+    values = bench.layout.safe_v.copy()
+    values[bench.layout.source_ao] = volts
+    return values
+
+
+def test_a_network_too_slow_for_the_settle_time_is_read_on_its_way_by_the_transients_amount():
+    from instruments.sim.simdaq import _AI_LSB
+    from instruments.sim.transient import simulate
+
+    c, settle_s = 2e-6, 1e-3
+    bench = _settled_bench(c)
+    tau = bench._settling.slowest_tau_s(0, bench.device_state(), bench.node_voltages())
+    assert tau > settle_s / 5  # it cannot settle to a microvolt in the settle time
+    v0 = bench.node_voltages()
+    values = _sources(bench, [0.3, 0.1, 0.4, 0.2])
+    read = bench.daq.write_and_read(values, settle_s, 1)
+    net = bench.network
+    fixed = np.r_[net.sources, [net.ground]].astype(np.int64)
+    fine = simulate(net, bench.device, bench.device_state(), fixed, bench._v_fixed_free, settle_s, settle_s / 20000,
+                    c_node_f=c, v0=v0).v[-1]
+    dc = bench._v_free  # where the network is going
+    nodes = bench.daq._ai_node
+    lsb = bench.daq._ai_par[:, _AI_LSB]  # each input's code (V)
+    assert np.all(np.abs(dc[nodes] - fine[nodes]) > 100 * lsb)  # far from settled...
+    assert np.all(np.abs(read - fine[nodes]) <= lsb / 2 + 0.01 * np.abs(dc[nodes] - fine[nodes]))  # ...read as it is
+    # held long enough, the same bench reads its DC solution
+    bench.hold(1.0)
+    np.testing.assert_array_equal(bench.node_voltages(), dc)
+
+
+def test_a_small_node_capacitance_reads_the_dc_solution_to_the_last_bit():
+    from instruments.sim.bench import DaqErrors
+
+    small = SimBench(seed=4, errors=DaqErrors.ideal(), node_capacitance_f=1e-9)
+    plain = SimBench(seed=4, errors=DaqErrors.ideal())
+    for volts in ([0.3, 0.1, 0.4, 0.2], [0.05, 0.45, 0.2, 0.0]):
+        values = _sources(small, volts)
+        np.testing.assert_array_equal(small.daq.write_and_read(values, 1e-3, 2), plain.daq.write_and_read(values, 1e-3, 2))
+        values[small.layout.clamp_ao] = 0.2
+        small.daq.write_and_pulse(values, 1e-3, 1e-4), plain.daq.write_and_pulse(values, 1e-3, 1e-4)
+        np.testing.assert_array_equal(small.boards.state, plain.boards.state)
+        np.testing.assert_array_equal(small.node_voltages("clamped"), plain.node_voltages("clamped"))
+
+
+def test_a_run_with_a_small_node_capacitance_is_the_run_without_and_a_large_one_differs(tmp_path):
+    train(experiment(steps=3), tmp_path / "plain.h5")
+    train(experiment(steps=3, node_capacitance_f=1e-9), tmp_path / "small.h5")
+    train(experiment(steps=3, node_capacitance_f=1e-6), tmp_path / "large.h5")
+    plain, small, large = (load_run(tmp_path / f"{n}.h5") for n in ("plain", "small", "large"))
+    assert small.edges.equals(plain.edges) and small.epochs.equals(plain.epochs)
+    assert not np.allclose(large.evaluation_outputs, plain.evaluation_outputs, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("k", [1, 4])
+def test_a_settling_run_stopped_at_step_k_resumes_to_the_uninterrupted_end(tmp_path, k):
+    exp = experiment(epochs=2, steps=3, node_capacitance_f=1e-6)
+    whole, _ = train(exp, tmp_path / "whole.h5")
+    cut, _ = train(exp, tmp_path / "cut.h5", stop_at=k)
+    assert cut.status == "interrupted"
+    _, resumed = session.resume(tmp_path / "cut.h5", None)
+    assert resumed.status == whole.status == "complete"
+    a, b = load_run(tmp_path / "cut.h5"), load_run(tmp_path / "whole.h5")
+    assert a.edges.equals(b.edges) and a.epochs.equals(b.epochs)
+    assert encode_state(a.last_checkpoint) == encode_state(b.last_checkpoint)
+
+
+def test_the_node_capacitance_is_validated_recorded_and_refused_by_a_real_rig():
+    exp = experiment(node_capacitance_f=1e-9)
+    assert exp.bench.as_dict()["node_capacitance_f"] == 1e-9
+    assert bench_of(exp).imperfections not in {bench_of(experiment()).imperfections,
+                                               bench_of(experiment(node_capacitance_f=2e-9)).imperfections}
+    with pytest.raises(UserError, match=r"\[bench\] node_capacitance_f .*simulated"):
+        session.open_bench(exp, session.wiring_for(exp, None), False)
+    for bench, field, says in (({"node_capacitance_f": 0.0}, "bench.node_capacitance_f", "(got 0.0)"),
+                               ({"node_capacitance_f": "1 nF"}, "bench.node_capacitance_f", "1 nF"),
+                               ({"node_capacitance": 1e-9}, "bench.node_capacitance", "node_capacitance_f")):
         with pytest.raises(ExperimentFileError) as exc:
             experiment(**bench)
         assert exc.value.field == field and says in str(exc.value)

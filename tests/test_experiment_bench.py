@@ -70,7 +70,7 @@ def test_update_bias_per_edge_and_the_same_bench_from_the_same_seed():
     ({"update_bias": [0.0] * 3}, "bench.update_bias", "32 values"),
     ({"update_bias": 9.0}, "bench.update_bias", "more than the state's span"),
     ({"gate_leak": 1e3}, "bench.gate_leak", "gate_leak_s"),
-    ({"node_capacitance_f": 1e-9}, "bench.node_capacitance_f", "transient solver"),
+    ({"node_capacitance_f": 1.0}, "bench.node_capacitance_f", "less than or equal to 0.001"),
     ({"temperature": 300}, "bench.temperature", "temperature_c"),
     ({"daq_errors": "some"}, "bench.daq_errors", "some"),
 ])

@@ -22,7 +22,10 @@ at construction (:class:`BenchFaults`) or mid-run by the bench's methods.
 
 The parts live in their own modules: the DAQ in :mod:`instruments.sim.simdaq`, the SCPI
 instruments in :mod:`instruments.sim.scpi_sims`; this module builds the bench around them and
-re-exports their names.
+re-exports their names. Imperfections of time and temperature, each off unless asked for:
+the gates' leak over the bench's clock (:mod:`instruments.sim.retention`), the devices at a
+temperature (:mod:`instruments.sim.temperature`), node capacitance through which the twins
+settle after each write (:mod:`instruments.sim.settling`).
 
 Everything random comes from ``seed``: the same seed gives the same bench and the same
 readings. A run can be checkpointed: :meth:`SimBench.save_state` returns everything that
@@ -47,8 +50,10 @@ from .circuit import check_floating
 from .edges import GEN2_S_A_PER_V2, Digipot, EdgeDevice, MixedEdges, Mosfet, spread
 from .loopback import LoopbackPort
 from .retention import BoardGates, GateLeak
+from .settling import SettlingNodes
 from .scpi_sims import BOARD_MIN_SUPPLY_V, BOARD_QUIESCENT_A, SimDmm, SimPsu, SimSmu
 from .simdaq import DaqErrors, SimDaq, _saved_array
+from .solver_memory import solver_memory, solver_memory_loader
 from .temperature import T_NOMINAL_C, at_temperature
 from .twin import make_backend
 
@@ -72,52 +77,6 @@ GATE_R_OHM, GATE_C_F, GATE_G_PER_V = 1e3, 2.2e-6, 0.1
 
 #: Layout version of :meth:`SimBench.save_state`'s dict.
 CHECKPOINT_FORMAT = 1
-
-
-
-
-def _solver_memory(backend) -> dict:
-    """What the solver back end carries from one solve to the next: the Newton warm starts
-    (MOSFET kernels, the general solver). A restored bench needs them to solve to the same
-    last bit as the saved one would have; the linear kernels solve directly, from the state."""
-    from .kernel_backends import MosfetKernelBackend
-    from .twin import ReferenceBackend
-
-    if isinstance(backend, MosfetKernelBackend):
-        s = backend.solver
-        return {"free_warm": s._free.warm, "free_v": s._free.v.copy(),
-                "clamped_warm": s._clamped.warm, "clamped_v": s._clamped.v.copy()}
-    if isinstance(backend, ReferenceBackend):
-        return {"free_v": None if backend._last_free is None else backend._last_free.copy(),
-                "clamped_v": None if backend._last_clamped is None else backend._last_clamped.copy()}
-    return {}
-
-
-def _solver_memory_loader(backend, saved: dict, n_nodes: int):
-    """Check what :func:`_solver_memory` saved and return what restores it."""
-    from .kernel_backends import MosfetKernelBackend
-    from .twin import ReferenceBackend
-
-    def nodes(name):
-        return None if saved.get(name) is None else _saved_array(saved, name, (n_nodes,), "solver")
-
-    if isinstance(backend, MosfetKernelBackend):
-        s = backend.solver
-        warm = [(st, bool(saved[f"{twin}_warm"]), nodes(f"{twin}_v"))
-                for st, twin in ((s._free, "free"), (s._clamped, "clamped"))]
-
-        def load() -> None:
-            for st, is_warm, v in warm:
-                st.warm = is_warm
-                st.v[:] = v
-        return load
-    if isinstance(backend, ReferenceBackend):
-        free, clamped = nodes("free_v"), nodes("clamped_v")
-
-        def load() -> None:
-            backend._last_free, backend._last_clamped = free, clamped
-        return load
-    return lambda: None
 
 
 @dataclass
@@ -253,6 +212,9 @@ class SimBench:
         temperature_c: the bench's temperature (C; both twins): the device, whose parameters
             are at 27 C, as :func:`~instruments.sim.temperature.at_temperature` makes it;
             None: the device as given.
+        node_capacitance_f: every node's capacitance to ground (F): the twins settle in time
+            after each write, and a read or a pulse before they have settled sees them on
+            the way (:class:`~instruments.sim.settling.SettlingNodes`); None: at once.
 
     Attributes:
         wiring, layout, network, device: the bench's description.
@@ -269,7 +231,8 @@ class SimBench:
                  errors: DaqErrors | None = None, faults: BenchFaults | None = None, seed: int = 0,
                  initial_state=None, rule=None, gain: int | None = None, probability: int = p.PROBABILITY_ONE,
                  dead_band_uv2: int = 0, adc_offset_uv=0.0, adc_noise_uv=0.0, bus_timeout_s: float = 0.005,
-                 fixed_edges=(), gate_leak: GateLeak | None = None, temperature_c: float | None = None):
+                 fixed_edges=(), gate_leak: GateLeak | None = None, temperature_c: float | None = None,
+                 node_capacitance_f: float | None = None):
         self.wiring = default_wiring("gen2") if wiring is None else wiring
         self.seed = seed
         self.layout = self.wiring.layout()
@@ -330,6 +293,8 @@ class SimBench:
         self._v_clamped = np.zeros(net.n_nodes)
         self._free_ok = self._clamped_ok = False
         self._time_s = 0.0
+        self._settling = None if node_capacitance_f is None else SettlingNodes(
+            net, device, node_capacitance_f, fixed, net.targets)
 
         addresses, edges = self.wiring.board_edges()
         lo = math.ceil(round(lim_dev.state_min / unit, 6))
@@ -362,6 +327,8 @@ class SimBench:
         if errors is None:
             errors = DaqErrors.drawn(self.layout.n_ao, self.layout.n_ai, s_errors)
         self.daq = SimDaq(self, errors, s_daq)
+        if self._settling is not None:
+            self._settling.watch(self)
         self.smu = SimSmu(self, s_smu)
         self.dmm = SimDmm(self, s_dmm)
         opts = self.wiring.psu.options if self.wiring.psu is not None else {}
@@ -374,6 +341,8 @@ class SimBench:
             parts.append({"fixed_edges": held})
         if temperature_c is not None:
             parts.append({"temperature_c": float(temperature_c)})
+        if node_capacitance_f is not None:
+            parts.append({"node_capacitance_f": float(node_capacitance_f)})
         if gate_leak is not None:
             parts.append({"gate_leak_s": np.asarray(gate_leak.tau_s, float), "gate_rest_v": gate_leak.v_rest_v})
         self.imperfections = fingerprint(*parts)
@@ -408,7 +377,10 @@ class SimBench:
         """
         self._sync(leak=False)  # the devices follow the boards; the leak waits, as it would
         port = self.port
-        return ({} if self._gates is None else {"gate_leak": self._gates.save()}) | {
+        extra = {} if self._gates is None else {"gate_leak": self._gates.save()}
+        if self._settling is not None:
+            extra["settling"] = self._settling.save()
+        return extra | {
             "format": CHECKPOINT_FORMAT,
             "wiring": self.wiring.name,
             "time_s": self._time_s,
@@ -420,7 +392,7 @@ class SimBench:
                         "clamped_fixed_v": self._v_fixed_clamped.copy(), "targets_v": self._v_targets.copy()},
             "solver": {"free_v": self._v_free.copy(), "free_ok": self._free_ok,
                        "clamped_v": self._v_clamped.copy(), "clamped_ok": self._clamped_ok,
-                       "memory": _solver_memory(self._backend)},
+                       "memory": solver_memory(self._backend)},
             "daq": self.daq._save(),
             "smu": self.smu._save(),
             "dmm": self.dmm._save(),
@@ -446,7 +418,7 @@ class SimBench:
         v_free = _saved_array(sol, "free_v", (n,), "solver")
         v_clamped = _saved_array(sol, "clamped_v", (n,), "solver")
 
-        solver_memory = _solver_memory_loader(self._backend, sol["memory"], n)
+        restore_memory = solver_memory_loader(self._backend, sol["memory"], n)
         loaders = [inst._loader(state[role]) for role, inst in
                    (("daq", self.daq), ("smu", self.smu), ("dmm", self.dmm), ("psu", self.psu))]
         bus = state["bus"]
@@ -457,6 +429,10 @@ class SimBench:
             if "gate_leak" not in state:
                 raise ValueError("bench state has no gate_leak: it is of a bench without one")
             loaders.append(self._gates.loader(state["gate_leak"]))
+        if self._settling is not None:
+            if "settling" not in state:
+                raise ValueError("bench state has no settling: it is of a bench without node capacitance")
+            loaders.append(self._settling.loader(state["settling"]))
 
         self.boards.load_state(state["boards"])  # checks all its fields before it changes any
         for load in loaders:
@@ -468,7 +444,7 @@ class SimBench:
         self._state[:] = device_state
         self._version = self.boards.state_version
         self._backend.prepare(self._state)
-        solver_memory()
+        restore_memory()
         self._v_free, self._v_clamped = v_free, v_clamped
         self._free_ok, self._clamped_ok = free_ok, clamped_ok
 
@@ -504,6 +480,8 @@ class SimBench:
         if not self._free_ok:
             self._v_free = self._backend.free(self._v_fixed_free)
             self._free_ok = True
+        if self._settling is not None:
+            return self._settling.at(0, self._v_free, self._v_fixed_free, self._state, self.time_s)
         return self._v_free
 
     def _clamped(self) -> np.ndarray:
@@ -511,7 +489,18 @@ class SimBench:
         if not self._clamped_ok:
             self._v_clamped = self._backend.clamped(self._v_fixed_clamped, self._v_targets)
             self._clamped_ok = True
+        if self._settling is not None:
+            return self._settling.at(1, self._v_clamped, np.r_[self._v_fixed_clamped, self._v_targets],
+                                     self._state, self.time_s)
         return self._v_clamped
+
+    def _look_before_write(self) -> None:
+        """Both twins to now, before a DAQ write (node capacitance only); the solver's warm
+        starts are put back, so the next solves start where they would without the look."""
+        restore = solver_memory_loader(self._backend, solver_memory(self._backend), self.network.n_nodes)
+        self._free()
+        self._clamped()
+        restore()
 
     def _board_readings(self) -> np.ndarray:
         """What the boards' ADCs read now, for a command over the bus (uV)."""
